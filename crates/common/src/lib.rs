@@ -1,0 +1,36 @@
+//! What the four deployables of the suite share, written once.
+//!
+//! # Layout
+//! - [`cli`]: the flags every binary accepts (`--web.listen-address`, `--config.file`,
+//!   `--log.*`, `--shutdown.grace-period`).
+//! - [`config`]: loading a YAML config file strictly (`deny_unknown_fields`, errors that name
+//!   the field and line) and the [`config::ServiceConfig`] trait each service implements.
+//! - [`reload`]: [`reload::ConfigHandle`], the current config behind a watch channel, swapped
+//!   on SIGHUP or `POST /-/reload` only when the new one is valid, with the
+//!   `*_config_last_reload_*` gauges.
+//! - [`lifecycle`]: shutdown and reload signals as values ([`lifecycle::Lifecycle`]) so that
+//!   library code never touches the process; [`lifecycle::run_main`] is the only place that
+//!   installs signal handlers and enforces the grace period.
+//! - [`telemetry`]: `tracing` set-up (text or JSON) and the per-service metrics registry.
+//! - [`server`]: the HTTP bootstrap: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
+//!   `/-/config`, request metrics, graceful shutdown.
+//! - [`labels`]: the Kubernetes label vocabulary the suite coordinates through.
+//! - [`secret`]: a string that never prints.
+//! - `testkit` (feature `testkit`): drive a real binary from integration tests.
+
+pub mod cli;
+pub mod config;
+pub mod labels;
+pub mod lifecycle;
+pub mod reload;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use cli::{CommonArgs, ServiceInfo};
+pub use config::{ConfigError, ServiceConfig};
+pub use lifecycle::Lifecycle;
+pub use reload::ConfigHandle;
+pub use secret::Secret;
