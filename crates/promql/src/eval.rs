@@ -1,0 +1,822 @@
+//! The evaluator: walks a parsed expression against a [`Storage`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::token::*;
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, Offset, VectorMatchCardinality,
+    VectorSelector,
+};
+
+use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
+use crate::storage::{is_histogram_placeholder, is_stale, Storage};
+use crate::value::{RangeSeries, Sample, Value};
+
+/// Evaluation errors.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// The query text does not parse.
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// The query failed during evaluation.
+    #[error("{0}")]
+    Eval(String),
+    /// The query uses a feature this engine does not evaluate (experimental or native
+    /// histogram).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Eval(msg.into()))
+}
+
+/// The outcome of a query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryResult {
+    /// The value.
+    pub value: Value,
+    /// Warning annotations (`PromQL warning: ...`).
+    pub warnings: Vec<String>,
+    /// Info annotations (`PromQL info: ...`).
+    pub infos: Vec<String>,
+    /// True when a native-histogram sample was read (this engine evaluates floats only).
+    pub touched_histogram: bool,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// How far back an instant selector looks for a sample (default 5m).
+    pub lookback_ms: i64,
+    /// Subquery step when none is given (the default evaluation interval, 1m).
+    pub default_step_ms: i64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            lookback_ms: 5 * 60 * 1000,
+            default_step_ms: 60 * 1000,
+        }
+    }
+}
+
+/// Parses a query.
+pub fn parse(q: &str) -> Result<Expr> {
+    promql_parser::parser::parse(q).map_err(Error::Parse)
+}
+
+impl Engine {
+    /// Evaluates `expr` at time `t` (ms).
+    pub fn instant(
+        &self,
+        st: &dyn Storage,
+        query: &str,
+        expr: &Expr,
+        t: i64,
+    ) -> Result<QueryResult> {
+        let ctx = Ctx::new(self, st, query, t, t, self.default_step_ms, false);
+        let v = ctx.eval(expr, t)?;
+        let value = match v {
+            Value::Vector(vs) => Value::Vector(finish_vector(vs)?),
+            Value::Matrix(m) => Value::Matrix(finish_matrix(m)?),
+            other => other,
+        };
+        Ok(ctx.result(value))
+    }
+
+    /// Evaluates `expr` from `start` to `end` every `step` (ms); returns a matrix.
+    pub fn range(
+        &self,
+        st: &dyn Storage,
+        query: &str,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult> {
+        if step <= 0 {
+            return err("zero or negative query resolution step widths are not accepted");
+        }
+        let ctx = Ctx::new(self, st, query, start, end, step, true);
+        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut t = start;
+        while t <= end {
+            match ctx.eval(expr, t)? {
+                Value::Scalar(f) => out.entry(Labels::default()).or_default().push((t, f)),
+                Value::Vector(vs) => {
+                    for s in finish_vector(vs)? {
+                        out.entry(s.labels).or_default().push((t, s.f));
+                    }
+                }
+                Value::Matrix(_) => {
+                    return err("invalid expression type \"range vector\" for range query, must be Scalar or instant Vector")
+                }
+                Value::String(_) => {
+                    return err("invalid expression type \"string\" for range query, must be Scalar or instant Vector")
+                }
+            }
+            t += step;
+        }
+        let mut m: Vec<RangeSeries> = out
+            .into_iter()
+            .map(|(labels, points)| RangeSeries {
+                labels,
+                points,
+                drop_name: false,
+            })
+            .collect();
+        m.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(ctx.result(Value::Matrix(m)))
+    }
+}
+
+fn finish_vector(vs: Vec<Sample>) -> Result<Vec<Sample>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(vs.len());
+    for mut s in vs {
+        if s.drop_name {
+            s.labels.remove(METRIC_NAME);
+            s.drop_name = false;
+        }
+        if !seen.insert(s.labels.clone()) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn finish_matrix(m: Vec<RangeSeries>) -> Result<Vec<RangeSeries>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(m.len());
+    for mut s in m {
+        if s.drop_name {
+            s.labels.remove(METRIC_NAME);
+            s.drop_name = false;
+        }
+        if !seen.insert(s.labels.clone()) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+pub(crate) fn dur_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => dur_ms(d),
+        Some(Offset::Neg(d)) => -dur_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+pub(crate) struct Ctx<'a> {
+    st: &'a dyn Storage,
+    pub(crate) query: &'a str,
+    start: i64,
+    end: i64,
+    pub(crate) interval: i64,
+    pub(crate) lookback: i64,
+    pub(crate) range_mode: bool,
+    warnings: RefCell<BTreeSet<String>>,
+    infos: RefCell<BTreeSet<String>>,
+    hist: Cell<bool>,
+    matcher_cache: RefCell<HashMap<usize, std::rc::Rc<Vec<Matcher>>>>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        e: &Engine,
+        st: &'a dyn Storage,
+        query: &'a str,
+        start: i64,
+        end: i64,
+        interval: i64,
+        range_mode: bool,
+    ) -> Self {
+        Ctx {
+            st,
+            query,
+            start,
+            end,
+            interval: if range_mode {
+                e.default_step_ms
+            } else {
+                interval
+            },
+            lookback: e.lookback_ms,
+            range_mode,
+            warnings: RefCell::new(BTreeSet::new()),
+            infos: RefCell::new(BTreeSet::new()),
+            hist: Cell::new(false),
+            matcher_cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn result(&self, value: Value) -> QueryResult {
+        QueryResult {
+            value,
+            warnings: self.warnings.borrow().iter().cloned().collect(),
+            infos: self.infos.borrow().iter().cloned().collect(),
+            touched_histogram: self.hist.get(),
+        }
+    }
+
+    /// Position suffix ` (line:col)` of the first occurrence of `needle` in the query.
+    pub(crate) fn pos(&self, needle: &str) -> String {
+        match self.query.find(needle) {
+            Some(i) => {
+                let before = &self.query[..i];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rfind('\n').map(|p| i - p).unwrap_or(i + 1);
+                format!(" ({line}:{col})")
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Whether `s` is the parser's decoding of a string literal in the query that Go would
+    /// decode to invalid UTF-8 (a `\xNN` escape with NN >= 0x80 not forming valid UTF-8).
+    pub(crate) fn invalid_utf8_literal(&self, s: &str) -> bool {
+        go_invalid_literals(self.query).iter().any(|l| l == s)
+    }
+
+    pub(crate) fn warn(&self, msg: String) {
+        self.warnings
+            .borrow_mut()
+            .insert(format!("PromQL warning: {msg}"));
+    }
+
+    pub(crate) fn info(&self, msg: String) {
+        self.infos
+            .borrow_mut()
+            .insert(format!("PromQL info: {msg}"));
+    }
+
+    pub(crate) fn ref_time(&self, t: i64, at: &Option<AtModifier>, off: &Option<Offset>) -> i64 {
+        let base = match at {
+            None => t,
+            Some(AtModifier::Start) => self.start,
+            Some(AtModifier::End) => self.end,
+            Some(AtModifier::At(st)) => system_time_ms(st),
+        };
+        base - offset_ms(off)
+    }
+
+    fn matchers(&self, vs: &VectorSelector) -> Result<std::rc::Rc<Vec<Matcher>>> {
+        let key = vs as *const VectorSelector as usize;
+        if let Some(m) = self.matcher_cache.borrow().get(&key) {
+            return Ok(m.clone());
+        }
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(Error::Unsupported("`or` inside label matchers".into()));
+        }
+        let mut out = Vec::new();
+        let mut has_name = false;
+        for m in &vs.matchers.matchers {
+            if m.name == METRIC_NAME {
+                has_name = true;
+            }
+            out.push(Matcher {
+                name: m.name.clone(),
+                value: m.value.clone(),
+                kind: match &m.op {
+                    MatchOp::Equal => MatchKind::Equal,
+                    MatchOp::NotEqual => MatchKind::NotEqual,
+                    MatchOp::Re(_) => match Matcher::regex(&m.name, &m.value, false) {
+                        Ok(x) => x.kind,
+                        Err(e) => return err(e),
+                    },
+                    MatchOp::NotRe(_) => match Matcher::regex(&m.name, &m.value, true) {
+                        Ok(x) => x.kind,
+                        Err(e) => return err(e),
+                    },
+                },
+            });
+        }
+        if let Some(n) = &vs.name {
+            if !has_name || !out.iter().any(|m| m.name == METRIC_NAME && m.value == *n) {
+                out.push(Matcher::equal(METRIC_NAME, n));
+            }
+        }
+        let rc = std::rc::Rc::new(out);
+        self.matcher_cache.borrow_mut().insert(key, rc.clone());
+        Ok(rc)
+    }
+
+    /// Instant selection; `keep_ts` keeps each sample's own timestamp (for `timestamp()`).
+    pub(crate) fn select_vector(
+        &self,
+        vs: &VectorSelector,
+        t: i64,
+        keep_ts: bool,
+    ) -> Result<Vec<Sample>> {
+        let ms = self.matchers(vs)?;
+        let rt = self.ref_time(t, &vs.at, &vs.offset);
+        let mut series = self.st.select(&ms, rt - self.lookback + 1, rt);
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let Some(&(ts, v)) = s.samples.iter().rev().find(|(ts, _)| *ts <= rt) else {
+                continue;
+            };
+            if ts <= rt - self.lookback || is_stale(v) {
+                continue;
+            }
+            if is_histogram_placeholder(v) {
+                self.hist.set(true);
+                continue;
+            }
+            out.push(Sample {
+                labels: s.labels,
+                t: if keep_ts { ts } else { t },
+                f: v,
+                drop_name: false,
+            });
+        }
+        Ok(out)
+    }
+
+    fn select_matrix(&self, vs: &VectorSelector, range: i64, t: i64) -> Result<Vec<RangeSeries>> {
+        let ms = self.matchers(vs)?;
+        let rt = self.ref_time(t, &vs.at, &vs.offset);
+        let mut series = self.st.select(&ms, rt - range + 1, rt);
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let mut pts = Vec::with_capacity(s.samples.len());
+            for (ts, v) in s.samples {
+                if ts <= rt - range || ts > rt || is_stale(v) {
+                    continue;
+                }
+                if is_histogram_placeholder(v) {
+                    self.hist.set(true);
+                    continue;
+                }
+                pts.push((ts, v));
+            }
+            if !pts.is_empty() {
+                out.push(RangeSeries {
+                    labels: s.labels,
+                    points: pts,
+                    drop_name: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a range-vector expression; also returns (range start, range end) in ms.
+    pub(crate) fn eval_range_arg(&self, e: &Expr, t: i64) -> Result<(Vec<RangeSeries>, i64, i64)> {
+        match e {
+            Expr::Paren(p) => self.eval_range_arg(&p.expr, t),
+            Expr::MatrixSelector(m) => {
+                let range = dur_ms(&m.range);
+                let rt = self.ref_time(t, &m.vs.at, &m.vs.offset);
+                Ok((self.select_matrix(&m.vs, range, t)?, rt - range, rt))
+            }
+            Expr::Subquery(sq) => {
+                let range = dur_ms(&sq.range);
+                let rt = self.ref_time(t, &sq.at, &sq.offset);
+                Ok((self.eval_subquery(sq, t)?, rt - range, rt))
+            }
+            other => match self.eval(other, t)? {
+                Value::Matrix(m) => Ok((m, t, t)),
+                v => err(format!("expected range vector, got {}", v.type_name())),
+            },
+        }
+    }
+
+    fn eval_subquery(
+        &self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        t: i64,
+    ) -> Result<Vec<RangeSeries>> {
+        let range = dur_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(dur_ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.interval);
+        let rt = self.ref_time(t, &sq.at, &sq.offset);
+        let mint = rt - range;
+        let mut ts = (mint.div_euclid(step) + 1) * step;
+        let mut map: HashMap<Labels, usize> = HashMap::new();
+        let mut out: Vec<RangeSeries> = Vec::new();
+        while ts <= rt {
+            let v = self.eval(&sq.expr, ts)?;
+            let samples = match v {
+                Value::Vector(v) => v,
+                Value::Scalar(f) => vec![Sample {
+                    labels: Labels::default(),
+                    t: ts,
+                    f,
+                    drop_name: false,
+                }],
+                other => {
+                    return err(format!(
+                        "subquery over {} is not allowed",
+                        other.type_name()
+                    ))
+                }
+            };
+            for s in samples {
+                let idx = match map.get(&s.labels) {
+                    Some(&i) => i,
+                    None => {
+                        out.push(RangeSeries {
+                            labels: s.labels.clone(),
+                            points: Vec::new(),
+                            drop_name: s.drop_name,
+                        });
+                        map.insert(s.labels.clone(), out.len() - 1);
+                        out.len() - 1
+                    }
+                };
+                out[idx].points.push((ts, s.f));
+            }
+            ts += step;
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Value> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(f) => Ok(Value::Scalar(-f)),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|s| Sample {
+                            f: -s.f,
+                            drop_name: true,
+                            ..s
+                        })
+                        .collect(),
+                )),
+                other => err(format!("unary expression only allowed on expressions of type scalar or instant vector, got {}", other.type_name())),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.select_vector(vs, t, false)?)),
+            Expr::MatrixSelector(m) => Ok(Value::Matrix(self.select_matrix(&m.vs, dur_ms(&m.range), t)?)),
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.eval_subquery(sq, t)?)),
+            Expr::Binary(b) => self.eval_binary(b, t),
+            Expr::Aggregate(a) => self.eval_aggregate(a, t),
+            Expr::Call(c) => crate::functions::call(self, c, t),
+            Expr::Extension(_) => Err(Error::Unsupported("extension expressions".into())),
+        }
+    }
+
+    pub(crate) fn eval_scalar(&self, e: &Expr, t: i64) -> Result<f64> {
+        match self.eval(e, t)? {
+            Value::Scalar(f) => Ok(f),
+            v => err(format!("expected scalar, got {}", v.type_name())),
+        }
+    }
+
+    pub(crate) fn eval_vector(&self, e: &Expr, t: i64) -> Result<Vec<Sample>> {
+        match self.eval(e, t)? {
+            Value::Vector(v) => Ok(v),
+            v => err(format!("expected instant vector, got {}", v.type_name())),
+        }
+    }
+
+    pub(crate) fn eval_string(&self, e: &Expr, t: i64) -> Result<String> {
+        match self.eval(e, t)? {
+            Value::String(s) => Ok(s),
+            v => err(format!("expected string, got {}", v.type_name())),
+        }
+    }
+
+    // ---------------------------------------------------------------- binary operators
+
+    fn eval_binary(&self, b: &BinaryExpr, t: i64) -> Result<Value> {
+        let op = b.op.id();
+        if let Some(m) = &b.modifier {
+            if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
+                return Err(Error::Unsupported("fill modifiers".into()));
+            }
+        }
+        let return_bool = b.modifier.as_ref().map(|m| m.return_bool).unwrap_or(false);
+        let lhs = self.eval(&b.lhs, t)?;
+        // Short-circuit: an empty left side of `and`/arithmetic needs no right side, but
+        // Prometheus still evaluates both; keep it simple and evaluate both.
+        let rhs = self.eval(&b.rhs, t)?;
+        match (lhs, rhs) {
+            (Value::Scalar(a), Value::Scalar(c)) => {
+                let (v, keep) = scalar_binop(op, a, c)?;
+                if is_comparison(op) {
+                    if return_bool {
+                        Ok(Value::Scalar(if keep { 1.0 } else { 0.0 }))
+                    } else {
+                        err("comparisons between scalars must use BOOL modifier")
+                    }
+                } else {
+                    Ok(Value::Scalar(v))
+                }
+            }
+            (Value::Vector(v), Value::Scalar(s)) => {
+                Ok(Value::Vector(vector_scalar(op, v, s, false, return_bool)?))
+            }
+            (Value::Scalar(s), Value::Vector(v)) => {
+                Ok(Value::Vector(vector_scalar(op, v, s, true, return_bool)?))
+            }
+            (Value::Vector(l), Value::Vector(r)) => {
+                let card = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| m.card.clone())
+                    .unwrap_or(VectorMatchCardinality::OneToOne);
+                let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
+                match op {
+                    T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &matching))),
+                    _ => Ok(Value::Vector(vector_vector(op, l, r, &matching, &card, return_bool)?)),
+                }
+            }
+            (l, r) => err(format!(
+                "binary expression must contain only scalar and instant vector types, got {} and {}",
+                l.type_name(),
+                r.type_name()
+            )),
+        }
+    }
+
+    // ---------------------------------------------------------------- aggregation
+
+    fn eval_aggregate(&self, a: &AggregateExpr, t: i64) -> Result<Value> {
+        crate::aggregate::aggregate(self, a, t)
+    }
+}
+
+/// String literals of `q` (double or single quoted) whose Go decoding is invalid UTF-8,
+/// returned as the parser decodes them (`\xNN` becomes U+00NN).
+fn go_invalid_literals(q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = q.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let quote = b[i];
+        if quote != b'"' && quote != b'\'' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut parsed = String::new();
+        let mut has_raw = false;
+        while i < b.len() && b[i] != quote {
+            if b[i] == b'\\' && i + 1 < b.len() {
+                if b[i + 1] == b'x' && i + 3 < b.len() {
+                    if let Ok(v) = u8::from_str_radix(&q[i + 2..i + 4], 16) {
+                        bytes.push(v);
+                        parsed.push(v as char);
+                        has_raw |= v >= 0x80;
+                        i += 4;
+                        continue;
+                    }
+                }
+                bytes.push(b[i + 1]);
+                parsed.push(b[i + 1] as char);
+                i += 2;
+                continue;
+            }
+            let ch = q[i..].chars().next().unwrap_or(' ');
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            parsed.push(ch);
+            i += ch.len_utf8();
+        }
+        i += 1;
+        if has_raw && std::str::from_utf8(&bytes).is_err() {
+            out.push(parsed);
+        }
+    }
+    out
+}
+
+pub(crate) fn is_comparison(op: TokenId) -> bool {
+    matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
+}
+
+fn drops_name(op: TokenId) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW | T_ATAN2)
+}
+
+/// Applies an arithmetic or comparison operator; returns (value, keep).
+pub(crate) fn scalar_binop(op: TokenId, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        T_ADD => (l + r, true),
+        T_SUB => (l - r, true),
+        T_MUL => (l * r, true),
+        T_DIV => (l / r, true),
+        T_MOD => (l % r, true),
+        T_POW => (go_pow(l, r), true),
+        T_ATAN2 => (l.atan2(r), true),
+        T_EQLC => (l, l == r),
+        T_NEQ => (l, l != r),
+        T_GTR => (l, l > r),
+        T_LSS => (l, l < r),
+        T_GTE => (l, l >= r),
+        T_LTE => (l, l <= r),
+        other => {
+            return err(format!(
+                "operator {} not allowed here",
+                promql_parser::parser::token::TokenType::new(other)
+            ))
+        }
+    })
+}
+
+fn go_pow(x: f64, y: f64) -> f64 {
+    x.powf(y)
+}
+
+fn vector_scalar(
+    op: TokenId,
+    v: Vec<Sample>,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Result<Vec<Sample>> {
+    let mut out = Vec::with_capacity(v.len());
+    for smp in v {
+        let (lv, rv) = if swap { (s, smp.f) } else { (smp.f, s) };
+        let (mut value, mut keep) = scalar_binop(op, lv, rv)?;
+        if is_comparison(op) && swap {
+            value = rv;
+        }
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            out.push(Sample {
+                f: value,
+                drop_name: smp.drop_name || drops_name(op) || return_bool,
+                ..smp
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The matching signature of a label set.
+fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => l.keep(&on.labels),
+        Some(LabelModifier::Exclude(ign)) => {
+            let mut x = l.drop_names(&ign.labels);
+            x.remove(METRIC_NAME);
+            x
+        }
+        None => l.without_name(),
+    }
+}
+
+fn set_op(
+    op: TokenId,
+    l: Vec<Sample>,
+    r: Vec<Sample>,
+    matching: &Option<LabelModifier>,
+) -> Vec<Sample> {
+    match op {
+        T_LAND => {
+            let sigs: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| sigs.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        T_LUNLESS => {
+            let sigs: HashSet<Labels> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| !sigs.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        _ => {
+            let sigs: HashSet<Labels> = l.iter().map(|s| signature(&s.labels, matching)).collect();
+            let mut out = l;
+            out.extend(
+                r.into_iter()
+                    .filter(|s| !sigs.contains(&signature(&s.labels, matching))),
+            );
+            out
+        }
+    }
+}
+
+fn vector_vector(
+    op: TokenId,
+    lhs: Vec<Sample>,
+    rhs: Vec<Sample>,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+) -> Result<Vec<Sample>> {
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (lhs, rhs) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let include: Vec<String> = match card {
+        VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => {
+            l.labels.clone()
+        }
+        _ => Vec::new(),
+    };
+    let mut right: HashMap<Labels, &Sample> = HashMap::new();
+    for rs in &rhs {
+        let sig = signature(&rs.labels, matching);
+        if let Some(dup) = right.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            let matched = match matching {
+                Some(LabelModifier::Include(on)) => rs.labels.keep(&on.labels),
+                _ => sig.clone(),
+            };
+            let (a, b) = if rs.labels <= dup.labels {
+                (&rs.labels, &dup.labels)
+            } else {
+                (&dup.labels, &rs.labels)
+            };
+            return err(format!(
+                "found duplicate series for the match group {matched} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side"
+            ));
+        }
+        right.insert(sig, rs);
+    }
+    let mut matched_sigs: HashSet<Labels> = HashSet::new();
+    let mut inserted: HashSet<Labels> = HashSet::new();
+    let mut out = Vec::new();
+    let drop = return_bool || drops_name(op);
+    for ls in &lhs {
+        let sig = signature(&ls.labels, matching);
+        let Some(rs) = right.get(&sig) else {
+            continue;
+        };
+        if matches!(card, VectorMatchCardinality::OneToOne) && !matched_sigs.insert(sig.clone()) {
+            return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+        }
+        let (vl, vr) = if one_to_many {
+            (rs.f, ls.f)
+        } else {
+            (ls.f, rs.f)
+        };
+        let (mut value, mut keep) = scalar_binop(op, vl, vr)?;
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        let mut metric = ls.labels.clone();
+        if matches!(card, VectorMatchCardinality::OneToOne) {
+            match matching {
+                Some(LabelModifier::Include(on)) => metric = metric.keep(&on.labels),
+                Some(LabelModifier::Exclude(ign)) => metric = metric.drop_names(&ign.labels),
+                None => {}
+            }
+        }
+        for ln in &include {
+            match rs.labels.get(ln) {
+                Some(v) => metric.set(ln, v),
+                None => metric.remove(ln),
+            }
+        }
+        if !matches!(card, VectorMatchCardinality::OneToOne) {
+            let mut key = metric.clone();
+            if drop {
+                key.remove(METRIC_NAME);
+            }
+            if !inserted.insert(key) {
+                return err(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                );
+            }
+        }
+        out.push(Sample {
+            labels: metric,
+            t: ls.t,
+            f: value,
+            drop_name: drop || ls.drop_name,
+        });
+    }
+    Ok(out)
+}

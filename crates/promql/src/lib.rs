@@ -1,0 +1,24 @@
+//! A PromQL engine for metrics-gateway: parse with `promql-parser`, evaluate float samples
+//! against a [`Storage`], run Prometheus's `.test` conformance files, and evaluate
+//! Prometheus alerting and recording rules.
+//!
+//! # Layout
+//! - [`labels`]: label sets and matchers.
+//! - [`storage`]: the [`Storage`] trait the evaluator reads and the bounded [`MemStorage`].
+//! - [`value`]: samples, vectors, matrices.
+//! - [`eval`]: the evaluator ([`Engine`]), selectors and binary operators.
+//! - `aggregate` / `functions`: aggregation operators and functions.
+//! - [`promqltest`]: the conformance runner for Prometheus's `.test` format.
+
+pub mod aggregate;
+pub mod eval;
+pub mod functions;
+pub mod labels;
+pub mod promqltest;
+pub mod storage;
+pub mod value;
+
+pub use eval::{parse, Engine, Error, QueryResult};
+pub use labels::{Labels, Matcher};
+pub use storage::{MemStorage, Storage};
+pub use value::{RangeSeries, Sample, Value};

@@ -1,0 +1,308 @@
+//! The sample store the evaluator reads: a [`Storage`] trait and a bounded in-memory
+//! implementation ([`MemStorage`]).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::RwLock;
+
+use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
+
+/// Bit pattern Prometheus uses for a staleness marker (a NaN that is not the usual NaN).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// Placeholder stored for a native-histogram sample; the engine evaluates floats only and
+/// reports touching one so callers can refuse the query.
+pub const HISTOGRAM_PLACEHOLDER_BITS: u64 = 0x7ff0_0000_0000_0003;
+
+/// A staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `v` is a staleness marker.
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Whether `v` is the native-histogram placeholder.
+pub fn is_histogram_placeholder(v: f64) -> bool {
+    v.to_bits() == HISTOGRAM_PLACEHOLDER_BITS
+}
+
+/// One series with its samples in time order (milliseconds), staleness markers included.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels, metric name included.
+    pub labels: Labels,
+    /// (timestamp ms, value) in ascending timestamp order.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// What the evaluator needs from a sample store.
+pub trait Storage: Send + Sync {
+    /// Every series matching all `matchers`, with its samples in `mint..=maxt`. Series with
+    /// no sample in that window may be omitted.
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series>;
+}
+
+/// Limits of a [`MemStorage`].
+#[derive(Clone, Debug)]
+pub struct MemLimits {
+    /// Samples older than the newest sample of the series by more than this are dropped.
+    pub retention_ms: i64,
+    /// At most this many samples are kept per series (oldest dropped first).
+    pub max_samples_per_series: usize,
+}
+
+impl Default for MemLimits {
+    fn default() -> Self {
+        MemLimits {
+            retention_ms: i64::MAX / 4,
+            max_samples_per_series: usize::MAX,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    series: HashMap<Labels, VecDeque<(i64, f64)>>,
+    by_name: BTreeMap<String, Vec<Labels>>,
+    samples: usize,
+    dropped: u64,
+}
+
+/// An in-memory store with a bounded per-series buffer.
+#[derive(Default)]
+pub struct MemStorage {
+    inner: RwLock<Inner>,
+    limits: MemLimits,
+}
+
+/// Size figures of a [`MemStorage`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemStats {
+    /// Number of series held.
+    pub series: usize,
+    /// Number of samples held.
+    pub samples: usize,
+    /// Estimated bytes used.
+    pub bytes: usize,
+    /// Samples dropped because a buffer was full or too old.
+    pub dropped_samples: u64,
+}
+
+impl MemStorage {
+    /// An unbounded store (for tests and the conformance runner).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store with the given limits.
+    pub fn with_limits(limits: MemLimits) -> Self {
+        MemStorage {
+            inner: RwLock::new(Inner::default()),
+            limits,
+        }
+    }
+
+    /// Changes the limits; applied on the next append to each series.
+    pub fn set_limits(&mut self, limits: MemLimits) {
+        self.limits = limits;
+    }
+
+    /// Records a sample; a sample at an existing timestamp replaces it.
+    pub fn append(&self, labels: &Labels, t: i64, v: f64) {
+        let mut inner = match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let inner = &mut *inner;
+        let buf = match inner.series.get_mut(labels) {
+            Some(b) => b,
+            None => {
+                let name = labels.name().unwrap_or("").to_string();
+                inner.by_name.entry(name).or_default().push(labels.clone());
+                inner.series.entry(labels.clone()).or_default()
+            }
+        };
+        match buf.back() {
+            Some(&(lt, _)) if lt < t => buf.push_back((t, v)),
+            None => buf.push_back((t, v)),
+            _ => {
+                let idx = buf.partition_point(|&(st, _)| st < t);
+                if idx < buf.len() && buf[idx].0 == t {
+                    buf[idx].1 = v;
+                    return;
+                }
+                buf.insert(idx, (t, v));
+            }
+        }
+        inner.samples += 1;
+        let newest = buf.back().map(|s| s.0).unwrap_or(t);
+        while buf.len() > self.limits.max_samples_per_series
+            || buf
+                .front()
+                .is_some_and(|&(st, _)| newest.saturating_sub(st) > self.limits.retention_ms)
+        {
+            buf.pop_front();
+            inner.samples -= 1;
+            inner.dropped += 1;
+        }
+    }
+
+    /// Marks a series stale at `t` (if it exists and is not stale already).
+    pub fn mark_stale(&self, labels: &Labels, t: i64) {
+        let needs = {
+            let inner = match self.inner.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            inner
+                .series
+                .get(labels)
+                .and_then(|b| b.back())
+                .is_some_and(|&(lt, v)| !is_stale(v) && lt < t)
+        };
+        if needs {
+            self.append(labels, t, stale_nan());
+        }
+    }
+
+    /// Label sets of all series whose latest sample is not a staleness marker.
+    pub fn live_series(&self) -> Vec<Labels> {
+        let inner = match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        inner
+            .series
+            .iter()
+            .filter(|(_, b)| b.back().is_some_and(|&(_, v)| !is_stale(v)))
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    /// Drops samples older than `before` and series left empty.
+    pub fn truncate_before(&self, before: i64) {
+        let mut inner = match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let inner = &mut *inner;
+        let mut removed = 0;
+        let mut emptied = Vec::new();
+        for (l, b) in inner.series.iter_mut() {
+            while b.front().is_some_and(|&(t, _)| t < before) {
+                b.pop_front();
+                removed += 1;
+            }
+            if b.is_empty() {
+                emptied.push(l.clone());
+            }
+        }
+        inner.samples -= removed;
+        for l in emptied {
+            inner.series.remove(&l);
+            let name = l.name().unwrap_or("").to_string();
+            if let Some(v) = inner.by_name.get_mut(&name) {
+                v.retain(|x| x != &l);
+                if v.is_empty() {
+                    inner.by_name.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Removes everything.
+    pub fn clear(&self) {
+        let mut inner = match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *inner = Inner::default();
+    }
+
+    /// Current size figures.
+    pub fn stats(&self) -> MemStats {
+        let inner = match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let label_bytes: usize = inner.series.keys().map(|l| 2 * l.heap_bytes() + 96).sum();
+        MemStats {
+            series: inner.series.len(),
+            samples: inner.samples,
+            bytes: label_bytes + inner.samples * 16,
+            dropped_samples: inner.dropped,
+        }
+    }
+}
+
+impl Storage for MemStorage {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let inner = match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let name_eq = matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && matches!(m.kind, MatchKind::Equal));
+        let candidates: Box<dyn Iterator<Item = &Labels>> = match name_eq {
+            Some(m) => Box::new(inner.by_name.get(&m.value).into_iter().flatten()),
+            None => Box::new(inner.series.keys()),
+        };
+        let mut out = Vec::new();
+        for l in candidates {
+            if !matchers.iter().all(|m| m.matches_labels(l)) {
+                continue;
+            }
+            let Some(buf) = inner.series.get(l) else {
+                continue;
+            };
+            let lo = buf.partition_point(|&(t, _)| t < mint);
+            let hi = buf.partition_point(|&(t, _)| t <= maxt);
+            if lo >= hi {
+                continue;
+            }
+            out.push(Series {
+                labels: l.clone(),
+                samples: buf.range(lo..hi).copied().collect(),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_is_bounded_and_reported() {
+        let s = MemStorage::with_limits(MemLimits {
+            retention_ms: 10_000,
+            max_samples_per_series: 3,
+        });
+        let l = Labels::new([("__name__", "m")]);
+        for i in 0..10 {
+            s.append(&l, i * 1000, i as f64);
+        }
+        let st = s.stats();
+        assert_eq!(st.samples, 3);
+        assert_eq!(st.dropped_samples, 7);
+        assert!(st.bytes > 0);
+        let got = s.select(&[Matcher::equal("__name__", "m")], 0, 100_000);
+        assert_eq!(got[0].samples, vec![(7000, 7.0), (8000, 8.0), (9000, 9.0)]);
+    }
+
+    #[test]
+    fn stale_marker_is_recorded_once() {
+        let s = MemStorage::new();
+        let l = Labels::new([("__name__", "m")]);
+        s.append(&l, 0, 1.0);
+        s.mark_stale(&l, 10);
+        s.mark_stale(&l, 20);
+        let got = s.select(&[Matcher::equal("__name__", "m")], 0, 100);
+        assert_eq!(got[0].samples.len(), 2);
+        assert!(is_stale(got[0].samples[1].1));
+        assert!(s.live_series().is_empty());
+    }
+}
