@@ -1,0 +1,380 @@
+//! The metric data model shared by the parsers, the store and the renderers: a family of
+//! metrics with one type, each metric a label set and a value, plus the exposition helpers
+//! (Go-compatible float formatting, escaping, name validation) that make our output match
+//! the Pushgateway's byte for byte.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+/// The five metric types of the text format 0.0.4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Summary,
+    Untyped,
+    Histogram,
+}
+
+impl MetricType {
+    /// The word used on `# TYPE` lines.
+    pub fn as_text(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Summary => "summary",
+            Self::Untyped => "untyped",
+            Self::Histogram => "histogram",
+        }
+    }
+
+    /// The protobuf enum name, used by the JSON API and in error messages.
+    pub fn as_upper(self) -> &'static str {
+        match self {
+            Self::Counter => "COUNTER",
+            Self::Gauge => "GAUGE",
+            Self::Summary => "SUMMARY",
+            Self::Untyped => "UNTYPED",
+            Self::Histogram => "HISTOGRAM",
+        }
+    }
+
+    /// Parses a `# TYPE` word, case-insensitively like Go's parser.
+    pub fn from_text(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "counter" => Self::Counter,
+            "gauge" => Self::Gauge,
+            "summary" => Self::Summary,
+            "untyped" => Self::Untyped,
+            "histogram" => Self::Histogram,
+            _ => return None,
+        })
+    }
+}
+
+/// The value of one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// Counter, gauge or untyped.
+    Simple(f64),
+    /// A summary: quantiles as `(quantile, value)`.
+    Summary {
+        count: f64,
+        sum: f64,
+        quantiles: Vec<(f64, f64)>,
+    },
+    /// A histogram: buckets as `(upper bound, cumulative count)`.
+    Histogram {
+        count: f64,
+        sum: f64,
+        buckets: Vec<(f64, f64)>,
+    },
+}
+
+/// One metric: its labels (sorted by name, without `__name__`) and value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub labels: Vec<(String, String)>,
+    pub value: Value,
+    /// Only ever set by the parsers; pushes carrying one are rejected.
+    #[serde(skip)]
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A metric family as pushed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Family {
+    pub name: String,
+    pub help: Option<String>,
+    pub kind: MetricType,
+    pub metrics: Vec<Metric>,
+}
+
+/// Whether `s` is a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Whether `s` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Formats a float the way Go's `strconv.FormatFloat(f, 'g', -1, 64)` does, with the
+/// exposition's special cases (`+Inf`, `-Inf`, `NaN`), so our output matches the
+/// Pushgateway's exactly (`1.7955312071782572e+09`, `1e-05`, `100000`).
+pub fn fmt_float(f: f64, out: &mut String) {
+    use std::fmt::Write;
+    if f.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if f.is_infinite() {
+        out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    if f == 0.0 {
+        out.push('0');
+        return;
+    }
+    // Integers in the plain range print directly (the common case: counts, ids).
+    if f.fract() == 0.0 && f.abs() < 1e6 {
+        let _ = write!(out, "{}", f as i64);
+        return;
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if neg {
+        out.push('-');
+    }
+    if !(-4..6).contains(&exp) {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.unsigned_abs()
+        );
+    } else if exp < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        out.push_str(&digits);
+    } else {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            out.push_str(&digits);
+            for _ in digits.len()..int_len {
+                out.push('0');
+            }
+        } else {
+            out.push_str(&digits[..int_len]);
+            out.push('.');
+            out.push_str(&digits[int_len..]);
+        }
+    }
+}
+
+/// [`fmt_float`] into a new string.
+pub fn float_string(f: f64) -> String {
+    let mut s = String::new();
+    fmt_float(f, &mut s);
+    s
+}
+
+/// Escapes a label value for the text format (`\\`, `\"`, `\n`).
+pub fn escape_label_value(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes a HELP text for the text format (`\\`, `\n`).
+pub fn escape_help(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The order Go's client library sorts the metrics of a family in: by number of labels,
+/// then by label values in label-name order.
+pub fn go_metric_order(a: &[(String, String)], b: &[(String, String)]) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| {
+        for (x, y) in a.iter().zip(b) {
+            match x.1.cmp(&y.1) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        Ordering::Equal
+    })
+}
+
+/// Writes one metric's exposition lines (one for simple types, several for histograms and
+/// summaries).
+pub fn render_metric(name: &str, m: &Metric, out: &mut String) {
+    match &m.value {
+        Value::Simple(v) => sample(out, name, "", &m.labels, None, *v),
+        Value::Summary {
+            count,
+            sum,
+            quantiles,
+        } => {
+            for (q, v) in quantiles {
+                sample(out, name, "", &m.labels, Some(("quantile", *q)), *v);
+            }
+            sample(out, name, "_sum", &m.labels, None, *sum);
+            sample(out, name, "_count", &m.labels, None, *count);
+        }
+        Value::Histogram {
+            count,
+            sum,
+            buckets,
+        } => {
+            for (le, c) in buckets {
+                sample(out, name, "_bucket", &m.labels, Some(("le", *le)), *c);
+            }
+            if buckets.last().is_none_or(|(le, _)| *le != f64::INFINITY) {
+                sample(
+                    out,
+                    name,
+                    "_bucket",
+                    &m.labels,
+                    Some(("le", f64::INFINITY)),
+                    *count,
+                );
+            }
+            sample(out, name, "_sum", &m.labels, None, *sum);
+            sample(out, name, "_count", &m.labels, None, *count);
+        }
+    }
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(String, String)],
+    extra: Option<(&str, f64)>,
+    value: f64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || extra.is_some() {
+        out.push('{');
+        let mut first = true;
+        for (k, v) in labels {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(v, out);
+            out.push('"');
+        }
+        if let Some((k, v)) = extra {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            fmt_float(v, out);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    fmt_float(value, out);
+    out.push('\n');
+}
+
+/// Every float sample of a metric with its complete label set (incl. `__name__`), the way
+/// the exposition shows them: histograms and summaries expanded.
+pub fn expand_samples(name: &str, m: &Metric, out: &mut Vec<(Vec<(String, String)>, f64)>) {
+    let with = |suffix: &str, extra: Option<(&str, f64)>| {
+        let mut l = Vec::with_capacity(m.labels.len() + 2);
+        l.push(("__name__".to_owned(), format!("{name}{suffix}")));
+        l.extend(m.labels.iter().cloned());
+        if let Some((k, v)) = extra {
+            l.push((k.to_owned(), float_string(v)));
+            l.sort();
+        }
+        l
+    };
+    match &m.value {
+        Value::Simple(v) => out.push((with("", None), *v)),
+        Value::Summary {
+            count,
+            sum,
+            quantiles,
+        } => {
+            for (q, v) in quantiles {
+                out.push((with("", Some(("quantile", *q))), *v));
+            }
+            out.push((with("_sum", None), *sum));
+            out.push((with("_count", None), *count));
+        }
+        Value::Histogram {
+            count,
+            sum,
+            buckets,
+        } => {
+            for (le, c) in buckets {
+                out.push((with("_bucket", Some(("le", *le))), *c));
+            }
+            if buckets.last().is_none_or(|(le, _)| *le != f64::INFINITY) {
+                out.push((with("_bucket", Some(("le", f64::INFINITY))), *count));
+            }
+            out.push((with("_sum", None), *sum));
+            out.push((with("_count", None), *count));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_format_like_go() {
+        for (f, want) in [
+            (1.0, "1"),
+            (0.0, "0"),
+            (-0.0, "0"),
+            (-1.0, "-1"),
+            (1.7955312071782572e9, "1.7955312071782572e+09"),
+            (1e6, "1e+06"),
+            (123456.0, "123456"),
+            (1234567.0, "1.234567e+06"),
+            (0.5, "0.5"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (12.25, "12.25"),
+            (-3.5, "-3.5"),
+            (1e21, "1e+21"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+            (100000.5, "100000.5"),
+        ] {
+            assert_eq!(float_string(f), want, "{f}");
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(is_valid_metric_name("a:b_c1"));
+        assert!(!is_valid_metric_name("1a"));
+        assert!(!is_valid_metric_name(""));
+        assert!(is_valid_label_name("_a1"));
+        assert!(!is_valid_label_name("a:b"));
+    }
+}

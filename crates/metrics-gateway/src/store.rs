@@ -1,0 +1,1048 @@
+//! The group store: every pushed group, the consistency check that keeps `/metrics` valid,
+//! group expiry, deletion by grouping key or by matcher, and the limits.
+//!
+//! # Hooks for the rule evaluator (and anything else that consumes pushes)
+//!
+//! - [`PushObserver`]: register with [`Store::add_observer`]. After every accepted change
+//!   to a group (successful push, failed push that updates `push_failure_time_seconds`,
+//!   delete, wipe, delete by matcher, expiry) the store calls
+//!   [`PushObserver::group_changed`] with the group's grouping key and the group's full
+//!   current set of float samples, each with its complete label set including `__name__`,
+//!   histograms and summaries expanded into `_bucket`/`_sum`/`_count`/quantile series as the
+//!   exposition shows them, `push_time_seconds` and `push_failure_time_seconds` included.
+//!   A removed group is reported with an empty slice. The call is made with the store's
+//!   write lock held, so calls for one group arrive in commit order: keep the observer quick
+//!   (copy the samples into your own structure) and never call back into the store from it.
+//! - [`crate::render::ExpositionSource`]: extra text appended to `GET /metrics` (ALERTS,
+//!   recording-rule series); register with [`crate::api::AppState::add_exposition_source`].
+//! - [`crate::run`] builds the [`Store`] and [`crate::api::AppState`] in
+//!   [`crate::build`] before serving, so a rule evaluator can be started beside the HTTP
+//!   server with the same `Arc<Store>`.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use prometheus::Registry;
+
+use crate::{
+    grouping::GroupKey,
+    model::{
+        expand_samples, go_metric_order, is_valid_label_name, is_valid_metric_name, render_metric,
+        Family, Metric, MetricType, Value,
+    },
+};
+
+/// Name of the per-group gauge of the last successful change.
+pub const PUSH_TIME: &str = "push_time_seconds";
+/// Name of the per-group gauge of the last failed change.
+pub const PUSH_FAILURE_TIME: &str = "push_failure_time_seconds";
+/// HELP of [`PUSH_TIME`], as the Pushgateway writes it.
+pub const PUSH_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway succeeded.";
+/// HELP of [`PUSH_FAILURE_TIME`].
+pub const PUSH_FAILURE_TIME_HELP: &str =
+    "Last Unix time when changing this group in the Pushgateway failed.";
+
+/// One float sample with its complete label set (incl. `__name__`).
+pub type Sample = (Vec<(String, String)>, f64);
+
+/// Told about every accepted change to a group; see the module documentation.
+pub trait PushObserver: Send + Sync {
+    /// `samples` is the group's full current set of float samples; empty when the group was
+    /// deleted or expired.
+    fn group_changed(&self, at: SystemTime, group: &GroupKey, samples: &[Sample]);
+}
+
+/// Limits on what one push and the whole store may hold. Zero means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Series (histogram and summary metrics count as one) in one group.
+    pub max_series_per_group: usize,
+    /// Series in the whole store.
+    pub max_total_series: usize,
+}
+
+/// Why a push was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PushError {
+    /// The pushed metrics are invalid or would make the exposition invalid.
+    #[error("pushed metrics are invalid or inconsistent with existing metrics: {0}")]
+    Inconsistent(String),
+    /// A series limit would be exceeded.
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// One family of a group, as stored: labels already include the grouping key, metrics in
+/// exposition order, each metric's exposition lines pre-rendered.
+#[derive(Debug, Clone)]
+pub struct StoredFamily {
+    pub family: Family,
+    /// When this family was last pushed.
+    pub pushed_at: SystemTime,
+    /// Exposition lines of each metric, aligned with `family.metrics`.
+    pub text: Vec<String>,
+}
+
+impl StoredFamily {
+    /// Sorts the metrics in exposition order and renders them.
+    pub fn new(mut family: Family, pushed_at: SystemTime) -> Self {
+        family
+            .metrics
+            .sort_by(|a, b| go_metric_order(&a.labels, &b.labels));
+        let text = family
+            .metrics
+            .iter()
+            .map(|m| {
+                let mut s = String::new();
+                render_metric(&family.name, m, &mut s);
+                s
+            })
+            .collect();
+        Self {
+            family,
+            pushed_at,
+            text,
+        }
+    }
+}
+
+/// A group: the metrics pushed under one grouping key.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: GroupKey,
+    pub families: BTreeMap<String, StoredFamily>,
+    /// Unix seconds of the last successful change (0 if none).
+    pub push_time: f64,
+    /// Unix seconds of the last failed change (0 if none).
+    pub push_failure_time: f64,
+    pub last_push_successful: bool,
+    /// The group expires this long after its last change; `None` = never.
+    pub ttl: Option<Duration>,
+    /// Series held (histogram/summary metrics count once).
+    pub series: usize,
+    /// Labels of the group's own `push_time_seconds` series.
+    pub time_labels: Vec<(String, String)>,
+}
+
+impl Group {
+    fn new(key: GroupKey) -> Self {
+        let mut time_labels: Vec<(String, String)> =
+            key.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !key.contains_key("instance") {
+            time_labels.push(("instance".into(), String::new()));
+            time_labels.sort();
+        }
+        Self {
+            key,
+            families: BTreeMap::new(),
+            push_time: 0.0,
+            push_failure_time: 0.0,
+            last_push_successful: true,
+            ttl: None,
+            series: 0,
+            time_labels,
+        }
+    }
+
+    /// Unix seconds of the last change, failed or not.
+    pub fn last_change(&self) -> f64 {
+        self.push_time.max(self.push_failure_time)
+    }
+
+    /// Whether the group has expired at `now`.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.ttl
+            .is_some_and(|ttl| unix(now) >= self.last_change() + ttl.as_secs_f64())
+    }
+
+    /// The group's float samples (see [`PushObserver`]).
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(self.series + 2);
+        for f in self.families.values() {
+            for m in &f.family.metrics {
+                expand_samples(&f.family.name, m, &mut out);
+            }
+        }
+        for (name, v) in [
+            (PUSH_TIME, self.push_time),
+            (PUSH_FAILURE_TIME, self.push_failure_time),
+        ] {
+            let mut labels = vec![("__name__".to_owned(), name.to_owned())];
+            labels.extend(self.time_labels.iter().cloned());
+            out.push((labels, v));
+        }
+        out
+    }
+
+    /// Whether a series could be in both this group and `other` (no grouping label with
+    /// different values in the two keys).
+    fn compatible(&self, other: &GroupKey) -> bool {
+        self.key
+            .iter()
+            .all(|(k, v)| other.get(k).is_none_or(|w| w == v))
+    }
+}
+
+/// Unix seconds of a time.
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: BTreeMap<GroupKey, Group>,
+    /// Family name → (type, number of groups holding it).
+    index: BTreeMap<String, (MetricType, usize)>,
+    total_series: usize,
+    /// Bumped on every change; persistence writes when it moved.
+    generation: u64,
+}
+
+/// What a successful change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub groups: usize,
+    pub series: usize,
+}
+
+/// How the gateway's own metric names are known (for the consistency check).
+struct OwnNames {
+    registry: Option<Registry>,
+    cache: Mutex<(Option<Instant>, Arc<HashMap<String, MetricType>>)>,
+}
+
+impl OwnNames {
+    fn get(&self) -> Arc<HashMap<String, MetricType>> {
+        let Some(registry) = &self.registry else {
+            return Arc::default();
+        };
+        let mut cache = match self.cache.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if cache
+            .0
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
+            let map = registry
+                .gather()
+                .iter()
+                .map(|mf| {
+                    let kind = match mf.get_field_type() {
+                        prometheus::proto::MetricType::COUNTER => MetricType::Counter,
+                        prometheus::proto::MetricType::GAUGE => MetricType::Gauge,
+                        prometheus::proto::MetricType::SUMMARY => MetricType::Summary,
+                        prometheus::proto::MetricType::HISTOGRAM => MetricType::Histogram,
+                        _ => MetricType::Untyped,
+                    };
+                    (mf.name().to_owned(), kind)
+                })
+                .collect();
+            *cache = (Some(Instant::now()), Arc::new(map));
+        }
+        cache.1.clone()
+    }
+}
+
+/// All groups, behind one lock.
+pub struct Store {
+    inner: RwLock<Inner>,
+    observers: RwLock<Vec<Arc<dyn PushObserver>>>,
+    own: OwnNames,
+    limits: RwLock<Limits>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new(None, Limits::default())
+    }
+}
+
+/// A push: what to apply to which group.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub key: GroupKey,
+    pub families: Vec<Family>,
+    /// PUT (true) replaces the whole group; POST (false) only the pushed families.
+    pub replace: bool,
+    /// The TTL the group gets (None = never expires).
+    pub ttl: Option<Duration>,
+}
+
+fn inconsistent(msg: String) -> PushError {
+    PushError::Inconsistent(msg)
+}
+
+fn describe(name: &str, labels: &[(String, String)]) -> String {
+    let mut s = format!("{name}{{");
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("{k}={v:?}"));
+    }
+    s.push('}');
+    s
+}
+
+/// Applies the grouping key to pushed families and checks them on their own (valid names,
+/// no timestamps, no duplicate series, no reserved labels). Families named like the
+/// per-group time gauges are dropped: the store owns those.
+pub fn prepare(
+    key: &GroupKey,
+    families: Vec<Family>,
+    now: SystemTime,
+) -> Result<Vec<StoredFamily>, PushError> {
+    let mut out: Vec<StoredFamily> = Vec::with_capacity(families.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for mut fam in families {
+        if fam.name == PUSH_TIME || fam.name == PUSH_FAILURE_TIME {
+            continue;
+        }
+        if !is_valid_metric_name(&fam.name) {
+            return Err(inconsistent(format!(
+                "metric family name {:?} is not a valid metric name",
+                fam.name
+            )));
+        }
+        for m in &mut fam.metrics {
+            if m.timestamp_ms.is_some() {
+                return Err(inconsistent(
+                    "pushed metrics must not have timestamps".into(),
+                ));
+            }
+            for (i, (k, _)) in m.labels.iter().enumerate() {
+                if !is_valid_label_name(k) || k.starts_with("__") {
+                    return Err(inconsistent(format!(
+                        "metric {} has a label with an invalid name: {k}",
+                        describe(&fam.name, &m.labels)
+                    )));
+                }
+                if m.labels[..i].iter().any(|(o, _)| o == k) {
+                    return Err(inconsistent(format!(
+                        "metric {} has two or more labels with the same name: {k}",
+                        describe(&fam.name, &m.labels)
+                    )));
+                }
+                let reserved = match fam.kind {
+                    MetricType::Histogram => k == "le",
+                    MetricType::Summary => k == "quantile",
+                    _ => false,
+                };
+                if reserved {
+                    return Err(inconsistent(format!(
+                        "{} metric {} must not have an explicit {k:?} label",
+                        fam.kind.as_text(),
+                        describe(&fam.name, &m.labels)
+                    )));
+                }
+            }
+            apply_key(key, &mut m.labels);
+        }
+        // A family may appear twice in a protobuf stream; merge like one gather would.
+        if let Some(&i) = seen.get(&fam.name) {
+            let prev = &mut out[i].family;
+            if prev.kind != fam.kind {
+                return Err(inconsistent(format!(
+                    "metric family {:?} appears twice in the push, as {} and as {}",
+                    fam.name,
+                    prev.kind.as_upper(),
+                    fam.kind.as_upper()
+                )));
+            }
+            prev.metrics.extend(fam.metrics);
+            let merged = std::mem::replace(
+                prev,
+                Family {
+                    name: String::new(),
+                    help: None,
+                    kind: MetricType::Untyped,
+                    metrics: Vec::new(),
+                },
+            );
+            out[i] = StoredFamily::new(merged, now);
+        } else {
+            seen.insert(fam.name.clone(), out.len());
+            out.push(StoredFamily::new(fam, now));
+        }
+    }
+    for f in &out {
+        for pair in f.family.metrics.windows(2) {
+            if pair[0].labels == pair[1].labels {
+                return Err(inconsistent(format!(
+                    "metric {} was pushed twice with the same name and label values",
+                    describe(&f.family.name, &pair[0].labels)
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Grouping labels override body labels; `instance=""` is added when absent.
+fn apply_key(key: &GroupKey, labels: &mut Vec<(String, String)>) {
+    for (k, v) in key {
+        match labels.iter_mut().find(|(n, _)| n == k) {
+            Some(l) => l.1.clone_from(v),
+            None => labels.push((k.clone(), v.clone())),
+        }
+    }
+    if !labels.iter().any(|(n, _)| n == "instance") {
+        labels.push(("instance".into(), String::new()));
+    }
+    labels.sort();
+}
+
+fn series_of(f: &Family) -> usize {
+    f.metrics.len()
+}
+
+impl Store {
+    /// An empty store. `own_registry` holds the gateway's own metrics, which pushes may not
+    /// clash with.
+    pub fn new(own_registry: Option<Registry>, limits: Limits) -> Self {
+        Self {
+            inner: RwLock::new(Inner::default()),
+            observers: RwLock::new(Vec::new()),
+            own: OwnNames {
+                registry: own_registry,
+                cache: Mutex::new((None, Arc::default())),
+            },
+            limits: RwLock::new(limits),
+        }
+    }
+
+    /// Registers an observer of group changes (see the module documentation).
+    pub fn add_observer(&self, observer: Arc<dyn PushObserver>) {
+        match self.observers.write() {
+            Ok(mut o) => o.push(observer),
+            Err(p) => p.into_inner().push(observer),
+        }
+    }
+
+    /// Replaces the limits (config reload).
+    pub fn set_limits(&self, limits: Limits) {
+        match self.limits.write() {
+            Ok(mut l) => *l = limits,
+            Err(p) => *p.into_inner() = limits,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        match self.limits.read() {
+            Ok(l) => *l,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn notify(&self, at: SystemTime, key: &GroupKey, group: Option<&Group>) {
+        let observers = match self.observers.read() {
+            Ok(o) => o,
+            Err(p) => p.into_inner(),
+        };
+        if observers.is_empty() {
+            return;
+        }
+        let samples = group.map(Group::samples).unwrap_or_default();
+        for o in observers.iter() {
+            o.group_changed(at, key, &samples);
+        }
+    }
+
+    /// Applies a push at `now`: checks it against the rest of the store and commits it, or
+    /// records the failure in the group's `push_failure_time_seconds` and changes nothing
+    /// else.
+    pub fn push(&self, push: Push, now: SystemTime) -> Result<Stats, PushError> {
+        let prepared = prepare(&push.key, push.families, now);
+        let own = self.own.get();
+        let limits = self.limits();
+        let mut inner = self.write();
+        let result = prepared.and_then(|fams| {
+            let check = Self::check(&inner, &push.key, &fams, push.replace, &own, limits);
+            check.map(|new_series| (fams, new_series))
+        });
+        let inner = &mut *inner;
+        inner.generation += 1;
+        match result {
+            Ok((fams, series)) => {
+                let group = inner
+                    .groups
+                    .entry(push.key.clone())
+                    .or_insert_with(|| Group::new(push.key.clone()));
+                if push.replace {
+                    for name in group.families.keys() {
+                        unindex(&mut inner.index, name);
+                    }
+                    group.families.clear();
+                } else {
+                    for f in &fams {
+                        if group.families.contains_key(&f.family.name) {
+                            unindex(&mut inner.index, &f.family.name);
+                        }
+                    }
+                }
+                for f in fams {
+                    let e = inner
+                        .index
+                        .entry(f.family.name.clone())
+                        .or_insert((f.family.kind, 0));
+                    e.0 = f.family.kind;
+                    e.1 += 1;
+                    group.families.insert(f.family.name.clone(), f);
+                }
+                inner.total_series = inner.total_series - group.series + series;
+                group.series = series;
+                group.push_time = unix(now);
+                group.last_push_successful = true;
+                group.ttl = push.ttl;
+                self.notify(now, &push.key, Some(group));
+                Ok(Stats {
+                    groups: inner.groups.len(),
+                    series: inner.total_series,
+                })
+            }
+            Err(e) => {
+                let group = inner
+                    .groups
+                    .entry(push.key.clone())
+                    .or_insert_with(|| Group::new(push.key.clone()));
+                group.push_failure_time = unix(now);
+                group.last_push_successful = false;
+                if group.families.is_empty() && group.push_time == 0.0 {
+                    group.ttl = push.ttl;
+                }
+                self.notify(now, &push.key, Some(group));
+                Err(e)
+            }
+        }
+    }
+
+    /// The consistency check: returns the group's series count after the push.
+    fn check(
+        inner: &Inner,
+        key: &GroupKey,
+        fams: &[StoredFamily],
+        replace: bool,
+        own: &HashMap<String, MetricType>,
+        limits: Limits,
+    ) -> Result<usize, PushError> {
+        let old = inner.groups.get(key);
+        // The group's families after the push: name → (kind, family).
+        let mut after: BTreeMap<&str, &Family> = BTreeMap::new();
+        if let (Some(old), false) = (old, replace) {
+            for (n, f) in &old.families {
+                after.insert(n, &f.family);
+            }
+        }
+        for f in fams {
+            after.insert(&f.family.name, &f.family);
+        }
+        let in_old = |name: &str| old.is_some_and(|g| g.families.contains_key(name));
+        // Type of `name` held by groups other than this one.
+        let elsewhere = |name: &str| -> Option<MetricType> {
+            let (kind, count) = inner.index.get(name)?;
+            let others = count - usize::from(in_old(name));
+            (others > 0).then_some(*kind)
+        };
+        let kind_of = |name: &str| -> Option<MetricType> {
+            after.get(name).map(|f| f.kind).or_else(|| elsewhere(name))
+        };
+        for f in fams {
+            let name = f.family.name.as_str();
+            if let Some(kind) = own.get(name) {
+                return Err(inconsistent(format!(
+                    "metric family {name:?} ({}) collides with the gateway's own {} metric of that name",
+                    f.family.kind.as_upper(),
+                    kind.as_upper()
+                )));
+            }
+            if let Some(kind) = elsewhere(name) {
+                if kind != f.family.kind {
+                    return Err(inconsistent(format!(
+                        "metric family {name:?} is pushed as {} but other groups have it as {}",
+                        f.family.kind.as_upper(),
+                        kind.as_upper()
+                    )));
+                }
+            }
+            let suffixes: &[&str] = match f.family.kind {
+                MetricType::Histogram => &["_bucket", "_count", "_sum"],
+                MetricType::Summary => &["_count", "_sum"],
+                _ => &[],
+            };
+            for s in suffixes {
+                let other = format!("{name}{s}");
+                if kind_of(&other).is_some() || own.contains_key(&other) {
+                    return Err(inconsistent(format!(
+                        "{} {name:?} collides with metric {other:?} (its {s} series would clash)",
+                        f.family.kind.as_text()
+                    )));
+                }
+            }
+            for (s, kinds) in [
+                ("_count", &[MetricType::Histogram, MetricType::Summary][..]),
+                ("_sum", &[MetricType::Histogram, MetricType::Summary][..]),
+                ("_bucket", &[MetricType::Histogram][..]),
+            ] {
+                if let Some(base) = name.strip_suffix(s) {
+                    let base_kind = kind_of(base).or_else(|| own.get(base).copied());
+                    if let Some(k) = base_kind.filter(|k| kinds.contains(k)) {
+                        return Err(inconsistent(format!(
+                            "metric {name:?} collides with the {} {base:?} (whose {s} series it would duplicate)",
+                            k.as_text()
+                        )));
+                    }
+                }
+            }
+        }
+        let series: usize = after.values().map(|f| series_of(f)).sum();
+        if limits.max_series_per_group > 0 && series > limits.max_series_per_group {
+            return Err(PushError::Limit(format!(
+                "the group would hold {series} series, more than the limit of {} per group (--push.max-series-per-group)",
+                limits.max_series_per_group
+            )));
+        }
+        let old_series = old.map_or(0, |g| g.series);
+        let total = inner.total_series - old_series + series;
+        if limits.max_total_series > 0 && total > limits.max_total_series && series > old_series {
+            return Err(PushError::Limit(format!(
+                "the gateway would hold {total} series, more than the limit of {} in total (--push.max-total-series)",
+                limits.max_total_series
+            )));
+        }
+        // Duplicate series across groups: only groups whose keys do not disagree on a label
+        // can share a series.
+        let probe = Group::new(key.clone());
+        for (other_key, other) in &inner.groups {
+            if other_key == key || !probe.compatible(other_key) {
+                continue;
+            }
+            if other.time_labels == probe.time_labels {
+                return Err(inconsistent(format!(
+                    "metric {} was collected before with the same name and label values (group {} yields the same series)",
+                    describe(PUSH_TIME, &probe.time_labels),
+                    crate::grouping::to_path(other_key)
+                )));
+            }
+            for f in fams {
+                let Some(theirs) = other.families.get(&f.family.name) else {
+                    continue;
+                };
+                let set: HashSet<&[(String, String)]> = theirs
+                    .family
+                    .metrics
+                    .iter()
+                    .map(|m| m.labels.as_slice())
+                    .collect();
+                if let Some(m) = f
+                    .family
+                    .metrics
+                    .iter()
+                    .find(|m| set.contains(m.labels.as_slice()))
+                {
+                    return Err(inconsistent(format!(
+                        "metric {} was collected before with the same name and label values (in group {})",
+                        describe(&f.family.name, &m.labels),
+                        crate::grouping::to_path(other_key)
+                    )));
+                }
+            }
+        }
+        Ok(series)
+    }
+
+    /// Removes a group (no error if absent). Returns whether it existed.
+    pub fn delete(&self, key: &GroupKey, now: SystemTime) -> bool {
+        let mut inner = self.write();
+        let removed = Self::remove(&mut inner, key);
+        if removed {
+            self.notify(now, key, None);
+        }
+        removed
+    }
+
+    fn remove(inner: &mut Inner, key: &GroupKey) -> bool {
+        let Some(group) = inner.groups.remove(key) else {
+            return false;
+        };
+        for name in group.families.keys() {
+            unindex(&mut inner.index, name);
+        }
+        inner.total_series -= group.series;
+        inner.generation += 1;
+        true
+    }
+
+    /// Removes every group whose key satisfies `pred`; returns how many.
+    pub fn delete_where(&self, now: SystemTime, pred: impl Fn(&Group) -> bool) -> usize {
+        let mut inner = self.write();
+        let doomed: Vec<GroupKey> = inner
+            .groups
+            .values()
+            .filter(|g| pred(g))
+            .map(|g| g.key.clone())
+            .collect();
+        for key in &doomed {
+            Self::remove(&mut inner, key);
+            self.notify(now, key, None);
+        }
+        doomed.len()
+    }
+
+    /// Removes every group.
+    pub fn wipe(&self, now: SystemTime) -> usize {
+        self.delete_where(now, |_| true)
+    }
+
+    /// Removes the groups whose TTL has run out at `now`; returns how many.
+    pub fn expire(&self, now: SystemTime) -> usize {
+        {
+            let inner = self.read();
+            if !inner.groups.values().any(|g| g.expired(now)) {
+                return 0;
+            }
+        }
+        self.delete_where(now, |g| g.expired(now))
+    }
+
+    /// Reads the store: groups in key order and the family index.
+    pub fn with_groups<R>(
+        &self,
+        f: impl FnOnce(&BTreeMap<GroupKey, Group>, &BTreeMap<String, (MetricType, usize)>) -> R,
+    ) -> R {
+        let inner = self.read();
+        f(&inner.groups, &inner.index)
+    }
+
+    /// Number of groups and series.
+    pub fn stats(&self) -> Stats {
+        let inner = self.read();
+        Stats {
+            groups: inner.groups.len(),
+            series: inner.total_series,
+        }
+    }
+
+    /// The change counter (persistence writes when it moved).
+    pub fn generation(&self) -> u64 {
+        self.read().generation
+    }
+
+    /// Puts groups loaded from disk back, without checks (they were checked when pushed)
+    /// and without notifying observers.
+    pub fn restore(&self, groups: Vec<Group>) {
+        let mut inner = self.write();
+        for mut g in groups {
+            g.series = g.families.values().map(|f| series_of(&f.family)).sum();
+            if let Some(old) = inner.groups.get(&g.key).cloned() {
+                Self::remove(&mut inner, &old.key);
+            }
+            for f in g.families.values() {
+                let e = inner
+                    .index
+                    .entry(f.family.name.clone())
+                    .or_insert((f.family.kind, 0));
+                e.1 += 1;
+            }
+            inner.total_series += g.series;
+            inner.groups.insert(g.key.clone(), g);
+        }
+    }
+
+    /// Builds a group for [`Store::restore`].
+    pub fn restored_group(
+        key: GroupKey,
+        families: Vec<StoredFamily>,
+        push_time: f64,
+        push_failure_time: f64,
+        last_push_successful: bool,
+        ttl: Option<Duration>,
+    ) -> Group {
+        let mut g = Group::new(key);
+        for f in families {
+            g.families.insert(f.family.name.clone(), f);
+        }
+        g.push_time = push_time;
+        g.push_failure_time = push_failure_time;
+        g.last_push_successful = last_push_successful;
+        g.ttl = ttl;
+        g
+    }
+}
+
+fn unindex(index: &mut BTreeMap<String, (MetricType, usize)>, name: &str) {
+    if let Some(e) = index.get_mut(name) {
+        e.1 -= 1;
+        if e.1 == 0 {
+            index.remove(name);
+        }
+    }
+}
+
+/// A family value for tests and for building pushes in code.
+pub fn simple_family(name: &str, kind: MetricType, metrics: &[(&[(&str, &str)], f64)]) -> Family {
+    Family {
+        name: name.into(),
+        help: None,
+        kind,
+        metrics: metrics
+            .iter()
+            .map(|(labels, v)| Metric {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                value: Value::Simple(*v),
+                timestamp_ms: None,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(pairs: &[(&str, &str)]) -> GroupKey {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn push(key: GroupKey, families: Vec<Family>) -> Push {
+        Push {
+            key,
+            families,
+            replace: true,
+            ttl: None,
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(GroupKey, Vec<Sample>)>>);
+    impl PushObserver for Recorder {
+        fn group_changed(&self, _at: SystemTime, group: &GroupKey, samples: &[Sample]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((group.clone(), samples.to_vec()));
+        }
+    }
+
+    #[test]
+    fn type_clash_is_rejected_and_only_failure_time_changes() {
+        let store = Store::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1000);
+        let t1 = UNIX_EPOCH + Duration::from_secs(2000);
+        store
+            .push(
+                push(
+                    key(&[("job", "a")]),
+                    vec![simple_family("foo", MetricType::Counter, &[(&[], 1.0)])],
+                ),
+                t0,
+            )
+            .unwrap();
+        store
+            .push(
+                push(
+                    key(&[("job", "b")]),
+                    vec![simple_family("bar", MetricType::Gauge, &[(&[], 1.0)])],
+                ),
+                t0,
+            )
+            .unwrap();
+        let err = store
+            .push(
+                push(
+                    key(&[("job", "b")]),
+                    vec![simple_family("foo", MetricType::Gauge, &[(&[], 2.0)])],
+                ),
+                t1,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("\"foo\""), "{err}");
+        assert!(err.to_string().contains("COUNTER"), "{err}");
+        store.with_groups(|groups, _| {
+            let b = &groups[&key(&[("job", "b")])];
+            assert!(b.families.contains_key("bar"), "old state kept");
+            assert!(!b.families.contains_key("foo"));
+            assert_eq!(b.push_time, 1000.0);
+            assert_eq!(b.push_failure_time, 2000.0);
+            assert!(!b.last_push_successful);
+        });
+    }
+
+    #[test]
+    fn duplicate_series_across_groups_and_suffix_clashes_are_rejected() {
+        let store = Store::default();
+        let now = SystemTime::now();
+        store
+            .push(
+                push(
+                    key(&[("job", "a"), ("b", "x")]),
+                    vec![simple_family("y", MetricType::Untyped, &[(&[], 1.0)])],
+                ),
+                now,
+            )
+            .unwrap();
+        // Body label b="x" under {job=a} yields the same series as group {job=a,b=x}.
+        let err = store
+            .push(
+                push(
+                    key(&[("job", "a")]),
+                    vec![simple_family(
+                        "y",
+                        MetricType::Untyped,
+                        &[(&[("b", "x")], 1.0)],
+                    )],
+                ),
+                now,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("same name and label values"),
+            "{err}"
+        );
+        // {job=a,instance=""} yields the same push_time_seconds series as {job=a}.
+        store.push(push(key(&[("job", "c")]), vec![]), now).unwrap();
+        let err = store
+            .push(push(key(&[("job", "c"), ("instance", "")]), vec![]), now)
+            .unwrap_err();
+        assert!(err.to_string().contains(PUSH_TIME), "{err}");
+
+        let mut h = simple_family("h", MetricType::Histogram, &[]);
+        h.metrics.push(Metric {
+            labels: vec![],
+            value: Value::Histogram {
+                count: 1.0,
+                sum: 1.0,
+                buckets: vec![],
+            },
+            timestamp_ms: None,
+        });
+        store
+            .push(push(key(&[("job", "h")]), vec![h]), now)
+            .unwrap();
+        let err = store
+            .push(
+                push(
+                    key(&[("job", "g")]),
+                    vec![simple_family("h_count", MetricType::Gauge, &[(&[], 1.0)])],
+                ),
+                now,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("h_count"), "{err}");
+    }
+
+    #[test]
+    fn observers_see_full_samples_and_deletions_and_ttl_expires() {
+        let store = Store::default();
+        let rec = Arc::new(Recorder::default());
+        store.add_observer(rec.clone());
+        let t0 = UNIX_EPOCH + Duration::from_secs(100);
+        let k = key(&[("job", "a")]);
+        store
+            .push(
+                Push {
+                    ttl: Some(Duration::from_secs(60)),
+                    ..push(
+                        k.clone(),
+                        vec![simple_family("x", MetricType::Gauge, &[(&[], 5.0)])],
+                    )
+                },
+                t0,
+            )
+            .unwrap();
+        {
+            let seen = rec.0.lock().unwrap();
+            let (_, samples) = &seen[0];
+            let names: Vec<String> = samples.iter().map(|(l, _)| l[0].1.clone()).collect();
+            assert_eq!(names, vec!["x", PUSH_TIME, PUSH_FAILURE_TIME]);
+            assert_eq!(
+                samples[0].0,
+                vec![
+                    ("__name__".to_owned(), "x".to_owned()),
+                    ("instance".to_owned(), String::new()),
+                    ("job".to_owned(), "a".to_owned())
+                ]
+            );
+            assert_eq!(samples[1].1, 100.0);
+        }
+        assert_eq!(store.expire(t0 + Duration::from_secs(59)), 0);
+        assert_eq!(store.expire(t0 + Duration::from_secs(60)), 1);
+        assert_eq!(store.stats().groups, 0);
+        let seen = rec.0.lock().unwrap();
+        assert!(seen.last().unwrap().1.is_empty(), "deletion reported empty");
+    }
+
+    #[test]
+    fn limits_reject_and_keep_state() {
+        let store = Store::new(
+            None,
+            Limits {
+                max_series_per_group: 2,
+                max_total_series: 3,
+            },
+        );
+        let now = SystemTime::now();
+        let three = simple_family(
+            "x",
+            MetricType::Gauge,
+            &[
+                (&[("a", "1")], 1.0),
+                (&[("a", "2")], 1.0),
+                (&[("a", "3")], 1.0),
+            ],
+        );
+        let err = store
+            .push(push(key(&[("job", "a")]), vec![three]), now)
+            .unwrap_err();
+        assert!(
+            matches!(err, PushError::Limit(ref m) if m.contains("per group")),
+            "{err}"
+        );
+        let two = simple_family(
+            "x",
+            MetricType::Gauge,
+            &[(&[("a", "1")], 1.0), (&[("a", "2")], 1.0)],
+        );
+        store
+            .push(push(key(&[("job", "a")]), vec![two.clone()]), now)
+            .unwrap();
+        let err = store
+            .push(push(key(&[("job", "b")]), vec![two.clone()]), now)
+            .unwrap_err();
+        assert!(
+            matches!(err, PushError::Limit(ref m) if m.contains("in total")),
+            "{err}"
+        );
+        // Replacing a group with the same size is fine even at the limit.
+        store
+            .push(push(key(&[("job", "a")]), vec![two]), now)
+            .unwrap();
+        assert_eq!(store.stats().series, 2);
+    }
+}
