@@ -225,13 +225,9 @@ fn k_param(ctx: &Ctx, a: &AggregateExpr, t: i64, name: &str) -> Result<i64> {
 
 pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
     let op = a.op.id();
-    let mut input = ctx.eval_vector(&a.expr, t)?;
-    for s in input.iter_mut() {
-        if s.drop_name {
-            s.labels.remove(METRIC_NAME);
-            s.drop_name = false;
-        }
-    }
+    // Delayed name removal: groups are partitioned by the not yet removed name; a group
+    // drops its name when any member would.
+    let input = ctx.eval_vector(&a.expr, t)?;
     // Group membership in first-appearance order.
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Sample>> = HashMap::new();
@@ -257,11 +253,11 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
         groups.entry(key).or_default().push(s);
     }
     let mut out: Vec<Sample> = Vec::new();
-    let mk = |labels: Labels, f: f64| Sample {
+    let mk = |labels: Labels, f: f64, g: &[Sample]| Sample {
+        drop_name: labels.name().is_some() && g.iter().any(|s| s.drop_name),
         labels,
         t,
         f,
-        drop_name: false,
     };
     match op {
         T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR
@@ -292,7 +288,7 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
                     T_STDVAR => variance_agg(g),
                     _ => variance_agg(g).sqrt(),
                 };
-                out.push(mk(key, f));
+                out.push(mk(key, f, g));
             }
         }
         T_QUANTILE => {
@@ -308,8 +304,9 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
                 ));
             }
             for key in order {
-                let mut vals: Vec<f64> = groups[&key].iter().map(|x| x.f).collect();
-                out.push(mk(key, quantile(q, &mut vals)));
+                let g = &groups[&key];
+                let mut vals: Vec<f64> = g.iter().map(|x| x.f).collect();
+                out.push(mk(key.clone(), quantile(q, &mut vals), g));
             }
         }
         T_TOPK | T_BOTTOMK => {
@@ -346,8 +343,7 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
             }
             if !(-1.0..=1.0).contains(&r) {
                 let capped = r.clamp(-1.0, 1.0);
-                let pos = ctx.pos("limit_ratio(").replace(')', "");
-                let pos = bump_col(&pos, "limit_ratio(".len());
+                let pos = ctx.pos_after("limit_ratio(");
                 ctx.warn(format!(
                     "ratio value should be between -1 and 1, got {}, capping to {}{}",
                     format_go_float(r),
@@ -373,17 +369,6 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
         }
     }
     Ok(Value::Vector(out))
-}
-
-fn bump_col(pos: &str, by: usize) -> String {
-    // pos looks like " (l:c"; returns " (l:c+by)".
-    let inner = pos.trim().trim_start_matches('(');
-    let mut parts = inner.split(':');
-    let (Some(l), Some(c)) = (parts.next(), parts.next()) else {
-        return String::new();
-    };
-    let c: usize = c.parse().unwrap_or(0);
-    format!(" ({l}:{})", c + by)
 }
 
 fn variance_agg(g: &[Sample]) -> f64 {

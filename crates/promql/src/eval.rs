@@ -260,6 +260,21 @@ impl<'a> Ctx<'a> {
         go_invalid_literals(self.query).iter().any(|l| l == s)
     }
 
+    /// Position suffix of the text right after the first occurrence of `needle`.
+    pub(crate) fn pos_after(&self, needle: &str) -> String {
+        match self.query.find(needle) {
+            Some(i) => {
+                let i = i + needle.len();
+                let i = i + (self.query[i..].len() - self.query[i..].trim_start().len());
+                let before = &self.query[..i];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rfind('\n').map(|p| i - p).unwrap_or(i + 1);
+                format!(" ({line}:{col})")
+            }
+            None => String::new(),
+        }
+    }
+
     pub(crate) fn warn(&self, msg: String) {
         self.warnings
             .borrow_mut()

@@ -593,6 +593,19 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
             let is_rate = name == "rate";
             let mut out = Vec::new();
             for s in m {
+                if counter {
+                    if let Some(n) = s.labels.name() {
+                        if !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|x| n.ends_with(x))
+                        {
+                            ctx.info(format!(
+                                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}{}",
+                                ctx.pos_after(&format!("{name}("))
+                            ));
+                        }
+                    }
+                }
                 if let Some(v) = extrapolated_rate(&s.points, rs, re, counter, is_rate) {
                     out.push(Sample {
                         labels: s.labels,
