@@ -1,17 +1,46 @@
 //! Tails Flink JobManager and TaskManager logs and ships them to OSS, SLS and a local directory.
 //!
 //! # Layout
+//! - [`tailer`]: following files by path through rename rotation, copytruncate,
+//!   delete-and-recreate and inode reuse; file identity = device + inode + fingerprint.
+//! - [`multiline`]: joining stack traces to their log line; parsing Flink's log4j layout.
+//! - [`record`]: what sinks receive, and the labels (namespace, deployment, job, pod) that
+//!   name OSS paths and SLS topics ([`record::LabelSource`] is the discovery seam).
+//! - [`route`]: one sink's pipeline: discover → tail → multiline → batch → send → checkpoint.
+//! - [`checkpoint`]: versioned, atomically replaced progress files.
+//! - [`buffer`]: the bounded outage buffer on disk.
+//! - [`sinks`]: local directory, SLS (`sinks::sls`, with `sinks::sls::proto` and signing),
+//!   OSS (`sinks::oss`).
+//! - [`metrics`]: the shipper's own metrics.
 //! - [`config`]: the YAML configuration file.
 
+pub mod buffer;
+pub mod checkpoint;
 pub mod config;
+pub mod metrics;
+pub mod multiline;
+pub mod record;
+pub mod route;
+pub mod sinks;
+pub mod tailer;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use axum::Router;
 use clap::Parser;
-use common::{server, ConfigHandle, Lifecycle, ServiceInfo};
+use common::{server, ConfigHandle, Lifecycle, ServiceConfig, ServiceInfo};
 
 pub use config::Config;
+
+use crate::{
+    config::{Batch, Buffer},
+    record::StaticLabels,
+    route::{InputSpec, Route, RouteConfig},
+    sinks::{dir::Format, Sink},
+};
 
 /// Names, metric prefix and default port.
 pub const INFO: ServiceInfo = ServiceInfo {
@@ -30,12 +59,69 @@ pub const INFO: ServiceInfo = ServiceInfo {
 pub struct Args {
     #[command(flatten)]
     pub common: common::CommonArgs,
+
+    /// Files to follow (a glob; repeatable). Default: Flink's `log/*.log` and `log/*.out`
+    /// under `$FLINK_HOME` (or the working directory), plus any `inputs` of the config file.
+    #[arg(long = "input", value_name = "GLOB")]
+    pub inputs: Vec<String>,
+
+    /// Ship to this local directory: one output file per input file. Default (when no
+    /// other sink is configured): `{data-dir}/output`.
+    #[arg(long = "output.dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Format of the local directory sink: `raw` (bytes as written) or `json` (one object
+    /// per event).
+    #[arg(long = "output.format", value_enum, default_value_t = Format::Raw)]
+    pub output_format: Format,
+
+    /// Directory for checkpoints and the outage buffer.
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        default_value = "./data/log-shipper"
+    )]
+    pub data_dir: PathBuf,
 }
 
 impl Args {
     /// The flags the one-process suite uses: defaults, state under `data_dir`.
-    pub fn for_suite(_data_dir: &Path) -> Self {
-        Self::parse_from([INFO.name])
+    pub fn for_suite(data_dir: &Path) -> Self {
+        let mut a = Self::parse_from([INFO.name]);
+        a.data_dir = data_dir.to_path_buf();
+        a
+    }
+
+    /// The input globs: the flags, or Flink's defaults when neither flags nor config name any.
+    pub fn input_globs(&self, config: &Config) -> Vec<InputSpec> {
+        let mut v: Vec<InputSpec> = self
+            .inputs
+            .iter()
+            .map(|g| InputSpec {
+                glob: g.clone(),
+                mode: None,
+            })
+            .collect();
+        v.extend(config.inputs.iter().map(|i| InputSpec {
+            glob: i.glob.clone(),
+            mode: i.multiline,
+        }));
+        if v.is_empty() {
+            let home = std::env::var_os("FLINK_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            for ext in ["log", "out"] {
+                v.push(InputSpec {
+                    glob: home
+                        .join("log")
+                        .join(format!("*.{ext}"))
+                        .to_string_lossy()
+                        .into_owned(),
+                    mode: None,
+                });
+            }
+        }
+        v
     }
 }
 
@@ -46,18 +132,112 @@ pub enum Error {
     Config(#[from] common::ConfigError),
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    #[error(transparent)]
+    Route(#[from] route::Error),
+    #[error("input glob {glob:?} is invalid: {message}")]
+    Glob { glob: String, message: String },
+}
+
+/// Builds the sinks the flags and the config ask for (the local directory by default).
+pub fn build_sinks(args: &Args, config: &Config) -> Result<Vec<(Sink, Batch, Buffer)>, Error> {
+    let mut sinks = Vec::new();
+    let dir = match (&args.output_dir, &config.sinks.dir) {
+        (Some(path), cfg) => Some((
+            path.clone(),
+            if args.output_format != Format::Raw {
+                args.output_format
+            } else {
+                cfg.as_ref().map(|c| c.format).unwrap_or_default()
+            },
+            cfg.as_ref().map(|c| c.batch.clone()),
+            cfg.as_ref().map(|c| c.buffer.clone()),
+        )),
+        (None, Some(c)) => Some((
+            c.path.clone(),
+            c.format,
+            Some(c.batch.clone()),
+            Some(c.buffer.clone()),
+        )),
+        (None, None) if config.sinks.sls.is_none() && config.sinks.oss.is_none() => {
+            Some((args.data_dir.join("output"), args.output_format, None, None))
+        }
+        _ => None,
+    };
+    if let Some((path, format, batch, buffer)) = dir {
+        sinks.push((
+            Sink::Dir(sinks::dir::DirSink::new(path, format)),
+            batch.unwrap_or(Batch {
+                max_events: config::DEFAULT_DIR_MAX_EVENTS,
+                timeout: config::DEFAULT_DIR_BATCH_TIMEOUT,
+            }),
+            buffer.unwrap_or_default(),
+        ));
+    }
+    if let Some(c) = &config.sinks.sls {
+        let s = sinks::sls::SlsSink::from_config(c, config.utc_offset_seconds)?;
+        sinks.push((Sink::Sls(s), c.batch.clone(), c.buffer.clone()));
+    }
+    if let Some(c) = &config.sinks.oss {
+        let s = sinks::oss::OssSink::from_config(c)?;
+        sinks.push((Sink::Oss(s), c.batch.clone(), c.buffer.clone()));
+    }
+    Ok(sinks)
 }
 
 /// Runs the service until `lifecycle` asks it to stop.
+///
+/// Sinks, inputs and labels are read at start; a reload validates the file and updates
+/// `/-/config`, but a changed pipeline takes effect at the next start.
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
-    let config = ConfigHandle::<Config>::from_file(
+    let handle = ConfigHandle::<Config>::from_file(
         INFO.metric_prefix,
         &registry,
         args.common.config_file.clone(),
     )?;
+    let config = handle.current();
+    for g in &args.inputs {
+        glob::Pattern::new(g).map_err(|e| Error::Glob {
+            glob: g.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    config.validate()?;
+    let metrics = metrics::Metrics::register(&registry);
+    let labels = Arc::new(StaticLabels(config.labels.clone().with_env_defaults()));
+    let inputs = args.input_globs(&config);
+    let limits = multiline::Limits {
+        max_lines: config.multiline.max_lines,
+        max_bytes: config.multiline.max_bytes,
+        timeout: config.multiline.timeout,
+    };
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;
-    let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(config));
-    server::serve(listener, Router::new(), endpoints, lifecycle).await?;
+    let mut tasks = Vec::new();
+    let stop = lifecycle.token().child_token();
+    for (sink, batch, buffer) in build_sinks(&args, &config)? {
+        let name = sink.name();
+        let route = Route::new(
+            sink,
+            RouteConfig {
+                inputs: inputs.clone(),
+                limits,
+                batch,
+                buffer,
+                poll_interval: config.poll_interval,
+                data_dir: args.data_dir.clone(),
+                labels: labels.clone(),
+            },
+            metrics.clone(),
+        )?;
+        tracing::info!(sink = name, inputs = ?inputs.iter().map(|i| &i.glob).collect::<Vec<_>>(), "Shipping.");
+        tasks.push(tokio::spawn(route.run(stop.clone())));
+    }
+    let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(handle));
+    let served = server::serve(listener, Router::new(), endpoints, lifecycle).await;
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    served?;
     Ok(())
 }

@@ -7,10 +7,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_log-shipper");
 
 #[test]
 fn reloads_on_sighup_keeps_old_config_on_error_and_drains_on_sigterm() {
-    testkit::check_lifecycle(BIN, "log_shipper", "{}\n", "no_such_field: 1\n", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    testkit::check_lifecycle(
+        BIN,
+        "log_shipper",
+        "{}\n",
+        "no_such_field: 1\n",
+        &["--data-dir", data],
+    );
 }
 
 #[test]
 fn reload_without_config_file_reapplies_defaults() {
-    testkit::check_reload_without_config(BIN, "log_shipper", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    testkit::check_reload_without_config(BIN, "log_shipper", &["--data-dir", data]);
 }

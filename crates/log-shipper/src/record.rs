@@ -1,0 +1,326 @@
+//! What a sink receives: an event plus where it came from and whose it is.
+//!
+//! [`Labels`] carry the suite's identity of the Flink pod that wrote the file (namespace,
+//! deployment id, job id, pod, component; see `common::labels`). They become fields of
+//! every record, the OSS object path `logs/{namespace}/{deploymentId}/{jobId}/{pod}/{file}`
+//! and the SLS topic `namespace:deploymentId:jobId`. A [`LabelSource`] maps a file to its
+//! labels: static ones from the config today, Kubernetes pod discovery behind the same seam.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::SystemTime};
+
+use common::labels::{fields, FlinkPodLabels};
+use serde::{Deserialize, Serialize};
+
+use crate::multiline::{self, Event};
+
+/// Who wrote a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct Labels {
+    /// Suite namespace.
+    pub namespace: Option<String>,
+    /// Deployment id.
+    pub deployment_id: Option<String>,
+    /// Deployment name.
+    pub deployment_name: Option<String>,
+    /// Flink job id.
+    pub job_id: Option<String>,
+    /// `jobmanager` or `taskmanager`.
+    pub component: Option<String>,
+    /// Pod name (or host name outside Kubernetes).
+    pub pod: Option<String>,
+    /// Container name.
+    pub container: Option<String>,
+    /// Pod IP or host: the SLS `source`.
+    pub source: Option<String>,
+}
+
+impl Labels {
+    /// Labels from a suite-managed pod's Kubernetes labels plus its name, container and IP.
+    pub fn from_pod(
+        pod_labels: &FlinkPodLabels,
+        pod: &str,
+        container: Option<&str>,
+        ip: Option<&str>,
+    ) -> Self {
+        Self {
+            namespace: Some(pod_labels.namespace.clone()),
+            deployment_id: Some(pod_labels.deployment_id.clone()),
+            deployment_name: Some(pod_labels.deployment_name.clone()).filter(|s| !s.is_empty()),
+            job_id: pod_labels.job_id.clone(),
+            component: Some(pod_labels.component.as_str().to_string()),
+            pod: Some(pod.to_string()),
+            container: container.map(str::to_string),
+            source: ip.map(str::to_string),
+        }
+    }
+
+    /// Fills unset labels from the Downward-API style environment (`POD_NAME`,
+    /// `POD_NAMESPACE` is *not* used: the suite namespace comes from the label), and the host
+    /// name as the source.
+    pub fn with_env_defaults(mut self) -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if self.pod.is_none() {
+            self.pod = env("POD_NAME");
+        }
+        if self.source.is_none() {
+            self.source = env("POD_IP").or_else(|| env("HOSTNAME"));
+        }
+        self
+    }
+
+    /// The SLS topic `namespace:deploymentId:jobId` (empty parts kept empty), or `""` when
+    /// nothing is known.
+    pub fn topic(&self) -> String {
+        if self.namespace.is_none() && self.deployment_id.is_none() && self.job_id.is_none() {
+            return String::new();
+        }
+        format!(
+            "{}:{}:{}",
+            self.namespace.as_deref().unwrap_or(""),
+            self.deployment_id.as_deref().unwrap_or(""),
+            self.job_id.as_deref().unwrap_or("")
+        )
+    }
+
+    /// Path segments `{namespace}/{deploymentId}/{jobId}/{pod}`, unknown ones left out.
+    pub fn path_segments(&self) -> Vec<&str> {
+        [
+            &self.namespace,
+            &self.deployment_id,
+            &self.job_id,
+            &self.pod,
+        ]
+        .into_iter()
+        .filter_map(|s| s.as_deref())
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+
+    /// The labels as record fields (names from `common::labels::fields`).
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        let mut v = Vec::new();
+        fn add<'a>(v: &mut Vec<(&'static str, &'a str)>, k: &'static str, s: &'a Option<String>) {
+            if let Some(s) = s {
+                v.push((k, s.as_str()));
+            }
+        }
+        add(&mut v, fields::NAMESPACE, &self.namespace);
+        add(&mut v, fields::DEPLOYMENT_ID, &self.deployment_id);
+        add(&mut v, fields::DEPLOYMENT_NAME, &self.deployment_name);
+        add(&mut v, fields::JOB_ID, &self.job_id);
+        add(&mut v, fields::COMPONENT, &self.component);
+        add(&mut v, "pod", &self.pod);
+        add(&mut v, "container", &self.container);
+        v
+    }
+}
+
+/// Maps a watched file to the labels of the process that writes it.
+pub trait LabelSource: Send + Sync {
+    /// Labels for the file at `path`.
+    fn labels_for(&self, path: &Path) -> Labels;
+}
+
+/// The same labels for every file (from the config and the environment). The component is
+/// guessed from the Flink file name when not configured (`*-standalonesession-*`,
+/// `*-jobmanager*` → jobmanager; `*-taskexecutor-*`, `*taskmanager*` → taskmanager).
+#[derive(Debug, Clone, Default)]
+pub struct StaticLabels(pub Labels);
+
+impl LabelSource for StaticLabels {
+    fn labels_for(&self, path: &Path) -> Labels {
+        let mut l = self.0.clone();
+        if l.component.is_none() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            if name.contains("taskexecutor") || name.contains("taskmanager") {
+                l.component = Some("taskmanager".into());
+            } else if name.contains("standalonesession")
+                || name.contains("jobmanager")
+                || name.contains("clusterentrypoint")
+            {
+                l.component = Some("jobmanager".into());
+            }
+        }
+        l
+    }
+}
+
+/// What the shipper knows about one stream (input path).
+#[derive(Debug)]
+pub struct StreamInfo {
+    /// The input path.
+    pub path: String,
+    /// File name (`jobmanager.log`).
+    pub file_name: String,
+    /// Output name relative to the sink's root: the path below the input glob's fixed
+    /// directory (`jobmanager.log`, or `pod-a/jobmanager.log` for `logs/*/jobmanager.log`).
+    pub relative: String,
+    /// Who wrote it.
+    pub labels: Labels,
+}
+
+impl StreamInfo {
+    /// Object key / relative output path: `[prefix/]logs/{ns}/{dep}/{job}/{pod}/{relative}`
+    /// when labels are known; with `bare_when_unlabelled`, just `{relative}` otherwise.
+    pub fn object_path(&self, bare_when_unlabelled: bool) -> String {
+        let segs = self.labels.path_segments();
+        if segs.is_empty() && bare_when_unlabelled {
+            return self.relative.clone();
+        }
+        let mut p = String::from("logs/");
+        for s in segs {
+            p.push_str(&sanitize_segment(s));
+            p.push('/');
+        }
+        p.push_str(&self.relative);
+        p
+    }
+}
+
+fn sanitize_segment(s: &str) -> String {
+    s.replace(['/', '\\'], "_").replace("..", "_")
+}
+
+/// One event on its way to a sink.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Where it came from.
+    pub stream: Arc<StreamInfo>,
+    /// The event.
+    pub event: Event,
+    /// When it was read.
+    pub read_at: SystemTime,
+}
+
+impl Record {
+    /// The event text (lossy UTF-8).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.event.data)
+    }
+
+    /// Unix time of the event: its log4j timestamp (taken as UTC plus the offset) or,
+    /// failing that, when it was read.
+    pub fn time(&self, utc_offset_seconds: i32) -> (i64, u32) {
+        let text = self.event.data.get(..23).unwrap_or(&[]);
+        if let Some(t) = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| multiline::parse_time(t, utc_offset_seconds))
+        {
+            return t;
+        }
+        let d = self
+            .read_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        (d.as_secs() as i64, d.subsec_nanos())
+    }
+
+    /// Key/value contents: the parsed log4j fields when the event matches the layout
+    /// (`time`, `level`, `logger`, `message`), otherwise `message` = the raw text; then
+    /// `file`, `path` and the labels.
+    pub fn contents(&self) -> Vec<(&'static str, String)> {
+        let text = self.text();
+        let mut v: Vec<(&'static str, String)> = Vec::with_capacity(12);
+        match multiline::parse_log4j(&text) {
+            Some(f) => {
+                v.push(("time", f.time.to_string()));
+                v.push(("level", f.level.to_string()));
+                v.push(("logger", f.logger.to_string()));
+                v.push(("message", f.message.to_string()));
+            }
+            None => {
+                let m = text.strip_suffix('\n').unwrap_or(&text);
+                v.push(("message", m.to_string()));
+            }
+        }
+        v.push(("file", self.stream.file_name.clone()));
+        v.push(("path", self.stream.path.clone()));
+        for (k, val) in self.stream.labels.fields() {
+            v.push((k, val.to_string()));
+        }
+        v
+    }
+
+    /// The structured JSON form (one object, no newline).
+    pub fn to_json(&self) -> String {
+        let mut m = BTreeMap::new();
+        for (k, v) in self.contents() {
+            m.insert(k, serde_json::Value::String(v));
+        }
+        m.insert("offset", serde_json::Value::from(self.event.end));
+        serde_json::to_string(&m).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> Labels {
+        Labels {
+            namespace: Some("ns".into()),
+            deployment_id: Some("dep".into()),
+            job_id: Some("job".into()),
+            pod: Some("jm-0".into()),
+            ..Labels::default()
+        }
+    }
+
+    #[test]
+    fn labels_name_topic_and_object_path() {
+        let info = StreamInfo {
+            path: "/opt/flink/log/jobmanager.log".into(),
+            file_name: "jobmanager.log".into(),
+            relative: "jobmanager.log".into(),
+            labels: labels(),
+        };
+        assert_eq!(info.labels.topic(), "ns:dep:job");
+        assert_eq!(
+            info.object_path(true),
+            "logs/ns/dep/job/jm-0/jobmanager.log"
+        );
+        let bare = StreamInfo {
+            labels: Labels::default(),
+            ..info
+        };
+        assert_eq!(bare.object_path(true), "jobmanager.log");
+        assert_eq!(bare.object_path(false), "logs/jobmanager.log");
+        assert_eq!(bare.labels.topic(), "");
+    }
+
+    #[test]
+    fn pod_labels_map_to_record_fields() {
+        let pod = FlinkPodLabels {
+            namespace: "default".into(),
+            deployment_id: "d1".into(),
+            deployment_name: "wordcount".into(),
+            job_id: Some("j1".into()),
+            component: common::labels::Component::JobManager,
+        };
+        let l = Labels::from_pod(
+            &pod,
+            "wc-jm-0",
+            Some("flink-main-container"),
+            Some("10.0.0.7"),
+        );
+        assert_eq!(l.topic(), "default:d1:j1");
+        let f: BTreeMap<_, _> = l.fields().into_iter().collect();
+        assert_eq!(f["deploymentId"], "d1");
+        assert_eq!(f["component"], "jobmanager");
+        assert_eq!(f["pod"], "wc-jm-0");
+        assert_eq!(l.source.as_deref(), Some("10.0.0.7"));
+    }
+
+    #[test]
+    fn component_is_guessed_from_flink_file_names() {
+        let s = StaticLabels::default();
+        let jm = s.labels_for(Path::new("log/flink-u-standalonesession-0-host.log"));
+        let tm = s.labels_for(Path::new("log/flink-u-taskexecutor-0-host.out"));
+        assert_eq!(jm.component.as_deref(), Some("jobmanager"));
+        assert_eq!(tm.component.as_deref(), Some("taskmanager"));
+    }
+}
