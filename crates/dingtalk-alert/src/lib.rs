@@ -1,15 +1,37 @@
 //! Alertmanager webhook receiver that delivers alerts to DingTalk robots.
 //!
 //! # Layout
-//! - [`config`]: the YAML configuration file.
+//! - [`config`]: the YAML configuration (targets, routes, delivery) and the `default`
+//!   target the `--dingtalk.*` flags define; compiled into [`config::Compiled`].
+//! - [`alert`]: Alertmanager's webhook payload (version 4).
+//! - [`route`]: label-based routing of alerts to targets.
+//! - [`template`]: minijinja templates, the default title/text and the template context.
+//! - [`message`]: DingTalk message bodies: type, keyword, @-mentions, size cap.
+//! - [`sign`]: the robot signature (`timestamp` + `sign`).
+//! - [`gateway`]: per-target queues and workers: merging, splitting, retries.
+//! - [`limiter`]: the per-robot 20-messages-per-minute limit.
+//! - [`outcome`]: what DingTalk's answer (`errcode`) means.
+//! - [`transport`]: the outbound HTTP and clock seams.
+//! - [`api`]: the HTTP endpoints.
+//! - [`metrics`]: the service's own metrics.
 
+pub mod alert;
+pub mod api;
 pub mod config;
+pub mod gateway;
+pub mod limiter;
+pub mod message;
+pub mod metrics;
+pub mod outcome;
+pub mod route;
+pub mod sign;
+pub mod template;
+pub mod transport;
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
-use axum::Router;
 use clap::Parser;
-use common::{server, ConfigHandle, Lifecycle, ServiceInfo};
+use common::{server, ConfigHandle, Lifecycle, Secret, ServiceInfo};
 
 pub use config::Config;
 
@@ -19,6 +41,10 @@ pub const INFO: ServiceInfo = ServiceInfo {
     metric_prefix: "dingtalk_alert",
     default_listen: "0.0.0.0:8060",
 };
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
 
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
@@ -30,12 +56,57 @@ pub const INFO: ServiceInfo = ServiceInfo {
 pub struct Args {
     #[command(flatten)]
     pub common: common::CommonArgs,
+
+    /// Access token of the robot for the target `default` (`POST /dingtalk/default/send`).
+    #[arg(long = "dingtalk.access-token", env = "DINGTALK_ACCESS_TOKEN", hide_env_values = true,
+          value_name = "TOKEN", value_parser = secret)]
+    pub access_token: Option<Secret>,
+
+    /// File holding the access token of the `default` target (re-read on reload).
+    #[arg(
+        long = "dingtalk.access-token-file",
+        env = "DINGTALK_ACCESS_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "access_token"
+    )]
+    pub access_token_file: Option<std::path::PathBuf>,
+
+    /// Signing secret (`SEC…`) of the `default` target's robot.
+    #[arg(long = "dingtalk.secret", env = "DINGTALK_SECRET", hide_env_values = true,
+          value_name = "SECRET", value_parser = secret)]
+    pub secret: Option<Secret>,
+
+    /// File holding the signing secret of the `default` target (re-read on reload).
+    #[arg(
+        long = "dingtalk.secret-file",
+        env = "DINGTALK_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "secret"
+    )]
+    pub secret_file: Option<std::path::PathBuf>,
+
+    /// Base URL of DingTalk's API; `/robot/send` is appended. Also the default for targets
+    /// in the config file that give no `url`.
+    #[arg(long = "dingtalk.url", env = "DINGTALK_URL", value_name = "BASE",
+          default_value = config::DEFAULT_BASE_URL)]
+    pub base_url: String,
 }
 
 impl Args {
     /// The flags the one-process suite uses: defaults, state under `data_dir`.
     pub fn for_suite(_data_dir: &Path) -> Self {
+        // Environment variables (a token from a Secret) apply in the suite too.
         Self::parse_from([INFO.name])
+    }
+
+    fn flag_target(&self) -> config::FlagTarget {
+        config::FlagTarget {
+            access_token: self.access_token.clone(),
+            access_token_file: self.access_token_file.clone(),
+            secret: self.secret.clone(),
+            secret_file: self.secret_file.clone(),
+            base_url: self.base_url.clone(),
+        }
     }
 }
 
@@ -46,18 +117,67 @@ pub enum Error {
     Config(#[from] common::ConfigError),
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    #[error("cannot create the HTTP client: {0}")]
+    Transport(#[from] transport::TransportError),
 }
 
-/// Runs the service until `lifecycle` asks it to stop.
+fn compiled_of(c: &Config) -> Arc<config::Compiled> {
+    // The loader always compiles; an uncompiled config has no targets.
+    c.compiled.clone().unwrap_or_else(|| {
+        Arc::new(config::Compiled {
+            targets: Default::default(),
+            routes: Default::default(),
+            delivery: c.delivery.clone(),
+        })
+    })
+}
+
+/// Runs the service until `lifecycle` asks it to stop, then delivers what is queued for up
+/// to the grace period.
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
-    let config = ConfigHandle::<Config>::from_file(
+    let flags = args.flag_target();
+    let path = args.common.config_file.clone();
+    let handle = ConfigHandle::<Config>::with_loader(
         INFO.metric_prefix,
         &registry,
-        args.common.config_file.clone(),
+        Arc::new(move || config::load(path.as_deref(), &flags)),
     )?;
+    let metrics = metrics::Metrics::register(INFO.metric_prefix, &registry);
+    let transport = Arc::new(transport::HttpTransport::new()?);
+    let gateway = gateway::Gateway::start(
+        compiled_of(&handle.current()),
+        transport,
+        Arc::new(transport::SystemClock),
+        metrics,
+    );
+    for (name, t) in &gateway.compiled().targets {
+        tracing::info!(target = %name, message_type = ?t.message_type, signed = t.robot.secret.is_some(), "DingTalk target configured.");
+    }
+    let mut updates = handle.subscribe();
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        while updates.changed().await.is_ok() {
+            let c = compiled_of(&updates.borrow_and_update());
+            g.apply(c);
+        }
+    });
+
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;
-    let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(config));
-    server::serve(listener, Router::new(), endpoints, lifecycle).await?;
+    let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(handle));
+    let app = api::router(gateway.clone()).layer(axum::extract::DefaultBodyLimit::max(32 << 20));
+    server::serve(listener, app, endpoints, lifecycle).await?;
+
+    // Deliver what is queued, leaving a second of the grace period to exit cleanly.
+    let budget = args
+        .common
+        .grace_period
+        .saturating_sub(Duration::from_secs(1));
+    if gateway.pending() > 0 {
+        tracing::info!(alerts = gateway.pending(), budget = ?budget, "Delivering queued alerts before exit.");
+    }
+    if tokio::time::timeout(budget, gateway.drain()).await.is_err() {
+        gateway.abandon();
+    }
     Ok(())
 }

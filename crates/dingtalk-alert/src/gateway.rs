@@ -1,0 +1,721 @@
+//! The delivery engine: one in-memory queue and worker per target, per-robot rate limiters,
+//! merging of queued alerts into as few messages as fit, retries with backoff.
+//!
+//! A request is answered 2xx once its alerts are in the target's queue. The worker waits for
+//! a rate-limit slot, then takes every queued alert (so a burst is merged), renders as many
+//! as fit in one body under the size cap, sends them, and puts the rest back at the front
+//! for the next slot. Retryable failures put the batch back and back off; failures that
+//! retrying cannot fix, or exhausted retries, are logged and counted per alert: nothing
+//! accepted disappears without a trace.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use rand::Rng;
+use tokio::{
+    sync::{watch, Notify},
+    time::Instant,
+};
+
+use crate::{
+    alert::{Alert, Notification},
+    config::{Compiled, DeliveryConfig, Target},
+    limiter::Limiter,
+    message::{self, Body, Dress},
+    metrics::Metrics,
+    outcome::{classify, Outcome},
+    sign,
+    template::{MessageCtx, Origin, Rendered},
+    transport::{Clock, Transport},
+};
+
+/// Most alerts a worker takes from its queue for one message attempt.
+const MAX_BATCH: usize = 500;
+
+/// Why alerts were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// No such target.
+    #[error("unknown target `{name}`; configured targets: [{}]", known.join(", "))]
+    UnknownTarget { name: String, known: Vec<String> },
+    /// The target's queue is full; Alertmanager should retry.
+    #[error("the queue of target `{0}` is full")]
+    QueueFull(String),
+    /// An alert matches no route and there is no fallback target.
+    #[error("alert {0} matches no route and `fallback_targets` is empty")]
+    Unroutable(String),
+    /// The service is shutting down.
+    #[error("shutting down")]
+    Closing,
+}
+
+struct Queued {
+    alert: Alert,
+    origin: Arc<Origin>,
+    accepted: Instant,
+    attempts: u32,
+    too_fast: u32,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Queued>,
+    keys: HashSet<(String, bool)>,
+    in_flight: usize,
+}
+
+struct TargetQueue {
+    name: String,
+    state: Mutex<QueueState>,
+    notify: Notify,
+}
+
+impl TargetQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One message ready to go: the alerts it carries and its body.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    /// How many of the offered alerts (a prefix) the body carries.
+    pub alerts: usize,
+    /// The body.
+    pub body: Body,
+    /// Whether a custom template failed and the default was used.
+    pub template_error: Option<String>,
+}
+
+fn render(target: &Target, ctx: &MessageCtx) -> (Rendered, Option<String>) {
+    match target.templates.render(ctx) {
+        Ok(r) => (r, None),
+        Err(e) => {
+            let fallback = target
+                .templates
+                .render_default(ctx)
+                .unwrap_or_else(|e2| Rendered {
+                    title: "Alert".into(),
+                    text: format!("(template error: {e2})"),
+                });
+            (fallback, Some(format!("{e:#}")))
+        }
+    }
+}
+
+fn compose_k(target: &Target, alerts: &[(&Alert, &Origin)], max_bytes: usize) -> Composed {
+    let ctx = MessageCtx::new(&target.name, alerts.iter().copied(), target.templates.tz());
+    let (rendered, template_error) = render(target, &ctx);
+    let body = message::build(
+        target,
+        &rendered,
+        Dress {
+            firing: ctx.is_firing(),
+            link: &ctx.external_url,
+        },
+        max_bytes,
+    );
+    Composed {
+        alerts: alerts.len(),
+        body,
+        template_error,
+    }
+}
+
+/// Renders the longest prefix of `alerts` that fits in one body without truncation (at
+/// least one alert, truncated if it alone is too long).
+pub fn compose(target: &Target, alerts: &[(&Alert, &Origin)], max_bytes: usize) -> Composed {
+    let all = compose_k(target, alerts, max_bytes);
+    if !all.body.truncated || alerts.len() <= 1 {
+        return all;
+    }
+    let (mut lo, mut hi) = (1usize, alerts.len() - 1);
+    let mut best = compose_k(target, &alerts[..1], max_bytes);
+    if best.body.truncated {
+        return best;
+    }
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let c = compose_k(target, &alerts[..mid], max_bytes);
+        if c.body.truncated {
+            hi = mid - 1;
+        } else {
+            best = c;
+            lo = mid;
+        }
+    }
+    if best.alerts != lo {
+        best = compose_k(target, &alerts[..lo], max_bytes);
+    }
+    best
+}
+
+/// Splits a whole notification into the messages it would become (render preview).
+pub fn compose_all(
+    target: &Target,
+    alerts: &[(&Alert, &Origin)],
+    max_bytes: usize,
+) -> Vec<Composed> {
+    let mut out = Vec::new();
+    let mut rest = alerts;
+    while !rest.is_empty() {
+        let c = compose(target, rest, max_bytes);
+        rest = &rest[c.alerts.max(1)..];
+        out.push(c);
+    }
+    out
+}
+
+/// The delivery engine shared by the HTTP handlers and the workers.
+pub struct Gateway {
+    current: RwLock<Arc<Compiled>>,
+    queues: Mutex<BTreeMap<String, Arc<TargetQueue>>>,
+    limiters: Mutex<HashMap<String, Arc<Limiter>>>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    closing: watch::Sender<bool>,
+}
+
+impl Gateway {
+    /// Starts the engine with `compiled`; spawns one worker per target on the current
+    /// Tokio runtime.
+    pub fn start(
+        compiled: Arc<Compiled>,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        let (closing, _) = watch::channel(false);
+        let g = Arc::new(Self {
+            current: RwLock::new(compiled.clone()),
+            queues: Mutex::new(BTreeMap::new()),
+            limiters: Mutex::new(HashMap::new()),
+            transport,
+            clock,
+            metrics,
+            closing,
+        });
+        g.apply(compiled);
+        g
+    }
+
+    /// The config in effect.
+    pub fn compiled(&self) -> Arc<Compiled> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Switches to a reloaded config: new targets get a worker, changed ones take effect
+    /// with their next message, removed ones finish what they hold.
+    pub fn apply(self: &Arc<Self>, compiled: Arc<Compiled>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = compiled.clone();
+        {
+            let limiters = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+            for l in limiters.values() {
+                l.set_per_minute(compiled.delivery.messages_per_minute);
+            }
+        }
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, target) in &compiled.targets {
+            if queues.contains_key(name) {
+                continue;
+            }
+            let q = Arc::new(TargetQueue {
+                name: name.clone(),
+                state: Mutex::new(QueueState::default()),
+                notify: Notify::new(),
+            });
+            self.metrics.queue_alerts.with_label_values(&[name]).set(0);
+            queues.insert(name.clone(), q.clone());
+            tokio::spawn(self.clone().worker(q, target.clone()));
+        }
+    }
+
+    fn queue(&self, name: &str) -> Option<Arc<TargetQueue>> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn limiter(&self, robot_key: String, per_minute: u32) -> Arc<Limiter> {
+        self.limiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(robot_key)
+            .or_insert_with(|| Arc::new(Limiter::new(per_minute)))
+            .clone()
+    }
+
+    fn unknown(&self, name: &str) -> EnqueueError {
+        EnqueueError::UnknownTarget {
+            name: name.to_string(),
+            known: self.compiled().targets.keys().cloned().collect(),
+        }
+    }
+
+    /// Queues every alert of `n` for `target`. All or nothing.
+    pub fn enqueue(&self, target: &str, n: Notification) -> Result<usize, EnqueueError> {
+        let compiled = self.compiled();
+        if !compiled.targets.contains_key(target) {
+            return Err(self.unknown(target));
+        }
+        let (origin, alerts) = split(n);
+        self.push(target, alerts, origin, &compiled.delivery)
+    }
+
+    /// Queues each alert of `n` for the targets its labels route it to.
+    pub fn enqueue_routed(&self, n: Notification) -> Result<BTreeMap<String, usize>, EnqueueError> {
+        let compiled = self.compiled();
+        let (origin, alerts) = split(n);
+        let mut per_target: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
+        for a in alerts {
+            let targets = compiled.routes.targets_for(&a.labels);
+            if targets.is_empty() {
+                return Err(EnqueueError::Unroutable(describe(&a)));
+            }
+            for t in targets {
+                per_target.entry(t.to_string()).or_default().push(a.clone());
+            }
+        }
+        // Check room everywhere first so a partly accepted request is unlikely.
+        for (t, alerts) in &per_target {
+            let q = self.queue(t).ok_or_else(|| self.unknown(t))?;
+            if q.lock().items.len() + alerts.len() > compiled.delivery.max_queued_alerts {
+                self.reject(t, alerts.len(), "queue_full");
+                return Err(EnqueueError::QueueFull(t.clone()));
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (t, alerts) in per_target {
+            let n = self.push(&t, alerts, origin.clone(), &compiled.delivery)?;
+            out.insert(t, n);
+        }
+        Ok(out)
+    }
+
+    fn reject(&self, target: &str, n: usize, reason: &str) {
+        self.metrics
+            .alerts_rejected
+            .with_label_values(&[target, reason])
+            .inc_by(n as u64);
+        tracing::warn!(
+            target,
+            alerts = n,
+            reason,
+            "Alerts refused; Alertmanager will retry."
+        );
+    }
+
+    fn push(
+        &self,
+        target: &str,
+        alerts: Vec<Alert>,
+        origin: Arc<Origin>,
+        delivery: &DeliveryConfig,
+    ) -> Result<usize, EnqueueError> {
+        if *self.closing.borrow() {
+            self.reject(target, alerts.len(), "shutting_down");
+            return Err(EnqueueError::Closing);
+        }
+        let q = self.queue(target).ok_or_else(|| self.unknown(target))?;
+        let count = alerts.len();
+        let now = Instant::now();
+        let mut dedup = 0u64;
+        let depth = {
+            let mut s = q.lock();
+            if s.items.len() + count > delivery.max_queued_alerts {
+                drop(s);
+                self.reject(target, count, "queue_full");
+                return Err(EnqueueError::QueueFull(target.to_string()));
+            }
+            for alert in alerts {
+                let key = (alert.identity(), alert.is_resolved());
+                if s.keys.contains(&key) {
+                    if let Some(existing) = s
+                        .items
+                        .iter_mut()
+                        .find(|x| x.alert.identity() == key.0 && x.alert.is_resolved() == key.1)
+                    {
+                        existing.alert = alert;
+                        existing.origin = origin.clone();
+                        dedup += 1;
+                        continue;
+                    }
+                }
+                s.keys.insert(key);
+                s.items.push_back(Queued {
+                    alert,
+                    origin: origin.clone(),
+                    accepted: now,
+                    attempts: 0,
+                    too_fast: 0,
+                });
+            }
+            s.items.len() + s.in_flight
+        };
+        self.metrics
+            .alerts_received
+            .with_label_values(&[target])
+            .inc_by(count as u64);
+        if dedup > 0 {
+            self.metrics
+                .alerts_deduplicated
+                .with_label_values(&[target])
+                .inc_by(dedup);
+        }
+        self.metrics
+            .queue_alerts
+            .with_label_values(&[target])
+            .set(depth as i64);
+        q.notify.notify_one();
+        Ok(count)
+    }
+
+    /// The messages `n` would become on `target`, without sending anything.
+    pub fn preview(&self, target: &str, n: Notification) -> Result<Vec<Composed>, EnqueueError> {
+        let compiled = self.compiled();
+        let t = compiled
+            .targets
+            .get(target)
+            .ok_or_else(|| self.unknown(target))?;
+        let (origin, alerts) = split(n);
+        let pairs: Vec<(&Alert, &Origin)> = alerts.iter().map(|a| (a, &*origin)).collect();
+        Ok(compose_all(t, &pairs, compiled.delivery.max_body_bytes))
+    }
+
+    /// Alerts queued or in flight over all targets.
+    pub fn pending(&self) -> usize {
+        let queues: Vec<_> = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        queues
+            .iter()
+            .map(|q| {
+                let s = q.lock();
+                s.items.len() + s.in_flight
+            })
+            .sum()
+    }
+
+    /// Stops accepting alerts and waits until every queue is empty. Callers bound it with a
+    /// timeout; what is still queued then is logged by [`Gateway::abandon`].
+    pub async fn drain(&self) {
+        self.closing.send_replace(true);
+        while self.pending() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Logs and counts what is still queued when the process must stop.
+    pub fn abandon(&self) {
+        let queues: Vec<_> = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for q in queues {
+            let n = {
+                let s = q.lock();
+                s.items.len() + s.in_flight
+            };
+            if n > 0 {
+                self.metrics
+                    .alerts_failed
+                    .with_label_values(&[&q.name, "shutdown"])
+                    .inc_by(n as u64);
+                tracing::error!(target = %q.name, alerts = n, "Shutting down with undelivered alerts.");
+            }
+        }
+    }
+
+    async fn worker(self: Arc<Self>, q: Arc<TargetQueue>, mut target: Arc<Target>) {
+        let mut closing = self.closing.subscribe();
+        loop {
+            // Wait for work.
+            loop {
+                let notified = q.notify.notified();
+                if !q.lock().items.is_empty() {
+                    break;
+                }
+                if *closing.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = closing.changed() => {}
+                }
+            }
+            let compiled = self.compiled();
+            if let Some(t) = compiled.targets.get(&q.name) {
+                target = t.clone();
+            }
+            let delivery = compiled.delivery.clone();
+            let limiter = self.limiter(target.robot.limiter_key(), delivery.messages_per_minute);
+            let waited = limiter.acquire().await;
+            if !waited.is_zero() {
+                self.metrics
+                    .rate_limit_waits
+                    .with_label_values(&[&q.name])
+                    .inc();
+                self.metrics
+                    .rate_limit_wait_seconds
+                    .with_label_values(&[&q.name])
+                    .inc_by(waited.as_secs_f64());
+            }
+            let pause = self.attempt(&q, &target, &delivery).await;
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+
+    /// Sends one message from the queue; returns how long to pause before the next one.
+    async fn attempt(
+        &self,
+        q: &TargetQueue,
+        target: &Target,
+        delivery: &DeliveryConfig,
+    ) -> Option<Duration> {
+        let mut taken: Vec<Queued> = {
+            let mut s = q.lock();
+            let n = s.items.len().min(MAX_BATCH);
+            let taken: Vec<Queued> = s.items.drain(..n).collect();
+            for t in &taken {
+                s.keys.remove(&(t.alert.identity(), t.alert.is_resolved()));
+            }
+            s.in_flight += taken.len();
+            taken
+        };
+        if taken.is_empty() {
+            return None;
+        }
+        let composed = {
+            let pairs: Vec<(&Alert, &Origin)> =
+                taken.iter().map(|x| (&x.alert, &*x.origin)).collect();
+            compose(target, &pairs, delivery.max_body_bytes)
+        };
+        let rest = taken.split_off(composed.alerts.min(taken.len()).max(1));
+        self.give_back(q, rest);
+        let batch = taken;
+        let name = q.name.as_str();
+        if let Some(e) = &composed.template_error {
+            self.metrics
+                .template_errors
+                .with_label_values(&[name])
+                .inc();
+            tracing::error!(target = name, error = %e, "Custom template failed; sent with the default template.");
+        }
+
+        let robot = &target.robot;
+        let url = match &robot.secret {
+            Some(secret) => format!(
+                "{}{}",
+                robot.send_url.expose(),
+                sign::query_suffix(secret.expose(), self.clock.now_ms())
+            ),
+            None => robot.send_url.expose().to_string(),
+        };
+        let started = Instant::now();
+        let result = self
+            .transport
+            .post(url, composed.body.bytes.clone(), delivery.timeout)
+            .await;
+        self.metrics
+            .send_duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        let redact = |s: &str| {
+            let s = robot.token.redact_in(s);
+            match &robot.secret {
+                Some(secret) => secret.redact_in(&s),
+                None => s,
+            }
+        };
+        match classify(&result) {
+            Outcome::Delivered => {
+                let n = batch.len();
+                self.metrics.messages_sent.with_label_values(&[name]).inc();
+                self.metrics
+                    .alerts_delivered
+                    .with_label_values(&[name])
+                    .inc_by(n as u64);
+                if composed.body.truncated {
+                    self.metrics
+                        .messages_truncated
+                        .with_label_values(&[name])
+                        .inc();
+                }
+                let mut origins: Vec<&Arc<Origin>> = Vec::new();
+                for b in &batch {
+                    self.metrics
+                        .delivery_delay
+                        .observe(b.accepted.elapsed().as_secs_f64());
+                    if !origins.iter().any(|o| Arc::ptr_eq(o, &b.origin)) {
+                        origins.push(&b.origin);
+                    }
+                }
+                if origins.len() > 1 {
+                    self.metrics
+                        .messages_merged
+                        .with_label_values(&[name])
+                        .inc();
+                }
+                tracing::debug!(
+                    target = name,
+                    alerts = n,
+                    bytes = composed.body.bytes.len(),
+                    "Message delivered."
+                );
+                self.finish(q, n);
+                None
+            }
+            Outcome::Retry {
+                reason,
+                detail,
+                too_fast,
+            } => {
+                self.metrics
+                    .messages_failed
+                    .with_label_values(&[name, reason])
+                    .inc();
+                let mut batch = batch;
+                let (exhausted, pause) = if too_fast {
+                    let n = batch.iter().map(|b| b.too_fast).max().unwrap_or(0) + 1;
+                    batch.iter_mut().for_each(|b| b.too_fast = n);
+                    (n >= delivery.too_fast_attempts, delivery.too_fast_pause)
+                } else {
+                    let n = batch.iter().map(|b| b.attempts).max().unwrap_or(0) + 1;
+                    batch.iter_mut().for_each(|b| b.attempts = n);
+                    (n >= delivery.max_attempts, backoff(delivery, n))
+                };
+                if exhausted {
+                    self.fail(q, batch, reason, &redact(&detail), true);
+                    return None;
+                }
+                self.metrics
+                    .retries
+                    .with_label_values(&[name, reason])
+                    .inc();
+                tracing::warn!(target = name, alerts = batch.len(), reason, detail = %redact(&detail), retry_in = ?pause, "Delivery failed; will retry.");
+                self.give_back(q, batch);
+                self.finish(q, 0);
+                Some(pause)
+            }
+            Outcome::Fatal { reason, detail } => {
+                self.metrics
+                    .messages_failed
+                    .with_label_values(&[name, reason])
+                    .inc();
+                self.fail(q, batch, reason, &redact(&detail), false);
+                None
+            }
+        }
+    }
+
+    fn fail(&self, q: &TargetQueue, batch: Vec<Queued>, reason: &str, detail: &str, retried: bool) {
+        let n = batch.len();
+        let names: Vec<String> = batch.iter().take(5).map(|b| describe(&b.alert)).collect();
+        self.metrics
+            .alerts_failed
+            .with_label_values(&[&q.name, reason])
+            .inc_by(n as u64);
+        tracing::error!(
+            target = %q.name, alerts = n, reason, detail, retries_exhausted = retried,
+            first_alerts = %names.join(", "),
+            "Alerts could not be delivered to DingTalk; giving up on them."
+        );
+        self.finish(q, n);
+    }
+
+    /// Puts unsent alerts back at the front, in order.
+    fn give_back(&self, q: &TargetQueue, items: Vec<Queued>) {
+        if items.is_empty() {
+            return;
+        }
+        let mut s = q.lock();
+        s.in_flight -= items.len().min(s.in_flight);
+        for item in items.into_iter().rev() {
+            s.keys
+                .insert((item.alert.identity(), item.alert.is_resolved()));
+            s.items.push_front(item);
+        }
+    }
+
+    /// Marks `n` in-flight alerts done and updates the depth gauge.
+    fn finish(&self, q: &TargetQueue, n: usize) {
+        let depth = {
+            let mut s = q.lock();
+            s.in_flight -= n.min(s.in_flight);
+            s.items.len() + s.in_flight
+        };
+        self.metrics
+            .queue_alerts
+            .with_label_values(&[&q.name])
+            .set(depth as i64);
+    }
+}
+
+/// Capped exponential backoff with jitter: `min(max, base·2^(n-1))`, then a random point in
+/// its upper half.
+pub fn backoff(d: &DeliveryConfig, attempt: u32) -> Duration {
+    let exp = d
+        .backoff_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(d.backoff_max);
+    let half = capped / 2;
+    half + half.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+}
+
+fn split(n: Notification) -> (Arc<Origin>, Vec<Alert>) {
+    (
+        Arc::new(Origin {
+            receiver: n.receiver,
+            group_labels: n.group_labels,
+            external_url: n.external_url,
+            group_key: n.group_key,
+            truncated_alerts: n.truncated_alerts,
+        }),
+        n.alerts,
+    )
+}
+
+fn describe(a: &Alert) -> String {
+    let name = a.labels.get("alertname").map(String::as_str).unwrap_or("?");
+    format!("{name}[{}]", a.identity())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let d = DeliveryConfig {
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(8),
+            ..DeliveryConfig::default()
+        };
+        for _ in 0..50 {
+            let b1 = backoff(&d, 1);
+            assert!(b1 >= Duration::from_millis(500) && b1 <= Duration::from_secs(1));
+            let b3 = backoff(&d, 3);
+            assert!(b3 >= Duration::from_secs(2) && b3 <= Duration::from_secs(4));
+            let b30 = backoff(&d, 30);
+            assert!(b30 >= Duration::from_secs(4) && b30 <= Duration::from_secs(8));
+        }
+    }
+}

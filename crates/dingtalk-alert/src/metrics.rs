@@ -1,0 +1,192 @@
+//! The service's own metrics, registered once and shared by the API and the workers.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric dingtalk-alert exposes besides the shared runtime's.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Alerts accepted from Alertmanager, by target.
+    pub alerts_received: IntCounterVec,
+    /// Alerts refused (answered 503), by target and reason.
+    pub alerts_rejected: IntCounterVec,
+    /// Alerts that reached DingTalk, by target.
+    pub alerts_delivered: IntCounterVec,
+    /// Alerts given up on after failures, by target and reason.
+    pub alerts_failed: IntCounterVec,
+    /// Queued alerts replaced by a newer copy of themselves (same fingerprint and status).
+    pub alerts_deduplicated: IntCounterVec,
+    /// Messages DingTalk accepted, by target.
+    pub messages_sent: IntCounterVec,
+    /// Messages that failed, by target and reason (each attempt).
+    pub messages_failed: IntCounterVec,
+    /// Retries scheduled, by target and reason.
+    pub retries: IntCounterVec,
+    /// Messages whose text was cut to fit the size cap.
+    pub messages_truncated: IntCounterVec,
+    /// Messages that carried alerts of more than one notification.
+    pub messages_merged: IntCounterVec,
+    /// Custom template failures (the default template was used instead).
+    pub template_errors: IntCounterVec,
+    /// Alerts waiting for delivery, by target.
+    pub queue_alerts: IntGaugeVec,
+    /// Times a send had to wait for the per-robot rate limit.
+    pub rate_limit_waits: IntCounterVec,
+    /// Seconds spent waiting for the per-robot rate limit.
+    pub rate_limit_wait_seconds: prometheus::CounterVec,
+    /// Outbound request latency, by target.
+    pub send_duration: HistogramVec,
+    /// Time from acceptance to delivery of an alert.
+    pub delivery_delay: Histogram,
+}
+
+fn counter(
+    registry: &Registry,
+    prefix: &str,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(format!("{prefix}_{name}"), help), labels)
+        .expect("static metric definition");
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+impl Metrics {
+    /// Registers the metrics under `prefix` in `registry`.
+    pub fn register(prefix: &str, registry: &Registry) -> Self {
+        let t = &["target"][..];
+        let tr = &["target", "reason"][..];
+        let queue_alerts = IntGaugeVec::new(
+            Opts::new(
+                format!("{prefix}_queue_alerts"),
+                "Alerts waiting for delivery, by target.",
+            ),
+            t,
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(queue_alerts.clone()));
+        let rate_limit_wait_seconds = prometheus::CounterVec::new(
+            Opts::new(
+                format!("{prefix}_rate_limit_wait_seconds_total"),
+                "Seconds sends waited for the per-robot limit of 20 messages per minute.",
+            ),
+            t,
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(rate_limit_wait_seconds.clone()));
+        let send_duration = HistogramVec::new(
+            HistogramOpts::new(
+                format!("{prefix}_send_duration_seconds"),
+                "Latency of requests to DingTalk, by target.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            t,
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(send_duration.clone()));
+        let delivery_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                format!("{prefix}_alert_delivery_delay_seconds"),
+                "Time from accepting an alert to DingTalk accepting the message carrying it.",
+            )
+            .buckets(vec![
+                0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(delivery_delay.clone()));
+        Self {
+            alerts_received: counter(
+                registry,
+                prefix,
+                "alerts_received_total",
+                "Alerts accepted from Alertmanager, by target.",
+                t,
+            ),
+            alerts_rejected: counter(
+                registry,
+                prefix,
+                "alerts_rejected_total",
+                "Alerts refused with 503 (queue full, shutting down), by target and reason.",
+                tr,
+            ),
+            alerts_delivered: counter(
+                registry,
+                prefix,
+                "alerts_delivered_total",
+                "Alerts carried by a message DingTalk accepted, by target.",
+                t,
+            ),
+            alerts_failed: counter(
+                registry,
+                prefix,
+                "alerts_failed_total",
+                "Alerts given up on after delivery failures, by target and reason.",
+                tr,
+            ),
+            alerts_deduplicated: counter(
+                registry,
+                prefix,
+                "alerts_deduplicated_total",
+                "Queued alerts replaced by a newer copy (same fingerprint and status).",
+                t,
+            ),
+            messages_sent: counter(
+                registry,
+                prefix,
+                "messages_sent_total",
+                "Messages DingTalk accepted (errcode 0), by target.",
+                t,
+            ),
+            messages_failed: counter(
+                registry,
+                prefix,
+                "messages_failed_total",
+                "Failed message attempts, by target and reason.",
+                tr,
+            ),
+            retries: counter(
+                registry,
+                prefix,
+                "retries_total",
+                "Retries scheduled, by target and reason.",
+                tr,
+            ),
+            messages_truncated: counter(
+                registry,
+                prefix,
+                "messages_truncated_total",
+                "Messages whose text was cut to fit DingTalk's size limit.",
+                t,
+            ),
+            messages_merged: counter(
+                registry,
+                prefix,
+                "messages_merged_total",
+                "Messages that merged alerts of several Alertmanager notifications.",
+                t,
+            ),
+            template_errors: counter(
+                registry,
+                prefix,
+                "template_errors_total",
+                "Custom template failures; the default template was used instead.",
+                t,
+            ),
+            queue_alerts,
+            rate_limit_waits: counter(
+                registry,
+                prefix,
+                "rate_limit_waits_total",
+                "Sends that waited for the per-robot rate limit.",
+                t,
+            ),
+            rate_limit_wait_seconds,
+            send_duration,
+            delivery_delay,
+        }
+    }
+}
