@@ -32,7 +32,10 @@ pub enum GroupingError {
 
 /// Parses the part of the path after `/metrics/`, e.g. `job/foo/instance@base64/YmFy`.
 pub fn parse_path(rest: &str) -> Result<GroupKey, GroupingError> {
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    // Like the Pushgateway, the path is percent-decoded before it is split, so only the
+    // `@base64` form can carry a `/` inside a value.
+    let decoded = percent_decode(rest)?;
+    let rest = decoded.strip_prefix('/').unwrap_or(&decoded);
     let (job_seg, tail) = match rest.split_once('/') {
         Some((j, t)) => (j, t),
         None => (rest, ""),
@@ -51,23 +54,21 @@ pub fn parse_path(rest: &str) -> Result<GroupKey, GroupingError> {
         return Err(GroupingError::NoJob);
     }
     let mut key = GroupKey::new();
-    let labels = labels.strip_suffix('/').unwrap_or(labels);
     if !labels.is_empty() {
         let parts: Vec<&str> = labels.split('/').collect();
         if parts.len() % 2 != 0 {
             return Err(GroupingError::OddComponents(format!("/{labels}")));
         }
         for pair in parts.chunks(2) {
-            let raw_name = percent_decode(pair[0])?;
-            let (name, encoded) = match raw_name.strip_suffix("@base64") {
-                Some(n) => (n.to_owned(), true),
-                None => (raw_name, false),
+            let (name, encoded) = match pair[0].strip_suffix("@base64") {
+                Some(n) => (n, true),
+                None => (pair[0], false),
             };
-            if !is_valid_label_name(&name) || name.starts_with("__") {
-                return Err(GroupingError::BadLabelName(name));
+            if !is_valid_label_name(name) || name.starts_with("__") {
+                return Err(GroupingError::BadLabelName(name.to_owned()));
             }
-            let value = decode_value(&name, pair[1], encoded)?;
-            key.insert(name, value);
+            let value = decode_value(name, pair[1], encoded)?;
+            key.insert(name.to_owned(), value);
         }
     }
     key.insert("job".into(), job);
@@ -94,8 +95,8 @@ fn percent_decode(s: &str) -> Result<String, GroupingError> {
     String::from_utf8(out).map_err(|_| GroupingError::Encoding(s.to_owned()))
 }
 
-fn decode_value(name: &str, raw: &str, base64: bool) -> Result<String, GroupingError> {
-    let value = percent_decode(raw)?;
+fn decode_value(name: &str, value: &str, base64: bool) -> Result<String, GroupingError> {
+    let value = value.to_owned();
     if !base64 {
         return Ok(value);
     }
@@ -176,6 +177,20 @@ mod tests {
             key(&[("job", "a"), ("b", "z")])
         );
         assert_eq!(parse_path("job/a%20b").unwrap(), key(&[("job", "a b")]));
+        // Trailing slashes: none after the job, an empty value after a label name.
+        assert_eq!(parse_path("job/a/").unwrap(), key(&[("job", "a")]));
+        assert_eq!(
+            parse_path("job/d/b/").unwrap(),
+            key(&[("job", "d"), ("b", "")])
+        );
+        assert_eq!(
+            parse_path("job/c/b/x/"),
+            Err(GroupingError::OddComponents("/b/x/".into()))
+        );
+        assert_eq!(
+            parse_path("job/e/b/x%2Fy"),
+            Err(GroupingError::OddComponents("/b/x/y".into()))
+        );
     }
 
     #[test]

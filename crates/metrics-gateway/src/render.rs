@@ -169,12 +169,10 @@ pub fn api_metrics(store: &Store) -> Json {
                                 sum,
                                 buckets,
                             } => {
-                                let mut b: Map<String, Json> = buckets
+                                let b: Map<String, Json> = buckets
                                     .iter()
                                     .map(|(le, c)| (float_string(*le), Json::String(float_string(*c))))
                                     .collect();
-                                b.entry("+Inf")
-                                    .or_insert_with(|| Json::String(float_string(*count)));
                                 json!({
                                     "buckets": b,
                                     "count": float_string(*count),
