@@ -1,0 +1,239 @@
+//! The real `dingtalk-alert` process against the DingTalk stand-in on loopback: the flag
+//! interface, signed delivery, secrets kept out of logs/metrics/config, the outbound timeout.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::testkit::{self, http};
+use dingtalk_alert::transport::SystemClock;
+use support::{payload, RobotCfg, Script, StandIn};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dingtalk-alert");
+
+struct Gw {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Gw {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Gw {
+        let port = testkit::free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let dir = testkit::tempfile_dir();
+        let log = dir.join("stderr.log");
+        let child = Command::new(BIN)
+            .arg("--web.listen-address")
+            .arg(addr.to_string())
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let gw = Gw { child, addr, log };
+        testkit::wait_for(
+            || matches!(http(gw.addr, "GET", "/-/healthy", ""), Ok((200, _))),
+            "gateway healthy",
+        );
+        gw
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, String) {
+        http(self.addr, "POST", path, body).unwrap()
+    }
+
+    fn get(&self, path: &str) -> String {
+        http(self.addr, "GET", path, "").unwrap().1
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        testkit::metric(&self.get("/metrics"), series).unwrap_or(0.0)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn standin() -> (StandIn, String) {
+    let s = StandIn::new(Arc::new(SystemClock));
+    let base = s.serve_in_background();
+    (s, base)
+}
+
+fn sample_body() -> String {
+    // The body a real Alertmanager 0.25 sent, when the reference copy is around.
+    if let Some(shared) = testkit::shared_dir("process::sample_body") {
+        let text =
+            std::fs::read_to_string(shared.join("samples/alertmanager/am-webhook-sample.json"))
+                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        return v["body"].to_string();
+    }
+    payload("HighCPU", 2, "firing").to_string()
+}
+
+#[test]
+fn flag_target_delivers_signed_messages_and_never_shows_its_secrets() {
+    let (s, base) = standin();
+    let token = "tok-FLAG-0123456789";
+    let secret = "SECflag-abcdefghijklmnop";
+    s.robot(
+        token,
+        RobotCfg {
+            secret: Some(secret.into()),
+            keyword: None,
+        },
+    );
+    // One failure first, so the failure path logs too.
+    s.script([Script::Answer(502, "bad gateway".into())]);
+    let gw = Gw::start(
+        &[
+            "--dingtalk.access-token",
+            token,
+            "--dingtalk.secret",
+            secret,
+            "--dingtalk.url",
+            &base,
+            "--log.level",
+            "debug",
+        ],
+        &[],
+    );
+    let (code, body) = gw.post("/dingtalk/default/send", &sample_body());
+    assert_eq!(code, 200, "{body}");
+    testkit::wait_for(|| !s.accepted().is_empty(), "message at DingTalk");
+    let acc = &s.accepted()[0];
+    assert_eq!(acc.body["msgtype"], "markdown");
+    assert!(acc.text().contains("HighCPU"), "{}", acc.text());
+    assert_eq!(
+        gw.metric(r#"dingtalk_alert_messages_sent_total{target="default"}"#),
+        1.0
+    );
+    assert_eq!(
+        gw.metric(r#"dingtalk_alert_retries_total{reason="http_5xx",target="default"}"#),
+        1.0
+    );
+
+    // A second gateway whose DingTalk is unreachable: errors are logged, URL-free.
+    let closed = format!("http://127.0.0.1:{}", testkit::free_port());
+    let gw2 = Gw::start(
+        &["--dingtalk.url", &closed],
+        &[
+            ("DINGTALK_ACCESS_TOKEN", token),
+            ("DINGTALK_SECRET", secret),
+        ],
+    );
+    assert_eq!(gw2.post("/dingtalk/default/send", &sample_body()).0, 200);
+    testkit::wait_for(
+        || gw2.metric(r#"dingtalk_alert_retries_total{reason="network",target="default"}"#) >= 1.0,
+        "network failure counted",
+    );
+
+    for g in [&gw, &gw2] {
+        let exposed = [
+            g.get("/metrics"),
+            g.get("/-/config"),
+            g.get("/api/v1/targets"),
+            g.logs(),
+        ];
+        for text in exposed {
+            assert!(!text.contains(token), "token leaked:\n{text}");
+            assert!(!text.contains(secret), "secret leaked:\n{text}");
+        }
+    }
+    let logs = gw2.logs();
+    assert!(
+        logs.contains("will retry") && logs.contains("network"),
+        "{logs}"
+    );
+    assert!(gw.logs().contains("http_5xx"), "{}", gw.logs());
+    assert!(gw.get("/-/config").contains("<secret>"));
+}
+
+#[test]
+fn outbound_timeout_is_really_applied() {
+    let (s, base) = standin();
+    s.robot("tok-slow", RobotCfg::default());
+    s.script([
+        Script::Hang(Duration::from_secs(20)),
+        Script::Hang(Duration::from_secs(20)),
+    ]);
+    let dir = testkit::tempfile_dir();
+    let cfg = dir.join("dingtalk.yml");
+    std::fs::write(
+        &cfg,
+        "delivery: {timeout: 300ms, max_attempts: 2, backoff_base: 100ms, backoff_max: 200ms}\n",
+    )
+    .unwrap();
+    let tok = dir.join("token");
+    std::fs::write(&tok, "tok-slow\n").unwrap();
+    let gw = Gw::start(
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--dingtalk.access-token-file",
+            tok.to_str().unwrap(),
+            "--dingtalk.url",
+            &base,
+        ],
+        &[],
+    );
+    let start = Instant::now();
+    assert_eq!(
+        gw.post(
+            "/dingtalk/default/send",
+            &payload("slow", 3, "firing").to_string()
+        )
+        .0,
+        200
+    );
+    testkit::wait_for(
+        || {
+            gw.metric(r#"dingtalk_alert_alerts_failed_total{reason="timeout",target="default"}"#)
+                == 3.0
+        },
+        "alerts given up after two timeouts",
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "two 300 ms timeouts took {:?}",
+        start.elapsed()
+    );
+    assert!(s.accepted().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_requests_get_clear_4xx_answers() {
+    let (_s, base) = standin();
+    let gw = Gw::start(
+        &["--dingtalk.access-token", "tok", "--dingtalk.url", &base],
+        &[],
+    );
+    let (code, body) = gw.post("/dingtalk/default/send", "not json");
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("invalid Alertmanager webhook payload"),
+        "{body}"
+    );
+    let (code, body) = gw.post("/dingtalk/other/send", &sample_body());
+    assert_eq!(code, 404);
+    assert!(body.contains("configured targets: [default]"), "{body}");
+}
