@@ -1,16 +1,125 @@
 //! The service's configuration file.
 
+use std::time::Duration;
+
 use common::{ConfigError, ServiceConfig};
 use serde::{Deserialize, Serialize};
+
+const DEFAULT_POLL: Duration = Duration::from_secs(2);
+const DEFAULT_UNSTABLE_WINDOW: Duration = Duration::from_secs(600);
+const DEFAULT_UNSTABLE_RESTARTS: u64 = 3;
+const DEFAULT_CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(180);
+const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
 
 /// The YAML configuration of job-manager. Every field has a default, so an empty file (or none)
 /// is valid.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {}
+pub struct Config {
+    /// The reconciling controller.
+    pub controller: ControllerConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Artifact storage.
+    pub artifacts: ArtifactsConfig,
+    /// The metrics-gateway whose metric groups of stopped deployments are deleted.
+    pub metrics_gateway: MetricsGatewayConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// How often running jobs are observed (status, restarts, savepoints due).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Restarts within `unstable_window` that raise the JobUnstable condition.
+    pub unstable_restarts: u64,
+    /// The window for `unstable_restarts`.
+    #[serde(with = "humantime_serde")]
+    pub unstable_window: Duration,
+    /// How long a local cluster may take to accept a job before the attempt fails.
+    #[serde(with = "humantime_serde")]
+    pub cluster_start_timeout: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: DEFAULT_POLL,
+            unstable_restarts: DEFAULT_UNSTABLE_RESTARTS,
+            unstable_window: DEFAULT_UNSTABLE_WINDOW,
+            cluster_start_timeout: DEFAULT_CLUSTER_START_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Header carrying the authenticated user id from a trusted auth proxy (e.g.
+    /// `X-Forwarded-User`). Unset: the header is ignored. Only set it when every request
+    /// reaches job-manager through that proxy.
+    pub proxy_user_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArtifactsConfig {
+    /// Largest accepted upload in bytes (413 beyond).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ArtifactsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsGatewayConfig {
+    /// Base URL, e.g. `http://metrics-gateway:9091`. Unset: nothing is deleted.
+    pub url: Option<String>,
+}
 
 impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.controller.poll_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "controller.poll_interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.controller.unstable_restarts == 0 {
+            return Err(ConfigError::invalid(
+                "controller.unstable_restarts",
+                "must be at least 1",
+            ));
+        }
+        if self.artifacts.max_upload_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "artifacts.max_upload_bytes",
+                "must be greater than zero",
+            ));
+        }
+        if let Some(u) = &self.metrics_gateway.url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::invalid(
+                    "metrics_gateway.url",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if let Some(h) = &self.auth.proxy_user_header {
+            if h.is_empty() || axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ConfigError::invalid(
+                    "auth.proxy_user_header",
+                    "must be a valid HTTP header name",
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -1,17 +1,51 @@
 //! Flink deployment lifecycle manager with a Ververica Platform-compatible API.
 //!
+//! Users upload a JAR, create a Deployment, start it, suspend it with a savepoint, change its
+//! configuration; the manager drives Flink to the desired state and records every step.
+//!
 //! # Layout
 //! - [`config`]: the YAML configuration file.
+//! - [`model`]: the resources (Deployment, Job, Savepoint, Event, DeploymentTarget,
+//!   Namespace, ApiToken) in VVP AppManager v1 shapes.
+//! - [`store`]: the durable embedded store under `--data-dir` (atomic, versioned files).
+//! - [`api`]: the HTTP API (envelope, JSON/YAML bodies, validation) and [`api::auth`], the
+//!   owner/editor/viewer matrix.
+//! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health).
+//! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].
+//! - [`target`]: deployment targets; `local` starts a standalone cluster per job.
+//! - [`template`]: placeholders in Flink configuration and the log4j2 template.
+//! - [`metrics`]: the service's own metrics.
 
+pub mod api;
 pub mod config;
+pub mod controller;
+pub mod flink;
+pub mod metrics;
+pub mod model;
+pub mod store;
+pub mod target;
+pub mod template;
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use axum::Router;
+use chrono::Utc;
 use clap::Parser;
-use common::{server, ConfigHandle, Lifecycle, ServiceInfo};
+use common::{server, ConfigHandle, Lifecycle, Secret, ServiceInfo};
 
 pub use config::Config;
+
+use crate::{
+    api::{access, auth, AppState},
+    controller::{Controller, Settings, Waker},
+    flink::Flink,
+    model::Namespace,
+    store::{Store, StoredToken, Write1},
+    target::LocalClusters,
+};
 
 /// Names, metric prefix and default port.
 pub const INFO: ServiceInfo = ServiceInfo {
@@ -19,6 +53,13 @@ pub const INFO: ServiceInfo = ServiceInfo {
     metric_prefix: "job_manager",
     default_listen: "0.0.0.0:8080",
 };
+
+/// The namespace that exists from the first start.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// The deployment target every namespace has.
+pub const LOCAL_TARGET: &str = "local";
+/// Environment variable holding the bootstrap owner token.
+pub const BOOTSTRAP_ENV: &str = "JOB_MANAGER_BOOTSTRAP_TOKEN";
 
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
@@ -30,12 +71,27 @@ pub const INFO: ServiceInfo = ServiceInfo {
 pub struct Args {
     #[command(flatten)]
     pub common: common::CommonArgs,
+
+    /// Directory for the store, artifacts, savepoints and local clusters.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "data/job-manager")]
+    pub data_dir: PathBuf,
+
+    /// Flink distribution for the `local` deployment target.
+    #[arg(long = "flink-home", value_name = "DIR", env = "FLINK_HOME")]
+    pub flink_home: Option<PathBuf>,
+
+    /// File holding the bootstrap owner token (alternative to the
+    /// JOB_MANAGER_BOOTSTRAP_TOKEN environment variable).
+    #[arg(long = "bootstrap-token-file", value_name = "PATH")]
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 impl Args {
     /// The flags the one-process suite uses: defaults, state under `data_dir`.
-    pub fn for_suite(_data_dir: &Path) -> Self {
-        Self::parse_from([INFO.name])
+    pub fn for_suite(data_dir: &Path) -> Self {
+        let mut a = Self::parse_from([INFO.name]);
+        a.data_dir = data_dir.to_path_buf();
+        a
     }
 }
 
@@ -46,6 +102,119 @@ pub enum Error {
     Config(#[from] common::ConfigError),
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("cannot read bootstrap token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store and makes sure the `default` namespace (with its `local` target) exists
+/// and the bootstrap token, if given, is registered.
+pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Store>, Error> {
+    let store = Store::open(data_dir)?;
+    let mut writes = vec![];
+    {
+        let t = store.read();
+        if !t.namespaces.contains_key(DEFAULT_NAMESPACE) {
+            let ns: Namespace = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": DEFAULT_NAMESPACE, "resourceVersion": 1, "createdAt": Utc::now()}
+            }))
+            .map_err(|e| store::Error::Encode {
+                what: "default namespace".into(),
+                source: e,
+            })?;
+            writes.extend(access::new_namespace_writes(ns));
+        }
+        if let Some(secret) = bootstrap {
+            let hash = auth::hash_secret(secret.expose());
+            let key = (auth::ADMIN_NAMESPACE.to_string(), "bootstrap".to_string());
+            if t.tokens.get(&key).map(|k| &k.secret_hash) != Some(&hash) {
+                writes.push(Write1::Token(StoredToken {
+                    token: model::ApiToken {
+                        name: "bootstrap".into(),
+                        namespace: auth::ADMIN_NAMESPACE.into(),
+                        role: model::Role::Owner,
+                        created_at: Utc::now(),
+                    },
+                    secret_hash: hash,
+                }));
+            }
+        }
+    }
+    if !writes.is_empty() {
+        store.write(writes)?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// The bootstrap token from the file flag or the environment.
+pub fn bootstrap_token(args: &Args) -> Result<Option<Secret>, Error> {
+    if let Some(path) = &args.bootstrap_token_file {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::TokenFile {
+            path: path.clone(),
+            source,
+        })?;
+        let t = text.trim();
+        return Ok((!t.is_empty()).then(|| Secret::new(t)));
+    }
+    Ok(std::env::var(BOOTSTRAP_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new))
+}
+
+/// The controller settings a config implies.
+pub fn settings(c: &Config) -> Settings {
+    Settings {
+        poll_interval: c.controller.poll_interval,
+        unstable_restarts: c.controller.unstable_restarts,
+        unstable_window: c.controller.unstable_window,
+        cluster_start_timeout: c.controller.cluster_start_timeout,
+        metrics_gateway: c.metrics_gateway.url.clone(),
+    }
+}
+
+/// The API state and a controller over `flink`, sharing one store.
+pub fn assemble<F: Flink>(
+    store: Arc<Store>,
+    flink: Arc<F>,
+    data_dir: &Path,
+    flink_home: Option<PathBuf>,
+    config: ConfigHandle<Config>,
+    metrics: metrics::Metrics,
+) -> (AppState, Arc<Controller<F>>) {
+    let waker = Arc::new(Waker::default());
+    let local = LocalClusters::new(flink_home, data_dir);
+    let cur = config.current();
+    let state = AppState {
+        store: store.clone(),
+        waker: waker.clone(),
+        data_dir: data_dir.to_path_buf(),
+        local: local.clone(),
+        proxy_user_header: cur.auth.proxy_user_header.clone(),
+        max_upload_bytes: cur.artifacts.max_upload_bytes,
+        metrics: metrics.clone(),
+    };
+    let cfg = config.clone();
+    let controller = Arc::new(Controller::new(
+        store,
+        flink,
+        local,
+        waker,
+        Arc::new(move || settings(&cfg.current())),
+        data_dir.to_path_buf(),
+        metrics,
+    ));
+    (state, controller)
+}
+
+/// The API router for a state (what tests drive with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    api::router(state)
 }
 
 /// Runs the service until `lifecycle` asks it to stop.
@@ -56,8 +225,33 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         &registry,
         args.common.config_file.clone(),
     )?;
+    let bootstrap = bootstrap_token(&args)?;
+    if bootstrap.is_none() {
+        tracing::warn!(
+            "No bootstrap token (set {BOOTSTRAP_ENV} or --bootstrap-token-file): only previously created API tokens can call the API."
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir).map_err(|source| store::Error::Io {
+        path: args.data_dir.clone(),
+        source,
+    })?;
+    let store = open_store(&args.data_dir, bootstrap.as_ref())?;
+    let metrics = metrics::Metrics::register(INFO.metric_prefix, &registry);
+    let flink = Arc::new(flink::rest::RestFlink::default());
+    let (state, controller) = assemble(
+        store,
+        flink,
+        &args.data_dir,
+        args.flink_home.clone(),
+        config.clone(),
+        metrics,
+    );
+    let ctl = tokio::spawn(controller.run(lifecycle.shutdown()));
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;
     let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(config));
-    server::serve(listener, Router::new(), endpoints, lifecycle).await?;
+    let served = server::serve(listener, app(state), endpoints, lifecycle.clone()).await;
+    lifecycle.request_shutdown();
+    let _ = ctl.await;
+    served?;
     Ok(())
 }

@@ -7,10 +7,26 @@ const BIN: &str = env!("CARGO_BIN_EXE_job-manager");
 
 #[test]
 fn reloads_on_sighup_keeps_old_config_on_error_and_drains_on_sigterm() {
-    testkit::check_lifecycle(BIN, "job_manager", "{}\n", "no_such_field: 1\n", &[]);
+    let dir = testkit::tempfile_dir();
+    let data = dir.join("data");
+    testkit::check_lifecycle(
+        BIN,
+        "job_manager",
+        "controller:\n  poll_interval: 1s\n",
+        "no_such_field: 1\n",
+        &["--data-dir", data.to_str().unwrap()],
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn reload_without_config_file_reapplies_defaults() {
-    testkit::check_reload_without_config(BIN, "job_manager", &[]);
+    let dir = testkit::tempfile_dir();
+    let data = dir.join("data");
+    testkit::check_reload_without_config(
+        BIN,
+        "job_manager",
+        &["--data-dir", data.to_str().unwrap()],
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

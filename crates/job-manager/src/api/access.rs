@@ -1,0 +1,255 @@
+//! API tokens (owner only; the secret is shown once and stored hashed) and namespaces with
+//! their role bindings (members `user:UID`).
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+};
+use chrono::Utc;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    auth::{check_member, hash_secret, Caller},
+    check_name, decode, list, merge_patch, ok, ApiError, ApiResult, AppState, Doc,
+};
+use crate::{
+    model::{ApiToken, DeploymentTarget, Namespace, Role, TargetKind, TargetSpec},
+    store::{StoredToken, Write1},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+}
+
+pub async fn list_tokens(State(st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+    caller.require(&ns, Role::Owner)?;
+    let t = st.store.read();
+    let items: Vec<ApiToken> = t
+        .tokens
+        .values()
+        .filter(|k| k.token.namespace == ns)
+        .map(|k| k.token.clone())
+        .collect();
+    list(items)
+}
+
+pub async fn get_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Owner)?;
+    let t = st.store.read();
+    let k = t
+        .tokens
+        .get(&(ns.clone(), name.clone()))
+        .map(|k| k.token.clone())
+        .ok_or_else(|| ApiError::not_found(format!("API token {name} not found in namespace {ns}")))?;
+    ok(StatusCode::OK, k)
+}
+
+pub async fn create_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Owner)?;
+    let req: NewToken = decode(body)?;
+    check_name("name", &req.name)?;
+    let mut raw = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let secret = format!("jm_{}", hex::encode(raw));
+    let token = ApiToken {
+        name: req.name.clone(),
+        namespace: ns.clone(),
+        role: req.role,
+        created_at: Utc::now(),
+    };
+    st.store.transact(|t| {
+        if t.tokens.contains_key(&(ns.clone(), req.name.clone())) {
+            return Err(ApiError::conflict(format!(
+                "API token {} already exists in namespace {ns}",
+                req.name
+            )));
+        }
+        Ok((
+            vec![Write1::Token(StoredToken {
+                token: token.clone(),
+                secret_hash: hash_secret(&secret),
+            })],
+            (),
+        ))
+    })?;
+    let mut v = serde_json::to_value(&token).map_err(ApiError::internal)?;
+    // Shown this once; only its hash is stored.
+    v["secret"] = json!(secret);
+    ok(StatusCode::CREATED, v)
+}
+
+pub async fn delete_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Owner)?;
+    let k = st.store.transact(|t| {
+        let k = t
+            .tokens
+            .get(&(ns.clone(), name.clone()))
+            .map(|k| k.token.clone())
+            .ok_or_else(|| ApiError::not_found(format!("API token {name} not found in namespace {ns}")))?;
+        Ok((vec![Write1::RemoveToken(ns.clone(), name.clone())], k))
+    })?;
+    ok(StatusCode::OK, k)
+}
+
+fn validate_namespace(n: &Namespace) -> Result<(), ApiError> {
+    check_name("metadata.name", &n.metadata.name)?;
+    for (i, b) in n.spec.role_bindings.iter().enumerate() {
+        for (j, m) in b.members.iter().enumerate() {
+            check_member(&format!("spec.roleBindings[{i}].members[{j}]"), m)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `local` deployment target every namespace starts with.
+pub fn local_target(ns: &str) -> DeploymentTarget {
+    serde_json::from_value::<DeploymentTarget>(json!({
+        "metadata": {"name": crate::LOCAL_TARGET, "namespace": ns, "resourceVersion": 1},
+        "spec": {"type": "local"}
+    }))
+    .unwrap_or_else(|_| DeploymentTarget {
+        kind: "DeploymentTarget".into(),
+        api_version: "v1".into(),
+        metadata: Default::default(),
+        spec: TargetSpec {
+            kind: TargetKind::Local,
+            rest_url: None,
+            savepoint_dir: None,
+        },
+    })
+}
+
+/// The writes that create a namespace with its `local` target.
+pub fn new_namespace_writes(n: Namespace) -> Vec<Write1> {
+    let mut target = local_target(&n.metadata.name);
+    target.metadata.created_at = Some(Utc::now());
+    target.metadata.id = Some(uuid::Uuid::new_v4());
+    vec![Write1::Namespace(n), Write1::Target(target)]
+}
+
+pub async fn list_namespaces(State(st): State<AppState>, caller: Caller) -> ApiResult {
+    let t = st.store.read();
+    let items: Vec<Namespace> = t
+        .namespaces
+        .values()
+        .filter(|n| caller.role_in(&n.metadata.name).is_some())
+        .cloned()
+        .collect();
+    list(items)
+}
+
+pub async fn get_namespace(State(st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let n = t
+        .namespaces
+        .get(&ns)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("namespace {ns} does not exist")))?;
+    ok(StatusCode::OK, n)
+}
+
+pub async fn create_namespace(State(st): State<AppState>, caller: Caller, Doc(body): Doc) -> ApiResult {
+    caller.require_admin()?;
+    let mut n: Namespace = decode(body)?;
+    validate_namespace(&n)?;
+    n.metadata.namespace = String::new();
+    n.metadata.created_at = Some(Utc::now());
+    n.metadata.resource_version = 1;
+    n.metadata.id = Some(uuid::Uuid::new_v4());
+    let n = st.store.transact(|t| {
+        if t.namespaces.contains_key(&n.metadata.name) {
+            return Err(ApiError::conflict(format!("namespace {} already exists", n.metadata.name)));
+        }
+        Ok((new_namespace_writes(n.clone()), n))
+    })?;
+    ok(StatusCode::CREATED, n)
+}
+
+pub async fn patch_namespace(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(patch): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Owner)?;
+    let n = st.store.transact(|t| {
+        let cur = t
+            .namespaces
+            .get(&ns)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("namespace {ns} does not exist")))?;
+        if let Some(rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_u64) {
+            if rv != cur.metadata.resource_version {
+                return Err(ApiError::conflict(format!(
+                    "metadata.resourceVersion {rv} is stale: the namespace is at {}",
+                    cur.metadata.resource_version
+                )));
+            }
+        }
+        let mut v = serde_json::to_value(&cur).map_err(ApiError::internal)?;
+        merge_patch(&mut v, &patch);
+        let mut n: Namespace = decode(v)?;
+        if n.metadata.name != cur.metadata.name {
+            return Err(ApiError::invalid("metadata.name cannot be changed"));
+        }
+        validate_namespace(&n)?;
+        n.metadata.resource_version = cur.metadata.resource_version + 1;
+        n.metadata.created_at = cur.metadata.created_at;
+        n.metadata.id = cur.metadata.id;
+        Ok((vec![Write1::Namespace(n.clone())], n))
+    })?;
+    ok(StatusCode::OK, n)
+}
+
+pub async fn delete_namespace(State(st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+    caller.require_admin()?;
+    let n = st.store.transact(|t| {
+        let n = t
+            .namespaces
+            .get(&ns)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("namespace {ns} does not exist")))?;
+        if ns == crate::DEFAULT_NAMESPACE {
+            return Err(ApiError::conflict("namespace default cannot be deleted"));
+        }
+        if t.deployments.values().any(|r| r.deployment.metadata.namespace == ns) {
+            return Err(ApiError::conflict(format!("namespace {ns} still has deployments; delete them first")));
+        }
+        let mut w: Vec<Write1> = t
+            .targets
+            .keys()
+            .filter(|(n, _)| *n == ns)
+            .map(|(n, name)| Write1::RemoveTarget(n.clone(), name.clone()))
+            .collect();
+        w.extend(
+            t.tokens
+                .keys()
+                .filter(|(n, _)| *n == ns)
+                .map(|(n, name)| Write1::RemoveToken(n.clone(), name.clone())),
+        );
+        Ok((w, n))
+    })?;
+    // The namespace file itself.
+    st.store
+        .transact(|_| Ok((vec![Write1::RemoveNamespace(ns.clone())], ())))?;
+    ok(StatusCode::OK, n)
+}

@@ -1,0 +1,754 @@
+//! Deployments and what hangs off them: clone, defaults, jobs, savepoints, events, targets.
+
+use std::{collections::BTreeMap, str::FromStr};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    auth::Caller, check_name, decode, list, merge_patch, ok, ApiError, ApiResult, AppState, Doc,
+};
+use crate::{
+    controller::{new_savepoint, Control},
+    model::{
+        Deployment, DeploymentState, DeploymentStatus, DeploymentTarget, DesiredState, JobState,
+        Role, SavepointOrigin, TargetKind,
+    },
+    store::{DeploymentRecord, Tables, Write1},
+    template,
+};
+
+/// `?labelSelector=` on lists.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    label_selector: Option<String>,
+    deployment_id: Option<Uuid>,
+    job_id: Option<Uuid>,
+}
+
+/// A Kubernetes-style equality selector: `a=b,c!=d,e` (e: label present, !e: absent).
+fn selector_matches(sel: &str, labels: &BTreeMap<String, String>) -> Result<bool, ApiError> {
+    for term in sel.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let ok = if let Some((k, v)) = term.split_once("!=") {
+            labels.get(k.trim()).map(String::as_str) != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            labels.get(k.trim()).map(String::as_str) == Some(v.trim())
+        } else if let Some(k) = term.strip_prefix('!') {
+            !labels.contains_key(k.trim())
+        } else if term
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            labels.contains_key(term)
+        } else {
+            return Err(ApiError::invalid(format!(
+                "labelSelector term {term:?} is invalid: use key=value, key!=value, key or !key"
+            )));
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Finds a deployment of `ns` by id or by name.
+fn find(t: &Tables, ns: &str, key: &str) -> Result<DeploymentRecord, ApiError> {
+    let by_id = Uuid::parse_str(key)
+        .ok()
+        .and_then(|id| t.deployments.get(&id))
+        .filter(|r| r.deployment.metadata.namespace == ns);
+    by_id
+        .or_else(|| {
+            t.deployments
+                .values()
+                .find(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == key)
+        })
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("deployment {key} not found in namespace {ns}")))
+}
+
+/// Checks a deployment; every message names the field.
+pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
+    let ns = &d.metadata.namespace;
+    let name = &d.metadata.name;
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("metadata.name must not be empty"));
+    }
+    if name.len() > 253 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "metadata.name must be at most 253 characters without control characters",
+        ));
+    }
+    let s = &d.spec;
+    let ts = &s.template.spec;
+    if ts.parallelism < 1 {
+        return Err(ApiError::invalid(format!(
+            "spec.template.spec.parallelism must be ≥ 1 (got {})",
+            ts.parallelism
+        )));
+    }
+    if ts.parallelism > 10_000 {
+        return Err(ApiError::invalid("spec.template.spec.parallelism must be ≤ 10000"));
+    }
+    if s.max_job_creation_attempts < 1 {
+        return Err(ApiError::invalid("spec.maxJobCreationAttempts must be ≥ 1"));
+    }
+    if s.max_savepoint_creation_attempts < 1 {
+        return Err(ApiError::invalid("spec.maxSavepointCreationAttempts must be ≥ 1"));
+    }
+    if ts.artifact.kind != "JAR" {
+        return Err(ApiError::invalid(format!(
+            "spec.template.spec.artifact.kind {:?} is not supported: use JAR",
+            ts.artifact.kind
+        )));
+    }
+    let uri = &ts.artifact.jar_uri;
+    if uri.is_empty() {
+        return Err(ApiError::invalid("spec.template.spec.artifact.jarUri must not be empty"));
+    }
+    if !(uri.starts_with("file://") || uri.starts_with('/') || uri.starts_with("http://") || uri.starts_with("https://")) {
+        return Err(ApiError::invalid(format!(
+            "spec.template.spec.artifact.jarUri {uri:?} is not supported: use file://, http:// or https:// (upload JARs to /artifacts/v1/namespaces/{ns}/artifacts:upload)"
+        )));
+    }
+    if let Some(args) = &ts.artifact.main_args {
+        template::split_args(args)
+            .map_err(|e| ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}")))?;
+    }
+    for (k, v) in &ts.flink_configuration {
+        template::check(v).map_err(|e| {
+            ApiError::invalid(format!("spec.template.spec.flinkConfiguration[\"{k}\"]: {e}"))
+        })?;
+    }
+    if let Some(l) = &ts.logging {
+        if let Some(tpl) = &l.log4j2_configuration_template {
+            template::render_log4j(Some(l), &template::Context {
+                namespace: "ns".into(),
+                deployment_id: "id".into(),
+                deployment_name: "name".into(),
+                job_id: "job".into(),
+            })
+            .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
+            let _ = tpl;
+        }
+        for (logger, level) in &l.log4j_loggers {
+            let lv = level.to_ascii_uppercase();
+            if !["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "ALL"].contains(&lv.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "spec.template.spec.logging.log4jLoggers[\"{logger}\"] level {level:?} is invalid: use TRACE, DEBUG, INFO, WARN, ERROR, FATAL or OFF"
+                )));
+            }
+        }
+    }
+    if let Some(k) = &ts.kubernetes {
+        for (i, e) in k.pods.env_vars.iter().enumerate() {
+            if e.name.is_empty() || e.name.contains('=') {
+                return Err(ApiError::invalid(format!(
+                    "spec.template.spec.kubernetes.pods.envVars[{i}].name must be a non-empty name without '='"
+                )));
+            }
+        }
+    }
+    if let Some(sched) = &s.savepoint_schedule {
+        cron::Schedule::from_str(&sched.cron).map_err(|e| {
+            ApiError::invalid(format!(
+                "spec.savepointSchedule.cron {:?} is invalid: {e} (use six fields with seconds, e.g. \"0 */10 * * * *\")",
+                sched.cron
+            ))
+        })?;
+        if sched.retain < 1 {
+            return Err(ApiError::invalid("spec.savepointSchedule.retain must be ≥ 1"));
+        }
+    }
+    let Some(target) = t.targets.get(&(ns.clone(), s.deployment_target_name.clone())) else {
+        return Err(ApiError::invalid(format!(
+            "spec.deploymentTargetName: no deployment target named {:?} in namespace {ns}",
+            s.deployment_target_name
+        )));
+    };
+    if s.state == DesiredState::Suspended && target.spec.kind == TargetKind::Session {
+        let has_dir = ts.flink_configuration.contains_key("execution.checkpointing.savepoint-dir")
+            || ts.flink_configuration.contains_key("state.savepoints.dir")
+            || target.spec.savepoint_dir.is_some();
+        if !has_dir {
+            return Err(ApiError::invalid(format!(
+                "spec.state SUSPENDED needs a savepoint directory so that state is not lost: set spec.template.spec.flinkConfiguration[\"execution.checkpointing.savepoint-dir\"] or spec.savepointDir of deployment target {:?}",
+                s.deployment_target_name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The built-in defaults every namespace starts with.
+pub fn builtin_defaults() -> Value {
+    json!({
+        "spec": {
+            "state": "CANCELLED",
+            "upgradeStrategy": {"kind": "STATEFUL"},
+            "restoreStrategy": {"kind": "LATEST_SAVEPOINT", "allowNonRestoredState": false},
+            "deploymentTargetName": crate::LOCAL_TARGET,
+            "maxSavepointCreationAttempts": 4,
+            "maxJobCreationAttempts": 4,
+            "template": {"spec": {"parallelism": 1, "flinkConfiguration": {}}}
+        }
+    })
+}
+
+/// Deep merge: values of `over` win; objects merge recursively.
+fn deep_merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                deep_merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn user_part(d: &Deployment) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(d).map_err(ApiError::internal)?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    Ok(v)
+}
+
+fn is_stopped(r: &DeploymentRecord) -> bool {
+    matches!(r.control.phase, crate::controller::Phase::Idle)
+        && matches!(
+            r.deployment.status.state,
+            DeploymentState::Cancelled | DeploymentState::Suspended | DeploymentState::Failed | DeploymentState::Finished
+        )
+}
+
+pub async fn list_deployments(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let mut items = vec![];
+    for r in t.deployments.values() {
+        if r.deployment.metadata.namespace != ns {
+            continue;
+        }
+        if let Some(sel) = &q.label_selector {
+            if !selector_matches(sel, &r.deployment.metadata.labels)? {
+                continue;
+            }
+        }
+        items.push(r.deployment.clone());
+    }
+    items.sort_by_key(|d| d.metadata.created_at);
+    list(items)
+}
+
+pub async fn get_deployment(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let r = find(&st.store.read(), &ns, &id)?;
+    ok(StatusCode::OK, r.deployment)
+}
+
+pub async fn create_deployment(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let d = st.store.transact(|t| {
+        let mut merged = builtin_defaults();
+        if let Some(def) = t.defaults.get(&ns) {
+            deep_merge(&mut merged, def);
+        }
+        let mut body = body;
+        if let Some(o) = body.as_object_mut() {
+            o.remove("status");
+        }
+        deep_merge(&mut merged, &body);
+        let mut d: Deployment = decode(merged)?;
+        if d.kind != "Deployment" {
+            return Err(ApiError::invalid(format!("kind {:?} must be Deployment", d.kind)));
+        }
+        if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
+            return Err(ApiError::invalid(format!(
+                "metadata.namespace {:?} does not match the namespace {ns:?} of the URL",
+                d.metadata.namespace
+            )));
+        }
+        d.metadata.namespace = ns.clone();
+        let id = match d.metadata.id {
+            Some(id) if t.deployments.contains_key(&id) => {
+                return Err(ApiError::conflict(format!("a deployment with metadata.id {id} already exists")))
+            }
+            Some(id) => id,
+            None => Uuid::new_v4(),
+        };
+        d.metadata.id = Some(id);
+        validate(&d, t)?;
+        if t.deployments.values().any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name) {
+            return Err(ApiError::conflict(format!(
+                "metadata.name {:?} is already used by another deployment in namespace {ns}",
+                d.metadata.name
+            )));
+        }
+        let now = Utc::now();
+        d.metadata.resource_version = 1;
+        d.metadata.created_at = Some(now);
+        d.metadata.modified_at = Some(now);
+        d.status = DeploymentStatus::default();
+        let rec = DeploymentRecord {
+            deployment: d.clone(),
+            control: Control::default(),
+        };
+        Ok((vec![Write1::Deployment(rec)], d))
+    })?;
+    st.waker.wake(d.id());
+    ok(StatusCode::CREATED, d)
+}
+
+pub async fn patch_deployment(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, key)): Path<(String, String)>,
+    Doc(patch): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let d = st.store.transact(|t| {
+        let rec = find(t, &ns, &key)?;
+        let cur = &rec.deployment;
+        if let Some(rv) = patch.pointer("/metadata/resourceVersion") {
+            let want = rv.as_u64().ok_or_else(|| ApiError::invalid("metadata.resourceVersion must be a non-negative integer"))?;
+            if want != cur.metadata.resource_version {
+                return Err(ApiError::conflict(format!(
+                    "metadata.resourceVersion {want} is stale: the deployment is at {}; re-read it and retry",
+                    cur.metadata.resource_version
+                )));
+            }
+        }
+        let mut v = user_part(cur)?;
+        let mut patch = patch.clone();
+        if let Some(o) = patch.as_object_mut() {
+            o.remove("status");
+        }
+        merge_patch(&mut v, &patch);
+        let mut d: Deployment = decode(v)?;
+        if d.metadata.id != cur.metadata.id {
+            return Err(ApiError::invalid("metadata.id cannot be changed"));
+        }
+        if d.metadata.namespace != cur.metadata.namespace {
+            return Err(ApiError::invalid("metadata.namespace cannot be changed"));
+        }
+        validate(&d, t)?;
+        if d.metadata.name != cur.metadata.name
+            && t.deployments.values().any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name)
+        {
+            return Err(ApiError::conflict(format!("metadata.name {:?} is already used in namespace {ns}", d.metadata.name)));
+        }
+        d.status = cur.status.clone();
+        d.metadata.created_at = cur.metadata.created_at;
+        d.metadata.resource_version = cur.metadata.resource_version;
+        d.metadata.modified_at = cur.metadata.modified_at;
+        if d.metadata != cur.metadata || d.spec != cur.spec {
+            d.metadata.resource_version = cur.metadata.resource_version + 1;
+            d.metadata.modified_at = Some(Utc::now());
+        } else {
+            return Ok((vec![], d));
+        }
+        let rec = DeploymentRecord {
+            deployment: d.clone(),
+            control: rec.control.clone(),
+        };
+        Ok((vec![Write1::Deployment(rec)], d))
+    })?;
+    st.waker.wake(d.id());
+    ok(StatusCode::OK, d)
+}
+
+pub async fn delete_deployment(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, key)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let d = st.store.transact(|t| {
+        let rec = find(t, &ns, &key)?;
+        if rec.deployment.spec.state == DesiredState::Running || !is_stopped(&rec) {
+            return Err(ApiError::conflict(format!(
+                "deployment {} is {:?} (desired {:?}): set spec.state to CANCELLED and wait until it is CANCELLED before deleting",
+                rec.deployment.metadata.name, rec.deployment.status.state, rec.deployment.spec.state
+            ).replace("Running", "RUNNING").replace("Transitioning", "TRANSITIONING").replace("Cancelled", "CANCELLED").replace("Suspended", "SUSPENDED")));
+        }
+        let id = rec.deployment.id();
+        let mut w = vec![Write1::RemoveDeployment(id)];
+        w.extend(t.jobs.values().filter(|j| j.metadata.deployment_id == id).map(|j| Write1::RemoveJob(j.metadata.id)));
+        w.extend(t.savepoints.values().filter(|s| s.metadata.deployment_id == id).map(|s| Write1::RemoveSavepoint(s.metadata.id)));
+        Ok((w, rec.deployment))
+    })?;
+    st.store.remove_events(d.id());
+    ok(StatusCode::OK, d)
+}
+
+pub async fn clone_deployment(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, key)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let d = st.store.transact(|t| {
+        let src = find(t, &ns, &key)?.deployment;
+        let base = format!("Fork of {}", src.metadata.name);
+        let taken = |n: &str| t.deployments.values().any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == n);
+        let mut name = base.clone();
+        let mut i = 2;
+        while taken(&name) {
+            name = format!("{base} ({i})");
+            i += 1;
+        }
+        let now = Utc::now();
+        let mut d = src.clone();
+        d.metadata.id = Some(Uuid::new_v4());
+        d.metadata.name = name;
+        d.metadata.resource_version = 1;
+        d.metadata.created_at = Some(now);
+        d.metadata.modified_at = Some(now);
+        d.spec.state = DesiredState::Cancelled;
+        d.status = DeploymentStatus::default();
+        Ok((vec![Write1::Deployment(DeploymentRecord { deployment: d.clone(), control: Control::default() })], d))
+    })?;
+    ok(StatusCode::CREATED, d)
+}
+
+pub async fn list_jobs(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let mut items: Vec<_> = t
+        .jobs
+        .values()
+        .filter(|j| j.metadata.namespace == ns)
+        .filter(|j| q.deployment_id.is_none_or(|d| d == j.metadata.deployment_id))
+        .cloned()
+        .collect();
+    items.sort_by_key(|j| j.metadata.created_at);
+    list(items)
+}
+
+pub async fn get_job(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, Uuid)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let j = t
+        .jobs
+        .get(&id)
+        .filter(|j| j.metadata.namespace == ns)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found in namespace {ns}")))?;
+    ok(StatusCode::OK, j)
+}
+
+pub async fn list_savepoints(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let mut items: Vec<_> = t
+        .savepoints
+        .values()
+        .filter(|s| s.metadata.namespace == ns)
+        .filter(|s| q.deployment_id.is_none_or(|d| d == s.metadata.deployment_id))
+        .filter(|s| q.job_id.is_none_or(|j| Some(j) == s.metadata.job_id))
+        .cloned()
+        .collect();
+    items.sort_by_key(|s| s.metadata.created_at);
+    list(items)
+}
+
+pub async fn create_savepoint(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let id = body
+        .pointer("/metadata/deploymentId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("metadata.deploymentId is required"))?
+        .to_string();
+    let sp = st.store.transact(|t| {
+        let rec = find(t, &ns, &id)
+            .map_err(|_| ApiError::invalid(format!("metadata.deploymentId: deployment {id} not found in namespace {ns}")))?;
+        let d = &rec.deployment;
+        let job = d.status.running.as_ref().and_then(|r| r.job_id).and_then(|j| t.jobs.get(&j));
+        let running = d.status.state == DeploymentState::Running && job.is_some_and(|j| j.status.state == JobState::Started);
+        if !running {
+            return Err(ApiError::conflict(format!(
+                "deployment {} has no running job to take a savepoint of (state {:?})",
+                d.metadata.name, d.status.state
+            ).replace("Suspended", "SUSPENDED").replace("Cancelled", "CANCELLED").replace("Transitioning", "TRANSITIONING").replace("Failed", "FAILED")));
+        }
+        let sp = new_savepoint(d, job.map(|j| j.metadata.id), SavepointOrigin::UserRequest);
+        Ok((vec![Write1::Savepoint(sp.clone())], sp))
+    })?;
+    st.waker.wake(sp.metadata.deployment_id);
+    ok(StatusCode::CREATED, sp)
+}
+
+pub async fn get_savepoint(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, Uuid)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let s = t
+        .savepoints
+        .get(&id)
+        .filter(|s| s.metadata.namespace == ns)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("savepoint {id} not found in namespace {ns}")))?;
+    ok(StatusCode::OK, s)
+}
+
+pub async fn delete_savepoint(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, Uuid)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let s = st.store.transact(|t| {
+        let s = t
+            .savepoints
+            .get(&id)
+            .filter(|s| s.metadata.namespace == ns)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("savepoint {id} not found in namespace {ns}")))?;
+        Ok((vec![Write1::RemoveSavepoint(id)], s))
+    })?;
+    ok(StatusCode::OK, s)
+}
+
+pub async fn list_events(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let mut items: Vec<_> = t
+        .events
+        .iter()
+        .filter(|(d, _)| q.deployment_id.is_none_or(|x| x == **d))
+        .flat_map(|(_, l)| l.iter())
+        .filter(|e| e.metadata.namespace == ns)
+        .filter(|e| q.job_id.is_none_or(|j| Some(j) == e.metadata.job_id))
+        .cloned()
+        .collect();
+    items.sort_by_key(|e| e.metadata.created_at);
+    list(items)
+}
+
+pub async fn list_targets(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let items: Vec<_> = t
+        .targets
+        .iter()
+        .filter(|((n, _), _)| *n == ns)
+        .map(|(_, v)| v.clone())
+        .collect();
+    list(items)
+}
+
+pub async fn get_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let v = t
+        .targets
+        .get(&(ns.clone(), name.clone()))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("deployment target {name} not found in namespace {ns}")))?;
+    ok(StatusCode::OK, v)
+}
+
+pub async fn create_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let mut target: DeploymentTarget = decode(body)?;
+    check_name("metadata.name", &target.metadata.name)?;
+    match target.spec.kind {
+        TargetKind::Session => {
+            let url = target.spec.rest_url.clone().unwrap_or_default();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ApiError::invalid(
+                    "spec.restUrl must be the session cluster's REST URL (http:// or https://) for a session target",
+                ));
+            }
+        }
+        TargetKind::Local => {
+            if target.spec.rest_url.is_some() {
+                return Err(ApiError::invalid("spec.restUrl is only allowed for session targets"));
+            }
+        }
+    }
+    let target = st.store.transact(|t| {
+        if t.targets.contains_key(&(ns.clone(), target.metadata.name.clone())) {
+            return Err(ApiError::conflict(format!(
+                "deployment target {} already exists in namespace {ns}",
+                target.metadata.name
+            )));
+        }
+        target.metadata.namespace = ns.clone();
+        target.metadata.id = Some(Uuid::new_v4());
+        target.metadata.created_at = Some(Utc::now());
+        target.metadata.resource_version = 1;
+        Ok((vec![Write1::Target(target.clone())], target))
+    })?;
+    ok(StatusCode::CREATED, target)
+}
+
+pub async fn delete_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let v = st.store.transact(|t| {
+        let v = t
+            .targets
+            .get(&(ns.clone(), name.clone()))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("deployment target {name} not found in namespace {ns}")))?;
+        if let Some(r) = t.deployments.values().find(|r| r.deployment.metadata.namespace == ns && r.deployment.spec.deployment_target_name == name) {
+            return Err(ApiError::conflict(format!(
+                "deployment target {name} is used by deployment {}",
+                r.deployment.metadata.name
+            )));
+        }
+        Ok((vec![Write1::RemoveTarget(ns.clone(), name.clone())], v))
+    })?;
+    ok(StatusCode::OK, v)
+}
+
+fn defaults_doc(ns: &str, v: &Value) -> Value {
+    json!({
+        "kind": "DeploymentDefaults",
+        "apiVersion": "v1",
+        "metadata": {"namespace": ns},
+        "spec": v.get("spec").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+pub async fn get_defaults(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    caller.require(&ns, Role::Viewer)?;
+    let t = st.store.read();
+    let mut v = builtin_defaults();
+    if let Some(d) = t.defaults.get(&ns) {
+        deep_merge(&mut v, d);
+    }
+    ok(StatusCode::OK, defaults_doc(&ns, &v))
+}
+
+fn store_defaults(st: &AppState, ns: &str, f: impl FnOnce(Option<&Value>) -> Value) -> ApiResult {
+    let v = st.store.transact(|t| {
+        let v = f(t.defaults.get(ns));
+        let spec = v.get("spec").cloned().unwrap_or_else(|| json!({}));
+        if !spec.is_object() {
+            return Err(ApiError::invalid("spec must be an object"));
+        }
+        // The defaults must make a well-typed spec on their own.
+        let mut probe = builtin_defaults();
+        deep_merge(&mut probe, &json!({"spec": spec}));
+        decode::<crate::model::DeploymentSpec>(probe["spec"].clone())
+            .map_err(|e| ApiError::invalid(format!("spec.{}", e.message)))?;
+        let stored = json!({"spec": spec});
+        Ok((vec![Write1::Defaults(ns.to_string(), stored.clone())], stored))
+    })?;
+    let mut full = builtin_defaults();
+    deep_merge(&mut full, &v);
+    ok(StatusCode::OK, defaults_doc(ns, &full))
+}
+
+pub async fn put_defaults(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    store_defaults(&st, &ns, |_| json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}))
+}
+
+pub async fn patch_defaults(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    store_defaults(&st, &ns, |cur| {
+        let mut v = cur.cloned().unwrap_or_else(|| json!({"spec": {}}));
+        merge_patch(&mut v, &json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}));
+        v
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors_match_like_kubernetes() {
+        let l = BTreeMap::from([("team".to_string(), "a".to_string()), ("tier".to_string(), "gold".to_string())]);
+        assert!(selector_matches("team=a", &l).unwrap());
+        assert!(selector_matches("team==a,tier!=silver", &l).unwrap());
+        assert!(!selector_matches("team=b", &l).unwrap());
+        assert!(selector_matches("tier,!missing", &l).unwrap());
+        assert!(!selector_matches("missing", &l).unwrap());
+        assert!(selector_matches("te am", &l).is_err());
+    }
+}

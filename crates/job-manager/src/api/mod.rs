@@ -1,0 +1,284 @@
+//! The HTTP API in Ververica Platform shapes: every response is the envelope
+//! `{"success", "httpCode", "message", "reason", "data"}`, lists are `data.items`, bodies may
+//! be JSON or YAML (`Content-Type: application/yaml`).
+//!
+//! - [`deployments`]: deployments, clone, defaults, jobs, savepoints, events, targets.
+//! - [`artifacts`]: JAR upload, list, metadata, download, delete.
+//! - [`access`]: API tokens and namespaces (members and their roles).
+//! - [`auth`]: who is calling and what their role allows.
+
+pub mod access;
+pub mod artifacts;
+pub mod auth;
+pub mod deployments;
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+    Router,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
+
+use crate::{controller::Waker, metrics::Metrics, store::Store, target::LocalClusters};
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub waker: Arc<Waker>,
+    pub data_dir: PathBuf,
+    pub local: LocalClusters,
+    /// Header carrying the user id from a trusted auth proxy (`None`: not trusted).
+    pub proxy_user_header: Option<String>,
+    /// Largest accepted artifact.
+    pub max_upload_bytes: u64,
+    pub metrics: Metrics,
+}
+
+/// An API error: status, a short reason and a message naming what is wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// 400 naming the field.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "ValidationFailed", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Conflict", message)
+    }
+
+    /// 500; the detail goes to the log, not to the client.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "Internal error while serving a request.");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "internal error; see the job-manager log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "success": false,
+            "httpCode": self.status.as_u16(),
+            "message": self.message,
+            "reason": self.reason,
+            "data": null,
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// A successful response in the envelope.
+pub fn ok(status: StatusCode, data: impl Serialize) -> ApiResult {
+    let data = serde_json::to_value(data).map_err(ApiError::internal)?;
+    Ok((
+        status,
+        axum::Json(json!({
+            "success": true,
+            "httpCode": status.as_u16(),
+            "message": status.canonical_reason().unwrap_or("OK"),
+            "reason": null,
+            "data": data,
+        })),
+    )
+        .into_response())
+}
+
+/// A list response: `data.items`.
+pub fn list<T: Serialize>(items: Vec<T>) -> ApiResult {
+    ok(StatusCode::OK, json!({ "items": items }))
+}
+
+/// A JSON or YAML request body, as a JSON value.
+pub struct Doc(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for Doc {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let yaml = is_yaml(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "BadRequest", e.body_text()))?;
+        parse_doc(&bytes, yaml).map(Doc)
+    }
+}
+
+fn is_yaml(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("yaml"))
+}
+
+/// Parses a body; errors name the line for YAML and JSON alike.
+pub fn parse_doc(bytes: &[u8], yaml: bool) -> Result<Value, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::invalid("request body is empty"));
+    }
+    if yaml {
+        serde_yaml::from_slice::<Value>(bytes)
+            .map_err(|e| ApiError::invalid(format!("invalid YAML body: {e}")))
+    } else {
+        serde_json::from_slice::<Value>(bytes)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Deserializes `v` into `T`; errors name the field path (`spec.template.spec.parallelism`).
+pub fn decode<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::invalid(format!("invalid body: {inner}"))
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Validates a DNS-label-like name (namespaces, targets, tokens).
+pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field} {name:?} is invalid: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
+        )))
+    }
+}
+
+/// Every API route. Authorization happens in each handler through [`auth::Caller`].
+pub fn router(state: AppState) -> Router {
+    use deployments as d;
+    let ns = "/api/v1/namespaces/{ns}";
+    let upload_limit = state.max_upload_bytes as usize + 64 * 1024;
+    Router::new()
+        .route(&format!("{ns}/deployments"), get(d::list_deployments).post(d::create_deployment))
+        .route(
+            &format!("{ns}/deployments/{{id}}"),
+            get(d::get_deployment).patch(d::patch_deployment).delete(d::delete_deployment),
+        )
+        .route(&format!("{ns}/deployments/{{id}}/clone"), post(d::clone_deployment))
+        .route(&format!("{ns}/jobs"), get(d::list_jobs))
+        .route(&format!("{ns}/jobs/{{id}}"), get(d::get_job))
+        .route(&format!("{ns}/savepoints"), get(d::list_savepoints).post(d::create_savepoint))
+        .route(&format!("{ns}/savepoints/{{id}}"), get(d::get_savepoint).delete(d::delete_savepoint))
+        .route(&format!("{ns}/events"), get(d::list_events))
+        .route(&format!("{ns}/deployment-targets"), get(d::list_targets).post(d::create_target))
+        .route(
+            &format!("{ns}/deployment-targets/{{name}}"),
+            get(d::get_target).delete(d::delete_target),
+        )
+        .route(
+            &format!("{ns}/deployment-defaults"),
+            get(d::get_defaults).put(d::put_defaults).patch(d::patch_defaults),
+        )
+        .route(
+            "/artifacts/v1/namespaces/{ns}/artifacts:upload",
+            post(artifacts::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/artifacts/v1/namespaces/{ns}/artifacts:list", get(artifacts::list))
+        .route("/artifacts/v1/namespaces/{ns}/artifacts:getMetadata", get(artifacts::metadata))
+        .route("/artifacts/v1/namespaces/{ns}/artifacts:download", get(artifacts::download))
+        .route("/artifacts/v1/namespaces/{ns}/artifacts:delete", delete(artifacts::delete))
+        .route(
+            "/apitokens/v1/namespaces/{ns}/apitokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route(
+            "/apitokens/v1/namespaces/{ns}/apitokens/{name}",
+            get(access::get_token).delete(access::delete_token),
+        )
+        .route(
+            "/namespaces/v1/namespaces",
+            get(access::list_namespaces).post(access::create_namespace),
+        )
+        .route(
+            "/namespaces/v1/namespaces/{ns}",
+            get(access::get_namespace)
+                .patch(access::patch_namespace)
+                .delete(access::delete_namespace),
+        )
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge_patch(&mut t, &json!({"b": {"c": null, "e": 4}, "f": [1]}));
+        assert_eq!(t, json!({"a": 1, "b": {"d": 3, "e": 4}, "f": [1]}));
+    }
+
+    #[test]
+    fn decode_names_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct S {
+            spec: Inner,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inner {
+            parallelism: i64,
+        }
+        let e = decode::<S>(json!({"spec": {"parallelism": "x"}})).unwrap_err();
+        assert!(e.message.starts_with("spec.parallelism:"), "{}", e.message);
+    }
+}

@@ -1,0 +1,360 @@
+//! An in-memory Flink for unit tests and the benchmark. It checks calls the way Flink does
+//! (unknown jar → 404, duplicate job id → error, savepoint of a job that is not running →
+//! error) and records every call with its time, so tests can assert what the controller did.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::Mutex,
+    time::Instant,
+};
+
+use super::{Checkpoints, Flink, FlinkError, Operation, Overview, Result, RunRequest};
+
+/// One recorded call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub at: Instant,
+    /// E.g. `run_jar`, `stop_with_savepoint`, `cancel`.
+    pub op: &'static str,
+    pub job: Option<String>,
+}
+
+/// A fake job.
+#[derive(Debug, Clone)]
+pub struct FakeJob {
+    pub status: String,
+    pub request: RunRequest,
+    pub restarts: u64,
+    pub exception: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    job: String,
+    stop: bool,
+    result: Option<Operation>,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: BTreeMap<String, FakeJob>,
+    jars: BTreeMap<String, String>,
+    ops: BTreeMap<String, Op>,
+    calls: Vec<Call>,
+    unreachable: bool,
+    /// Operations stay IN_PROGRESS until [`FakeFlink::complete_operations`].
+    hold_operations: bool,
+    /// The next N savepoint operations fail with this cause.
+    fail_savepoints: Option<(u32, String)>,
+    /// The next N job submissions are refused with this message.
+    fail_runs: Option<(u32, String)>,
+    next: u64,
+}
+
+/// The fake. Cheap to share behind an `Arc`.
+#[derive(Default)]
+pub struct FakeFlink {
+    inner: Mutex<Inner>,
+}
+
+impl FakeFlink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, i: &mut Inner, op: &'static str, job: Option<&str>) -> Result<()> {
+        i.calls.push(Call {
+            at: Instant::now(),
+            op,
+            job: job.map(str::to_string),
+        });
+        if i.unreachable {
+            return Err(FlinkError::Unreachable {
+                url: "fake".into(),
+                message: "connection refused".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Calls of one kind.
+    pub fn calls_of(&self, op: &str) -> Vec<Call> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.op == op)
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets recorded calls.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// The jobs Flink knows.
+    pub fn jobs(&self) -> BTreeMap<String, FakeJob> {
+        self.lock().jobs.clone()
+    }
+
+    /// Sets a job's status (e.g. `RESTARTING`, `FAILED`) as if Flink changed it.
+    pub fn set_status(&self, job: &str, status: &str, exception: Option<&str>) {
+        let mut i = self.lock();
+        if let Some(j) = i.jobs.get_mut(job) {
+            j.status = status.to_string();
+            if let Some(e) = exception {
+                j.exception = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Sets a job's restart counter.
+    pub fn set_restarts(&self, job: &str, n: u64) {
+        if let Some(j) = self.lock().jobs.get_mut(job) {
+            j.restarts = n;
+        }
+    }
+
+    /// Makes every call fail as unreachable (or not).
+    pub fn set_unreachable(&self, down: bool) {
+        self.lock().unreachable = down;
+    }
+
+    /// Holds savepoint operations IN_PROGRESS until released.
+    pub fn hold_operations(&self, hold: bool) {
+        self.lock().hold_operations = hold;
+    }
+
+    /// Fails the next `n` savepoint operations with `cause`.
+    pub fn fail_savepoints(&self, n: u32, cause: &str) {
+        self.lock().fail_savepoints = Some((n, cause.to_string()));
+    }
+
+    /// Refuses the next `n` job submissions with `message`.
+    pub fn fail_runs(&self, n: u32, message: &str) {
+        self.lock().fail_runs = Some((n, message.to_string()));
+    }
+
+    fn finish_op(i: &mut Inner, trigger: &str) {
+        let Some(op) = i.ops.get(trigger).cloned() else {
+            return;
+        };
+        if op.result.is_some() {
+            return;
+        }
+        let failing = match &mut i.fail_savepoints {
+            Some((n, cause)) if *n > 0 => {
+                *n -= 1;
+                Some(cause.clone())
+            }
+            _ => None,
+        };
+        let result = match failing {
+            Some(cause) => Operation::Failed { cause },
+            None => {
+                if op.stop {
+                    if let Some(j) = i.jobs.get_mut(&op.job) {
+                        j.status = "FINISHED".into();
+                    }
+                }
+                Operation::Completed {
+                    location: format!("file:///fake/savepoints/savepoint-{trigger}"),
+                }
+            }
+        };
+        if let Some(o) = i.ops.get_mut(trigger) {
+            o.result = Some(result);
+        }
+    }
+
+    /// Completes every held operation.
+    pub fn complete_operations(&self) {
+        let mut i = self.lock();
+        i.hold_operations = false;
+        let keys: Vec<String> = i.ops.keys().cloned().collect();
+        for k in keys {
+            Self::finish_op(&mut i, &k);
+        }
+    }
+
+    fn start_op(&self, op: &'static str, job: &str, stop: bool) -> Result<String> {
+        let mut i = self.lock();
+        self.record(&mut i, op, Some(job))?;
+        match i.jobs.get(job).map(|j| j.status.clone()) {
+            None => Err(FlinkError::Http {
+                status: 404,
+                what: op.into(),
+                message: format!("Job {job} not found"),
+            }),
+            Some(s) if s != "RUNNING" => Err(FlinkError::Http {
+                status: 500,
+                what: op.into(),
+                message: format!("Job {job} is not running (state {s})"),
+            }),
+            Some(_) => {
+                i.next += 1;
+                let trigger = format!("trigger-{}", i.next);
+                i.ops.insert(
+                    trigger.clone(),
+                    Op {
+                        job: job.to_string(),
+                        stop,
+                        result: None,
+                    },
+                );
+                if !i.hold_operations {
+                    Self::finish_op(&mut i, &trigger);
+                }
+                Ok(trigger)
+            }
+        }
+    }
+}
+
+impl Flink for FakeFlink {
+    async fn overview(&self, _rest: &str) -> Result<Overview> {
+        let mut i = self.lock();
+        self.record(&mut i, "overview", None)?;
+        Ok(Overview {
+            taskmanagers: 1,
+            slots_total: 64,
+            slots_available: 64,
+        })
+    }
+
+    async fn upload_jar(&self, _rest: &str, jar: &Path) -> Result<String> {
+        let mut i = self.lock();
+        self.record(&mut i, "upload_jar", None)?;
+        i.next += 1;
+        let id = format!("{}_{}", i.next, jar.display());
+        i.jars.insert(id.clone(), jar.display().to_string());
+        Ok(id)
+    }
+
+    async fn run_jar(&self, _rest: &str, jar_id: &str, req: &RunRequest) -> Result<String> {
+        let mut i = self.lock();
+        self.record(&mut i, "run_jar", Some(&req.job_id))?;
+        if !i.jars.contains_key(jar_id) {
+            return Err(FlinkError::Http {
+                status: 404,
+                what: "run_jar".into(),
+                message: format!("Jar file {jar_id} does not exist"),
+            });
+        }
+        if let Some((n, msg)) = &mut i.fail_runs {
+            if *n > 0 {
+                *n -= 1;
+                let message = msg.clone();
+                return Err(FlinkError::Http {
+                    status: 400,
+                    what: "run_jar".into(),
+                    message,
+                });
+            }
+        }
+        if i.jobs.contains_key(&req.job_id) {
+            return Err(FlinkError::Http {
+                status: 500,
+                what: "run_jar".into(),
+                message: format!(
+                    "DuplicateJobSubmissionException: Job has already been submitted: {}",
+                    req.job_id
+                ),
+            });
+        }
+        i.jobs.insert(
+            req.job_id.clone(),
+            FakeJob {
+                status: "RUNNING".into(),
+                request: req.clone(),
+                restarts: 0,
+                exception: None,
+            },
+        );
+        Ok(req.job_id.clone())
+    }
+
+    async fn job_status(&self, _rest: &str, job: &str) -> Result<Option<String>> {
+        let mut i = self.lock();
+        self.record(&mut i, "job_status", Some(job))?;
+        Ok(i.jobs.get(job).map(|j| j.status.clone()))
+    }
+
+    async fn trigger_savepoint(&self, _rest: &str, job: &str, _dir: Option<&str>) -> Result<String> {
+        self.start_op("trigger_savepoint", job, false)
+    }
+
+    async fn stop_with_savepoint(
+        &self,
+        _rest: &str,
+        job: &str,
+        _dir: Option<&str>,
+    ) -> Result<String> {
+        self.start_op("stop_with_savepoint", job, true)
+    }
+
+    async fn savepoint_status(&self, _rest: &str, job: &str, trigger: &str) -> Result<Operation> {
+        let mut i = self.lock();
+        self.record(&mut i, "savepoint_status", Some(job))?;
+        match i.ops.get(trigger) {
+            None => Err(FlinkError::Http {
+                status: 404,
+                what: "savepoint_status".into(),
+                message: format!("unknown trigger {trigger}"),
+            }),
+            Some(op) => Ok(op.result.clone().unwrap_or(Operation::InProgress)),
+        }
+    }
+
+    async fn cancel(&self, _rest: &str, job: &str) -> Result<()> {
+        let mut i = self.lock();
+        self.record(&mut i, "cancel", Some(job))?;
+        match i.jobs.get_mut(job) {
+            None => Err(FlinkError::Http {
+                status: 404,
+                what: "cancel".into(),
+                message: format!("Job {job} not found"),
+            }),
+            Some(j) => {
+                if !matches!(j.status.as_str(), "FINISHED" | "FAILED" | "CANCELED") {
+                    j.status = "CANCELED".into();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn root_exception(&self, _rest: &str, job: &str) -> Result<Option<String>> {
+        let mut i = self.lock();
+        self.record(&mut i, "root_exception", Some(job))?;
+        Ok(i.jobs.get(job).and_then(|j| j.exception.clone()))
+    }
+
+    async fn checkpoints(&self, _rest: &str, job: &str) -> Result<Checkpoints> {
+        let mut i = self.lock();
+        self.record(&mut i, "checkpoints", Some(job))?;
+        Ok(Checkpoints {
+            latest_completed: i
+                .jobs
+                .get(job)
+                .map(|_| format!("file:///fake/checkpoints/{job}/chk-1")),
+            restored_from: i.jobs.get(job).and_then(|j| j.request.savepoint_path.clone()),
+        })
+    }
+
+    async fn num_restarts(&self, _rest: &str, job: &str) -> Result<Option<u64>> {
+        let mut i = self.lock();
+        self.record(&mut i, "num_restarts", Some(job))?;
+        Ok(i.jobs.get(job).map(|j| j.restarts))
+    }
+}

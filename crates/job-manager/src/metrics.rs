@@ -1,0 +1,60 @@
+//! job-manager's own metrics, registered once and counted in one place.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, Opts, Registry};
+
+/// The controller's and API's counters.
+#[derive(Clone)]
+pub struct Metrics {
+    pub reconcile_pass_seconds: Histogram,
+    pub reconcile_errors: IntCounter,
+    pub jobs_started: IntCounter,
+    pub flink_submissions: IntCounter,
+    pub savepoints_triggered: IntCounter,
+    pub deployments_failed: IntCounter,
+    pub auth_denied: IntCounter,
+}
+
+impl Metrics {
+    /// Registers the metrics in `registry` (a second registration is harmless).
+    pub fn register(prefix: &str, registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(format!("{prefix}_{name}"), help))
+                .expect("static metric definition");
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let pass = Histogram::with_opts(
+            HistogramOpts::new(
+                format!("{prefix}_reconcile_pass_duration_seconds"),
+                "Time for one reconcile pass over every deployment.",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]),
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(pass.clone()));
+        Self {
+            reconcile_pass_seconds: pass,
+            reconcile_errors: counter(
+                "reconcile_errors_total",
+                "Reconcile steps that failed and will be retried.",
+            ),
+            jobs_started: counter("jobs_started_total", "Flink jobs that reached RUNNING."),
+            flink_submissions: counter(
+                "flink_job_submissions_total",
+                "Jobs submitted to Flink (POST /jars/{id}/run).",
+            ),
+            savepoints_triggered: counter(
+                "savepoints_triggered_total",
+                "Savepoint and stop-with-savepoint operations triggered.",
+            ),
+            deployments_failed: counter(
+                "deployments_failed_total",
+                "Deployments that went to FAILED.",
+            ),
+            auth_denied: counter(
+                "auth_denied_total",
+                "API requests refused with 401 or 403.",
+            ),
+        }
+    }
+}

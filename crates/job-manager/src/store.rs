@@ -1,0 +1,511 @@
+//! The embedded, durable store under `--data-dir`.
+//!
+//! Every resource is one JSON file `<data-dir>/store/<kind>/<key>.json` holding a versioned
+//! envelope (`{"version": "1", "data": …}`). Writes go to a temporary file, are `fsync`ed,
+//! then renamed into place and the directory is synced: a crash (kill -9) leaves either the
+//! old or the new version, never a torn one. Events are append-only JSON lines per
+//! deployment (a torn last line is skipped on load). Everything is also held in memory;
+//! reads never touch the disk.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{RwLock, RwLockReadGuard},
+};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    controller::Control,
+    model::{ApiToken, Deployment, DeploymentTarget, Event, Job, Namespace, Savepoint},
+};
+
+/// Why the store could not read or write.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt store file {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: String,
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The on-disk envelope; new versions become new variants with a migration on load.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "version")]
+enum Versioned<T> {
+    #[serde(rename = "1")]
+    V1 { data: T },
+}
+
+/// A deployment plus the controller's private progress record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub deployment: Deployment,
+    #[serde(default)]
+    pub control: Control,
+}
+
+/// An API token with the hash of its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredToken {
+    pub token: ApiToken,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+}
+
+/// Everything the store holds, in memory.
+#[derive(Default)]
+pub struct Tables {
+    pub deployments: BTreeMap<Uuid, DeploymentRecord>,
+    pub jobs: BTreeMap<Uuid, Job>,
+    pub savepoints: BTreeMap<Uuid, Savepoint>,
+    /// Keyed by (namespace, name).
+    pub targets: BTreeMap<(String, String), DeploymentTarget>,
+    /// Deployment defaults per namespace (a partial deployment).
+    pub defaults: BTreeMap<String, serde_json::Value>,
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Keyed by (namespace, name); the bootstrap token lives in namespace `*`.
+    pub tokens: BTreeMap<(String, String), StoredToken>,
+    /// Per deployment, oldest first.
+    pub events: BTreeMap<Uuid, Vec<Event>>,
+}
+
+/// Kinds of stored files.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Deployment,
+    Job,
+    Savepoint,
+    Target,
+    Defaults,
+    Namespace,
+    Token,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployments",
+            Kind::Job => "jobs",
+            Kind::Savepoint => "savepoints",
+            Kind::Target => "deployment-targets",
+            Kind::Defaults => "deployment-defaults",
+            Kind::Namespace => "namespaces",
+            Kind::Token => "apitokens",
+        }
+    }
+}
+
+/// Events kept per deployment (older ones are dropped from memory and from the file on
+/// the next compaction).
+pub const MAX_EVENTS_PER_DEPLOYMENT: usize = 1000;
+
+/// The store.
+pub struct Store {
+    root: PathBuf,
+    tables: RwLock<Tables>,
+    /// Serialises writers so the file and the memory always agree.
+    writer: std::sync::Mutex<()>,
+}
+
+/// A change to apply atomically (memory and disk).
+pub enum Write1 {
+    Deployment(DeploymentRecord),
+    Job(Job),
+    Savepoint(Savepoint),
+    Target(DeploymentTarget),
+    Defaults(String, serde_json::Value),
+    Namespace(Namespace),
+    Token(StoredToken),
+    RemoveDeployment(Uuid),
+    RemoveJob(Uuid),
+    RemoveSavepoint(Uuid),
+    RemoveTarget(String, String),
+    RemoveToken(String, String),
+    RemoveNamespace(String),
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir/store`, loading everything.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        let root = data_dir.join("store");
+        let mut t = Tables::default();
+        for r in load::<DeploymentRecord>(&root, Kind::Deployment)? {
+            t.deployments.insert(r.deployment.id(), r);
+        }
+        for j in load::<Job>(&root, Kind::Job)? {
+            t.jobs.insert(j.metadata.id, j);
+        }
+        for s in load::<Savepoint>(&root, Kind::Savepoint)? {
+            t.savepoints.insert(s.metadata.id, s);
+        }
+        for d in load::<DeploymentTarget>(&root, Kind::Target)? {
+            t.targets.insert(
+                (d.metadata.namespace.clone(), d.metadata.name.clone()),
+                d,
+            );
+        }
+        for (ns, v) in load::<(String, serde_json::Value)>(&root, Kind::Defaults)? {
+            t.defaults.insert(ns, v);
+        }
+        for n in load::<Namespace>(&root, Kind::Namespace)? {
+            t.namespaces.insert(n.metadata.name.clone(), n);
+        }
+        for k in load::<StoredToken>(&root, Kind::Token)? {
+            t.tokens
+                .insert((k.token.namespace.clone(), k.token.name.clone()), k);
+        }
+        let events_dir = root.join("events");
+        mkdir(&events_dir)?;
+        for entry in read_dir(&events_dir)? {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let text = fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let mut list: Vec<Event> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if list.len() > MAX_EVENTS_PER_DEPLOYMENT {
+                list.drain(..list.len() - MAX_EVENTS_PER_DEPLOYMENT);
+            }
+            t.events.insert(id, list);
+        }
+        Ok(Store {
+            root,
+            tables: RwLock::new(t),
+            writer: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Read access to everything.
+    pub fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `f` to the tables under the writer lock; `f` returns the writes to persist
+    /// (and a value). Nothing changes in memory unless every write reached the disk.
+    pub fn transact<R>(
+        &self,
+        f: impl FnOnce(&Tables) -> std::result::Result<(Vec<Write1>, R), crate::api::ApiError>,
+    ) -> std::result::Result<R, crate::api::ApiError> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (writes, out) = {
+            let t = self.read();
+            f(&t)?
+        };
+        for w in &writes {
+            self.persist(w).map_err(crate::api::ApiError::internal)?;
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for w in writes {
+            apply(&mut t, w);
+        }
+        Ok(out)
+    }
+
+    /// Persists and applies writes that cannot fail validation (the controller's).
+    pub fn write(&self, writes: Vec<Write1>) -> Result<()> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        for w in &writes {
+            self.persist(w)?;
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for w in writes {
+            apply(&mut t, w);
+        }
+        Ok(())
+    }
+
+    /// Applies `f` to the current version of a deployment record (the controller changes
+    /// status and control only, so a concurrent user change of the spec is kept) and
+    /// persists it together with the extra writes `f` returns. `None` if it is gone.
+    pub fn modify(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&mut DeploymentRecord) -> Vec<Write1>,
+    ) -> Result<Option<DeploymentRecord>> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut rec) = self.read().deployments.get(&id).cloned() else {
+            return Ok(None);
+        };
+        let mut writes = f(&mut rec);
+        writes.push(Write1::Deployment(rec.clone()));
+        for w in &writes {
+            self.persist(w)?;
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for w in writes {
+            apply(&mut t, w);
+        }
+        Ok(Some(rec))
+    }
+
+    /// Appends an event (durably) and keeps it in memory.
+    pub fn append_event(&self, event: Event) -> Result<()> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self
+            .root
+            .join("events")
+            .join(format!("{}.jsonl", event.metadata.deployment_id));
+        let mut line = serde_json::to_string(&event).map_err(|source| Error::Encode {
+            what: "event".into(),
+            source,
+        })?;
+        line.push('\n');
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(line.as_bytes()).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        let list = t.events.entry(event.metadata.deployment_id).or_default();
+        list.push(event);
+        if list.len() > MAX_EVENTS_PER_DEPLOYMENT {
+            let excess = list.len() - MAX_EVENTS_PER_DEPLOYMENT;
+            list.drain(..excess);
+        }
+        Ok(())
+    }
+
+    /// Drops the events of a deleted deployment.
+    pub fn remove_events(&self, deployment: Uuid) {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self
+            .root
+            .join("events")
+            .join(format!("{deployment}.jsonl"));
+        let _ = fs::remove_file(path);
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        t.events.remove(&deployment);
+    }
+
+    fn persist(&self, w: &Write1) -> Result<()> {
+        match w {
+            Write1::Deployment(r) => self.put(Kind::Deployment, &r.deployment.id().to_string(), r),
+            Write1::Job(j) => self.put(Kind::Job, &j.metadata.id.to_string(), j),
+            Write1::Savepoint(s) => self.put(Kind::Savepoint, &s.metadata.id.to_string(), s),
+            Write1::Target(d) => self.put(
+                Kind::Target,
+                &key2(&d.metadata.namespace, &d.metadata.name),
+                d,
+            ),
+            Write1::Defaults(ns, v) => self.put(Kind::Defaults, ns, &(ns, v)),
+            Write1::Namespace(n) => self.put(Kind::Namespace, &n.metadata.name, n),
+            Write1::Token(k) => self.put(
+                Kind::Token,
+                &key2(&k.token.namespace, &k.token.name),
+                k,
+            ),
+            Write1::RemoveDeployment(id) => self.remove(Kind::Deployment, &id.to_string()),
+            Write1::RemoveJob(id) => self.remove(Kind::Job, &id.to_string()),
+            Write1::RemoveSavepoint(id) => self.remove(Kind::Savepoint, &id.to_string()),
+            Write1::RemoveTarget(ns, n) => self.remove(Kind::Target, &key2(ns, n)),
+            Write1::RemoveToken(ns, n) => self.remove(Kind::Token, &key2(ns, n)),
+            Write1::RemoveNamespace(n) => self.remove(Kind::Namespace, n),
+        }
+    }
+
+    fn put<T: Serialize>(&self, kind: Kind, key: &str, value: &T) -> Result<()> {
+        let dir = self.root.join(kind.dir());
+        let bytes = serde_json::to_vec(&Versioned::V1 { data: value }).map_err(|source| {
+            Error::Encode {
+                what: format!("{} {key}", kind.dir()),
+                source,
+            }
+        })?;
+        write_atomic(&dir, &format!("{key}.json"), &bytes)
+    }
+
+    fn remove(&self, kind: Kind, key: &str) -> Result<()> {
+        let path = self.root.join(kind.dir()).join(format!("{key}.json"));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+}
+
+fn key2(a: &str, b: &str) -> String {
+    // Namespaces and names are DNS labels, so `~` cannot occur in either; `*` is the
+    // bootstrap namespace.
+    format!("{}~{b}", a.replace('*', "_all_"))
+}
+
+fn apply(t: &mut Tables, w: Write1) {
+    match w {
+        Write1::Deployment(r) => {
+            t.deployments.insert(r.deployment.id(), r);
+        }
+        Write1::Job(j) => {
+            t.jobs.insert(j.metadata.id, j);
+        }
+        Write1::Savepoint(s) => {
+            t.savepoints.insert(s.metadata.id, s);
+        }
+        Write1::Target(d) => {
+            t.targets.insert(
+                (d.metadata.namespace.clone(), d.metadata.name.clone()),
+                d,
+            );
+        }
+        Write1::Defaults(ns, v) => {
+            t.defaults.insert(ns, v);
+        }
+        Write1::Namespace(n) => {
+            t.namespaces.insert(n.metadata.name.clone(), n);
+        }
+        Write1::Token(k) => {
+            t.tokens
+                .insert((k.token.namespace.clone(), k.token.name.clone()), k);
+        }
+        Write1::RemoveDeployment(id) => {
+            t.deployments.remove(&id);
+        }
+        Write1::RemoveJob(id) => {
+            t.jobs.remove(&id);
+        }
+        Write1::RemoveSavepoint(id) => {
+            t.savepoints.remove(&id);
+        }
+        Write1::RemoveTarget(ns, n) => {
+            t.targets.remove(&(ns, n));
+        }
+        Write1::RemoveToken(ns, n) => {
+            t.tokens.remove(&(ns, n));
+        }
+        Write1::RemoveNamespace(n) => {
+            t.namespaces.remove(&n);
+        }
+    }
+}
+
+fn mkdir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    let rd = fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(rd.filter_map(|e| e.ok()).collect())
+}
+
+fn load<T: DeserializeOwned>(root: &Path, kind: Kind) -> Result<Vec<T>> {
+    let dir = root.join(kind.dir());
+    mkdir(&dir)?;
+    let mut out = Vec::new();
+    for entry in read_dir(&dir)? {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            // A write interrupted before its rename: the old version is still in place.
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let v: Versioned<T> = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let Versioned::V1 { data } = v;
+        out.push(data);
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    mkdir(dir)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let dest = dir.join(name);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    {
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leftover_temp_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store").join("namespaces");
+        fs::create_dir_all(&store_dir).unwrap();
+        // A crash between create and rename leaves a temp file behind.
+        fs::write(store_dir.join(".x.json.1.tmp"), b"{garbage").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "team-a"}
+        }))
+        .unwrap();
+        store.write(vec![Write1::Namespace(ns.clone())]).unwrap();
+        drop(store);
+        assert!(!store_dir.join(".x.json.1.tmp").exists());
+        let text = fs::read_to_string(store_dir.join("team-a.json")).unwrap();
+        assert!(text.contains(r#""version":"1""#), "{text}");
+        let again = Store::open(dir.path()).unwrap();
+        assert_eq!(again.read().namespaces.get("team-a"), Some(&ns));
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("store").join("jobs");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("bad.json"), b"{\"version\":\"1\",\"data\":{}}").unwrap();
+        let err = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("bad.json"), "{err}");
+    }
+}

@@ -1,0 +1,363 @@
+//! Deployment targets: where a job's Flink cluster comes from.
+//!
+//! - `session`: an existing cluster; the job is submitted to its REST URL.
+//! - `local`: one standalone Flink cluster per job, started from `FLINK_HOME` with ports
+//!   allocated on 127.0.0.1, its config rendered into `<data-dir>/local/<job>/conf`, and its
+//!   logs in `<data-dir>/logs/<namespace>/<deploymentId>/<jobId>/` (for log-shipper to tail).
+//!   The daemons outlive a crash of the manager; the cluster's address is stored with the
+//!   job, so a restarted manager finds it again.
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+};
+
+use crate::model::{ClusterRef, EnvVar};
+
+/// Why a local cluster could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the local deployment target needs FLINK_HOME (set --flink-home or the FLINK_HOME environment variable)")]
+    NoFlinkHome,
+    #[error("FLINK_HOME {0} has no bin/jobmanager.sh")]
+    BadFlinkHome(PathBuf),
+    #[error("cannot prepare local cluster directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot allocate a port on 127.0.0.1: {0}")]
+    Port(std::io::Error),
+}
+
+/// What a local cluster is started with.
+pub struct LocalSpec<'a> {
+    pub namespace: &'a str,
+    pub deployment_id: &'a str,
+    pub job_id: &'a str,
+    /// Rendered user configuration (overrides the defaults, not the ports and addresses).
+    pub flink_configuration: &'a BTreeMap<String, String>,
+    pub parallelism: u32,
+    pub jobmanager_memory: Option<&'a str>,
+    pub taskmanager_memory: Option<&'a str>,
+    pub log4j: &'a str,
+    pub env: &'a [EnvVar],
+    /// The savepoint and checkpoint directories when the user set none.
+    pub savepoint_dir: &'a str,
+    pub checkpoint_dir: &'a str,
+    /// PushGateway-compatible URL for Flink's metric reporter, if any.
+    pub metrics_gateway: Option<&'a str>,
+}
+
+/// Starts and stops standalone clusters.
+#[derive(Debug, Clone)]
+pub struct LocalClusters {
+    flink_home: Option<PathBuf>,
+    data_dir: PathBuf,
+}
+
+/// Keys the manager owns on a local cluster: user values for these are ignored.
+const OWNED_KEYS: &[&str] = &[
+    "jobmanager.rpc.address",
+    "jobmanager.rpc.port",
+    "jobmanager.bind-host",
+    "taskmanager.bind-host",
+    "taskmanager.host",
+    "taskmanager.rpc.port",
+    "taskmanager.data.port",
+    "blob.server.port",
+    "rest.address",
+    "rest.bind-address",
+    "rest.port",
+    "rest.bind-port",
+    "env.pid.dir",
+];
+
+impl LocalClusters {
+    pub fn new(flink_home: Option<PathBuf>, data_dir: &Path) -> Self {
+        Self {
+            flink_home,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The FLINK_HOME in use, if any.
+    pub fn flink_home(&self) -> Option<&Path> {
+        self.flink_home.as_deref()
+    }
+
+    /// Default savepoint directory of a deployment on the local target.
+    pub fn default_savepoint_dir(&self, namespace: &str, deployment: &str) -> String {
+        format!(
+            "file://{}",
+            self.data_dir
+                .join("savepoints")
+                .join(namespace)
+                .join(deployment)
+                .display()
+        )
+    }
+
+    /// Default checkpoint directory of a deployment on the local target.
+    pub fn default_checkpoint_dir(&self, namespace: &str, deployment: &str) -> String {
+        format!(
+            "file://{}",
+            self.data_dir
+                .join("checkpoints")
+                .join(namespace)
+                .join(deployment)
+                .display()
+        )
+    }
+
+    fn home(&self) -> Result<&Path, Error> {
+        let home = self.flink_home.as_deref().ok_or(Error::NoFlinkHome)?;
+        if !home.join("bin/jobmanager.sh").is_file() {
+            return Err(Error::BadFlinkHome(home.to_path_buf()));
+        }
+        Ok(home)
+    }
+
+    /// Writes the cluster's config and starts its JobManager and TaskManager in the
+    /// background. Returns where it will answer; readiness is polled by the caller.
+    pub fn start(&self, spec: &LocalSpec<'_>) -> Result<ClusterRef, Error> {
+        let home = self.home()?.to_path_buf();
+        let dir = self.data_dir.join("local").join(spec.job_id);
+        let log_dir = self
+            .data_dir
+            .join("logs")
+            .join(spec.namespace)
+            .join(spec.deployment_id)
+            .join(spec.job_id);
+        let conf = dir.join("conf");
+        for d in [&conf, &dir.join("pid"), &dir.join("tmp"), &dir.join("upload"), &log_dir] {
+            std::fs::create_dir_all(d).map_err(|source| Error::Io {
+                path: d.clone(),
+                source,
+            })?;
+        }
+        let ports = allocate_ports(5)?;
+        let mut cfg: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(opts) = shipped_java_opts(&home) {
+            cfg.insert("env.java.opts.all".into(), opts);
+        }
+        let p = spec.parallelism.max(1).to_string();
+        for (k, v) in [
+            ("jobmanager.memory.process.size", spec.jobmanager_memory.unwrap_or("1024m")),
+            ("taskmanager.memory.process.size", spec.taskmanager_memory.unwrap_or("1536m")),
+            ("taskmanager.numberOfTaskSlots", p.as_str()),
+            ("parallelism.default", p.as_str()),
+            ("execution.checkpointing.interval", "10s"),
+            ("execution.checkpointing.savepoint-dir", spec.savepoint_dir),
+            ("state.savepoints.dir", spec.savepoint_dir),
+            ("execution.checkpointing.dir", spec.checkpoint_dir),
+            ("state.checkpoints.dir", spec.checkpoint_dir),
+        ] {
+            cfg.insert(k.into(), v.into());
+        }
+        cfg.insert("io.tmp.dirs".into(), dir.join("tmp").display().to_string());
+        cfg.insert("web.upload.dir".into(), dir.join("upload").display().to_string());
+        if let Some(url) = spec.metrics_gateway {
+            let r = "metrics.reporter.jobmanager_suite";
+            cfg.insert(
+                format!("{r}.factory.class"),
+                "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory".into(),
+            );
+            cfg.insert(format!("{r}.hostUrl"), url.into());
+            cfg.insert(format!("{r}.jobName"), format!("flink-{}", spec.deployment_id));
+            cfg.insert(format!("{r}.randomJobNameSuffix"), "true".into());
+            cfg.insert(format!("{r}.deleteOnShutdown"), "true".into());
+            cfg.insert(format!("{r}.interval"), "10 SECONDS".into());
+            cfg.insert(
+                format!("{r}.groupingKey"),
+                format!(
+                    "{}={};{}={};{}={}",
+                    common::labels::fields::NAMESPACE,
+                    spec.namespace,
+                    common::labels::fields::DEPLOYMENT_ID,
+                    spec.deployment_id,
+                    common::labels::fields::JOB_ID,
+                    spec.job_id
+                ),
+            );
+        }
+        for (k, v) in spec.flink_configuration {
+            if !OWNED_KEYS.contains(&k.as_str()) {
+                cfg.insert(k.clone(), v.clone());
+            }
+        }
+        let [jm_rpc, tm_rpc, tm_data, blob, rest] = [ports[0], ports[1], ports[2], ports[3], ports[4]];
+        for (k, v) in [
+            ("jobmanager.rpc.address", "127.0.0.1".to_string()),
+            ("jobmanager.rpc.port", jm_rpc.to_string()),
+            ("jobmanager.bind-host", "127.0.0.1".into()),
+            ("taskmanager.bind-host", "127.0.0.1".into()),
+            ("taskmanager.host", "127.0.0.1".into()),
+            ("taskmanager.rpc.port", tm_rpc.to_string()),
+            ("taskmanager.data.port", tm_data.to_string()),
+            ("blob.server.port", blob.to_string()),
+            ("rest.address", "127.0.0.1".into()),
+            ("rest.bind-address", "127.0.0.1".into()),
+            ("rest.port", rest.to_string()),
+            ("rest.bind-port", rest.to_string()),
+            ("env.pid.dir", dir.join("pid").display().to_string()),
+        ] {
+            cfg.insert(k.into(), v);
+        }
+        let yaml = render_yaml(&cfg);
+        write(&conf.join("config.yaml"), yaml.as_bytes())?;
+        write(&conf.join("log4j.properties"), spec.log4j.as_bytes())?;
+        write(&conf.join("log4j-console.properties"), spec.log4j.as_bytes())?;
+        let cluster = ClusterRef {
+            rest_url: format!("http://127.0.0.1:{rest}"),
+            local_dir: Some(dir.display().to_string()),
+            log_dir: Some(log_dir.display().to_string()),
+        };
+        let env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        let ident = spec.job_id.to_string();
+        tokio::spawn(async move {
+            for script in ["jobmanager.sh", "taskmanager.sh"] {
+                run_script(&home, &dir, &log_dir, &ident, &env, script, "start").await;
+            }
+        });
+        Ok(cluster)
+    }
+
+    /// Stops a local cluster (in the background; `flink-daemon.sh` escalates to SIGKILL).
+    pub fn stop(&self, cluster: &ClusterRef) {
+        let (Some(dir), Ok(home)) = (cluster.local_dir.clone(), self.home()) else {
+            return;
+        };
+        let home = home.to_path_buf();
+        let dir = PathBuf::from(dir);
+        let log_dir = cluster
+            .log_dir
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("log"));
+        let ident = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            for script in ["taskmanager.sh", "jobmanager.sh"] {
+                run_script(&home, &dir, &log_dir, &ident, &[], script, "stop").await;
+            }
+        });
+    }
+}
+
+async fn run_script(
+    home: &Path,
+    dir: &Path,
+    log_dir: &Path,
+    ident: &str,
+    env: &[(String, String)],
+    script: &str,
+    action: &str,
+) {
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg(home.join("bin").join(script))
+        .arg(action)
+        .env("FLINK_HOME", home)
+        .env("FLINK_CONF_DIR", dir.join("conf"))
+        .env("FLINK_LOG_DIR", log_dir)
+        .env("FLINK_PID_DIR", dir.join("pid"))
+        .env("FLINK_IDENT_STRING", ident)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.output().await {
+        Ok(out) if out.status.success() => {
+            tracing::debug!(script, action, cluster = %dir.display(), "Flink script done.");
+        }
+        Ok(out) => tracing::warn!(
+            script,
+            action,
+            cluster = %dir.display(),
+            status = %out.status,
+            stderr = %String::from_utf8_lossy(&out.stderr).chars().take(500).collect::<String>(),
+            "Flink script failed."
+        ),
+        Err(error) => tracing::warn!(script, action, %error, "Cannot run Flink script."),
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn allocate_ports(n: usize) -> Result<Vec<u16>, Error> {
+    // Hold every listener until all are bound so the ports differ.
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::Port)?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()).map_err(Error::Port))
+        .collect()
+}
+
+/// `env.java.opts.all` from the distribution's own config (the JDK 17 `--add-opens` list).
+fn shipped_java_opts(home: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(home.join("conf/config.yaml")).ok()?;
+    let v: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let nested = v
+        .get("env")
+        .and_then(|e| e.get("java"))
+        .and_then(|j| j.get("opts"))
+        .and_then(|o| o.get("all"))
+        .and_then(|a| a.as_str());
+    nested
+        .or_else(|| v.get("env.java.opts.all").and_then(|a| a.as_str()))
+        .map(str::to_string)
+}
+
+/// Flat `key: value` YAML, every value quoted (Flink parses standard YAML).
+fn render_yaml(cfg: &BTreeMap<String, String>) -> String {
+    let mut out = String::from("# Rendered by job-manager; do not edit.\n");
+    for (k, v) in cfg {
+        let q = serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+        out.push_str(&format!("{k}: {q}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_and_yaml_is_quoted() {
+        let p = allocate_ports(5).unwrap();
+        let mut d = p.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), 5);
+        let y = render_yaml(&BTreeMap::from([(
+            "a.b".to_string(),
+            "x: \"y\"".to_string(),
+        )]));
+        let parsed: BTreeMap<String, String> = serde_yaml::from_str(&y).unwrap();
+        assert_eq!(parsed["a.b"], "x: \"y\"");
+    }
+
+    #[test]
+    fn local_target_without_flink_home_says_what_to_set() {
+        let l = LocalClusters::new(None, Path::new("/tmp"));
+        let err = l.home().unwrap_err().to_string();
+        assert!(err.contains("FLINK_HOME"), "{err}");
+    }
+}
