@@ -117,14 +117,14 @@ impl Joiner {
     /// Adds a line; closed events go to `out`.
     pub fn push(&mut self, line: Line, now: Instant, out: &mut Vec<Event>) {
         let starts = self.mode.starts_event(&line.data);
-        if let Some((ev, lines, _)) = &mut self.pending {
+        if let Some((ev, lines, last)) = &mut self.pending {
             let fits = *lines < self.limits.max_lines
                 && ev.data.len() + line.data.len() <= self.limits.max_bytes;
             if !starts && !line.new_file && ev.file == line.file && fits {
                 ev.data.extend_from_slice(&line.data);
                 ev.end = line.end;
                 *lines += 1;
-                self.pending.as_mut().map(|p| p.2 = now);
+                *last = now;
                 return;
             }
         }

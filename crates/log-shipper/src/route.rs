@@ -225,6 +225,10 @@ impl Route {
                 FileEvent::Rotated { stream } => ("rotated", stream),
                 FileEvent::Truncated { stream, .. } => ("truncated", stream),
                 FileEvent::Lost { stream, .. } => ("lost", stream),
+                FileEvent::Identified { .. } => {
+                    self.dirty = true;
+                    continue;
+                }
             };
             match &e {
                 FileEvent::Lost { unread_from, .. } => {
@@ -241,6 +245,9 @@ impl Route {
                 .file_events
                 .with_label_values(&[kind, self.name])
                 .inc();
+            // Record new and replaced files at once, so that a crash before their first
+            // acknowledgement still finds them (by inode) wherever rotation moves them.
+            self.dirty = true;
         }
     }
 
@@ -438,6 +445,7 @@ impl Route {
             if !self.buffer.blocked() && pending.len() < self.cfg.batch.max_events {
                 self.tailer.poll(now, &mut lines);
                 self.file_events();
+                self.store();
                 read_any = !lines.is_empty();
                 let read_at = SystemTime::now();
                 let mut per_file: HashMap<Arc<str>, (u64, u64)> = HashMap::new();

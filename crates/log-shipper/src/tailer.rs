@@ -124,6 +124,9 @@ pub enum FileEvent {
     Rotated { stream: Arc<str> },
     /// The file at the path was truncated in place (copytruncate).
     Truncated { stream: Arc<str>, copy_found: bool },
+    /// A file's fingerprint grew (it had fewer than [`FINGERPRINT_BYTES`] bytes before);
+    /// worth checkpointing, so that a copy of it can be recognised after a restart.
+    Identified { stream: Arc<str> },
     /// A checkpointed file could not be found again after a restart.
     Lost { stream: Arc<str>, unread_from: u64 },
 }
@@ -149,7 +152,10 @@ struct Tracked {
 
 impl Tracked {
     fn open(serial: u64, path: &Path, offset: u64) -> io::Result<Self> {
-        let mut file = File::open(path)?;
+        Self::from_file(serial, File::open(path)?, offset)
+    }
+
+    fn from_file(serial: u64, mut file: File, offset: u64) -> io::Result<Self> {
         let meta = file.metadata()?;
         file.seek(SeekFrom::Start(offset))?;
         let fp_len = (meta.len() as usize).min(FINGERPRINT_BYTES);
@@ -178,15 +184,17 @@ impl Tracked {
         }
     }
 
-    /// Grows the fingerprint up to [`FINGERPRINT_BYTES`] once the file is long enough.
-    fn extend_fingerprint(&mut self, size: u64) -> io::Result<()> {
+    /// Grows the fingerprint up to [`FINGERPRINT_BYTES`] once the file is long enough;
+    /// returns whether it changed.
+    fn extend_fingerprint(&mut self, size: u64) -> io::Result<bool> {
         let want = (size as usize).min(FINGERPRINT_BYTES);
         if want as u32 > self.fingerprint.len {
             if let Some(fp) = Fingerprint::read(&self.file, want)? {
                 self.fingerprint = fp;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -257,7 +265,12 @@ impl Tailer {
             let mut restored = VecDeque::new();
             for pos in files {
                 match self.find(&path, pos) {
-                    Some((found_path, at_path)) => {
+                    Some((found_path, at_path))
+                        if !restored.iter().any(|t: &Tracked| {
+                            std::fs::metadata(&found_path)
+                                .is_ok_and(|m| m.dev() == t.dev && m.ino() == t.ino)
+                        }) =>
+                    {
                         let serial = self.serial();
                         match Tracked::open(serial, &found_path, pos.offset) {
                             Ok(mut t) => {
@@ -276,6 +289,9 @@ impl Tailer {
                             }
                         }
                     }
+                    // Already restored through an earlier entry (a copy found by its first
+                    // bytes covers the original's offset and everything after).
+                    Some(_) => {}
                     None => {
                         self.events.push(FileEvent::Lost {
                             stream: stream_name.clone(),
@@ -352,6 +368,18 @@ impl Tailer {
         if let Err(e) = self.check_path(&mut stream, now) {
             tracing::debug!(stream = %stream.name, error = %e, "Cannot check the file at the path.");
         }
+        let mut i = 0;
+        while i < stream.files.len() {
+            if !stream.files[i].done {
+                match self.check_truncated(&mut stream, i, now) {
+                    Ok(added) => i += added,
+                    Err(e) => {
+                        tracing::debug!(stream = %stream.name, error = %e, "Cannot check a file.")
+                    }
+                }
+            }
+            i += 1;
+        }
         let mut budget = READ_BUDGET;
         let linger = self.linger;
         let count = stream.files.len();
@@ -387,6 +415,57 @@ impl Tailer {
         self.streams.insert(name.clone(), stream);
     }
 
+    /// Detects that file `i` was truncated (or rewritten) underneath us, through its own
+    /// descriptor, wherever it now lives. The old content after our offset then only exists
+    /// in a copy (copytruncate), which is read next; then the file's new content from 0.
+    /// Returns how many files were inserted after `i`.
+    fn check_truncated(
+        &mut self,
+        stream: &mut Stream,
+        i: usize,
+        now: Instant,
+    ) -> io::Result<usize> {
+        let t = &mut stream.files[i];
+        let size = t.file.metadata()?.len();
+        let consumed = t.read + t.partial.len() as u64;
+        if size >= consumed && t.fingerprint.matches(&t.file)? {
+            if t.extend_fingerprint(size)? {
+                self.events.push(FileEvent::Identified {
+                    stream: stream.name.clone(),
+                });
+            }
+            return Ok(0);
+        }
+        let old_fp = t.fingerprint;
+        let old_read = t.read;
+        let was_retired = t.retired;
+        t.done = true;
+        t.retired = Some(was_retired.unwrap_or(now));
+        t.partial.clear();
+        let file = t.file.try_clone()?;
+        let known: Vec<(u64, u64)> = stream.files.iter().map(|t| (t.dev, t.ino)).collect();
+        let copy = find_copy(&stream.path, old_fp, old_read, &known);
+        let mut added = 0;
+        if let Some(copy) = &copy {
+            let serial = self.serial();
+            if let Ok(mut c) = Tracked::open(serial, copy, old_read) {
+                c.retired = Some(now);
+                c.fresh = false;
+                stream.files.insert(i + 1 + added, c);
+                added += 1;
+            }
+        }
+        self.events.push(FileEvent::Truncated {
+            stream: stream.name.clone(),
+            copy_found: copy.is_some(),
+        });
+        let serial = self.serial();
+        let mut again = Tracked::from_file(serial, file, 0)?;
+        again.retired = was_retired;
+        stream.files.insert(i + 1 + added, again);
+        Ok(added + 1)
+    }
+
     /// Compares the file at the stream's path with the current one.
     fn check_path(&mut self, stream: &mut Stream, now: Instant) -> io::Result<()> {
         let meta = match std::fs::metadata(&stream.path) {
@@ -409,36 +488,7 @@ impl Tailer {
         let current = stream.files.back_mut().filter(|t| t.retired.is_none());
         match current {
             Some(cur) if cur.dev == meta.dev() && cur.ino == meta.ino() => {
-                let consumed = cur.read + cur.partial.len() as u64;
-                let truncated = meta.len() < consumed || !cur.fingerprint.matches(&cur.file)?;
-                if !truncated {
-                    return cur.extend_fingerprint(meta.len());
-                }
-                // Truncated in place (copytruncate) or rewritten: whatever follows our
-                // offset in the old content now only exists in the copy, if one was made.
-                let old_fp = cur.fingerprint;
-                let old_read = cur.read;
-                cur.done = true;
-                cur.retired = Some(now);
-                cur.partial.clear();
-                let copy = find_copy(&stream.path, old_fp, old_read);
-                let copy_found = copy.is_some();
-                if let Some(copy) = copy {
-                    let serial = self.serial();
-                    if let Ok(mut t) = Tracked::open(serial, &copy, old_read) {
-                        t.retired = Some(now);
-                        t.fresh = false;
-                        stream.files.push_back(t);
-                    }
-                }
-                self.events.push(FileEvent::Truncated {
-                    stream: stream.name.clone(),
-                    copy_found,
-                });
-                let serial = self.serial();
-                stream
-                    .files
-                    .push_back(Tracked::open(serial, &stream.path, 0)?);
+                // Same file; truncation is checked on the descriptor (see `check_truncated`).
             }
             Some(cur) => {
                 // Another file at the path: rotation or delete + re-create.
@@ -607,7 +657,7 @@ fn finish(stream: &Arc<str>, t: &mut Tracked, out: &mut Vec<Line>) {
 
 /// The copy copytruncate made of `path`: a sibling starting with the same bytes and at
 /// least `offset` long (newest first).
-fn find_copy(path: &Path, fp: Fingerprint, offset: u64) -> Option<PathBuf> {
+fn find_copy(path: &Path, fp: Fingerprint, offset: u64, known: &[(u64, u64)]) -> Option<PathBuf> {
     if fp.len == 0 {
         return None;
     }
@@ -620,7 +670,11 @@ fn find_copy(path: &Path, fp: Fingerprint, offset: u64) -> Option<PathBuf> {
         }
         let Ok(f) = File::open(&p) else { continue };
         let Ok(m) = f.metadata() else { continue };
-        if !m.is_file() || m.len() < offset || !fp.matches(&f).unwrap_or(false) {
+        if !m.is_file()
+            || m.len() < offset
+            || known.contains(&(m.dev(), m.ino()))
+            || !fp.matches(&f).unwrap_or(false)
+        {
             continue;
         }
         let mtime = m.modified().unwrap_or(std::time::UNIX_EPOCH);

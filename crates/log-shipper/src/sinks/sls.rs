@@ -246,7 +246,8 @@ pub fn build_request(
 
 /// Builds the log groups for a batch: one per (topic, source, tags), in first-seen order.
 pub fn log_groups(batch: &[Record], utc_offset_seconds: i32) -> Vec<proto::LogGroup> {
-    let mut groups: Vec<((String, String, Vec<(String, String)>), proto::LogGroup)> = Vec::new();
+    type Key = (String, String, Vec<(String, String)>);
+    let mut groups: Vec<(Key, proto::LogGroup)> = Vec::new();
     for r in batch {
         let l = &r.stream.labels;
         let topic = l.topic();
