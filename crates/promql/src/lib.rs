@@ -15,6 +15,7 @@ pub mod eval;
 pub mod functions;
 pub mod labels;
 pub mod promqltest;
+pub mod rules;
 pub mod storage;
 pub mod value;
 

@@ -1,0 +1,6 @@
+//! Prometheus alerting and recording rules: rule files, templates, evaluation, the alert
+//! state machine, notifiers, and promtool-compatible `check rules` / `test rules`.
+
+pub mod file;
+pub mod manager;
+pub mod template;
