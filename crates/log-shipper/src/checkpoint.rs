@@ -141,6 +141,7 @@ mod tests {
                 ino: 2,
                 fingerprint: Fingerprint { len: 3, hash: 4 },
                 offset: 5,
+                done: false,
             }],
         );
         s.sink.insert("a.log".into(), 5);

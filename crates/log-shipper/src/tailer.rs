@@ -93,6 +93,10 @@ pub struct FilePosition {
     pub fingerprint: Fingerprint,
     /// Bytes of the file acknowledged by the sink.
     pub offset: u64,
+    /// The file was read to its end and acknowledged; kept (a few per stream) so that a
+    /// copy or rotated name of it is not read again after a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
 }
 
 /// Every stream's files and committed offsets (oldest file first).
@@ -181,6 +185,7 @@ impl Tracked {
             ino: self.ino,
             fingerprint: self.fingerprint,
             offset: self.committed,
+            done: false,
         }
     }
 
@@ -203,6 +208,31 @@ struct Stream {
     name: Arc<str>,
     path: PathBuf,
     files: VecDeque<Tracked>,
+    /// Identities of files finished and forgotten recently (so that a rotated copy of one
+    /// is not mistaken for a missed rotation).
+    forgotten: VecDeque<(u64, u64, Fingerprint)>,
+}
+
+impl Stream {
+    fn forget_front(&mut self) {
+        if let Some(t) = self.files.pop_front() {
+            self.forgotten.push_back((t.dev, t.ino, t.fingerprint));
+            if self.forgotten.len() > 32 {
+                self.forgotten.pop_front();
+            }
+        }
+    }
+
+    fn knows(&self, m: &std::fs::Metadata, f: &File) -> bool {
+        self.files.iter().any(|t| {
+            (t.dev == m.dev() && t.ino == m.ino())
+                || (t.fingerprint.len > 0 && t.fingerprint.matches(f).unwrap_or(false))
+        }) || self.forgotten.iter().any(|(dev, ino, fp)| {
+            // A forgotten inode may have been reused: its first bytes must match too.
+            let same_bytes = fp.matches(f).unwrap_or(false);
+            (fp.len > 0 && same_bytes) || (*dev == m.dev() && *ino == m.ino() && same_bytes)
+        })
+    }
 }
 
 /// Tails many streams. Synchronous: call [`Tailer::poll`] periodically.
@@ -245,6 +275,7 @@ impl Tailer {
             name: name.clone(),
             path: path.to_path_buf(),
             files: VecDeque::new(),
+            forgotten: VecDeque::new(),
         });
         name
     }
@@ -263,7 +294,12 @@ impl Tailer {
             let path = PathBuf::from(name);
             let stream_name = self.watch(&path);
             let mut restored = VecDeque::new();
+            let mut forgotten = VecDeque::new();
             for pos in files {
+                if pos.done {
+                    forgotten.push_back((pos.dev, pos.ino, pos.fingerprint));
+                    continue;
+                }
                 match self.find(&path, pos) {
                     Some((found_path, at_path))
                         if !restored.iter().any(|t: &Tracked| {
@@ -307,8 +343,15 @@ impl Tailer {
                     t.retired = Some(Instant::now());
                 }
             }
-            if let Some(s) = self.streams.get_mut(&stream_name) {
+            if let Some(mut s) = self.streams.remove(&stream_name) {
                 s.files = restored;
+                s.forgotten = forgotten;
+                let rotated_away = s.files.back().is_some_and(|t| t.retired.is_some());
+                if rotated_away {
+                    let at_path = std::fs::metadata(&s.path).ok().map(|m| (m.dev(), m.ino()));
+                    self.missed_rotations(&mut s, at_path, Instant::now());
+                }
+                self.streams.insert(stream_name.clone(), s);
             }
         }
     }
@@ -466,6 +509,70 @@ impl Tailer {
         Ok(added + 1)
     }
 
+    /// Files that were created at the path *and* rotated away between two looks (a fast
+    /// writer, or while the shipper was down): siblings named `{file}.*` that are newer than
+    /// the newest known file, neither known nor a copy of a known file, nor the file now at
+    /// the path. They are queued, oldest first, before the file at the path.
+    fn missed_rotations(&mut self, stream: &mut Stream, at_path: Option<(u64, u64)>, now: Instant) {
+        let Some(newest) = stream
+            .files
+            .back()
+            .and_then(|t| t.file.metadata().ok())
+            .and_then(|m| m.modified().ok())
+        else {
+            return;
+        };
+        let Some(name) = stream
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return;
+        };
+        let Some(dir) = stream.path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let prefix = format!("{name}.");
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for e in entries.flatten() {
+            let fname = e.file_name().to_string_lossy().into_owned();
+            if !fname.starts_with(&prefix)
+                || [".gz", ".zip", ".bz2", ".xz", ".zst", ".lz4"]
+                    .iter()
+                    .any(|x| fname.ends_with(x))
+            {
+                continue;
+            }
+            let p = e.path();
+            let Ok(f) = File::open(&p) else { continue };
+            let Ok(m) = f.metadata() else { continue };
+            let Ok(mtime) = m.modified() else { continue };
+            if !m.is_file()
+                || mtime < newest
+                || at_path == Some((m.dev(), m.ino()))
+                || stream.knows(&m, &f)
+            {
+                continue;
+            }
+            found.push((mtime, p));
+        }
+        found.sort();
+        for (_, p) in found {
+            let serial = self.serial();
+            if let Ok(mut t) = Tracked::open(serial, &p, 0) {
+                tracing::info!(stream = %stream.name, file = %p.display(), "Reading a file rotated away before it was seen.");
+                t.retired = Some(now);
+                stream.files.push_back(t);
+                self.events.push(FileEvent::Opened {
+                    stream: stream.name.clone(),
+                });
+            }
+        }
+    }
+
     /// Compares the file at the stream's path with the current one.
     fn check_path(&mut self, stream: &mut Stream, now: Instant) -> io::Result<()> {
         let meta = match std::fs::metadata(&stream.path) {
@@ -480,6 +587,8 @@ impl Tailer {
                             stream: stream.name.clone(),
                         });
                     }
+                    // Files that came and went while the path was empty.
+                    self.missed_rotations(stream, None, now);
                 }
                 return Ok(());
             }
@@ -496,6 +605,7 @@ impl Tailer {
                 self.events.push(FileEvent::Rotated {
                     stream: stream.name.clone(),
                 });
+                self.missed_rotations(stream, Some((meta.dev(), meta.ino())), now);
                 let serial = self.serial();
                 stream
                     .files
@@ -514,6 +624,7 @@ impl Tailer {
                         && t.fingerprint.matches(&t.file).unwrap_or(false)
                 });
                 if !known {
+                    self.missed_rotations(stream, Some((meta.dev(), meta.ino())), now);
                     let serial = self.serial();
                     stream
                         .files
@@ -541,10 +652,10 @@ impl Tailer {
                 .front()
                 .is_some_and(|t| t.done && t.committed >= t.read && s.files.len() > 1)
             {
-                s.files.pop_front();
+                s.forget_front();
             }
             if s.files.len() == 1 && s.files[0].done && s.files[0].committed >= s.files[0].read {
-                s.files.pop_front();
+                s.forget_front();
             }
         }
     }
@@ -553,11 +664,18 @@ impl Tailer {
     pub fn positions(&self) -> Positions {
         self.streams
             .iter()
-            .filter(|(_, s)| !s.files.is_empty())
+            .filter(|(_, s)| !s.files.is_empty() || !s.forgotten.is_empty())
             .map(|(name, s)| {
+                let done = s.forgotten.iter().map(|(dev, ino, fp)| FilePosition {
+                    dev: *dev,
+                    ino: *ino,
+                    fingerprint: *fp,
+                    offset: 0,
+                    done: true,
+                });
                 (
                     name.to_string(),
-                    s.files.iter().map(Tracked::position).collect(),
+                    done.chain(s.files.iter().map(Tracked::position)).collect(),
                 )
             })
             .collect()

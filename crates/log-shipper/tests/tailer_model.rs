@@ -169,13 +169,15 @@ impl World {
     }
 
     fn apply(&mut self, op: &Op) {
-        if let Op::Rotate { stream } | Op::CopyTruncate { stream } | Op::Delete { stream } = *op {
+        if let Op::CopyTruncate { stream } | Op::Delete { stream } = *op {
             // The shipper polls far more often than a file is replaced: two replacements of
             // the same path between two polls would hide a file it never saw.
             if self.replaced.contains(&stream) {
                 self.append(stream, 1);
                 self.poll();
             }
+        }
+        if let Op::Rotate { stream } | Op::CopyTruncate { stream } | Op::Delete { stream } = *op {
             self.replaced.insert(stream);
         }
         match *op {
@@ -322,6 +324,35 @@ fn rotation_and_recreate_while_down_are_found_after_restart() {
         },
         Crash,
         Poll,
+    ])
+    .unwrap();
+}
+
+#[test]
+fn files_created_and_rotated_away_while_down_are_still_read() {
+    use Op::*;
+    check(&[
+        Append {
+            stream: 0,
+            lines: 2,
+        },
+        Ack,
+        Crash,
+        Rotate { stream: 0 },
+        Append {
+            stream: 0,
+            lines: 3,
+        },
+        Rotate { stream: 0 },
+        Append {
+            stream: 0,
+            lines: 3,
+        },
+        Rotate { stream: 0 },
+        Append {
+            stream: 0,
+            lines: 1,
+        },
     ])
     .unwrap();
 }
