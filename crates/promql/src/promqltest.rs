@@ -169,6 +169,20 @@ enum Slot {
     Hist,
 }
 
+/// Parses a series in expanding notation (`1+2x3 _ stale`) into per-step values:
+/// `None` for a gap, `Some(None)` for a staleness marker, `Some(Some(v))` for a value.
+pub fn parse_series_values(s: &str) -> Result<Vec<Option<Option<f64>>>, String> {
+    parse_values(s)?
+        .into_iter()
+        .map(|v| match v {
+            Slot::Gap => Ok(None),
+            Slot::Stale => Ok(Some(None)),
+            Slot::Val(f) => Ok(Some(Some(f))),
+            Slot::Hist => Err("native histogram values are not supported".to_string()),
+        })
+        .collect()
+}
+
 fn parse_values(s: &str) -> Result<Vec<Slot>, String> {
     // Tokenise, keeping `{{ ... }}` histogram literals (with their suffix) together.
     let mut toks: Vec<String> = Vec::new();

@@ -4,3 +4,4 @@
 pub mod file;
 pub mod manager;
 pub mod template;
+pub mod unittest;
