@@ -150,6 +150,8 @@ pub struct Controller<F> {
     settings: Arc<dyn Fn() -> Settings + Send + Sync>,
     data_dir: PathBuf,
     jars: Mutex<HashMap<(String, PathBuf), String>>,
+    /// Local clusters whose daemons this process launched or checked.
+    launched: Mutex<std::collections::HashSet<Uuid>>,
     http: reqwest::Client,
     metrics: Metrics,
 }
@@ -172,6 +174,7 @@ impl<F: Flink> Controller<F> {
             settings,
             data_dir,
             jars: Mutex::new(HashMap::new()),
+            launched: Mutex::new(Default::default()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -657,7 +660,13 @@ impl<F: Flink> Controller<F> {
                             metrics_gateway: settings.metrics_gateway.as_deref(),
                         };
                         match self.local.start(&ls) {
-                            Ok(c) => c,
+                            Ok(c) => {
+                                self.launched
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(job_id);
+                                c
+                            }
                             Err(e) => return self.job_failed_to_start(&rec, job, e.to_string(), true),
                         }
                     }
@@ -679,6 +688,23 @@ impl<F: Flink> Controller<F> {
                 cluster
             }
         };
+        if cluster.local_dir.is_some()
+            && self
+                .launched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id)
+        {
+            // Started by an earlier life of this manager: make sure both daemons run.
+            let env = spec
+                .template
+                .spec
+                .kubernetes
+                .as_ref()
+                .map(|k| k.pods.env_vars.clone())
+                .unwrap_or_default();
+            self.local.resume(&cluster, &env);
+        }
         let rest = cluster.rest_url.as_str();
         let fid = job.status.flink_job_id.clone();
         let timeout = (self.settings)().cluster_start_timeout;
@@ -795,7 +821,14 @@ impl<F: Flink> Controller<F> {
             Ok(p) => p,
             Err(e) => return self.job_failed_to_start(rec, job, e, true),
         };
-        let args = match template::split_args(spec.artifact.main_args.as_deref().unwrap_or("")) {
+        let ctx = self.ctx(d, &job.metadata.id.to_string());
+        let main_args =
+            template::render(spec.artifact.main_args.as_deref().unwrap_or(""), &ctx);
+        let main_args = match main_args {
+            Ok(a) => a,
+            Err(e) => return self.job_failed_to_start(rec, job, format!("spec.template.spec.artifact.mainArgs: {e}"), true),
+        };
+        let args = match template::split_args(&main_args) {
             Ok(a) => a,
             Err(e) => {
                 return self.job_failed_to_start(rec, job, format!("spec.template.spec.artifact.mainArgs: {e}"), true)

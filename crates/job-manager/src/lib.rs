@@ -15,6 +15,7 @@
 //! - [`target`]: deployment targets; `local` starts a standalone cluster per job.
 //! - [`template`]: placeholders in Flink configuration and the log4j2 template.
 //! - [`metrics`]: the service's own metrics.
+//! - [`testing`]: an in-process manager over the fake Flink (tests, benchmark).
 
 pub mod api;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod model;
 pub mod store;
 pub mod target;
 pub mod template;
+pub mod testing;
 
 use std::{
     path::{Path, PathBuf},

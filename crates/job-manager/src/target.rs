@@ -228,6 +228,37 @@ impl LocalClusters {
         Ok(cluster)
     }
 
+    /// After a restart of the manager: starts whichever daemon of `cluster` is not running
+    /// (a start interrupted by a crash leaves e.g. the JobManager up without a TaskManager).
+    pub fn resume(&self, cluster: &ClusterRef, env: &[EnvVar]) {
+        let (Some(dir), Ok(home)) = (cluster.local_dir.clone(), self.home()) else {
+            return;
+        };
+        let home = home.to_path_buf();
+        let dir = PathBuf::from(dir);
+        let log_dir = cluster
+            .log_dir
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("log"));
+        let ident = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let env: Vec<(String, String)> = env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+        tokio::spawn(async move {
+            // A start script of the previous process may still be launching its daemon; its
+            // pid file appears within a few seconds.
+            tokio::time::sleep(RESUME_GRACE).await;
+            for (script, daemon) in [("jobmanager.sh", "standalonesession"), ("taskmanager.sh", "taskexecutor")] {
+                if !daemon_alive(&dir.join("pid"), &ident, daemon) {
+                    tracing::info!(cluster = %dir.display(), daemon, "Restarting a local Flink daemon that is not running.");
+                    run_script(&home, &dir, &log_dir, &ident, &env, script, "start").await;
+                }
+            }
+        });
+    }
+
     /// Stops a local cluster (in the background; `flink-daemon.sh` escalates to SIGKILL).
     pub fn stop(&self, cluster: &ClusterRef) {
         let (Some(dir), Ok(home)) = (cluster.local_dir.clone(), self.home()) else {
@@ -250,6 +281,20 @@ impl LocalClusters {
             }
         });
     }
+}
+
+/// How long a resumed cluster's start scripts get before missing daemons are started.
+const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Whether the daemon's pid file names a live process.
+fn daemon_alive(pid_dir: &Path, ident: &str, daemon: &str) -> bool {
+    let file = pid_dir.join(format!("flink-{ident}-{daemon}.pid"));
+    std::fs::read_to_string(file)
+        .map(|t| {
+            t.split_whitespace()
+                .any(|pid| Path::new("/proc").join(pid).exists())
+        })
+        .unwrap_or(false)
 }
 
 async fn run_script(

@@ -69,6 +69,11 @@ fn render_with(
     })
 }
 
+/// Renders one text (e.g. `mainArgs`).
+pub fn render(text: &str, ctx: &Context) -> Result<String, String> {
+    render_with(&env(), text, ctx, &BTreeMap::new())
+}
+
 /// Renders every value of a Flink configuration.
 pub fn render_config(
     config: &BTreeMap<String, String>,

@@ -120,6 +120,8 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
         )));
     }
     if let Some(args) = &ts.artifact.main_args {
+        template::check(args)
+            .map_err(|e| ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}")))?;
         template::split_args(args)
             .map_err(|e| ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}")))?;
     }

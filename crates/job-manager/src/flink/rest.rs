@@ -82,7 +82,16 @@ fn error_text(body: &Value) -> String {
         Some(list) => list
             .iter()
             .filter_map(Value::as_str)
-            .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+            .map(|s| {
+                // A stack trace: its innermost cause says what went wrong.
+                s.lines()
+                    .filter(|l| l.trim_start().starts_with("Caused by:"))
+                    .next_back()
+                    .map(|l| l.trim().trim_start_matches("Caused by:").trim())
+                    .unwrap_or_else(|| s.lines().next().unwrap_or(""))
+                    .trim()
+                    .to_string()
+            })
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join("; "),
@@ -326,8 +335,8 @@ mod tests {
             "java.io.IOException: target directory not writable"
         );
         assert_eq!(
-            error_text(&json!({"errors": ["Job not found.\n at x", "other"]})),
-            "Job not found.; other"
+            error_text(&json!({"errors": ["Could not execute application.", "org.x.ProgramInvocationException: main failed\n\tat a\nCaused by: java.lang.IllegalArgumentException: unknown flag x\n\tat b"]})),
+            "Could not execute application.; java.lang.IllegalArgumentException: unknown flag x"
         );
     }
 }

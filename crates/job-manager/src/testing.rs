@@ -1,0 +1,145 @@
+//! An in-process manager over [`FakeFlink`] for tests and the benchmark: the real store, API
+//! router and controller, with Flink replaced by the fake and a `fake` session target.
+
+use std::{path::Path, sync::Arc};
+
+use axum::{body::Body, http::Request, Router};
+use common::{ConfigHandle, Secret};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::{
+    api::AppState, controller::Controller, flink::fake::FakeFlink, metrics::Metrics, Config,
+};
+
+/// The bootstrap token of a [`Harness`].
+pub const TOKEN: &str = "harness-bootstrap-token";
+
+/// A manager in this process.
+pub struct Harness {
+    pub state: AppState,
+    pub controller: Arc<Controller<FakeFlink>>,
+    pub flink: Arc<FakeFlink>,
+    pub router: Router,
+    /// A jar file usable as `jarUri` (`file://…`).
+    pub jar_uri: String,
+}
+
+impl Harness {
+    /// Opens (or re-opens, to simulate a restart) a manager on `data_dir` over `flink`.
+    pub fn open(data_dir: &Path, flink: Arc<FakeFlink>, config: Config) -> Harness {
+        let store = crate::open_store(data_dir, Some(&Secret::new(TOKEN))).expect("open store");
+        let registry = prometheus::Registry::new();
+        let handle = ConfigHandle::with_loader(
+            "job_manager",
+            &registry,
+            Arc::new(move || Ok(config.clone())),
+        )
+        .expect("config");
+        let metrics = Metrics::register("job_manager", &registry);
+        let (state, controller) = crate::assemble(
+            store,
+            flink.clone(),
+            data_dir,
+            None,
+            handle,
+            metrics,
+        );
+        let jar = data_dir.join("test-job.jar");
+        if !jar.exists() {
+            std::fs::write(&jar, b"PK\x03\x04 not really a jar").expect("write jar");
+        }
+        let router = crate::app(state.clone());
+        Harness {
+            state,
+            controller,
+            flink,
+            router,
+            jar_uri: format!("file://{}", jar.display()),
+        }
+    }
+
+    /// One API request with `token` (None: anonymous); JSON body. Status and envelope.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("Content-Type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, v)
+    }
+
+    /// A request with the bootstrap token.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(Some(TOKEN), method, path, body).await
+    }
+
+    /// Creates the `fake` session target in `default` (idempotent).
+    pub async fn fake_target(&self) {
+        let _ = self
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/deployment-targets",
+                Some(serde_json::json!({
+                    "metadata": {"name": "fake"},
+                    "spec": {"type": "session", "restUrl": "http://fake-flink:8081", "savepointDir": "file:///fake/savepoints"}
+                })),
+            )
+            .await;
+    }
+
+    /// Runs reconcile passes until nothing changes for two passes (at most `max`).
+    pub async fn settle(&self, max: usize) {
+        let mut last = String::new();
+        let mut same = 0;
+        for _ in 0..max {
+            self.controller.reconcile_all().await;
+            let snap = {
+                let t = self.state.store.read();
+                format!(
+                    "{:?}{:?}{:?}",
+                    t.deployments
+                        .values()
+                        .map(|r| (&r.deployment.status, &r.control))
+                        .collect::<Vec<_>>(),
+                    t.jobs.values().map(|j| &j.status).collect::<Vec<_>>(),
+                    t.savepoints.values().map(|s| &s.status).collect::<Vec<_>>()
+                )
+            };
+            if snap == last {
+                same += 1;
+                if same >= 2 {
+                    return;
+                }
+            } else {
+                same = 0;
+                last = snap;
+            }
+        }
+    }
+}
