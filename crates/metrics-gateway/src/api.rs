@@ -246,7 +246,7 @@ async fn push_handler(State(s): State<Arc<AppState>>, req: Request) -> Response 
 async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let rest = path.strip_prefix("/metrics/").unwrap_or("");
+    let rest = path.strip_prefix("/metrics/").unwrap_or("").to_owned();
     if !rest.starts_with("job") {
         return Err(ApiError(StatusCode::NOT_FOUND, "404 page not found".into()));
     }
@@ -254,7 +254,7 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
         Method::PUT => true,
         Method::POST => false,
         Method::DELETE => {
-            let key = grouping::parse_path(rest)
+            let key = grouping::parse_path(&rest)
                 .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
             if s.store.delete(&key, SystemTime::now()) {
                 s.metrics
@@ -274,11 +274,7 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
     };
     let m = method.as_str();
     let count = |result: &str| s.metrics.pushes.with_label_values(&[m, result]).inc();
-    let key = grouping::parse_path(rest).map_err(|e| {
-        count("bad_request");
-        ApiError(StatusCode::BAD_REQUEST, e.to_string())
-    })?;
-    let ttl = parse_ttl(&req).inspect_err(|_| count("bad_request"))?;
+    let ttl = parse_ttl(&req);
     let eff = s.effective();
     let too_large = |limit: u64| {
         s.metrics
@@ -304,9 +300,16 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
     } else {
         limit as usize
     };
+    // The body is read before the URL is judged, so a refused request still consumes it and
+    // the client reads our answer instead of a connection reset.
     let body = axum::body::to_bytes(req.into_body(), cap)
         .await
         .map_err(|_| too_large(limit))?;
+    let key = grouping::parse_path(&rest).map_err(|e| {
+        count("bad_request");
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    })?;
+    let ttl = ttl.inspect_err(|_| count("bad_request"))?;
     let families = parse::parse_body(
         content_type.as_deref(),
         content_encoding.as_deref(),

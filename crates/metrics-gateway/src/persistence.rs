@@ -88,21 +88,19 @@ pub fn snapshot(store: &Store) -> String {
             out.push_str(&serde_json::to_string(&rec).unwrap_or_default());
             out.push('\n');
             for f in g.families.values() {
-                if let Some(h) = &f.family.help {
+                if let Some(h) = &f.help {
                     out.push_str("# HELP ");
-                    out.push_str(&f.family.name);
+                    out.push_str(&f.name);
                     out.push(' ');
                     escape_help(h, &mut out);
                     out.push('\n');
                 }
                 out.push_str("# TYPE ");
-                out.push_str(&f.family.name);
+                out.push_str(&f.name);
                 out.push(' ');
-                out.push_str(f.family.kind.as_text());
+                out.push_str(f.kind.as_text());
                 out.push('\n');
-                for t in &f.text {
-                    out.push_str(t);
-                }
+                f.render_samples(&mut out);
             }
         }
     });

@@ -8,9 +8,13 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::{
     grouping::GroupKey,
-    model::{escape_help, float_string, go_metric_order, MetricType, Value},
+    model::{
+        block_go_order, escape_help, float_string, go_metric_order, parse_label_block,
+        render_block, MetricType, Value,
+    },
     store::{
-        unix, Group, Store, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME, PUSH_TIME_HELP,
+        unix, Group, Store, StoredMetric, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME,
+        PUSH_TIME_HELP,
     },
 };
 
@@ -50,7 +54,7 @@ pub fn render_groups(store: &Store, out: &mut String) {
                 names.insert(pos, (t, None));
             }
         }
-        let mut entries: Vec<(&[(String, String)], &str)> = Vec::new();
+        let mut entries: Vec<&StoredMetric> = Vec::new();
         for (name, kind) in names {
             let Some(kind) = kind else {
                 render_time_family(groups, name, out);
@@ -64,21 +68,19 @@ pub fn render_groups(store: &Store, out: &mut String) {
                     continue;
                 };
                 sources += 1;
-                if let Some(h) = &f.family.help {
+                if let Some(h) = &f.help {
                     if help.is_none_or(|(_, t)| f.pushed_at > t) {
                         help = Some((h, f.pushed_at));
                     }
                 }
-                for (m, text) in f.family.metrics.iter().zip(&f.text) {
-                    entries.push((&m.labels, text));
-                }
+                entries.extend(&f.metrics);
             }
             if sources > 1 {
-                entries.sort_by(|a, b| go_metric_order(a.0, b.0));
+                entries.sort_by(|a, b| block_go_order(&a.labels, &b.labels));
             }
             header(out, name, help.map(|(h, _)| h), kind);
-            for (_, text) in &entries {
-                out.push_str(text);
+            for m in &entries {
+                render_block(name, &m.labels, &m.value, out);
             }
         }
     });
@@ -156,12 +158,11 @@ pub fn api_metrics(store: &Store) -> Json {
                 );
                 for f in g.families.values() {
                     let metrics: Vec<Json> = f
-                        .family
                         .metrics
                         .iter()
                         .map(|m| match &m.value {
                             Value::Simple(v) => json!({
-                                "labels": labels_json(&m.labels),
+                                "labels": labels_json(&parse_label_block(&m.labels)),
                                 "value": float_string(*v),
                             }),
                             Value::Histogram {
@@ -176,7 +177,7 @@ pub fn api_metrics(store: &Store) -> Json {
                                 json!({
                                     "buckets": b,
                                     "count": float_string(*count),
-                                    "labels": labels_json(&m.labels),
+                                    "labels": labels_json(&parse_label_block(&m.labels)),
                                     "sum": float_string(*sum),
                                 })
                             }
@@ -186,7 +187,7 @@ pub fn api_metrics(store: &Store) -> Json {
                                 quantiles,
                             } => json!({
                                 "count": float_string(*count),
-                                "labels": labels_json(&m.labels),
+                                "labels": labels_json(&parse_label_block(&m.labels)),
                                 "quantiles": quantiles
                                     .iter()
                                     .map(|(q, v)| (float_string(*q), Json::String(float_string(*v))))
@@ -197,12 +198,12 @@ pub fn api_metrics(store: &Store) -> Json {
                         .collect();
                     let mut fam = Map::new();
                     fam.insert("time_stamp".into(), Json::String(rfc3339(f.pushed_at)));
-                    fam.insert("type".into(), Json::String(f.family.kind.as_upper().into()));
-                    if let Some(h) = f.family.help.as_ref().filter(|h| !h.is_empty()) {
+                    fam.insert("type".into(), Json::String(f.kind.as_upper().into()));
+                    if let Some(h) = f.help.as_ref().filter(|h| !h.is_empty()) {
                         fam.insert("help".into(), Json::String(h.clone()));
                     }
                     fam.insert("metrics".into(), Json::Array(metrics));
-                    obj.insert(f.family.name.clone(), Json::Object(fam));
+                    obj.insert(f.name.clone(), Json::Object(fam));
                 }
                 let stamp = rfc3339(from_unix(g.last_change()));
                 for (name, help, v) in [

@@ -30,8 +30,8 @@ use prometheus::Registry;
 use crate::{
     grouping::GroupKey,
     model::{
-        expand_samples, go_metric_order, is_valid_label_name, is_valid_metric_name, render_metric,
-        Family, Metric, MetricType, Value,
+        expand_samples, go_metric_order, is_valid_label_name, is_valid_metric_name, label_block,
+        parse_label_block, render_block, Family, Metric, MetricType, Value,
     },
 };
 
@@ -76,36 +76,52 @@ pub enum PushError {
     Limit(String),
 }
 
-/// One family of a group, as stored: labels already include the grouping key, metrics in
-/// exposition order, each metric's exposition lines pre-rendered.
+/// One metric as stored: its canonical label block (grouping labels included) and value.
+#[derive(Debug, Clone)]
+pub struct StoredMetric {
+    /// See [`crate::model::label_block`].
+    pub labels: Box<str>,
+    pub value: Value,
+}
+
+/// One family of a group, as stored: metrics in exposition order with compact labels.
 #[derive(Debug, Clone)]
 pub struct StoredFamily {
-    pub family: Family,
+    pub name: String,
+    pub help: Option<String>,
+    pub kind: MetricType,
+    pub metrics: Vec<StoredMetric>,
     /// When this family was last pushed.
     pub pushed_at: SystemTime,
-    /// Exposition lines of each metric, aligned with `family.metrics`.
-    pub text: Vec<String>,
 }
 
 impl StoredFamily {
-    /// Sorts the metrics in exposition order and renders them.
+    /// Sorts the metrics in exposition order and compacts their labels.
     pub fn new(mut family: Family, pushed_at: SystemTime) -> Self {
         family
             .metrics
             .sort_by(|a, b| go_metric_order(&a.labels, &b.labels));
-        let text = family
+        let metrics = family
             .metrics
-            .iter()
-            .map(|m| {
-                let mut s = String::new();
-                render_metric(&family.name, m, &mut s);
-                s
+            .into_iter()
+            .map(|m| StoredMetric {
+                labels: label_block(&m.labels),
+                value: m.value,
             })
             .collect();
         Self {
-            family,
+            name: family.name,
+            help: family.help,
+            kind: family.kind,
+            metrics,
             pushed_at,
-            text,
+        }
+    }
+
+    /// Appends the family's sample lines (no HELP/TYPE) to `out`.
+    pub fn render_samples(&self, out: &mut String) {
+        for m in &self.metrics {
+            render_block(&self.name, &m.labels, &m.value, out);
         }
     }
 }
@@ -163,8 +179,13 @@ impl Group {
     pub fn samples(&self) -> Vec<Sample> {
         let mut out = Vec::with_capacity(self.series + 2);
         for f in self.families.values() {
-            for m in &f.family.metrics {
-                expand_samples(&f.family.name, m, &mut out);
+            for m in &f.metrics {
+                let metric = Metric {
+                    labels: parse_label_block(&m.labels),
+                    value: m.value.clone(),
+                    timestamp_ms: None,
+                };
+                expand_samples(&f.name, &metric, &mut out);
             }
         }
         for (name, v) in [
@@ -299,7 +320,7 @@ pub fn prepare(
     families: Vec<Family>,
     now: SystemTime,
 ) -> Result<Vec<StoredFamily>, PushError> {
-    let mut out: Vec<StoredFamily> = Vec::with_capacity(families.len());
+    let mut merged: Vec<Family> = Vec::with_capacity(families.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for mut fam in families {
         if fam.name == PUSH_TIME || fam.name == PUSH_FAILURE_TIME {
@@ -347,7 +368,7 @@ pub fn prepare(
         }
         // A family may appear twice in a protobuf stream; merge like one gather would.
         if let Some(&i) = seen.get(&fam.name) {
-            let prev = &mut out[i].family;
+            let prev: &mut Family = &mut merged[i];
             if prev.kind != fam.kind {
                 return Err(inconsistent(format!(
                     "metric family {:?} appears twice in the push, as {} and as {}",
@@ -357,27 +378,21 @@ pub fn prepare(
                 )));
             }
             prev.metrics.extend(fam.metrics);
-            let merged = std::mem::replace(
-                prev,
-                Family {
-                    name: String::new(),
-                    help: None,
-                    kind: MetricType::Untyped,
-                    metrics: Vec::new(),
-                },
-            );
-            out[i] = StoredFamily::new(merged, now);
         } else {
-            seen.insert(fam.name.clone(), out.len());
-            out.push(StoredFamily::new(fam, now));
+            seen.insert(fam.name.clone(), merged.len());
+            merged.push(fam);
         }
     }
+    let out: Vec<StoredFamily> = merged
+        .into_iter()
+        .map(|f| StoredFamily::new(f, now))
+        .collect();
     for f in &out {
-        for pair in f.family.metrics.windows(2) {
+        for pair in f.metrics.windows(2) {
             if pair[0].labels == pair[1].labels {
                 return Err(inconsistent(format!(
-                    "metric {} was pushed twice with the same name and label values",
-                    describe(&f.family.name, &pair[0].labels)
+                    "metric {}{{{}}} was pushed twice with the same name and label values",
+                    f.name, pair[0].labels
                 )));
             }
         }
@@ -399,7 +414,7 @@ fn apply_key(key: &GroupKey, labels: &mut Vec<(String, String)>) {
     labels.sort();
 }
 
-fn series_of(f: &Family) -> usize {
+fn series_of(f: &StoredFamily) -> usize {
     f.metrics.len()
 }
 
@@ -496,19 +511,16 @@ impl Store {
                     group.families.clear();
                 } else {
                     for f in &fams {
-                        if group.families.contains_key(&f.family.name) {
-                            unindex(&mut inner.index, &f.family.name);
+                        if group.families.contains_key(&f.name) {
+                            unindex(&mut inner.index, &f.name);
                         }
                     }
                 }
                 for f in fams {
-                    let e = inner
-                        .index
-                        .entry(f.family.name.clone())
-                        .or_insert((f.family.kind, 0));
-                    e.0 = f.family.kind;
+                    let e = inner.index.entry(f.name.clone()).or_insert((f.kind, 0));
+                    e.0 = f.kind;
                     e.1 += 1;
-                    group.families.insert(f.family.name.clone(), f);
+                    group.families.insert(f.name.clone(), f);
                 }
                 inner.total_series = inner.total_series - group.series + series;
                 group.series = series;
@@ -548,14 +560,14 @@ impl Store {
     ) -> Result<usize, PushError> {
         let old = inner.groups.get(key);
         // The group's families after the push: name → (kind, family).
-        let mut after: BTreeMap<&str, &Family> = BTreeMap::new();
+        let mut after: BTreeMap<&str, &StoredFamily> = BTreeMap::new();
         if let (Some(old), false) = (old, replace) {
             for (n, f) in &old.families {
-                after.insert(n, &f.family);
+                after.insert(n, f);
             }
         }
         for f in fams {
-            after.insert(&f.family.name, &f.family);
+            after.insert(&f.name, f);
         }
         let in_old = |name: &str| old.is_some_and(|g| g.families.contains_key(name));
         // Type of `name` held by groups other than this one.
@@ -568,24 +580,24 @@ impl Store {
             after.get(name).map(|f| f.kind).or_else(|| elsewhere(name))
         };
         for f in fams {
-            let name = f.family.name.as_str();
+            let name = f.name.as_str();
             if let Some(kind) = own.get(name) {
                 return Err(inconsistent(format!(
                     "metric family {name:?} ({}) collides with the gateway's own {} metric of that name",
-                    f.family.kind.as_upper(),
+                    f.kind.as_upper(),
                     kind.as_upper()
                 )));
             }
             if let Some(kind) = elsewhere(name) {
-                if kind != f.family.kind {
+                if kind != f.kind {
                     return Err(inconsistent(format!(
                         "metric family {name:?} is pushed as {} but other groups have it as {}",
-                        f.family.kind.as_upper(),
+                        f.kind.as_upper(),
                         kind.as_upper()
                     )));
                 }
             }
-            let suffixes: &[&str] = match f.family.kind {
+            let suffixes: &[&str] = match f.kind {
                 MetricType::Histogram => &["_bucket", "_count", "_sum"],
                 MetricType::Summary => &["_count", "_sum"],
                 _ => &[],
@@ -595,7 +607,7 @@ impl Store {
                 if kind_of(&other).is_some() || own.contains_key(&other) {
                     return Err(inconsistent(format!(
                         "{} {name:?} collides with metric {other:?} (its {s} series would clash)",
-                        f.family.kind.as_text()
+                        f.kind.as_text()
                     )));
                 }
             }
@@ -645,24 +657,14 @@ impl Store {
                 )));
             }
             for f in fams {
-                let Some(theirs) = other.families.get(&f.family.name) else {
+                let Some(theirs) = other.families.get(&f.name) else {
                     continue;
                 };
-                let set: HashSet<&[(String, String)]> = theirs
-                    .family
-                    .metrics
-                    .iter()
-                    .map(|m| m.labels.as_slice())
-                    .collect();
-                if let Some(m) = f
-                    .family
-                    .metrics
-                    .iter()
-                    .find(|m| set.contains(m.labels.as_slice()))
-                {
+                let set: HashSet<&str> = theirs.metrics.iter().map(|m| &*m.labels).collect();
+                if let Some(m) = f.metrics.iter().find(|m| set.contains(&*m.labels)) {
                     return Err(inconsistent(format!(
-                        "metric {} was collected before with the same name and label values (in group {})",
-                        describe(&f.family.name, &m.labels),
+                        "metric {}{{{}}} was collected before with the same name and label values (in group {})",
+                        f.name, m.labels,
                         crate::grouping::to_path(other_key)
                     )));
                 }
@@ -753,15 +755,12 @@ impl Store {
     pub fn restore(&self, groups: Vec<Group>) {
         let mut inner = self.write();
         for mut g in groups {
-            g.series = g.families.values().map(|f| series_of(&f.family)).sum();
+            g.series = g.families.values().map(|f| series_of(f)).sum();
             if let Some(old) = inner.groups.get(&g.key).cloned() {
                 Self::remove(&mut inner, &old.key);
             }
             for f in g.families.values() {
-                let e = inner
-                    .index
-                    .entry(f.family.name.clone())
-                    .or_insert((f.family.kind, 0));
+                let e = inner.index.entry(f.name.clone()).or_insert((f.kind, 0));
                 e.1 += 1;
             }
             inner.total_series += g.series;
@@ -780,7 +779,7 @@ impl Store {
     ) -> Group {
         let mut g = Group::new(key);
         for f in families {
-            g.families.insert(f.family.name.clone(), f);
+            g.families.insert(f.name.clone(), f);
         }
         g.push_time = push_time;
         g.push_failure_time = push_failure_time;
