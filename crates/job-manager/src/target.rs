@@ -314,23 +314,35 @@ async fn run_script(
         .env("FLINK_LOG_DIR", log_dir)
         .env("FLINK_PID_DIR", dir.join("pid"))
         .env("FLINK_IDENT_STRING", ident)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .stdin(std::process::Stdio::null());
+    // Output goes to a file, not a pipe: the script must survive the manager dying (a pipe
+    // whose reader is gone would kill it with SIGPIPE).
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("scripts.log"));
+    match out.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((o, e)) => {
+            cmd.stdout(o).stderr(e);
+        }
+        Err(_) => {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        }
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    match cmd.output().await {
-        Ok(out) if out.status.success() => {
+    match cmd.status().await {
+        Ok(status) if status.success() => {
             tracing::debug!(script, action, cluster = %dir.display(), "Flink script done.");
         }
-        Ok(out) => tracing::warn!(
+        Ok(status) => tracing::warn!(
             script,
             action,
             cluster = %dir.display(),
-            status = %out.status,
-            stderr = %String::from_utf8_lossy(&out.stderr).chars().take(500).collect::<String>(),
-            "Flink script failed."
+            %status,
+            "Flink script failed; see scripts.log in the cluster directory."
         ),
         Err(error) => tracing::warn!(script, action, %error, "Cannot run Flink script."),
     }

@@ -67,9 +67,27 @@ impl Harness {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        match token {
+            Some(t) => {
+                let auth = format!("Bearer {t}");
+                self.request(method, path, &[("Authorization", &auth)], body)
+                    .await
+            }
+            None => self.request(method, path, &[], body).await,
+        }
+    }
+
+    /// One API request with arbitrary headers; JSON body. Status and envelope.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let body = match body {
             Some(b) => {

@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 
 use super::{Checkpoints, Flink, FlinkError, Operation, Overview, Result, RunRequest};
 
+/// The status reported while a RUNNING job still has tasks being scheduled or deployed.
+pub const DEPLOYING_TASKS: &str = "RUNNING_DEPLOYING_TASKS";
+
 /// Talks to Flink's REST API with reqwest.
 #[derive(Clone)]
 pub struct RestFlink {
@@ -96,6 +99,21 @@ fn error_text(body: &Value) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         None => body.to_string().chars().take(500).collect(),
+    }
+}
+
+/// First line of a Java stack trace plus its innermost cause, e.g.
+/// `JobException: Recovery is suppressed … (caused by IllegalStateException: boom)`.
+pub fn summarize_trace(trace: &str) -> String {
+    let first = trace.lines().next().unwrap_or("").trim();
+    let cause = trace
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Caused by:"))
+        .next_back()
+        .map(|l| l.trim().trim_start_matches("Caused by:").trim());
+    match cause {
+        Some(c) if !c.is_empty() && c != first => format!("{first} (caused by {c})"),
+        _ => first.to_string(),
     }
 }
 
@@ -208,7 +226,27 @@ impl Flink for RestFlink {
 
     async fn job_status(&self, rest: &str, job: &str) -> Result<Option<String>> {
         match self.get(rest, &format!("/jobs/{job}")).await {
-            Ok(v) => Ok(Some(str_field(&v, "GET /jobs/{id}", "state")?)),
+            Ok(v) => {
+                let state = str_field(&v, "GET /jobs/{id}", "state")?;
+                // Flink says RUNNING while tasks are still being deployed; a savepoint then
+                // fails ("task is not being executed"). Report that phase separately.
+                let deploying = state == "RUNNING"
+                    && v.get("vertices")
+                        .and_then(Value::as_array)
+                        .is_some_and(|vs| {
+                            vs.iter().any(|x| {
+                                !matches!(
+                                    x.get("status").and_then(Value::as_str),
+                                    Some("RUNNING") | Some("FINISHED") | None
+                                )
+                            })
+                        });
+                Ok(Some(if deploying {
+                    DEPLOYING_TASKS.to_string()
+                } else {
+                    state
+                }))
+            }
             Err(FlinkError::Http { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -282,17 +320,16 @@ impl Flink for RestFlink {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let trace = e.get("stacktrace").and_then(Value::as_str).unwrap_or("");
-            let first = trace.lines().next().unwrap_or(name).trim().to_string();
-            return Ok(Some(if first.is_empty() {
+            let summary = summarize_trace(trace);
+            return Ok(Some(if summary.is_empty() {
                 name.to_string()
             } else {
-                first
+                summary
             }));
         }
         Ok(v.get("root-exception")
             .and_then(Value::as_str)
-            .and_then(|s| s.lines().next())
-            .map(|s| s.trim().to_string())
+            .map(summarize_trace)
             .filter(|s| !s.is_empty()))
     }
 
@@ -325,6 +362,16 @@ impl Flink for RestFlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_exception_summary_keeps_the_innermost_cause() {
+        let t = "org.apache.flink.runtime.JobException: Recovery is suppressed\n\tat a\nCaused by: java.lang.IllegalStateException: failing on purpose\n\tat b";
+        assert_eq!(
+            summarize_trace(t),
+            "org.apache.flink.runtime.JobException: Recovery is suppressed (caused by java.lang.IllegalStateException: failing on purpose)"
+        );
+        assert_eq!(summarize_trace("x.Y: only\n\tat z"), "x.Y: only");
+    }
 
     #[test]
     fn failure_cause_prefers_the_innermost_cause() {
