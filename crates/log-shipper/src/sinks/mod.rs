@@ -8,6 +8,7 @@
 //! it is handed, which is checkpointed together with the file offsets, atomically.
 
 pub mod dir;
+pub mod lz4;
 pub mod oss;
 pub mod sls;
 

@@ -143,7 +143,7 @@ pub fn build_request(
     use prost::Message;
     let raw = group.encode_to_vec();
     let body = if compress {
-        lz4_flex::block::compress(&raw)
+        super::lz4::compress(&raw)
     } else {
         raw.clone()
     };
