@@ -232,14 +232,17 @@ pub struct Stats {
     pub series: usize,
 }
 
+/// Family name → type of the gateway's own metrics.
+type OwnMap = Arc<HashMap<String, MetricType>>;
+
 /// How the gateway's own metric names are known (for the consistency check).
 struct OwnNames {
     registry: Option<Registry>,
-    cache: Mutex<(Option<Instant>, Arc<HashMap<String, MetricType>>)>,
+    cache: Mutex<(Option<Instant>, OwnMap)>,
 }
 
 impl OwnNames {
-    fn get(&self) -> Arc<HashMap<String, MetricType>> {
+    fn get(&self) -> OwnMap {
         let Some(registry) = &self.registry else {
             return Arc::default();
         };
@@ -755,7 +758,7 @@ impl Store {
     pub fn restore(&self, groups: Vec<Group>) {
         let mut inner = self.write();
         for mut g in groups {
-            g.series = g.families.values().map(|f| series_of(f)).sum();
+            g.series = g.families.values().map(series_of).sum();
             if let Some(old) = inner.groups.get(&g.key).cloned() {
                 Self::remove(&mut inner, &old.key);
             }
