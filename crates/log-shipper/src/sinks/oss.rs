@@ -339,6 +339,9 @@ impl OssSink {
                         actual,
                         "Append position differs from the object's length; appending at its end."
                     );
+                    // Remember the real length, so that a retry after a later failure
+                    // recognises its own earlier append instead of appending again.
+                    state.insert(key.to_string(), actual);
                     position = actual;
                     continue;
                 }
