@@ -73,7 +73,7 @@ struct Inner {
 #[derive(Default)]
 pub struct MemStorage {
     inner: RwLock<Inner>,
-    limits: MemLimits,
+    limits: RwLock<MemLimits>,
 }
 
 /// Size figures of a [`MemStorage`].
@@ -99,17 +99,28 @@ impl MemStorage {
     pub fn with_limits(limits: MemLimits) -> Self {
         MemStorage {
             inner: RwLock::new(Inner::default()),
-            limits,
+            limits: RwLock::new(limits),
         }
     }
 
     /// Changes the limits; applied on the next append to each series.
-    pub fn set_limits(&mut self, limits: MemLimits) {
-        self.limits = limits;
+    pub fn set_limits(&self, limits: MemLimits) {
+        match self.limits.write() {
+            Ok(mut g) => *g = limits,
+            Err(p) => *p.into_inner() = limits,
+        }
+    }
+
+    fn limits(&self) -> MemLimits {
+        match self.limits.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// Records a sample; a sample at an existing timestamp replaces it.
     pub fn append(&self, labels: &Labels, t: i64, v: f64) {
+        let limits = self.limits();
         let mut inner = match self.inner.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -137,10 +148,10 @@ impl MemStorage {
         }
         inner.samples += 1;
         let newest = buf.back().map(|s| s.0).unwrap_or(t);
-        while buf.len() > self.limits.max_samples_per_series
+        while buf.len() > limits.max_samples_per_series
             || buf
                 .front()
-                .is_some_and(|&(st, _)| newest.saturating_sub(st) > self.limits.retention_ms)
+                .is_some_and(|&(st, _)| newest.saturating_sub(st) > limits.retention_ms)
         {
             buf.pop_front();
             inner.samples -= 1;

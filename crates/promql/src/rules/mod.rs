@@ -3,5 +3,7 @@
 
 pub mod file;
 pub mod manager;
+pub mod notifier;
+pub mod runtime;
 pub mod template;
 pub mod unittest;

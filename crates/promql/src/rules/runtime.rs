@@ -1,0 +1,186 @@
+//! The running rule engine: holds the loaded groups and their state, evaluates each group
+//! on its interval, sends due alerts to the [`Notifier`], swaps groups on reload (keeping
+//! alert state), and renders recording results and `ALERTS` for `/metrics`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use promql_parser::parser::Expr;
+
+use super::file::RuleGroup;
+use super::manager::{render_exposition, EvalSettings, GroupState};
+use super::notifier::Notifier;
+use crate::eval::{dur_ms, Engine};
+use crate::storage::{MemLimits, MemStorage};
+
+/// Longest time range (ms) an expression reads back from its evaluation time.
+pub fn max_range_ms(e: &Expr) -> i64 {
+    fn off(o: &Option<promql_parser::parser::Offset>) -> i64 {
+        match o {
+            Some(promql_parser::parser::Offset::Pos(d)) => dur_ms(d),
+            _ => 0,
+        }
+    }
+    match e {
+        Expr::MatrixSelector(m) => dur_ms(&m.range) + off(&m.vs.offset),
+        Expr::VectorSelector(v) => off(&v.offset),
+        Expr::Subquery(s) => dur_ms(&s.range) + off(&s.offset) + max_range_ms(&s.expr),
+        Expr::Aggregate(a) => {
+            max_range_ms(&a.expr).max(a.param.as_ref().map(|p| max_range_ms(p)).unwrap_or(0))
+        }
+        Expr::Binary(b) => max_range_ms(&b.lhs).max(max_range_ms(&b.rhs)),
+        Expr::Paren(p) => max_range_ms(&p.expr),
+        Expr::Unary(u) => max_range_ms(&u.expr),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| max_range_ms(a))
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The rule engine of a gateway.
+pub struct RuleEngine {
+    storage: Arc<MemStorage>,
+    engine: Engine,
+    settings: EvalSettings,
+    groups: Mutex<Vec<GroupState>>,
+    notifier: Arc<Notifier>,
+}
+
+impl RuleEngine {
+    /// A rule engine reading `storage` and sending through `notifier`.
+    pub fn new(
+        storage: Arc<MemStorage>,
+        settings: EvalSettings,
+        notifier: Arc<Notifier>,
+    ) -> Arc<Self> {
+        Arc::new(RuleEngine {
+            storage,
+            engine: Engine::default(),
+            settings,
+            groups: Mutex::new(Vec::new()),
+            notifier,
+        })
+    }
+
+    /// The store rules read and write.
+    pub fn storage(&self) -> &Arc<MemStorage> {
+        &self.storage
+    }
+
+    /// The notifier.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<GroupState>> {
+        match self.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Replaces the loaded groups; alert state is carried over for groups with the same
+    /// file and name and rules with the same name, expression and labels. Also sizes the
+    /// store's per-series buffer for the longest range any rule needs plus lookback.
+    pub fn set_groups(&self, groups: Vec<RuleGroup>) {
+        let mut cur = self.lock();
+        let mut next: Vec<GroupState> = groups.into_iter().map(GroupState::new).collect();
+        for g in next.iter_mut() {
+            if let Some(old) = cur
+                .iter()
+                .find(|o| o.group.file == g.group.file && o.group.name == g.group.name)
+            {
+                g.carry_over_from(old);
+            }
+        }
+        let longest = next
+            .iter()
+            .flat_map(|g| {
+                g.group.rules.iter().map(move |r| {
+                    max_range_ms(&r.expr) + g.group.query_offset_ms + g.interval_ms(&self.settings)
+                })
+            })
+            .max()
+            .unwrap_or(0);
+        self.storage.set_limits(MemLimits {
+            retention_ms: longest + self.engine.lookback_ms + self.settings.interval_ms,
+            max_samples_per_series: 100_000,
+        });
+        *cur = next;
+    }
+
+    /// Number of loaded rules.
+    pub fn rule_count(&self) -> usize {
+        self.lock().iter().map(|g| g.rules.len()).sum()
+    }
+
+    /// Evaluates every group whose aligned evaluation time has come (`now_ms`), sends the
+    /// due alerts. Returns the number of groups evaluated.
+    pub fn tick(&self, now_ms: i64) -> usize {
+        let mut groups = self.lock();
+        let mut n = 0;
+        let mut out = Vec::new();
+        for g in groups.iter_mut() {
+            let iv = g.interval_ms(&self.settings).max(1);
+            let ts = now_ms - now_ms.rem_euclid(iv);
+            if g.last_eval_ms.is_some_and(|l| l >= ts) {
+                continue;
+            }
+            out.extend(g.eval(&self.engine, &self.storage, &self.settings, ts));
+            n += 1;
+        }
+        drop(groups);
+        self.notifier.send(out);
+        n
+    }
+
+    /// Evaluates every group at `ts` regardless of alignment (tests, manual runs).
+    pub fn eval_at(&self, ts: i64) {
+        let mut groups = self.lock();
+        let mut out = Vec::new();
+        for g in groups.iter_mut() {
+            out.extend(g.eval(&self.engine, &self.storage, &self.settings, ts));
+        }
+        drop(groups);
+        self.notifier.send(out);
+    }
+
+    /// Runs evaluation until `shutdown` completes.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    self.tick(now);
+                }
+            }
+        }
+    }
+
+    /// Appends recording results and `ALERTS`/`ALERTS_FOR_STATE` (text format), skipping
+    /// names for which `skip` is true, then `prometheus_rule_group_last_duration_seconds`.
+    pub fn render(&self, skip: &dyn Fn(&str) -> bool, out: &mut String) {
+        let groups = self.lock();
+        render_exposition(&groups, skip, out);
+        if !groups.is_empty() {
+            out.push_str("# HELP prometheus_rule_group_last_duration_seconds The duration of the last rule group evaluation.\n# TYPE prometheus_rule_group_last_duration_seconds gauge\n");
+            for g in groups.iter() {
+                out.push_str(&format!(
+                    "prometheus_rule_group_last_duration_seconds{{rule_group=\"{}\"}} {}\n",
+                    format!("{};{}", g.group.file, g.group.name)
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\""),
+                    g.last_duration_seconds
+                ));
+            }
+        }
+    }
+}
