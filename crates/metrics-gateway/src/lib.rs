@@ -25,6 +25,7 @@ pub mod model;
 pub mod parse;
 pub mod persistence;
 pub mod render;
+pub mod rules;
 pub mod store;
 
 use std::{collections::BTreeMap, path::Path, path::PathBuf, sync::Arc, time::Duration};
@@ -90,6 +91,12 @@ pub struct Args {
     /// Most series the gateway may hold in total (0 = no limit). A push over it gets 400.
     #[arg(long = "push.max-total-series", value_name = "N")]
     pub max_total_series: Option<usize>,
+
+    #[command(flatten)]
+    pub rules: rules::RuleArgs,
+
+    #[command(subcommand)]
+    pub command: Option<rules::Command>,
 }
 
 impl Args {
@@ -173,6 +180,8 @@ pub struct Gateway {
     pub registry: Registry,
     /// The config file handle (reloaded on SIGHUP / `POST /-/reload`).
     pub config: ConfigHandle<Config>,
+    /// Rule files loaded with the config, waiting to be applied ([`rules::start`]).
+    pub rules: Arc<rules::RuleSlot>,
     args: Args,
 }
 
@@ -186,11 +195,7 @@ impl Gateway {
 /// Loads the config and the persistence file and builds the store and handler state.
 pub fn build(args: &Args, lifecycle: &Lifecycle) -> Result<Gateway, Error> {
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
-    let config = ConfigHandle::<Config>::from_file(
-        INFO.metric_prefix,
-        &registry,
-        args.common.config_file.clone(),
-    )?;
+    let (config, rule_slot) = rules::config_handle(args, INFO.metric_prefix, &registry)?;
     let metrics = metrics::GatewayMetrics::register(&registry);
     let store = Arc::new(store::Store::new(
         Some(registry.clone()),
@@ -225,6 +230,7 @@ pub fn build(args: &Args, lifecycle: &Lifecycle) -> Result<Gateway, Error> {
         state,
         registry,
         config,
+        rules: rule_slot,
         args: args.clone(),
     })
 }
@@ -295,5 +301,6 @@ pub async fn serve(gw: Gateway, lifecycle: Lifecycle) -> Result<(), Error> {
 /// Runs the service until `lifecycle` asks it to stop.
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let gw = build(&args, &lifecycle)?;
+    rules::start(&gw, &args, &lifecycle);
     serve(gw, lifecycle).await
 }
