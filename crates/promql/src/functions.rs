@@ -762,32 +762,8 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                     ctx.pos("histogram_quantile(").replace(')', "")
                 ));
             }
-            let mut order: Vec<Labels> = Vec::new();
-            let mut groups: HashMap<Labels, (Vec<(f64, f64)>, String)> = HashMap::new();
-            for s in v {
-                let mname = s.labels.name().unwrap_or("").to_string();
-                let le = s.labels.get("le").and_then(parse_go_float);
-                let Some(le) = le else {
-                    ctx.warn(format!(
-                        "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
-                        s.labels.get_or_empty("le"),
-                        mname
-                    ));
-                    continue;
-                };
-                let mut key = s.labels.without_name();
-                key.remove("le");
-                if !groups.contains_key(&key) {
-                    order.push(key.clone());
-                }
-                let g = groups.entry(key).or_insert_with(|| (Vec::new(), mname));
-                g.0.push((le, s.f));
-            }
             let mut out = Vec::new();
-            for key in order {
-                let Some((mut b, mname)) = groups.remove(&key) else {
-                    continue;
-                };
+            for (key, mut b, mname) in classic_groups(ctx, v) {
                 let (val, forced) = bucket_quantile(q, &mut b);
                 if forced {
                     ctx.info(format!("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {mname:?}"));
@@ -807,8 +783,19 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
             Ok(Value::Vector(Vec::new()))
         }
         "histogram_fraction" => {
-            let _ = vec_arg(2)?;
-            Ok(Value::Vector(Vec::new()))
+            let lower = scalar_arg(0)?;
+            let upper = scalar_arg(1)?;
+            let v = vec_arg(2)?;
+            let mut out = Vec::new();
+            for (key, mut b, _) in classic_groups(ctx, v) {
+                out.push(Sample {
+                    labels: key,
+                    t,
+                    f: bucket_fraction(lower, upper, &mut b),
+                    drop_name: false,
+                });
+            }
+            Ok(Value::Vector(out))
         }
         other => Err(Error::Unsupported(format!("function {other}"))),
     }
@@ -828,4 +815,99 @@ fn go_min(a: f64, b: f64) -> f64 {
     } else {
         a.min(b)
     }
+}
+
+/// Groups classic bucket samples by their labels without `le` and the metric name;
+/// returns (labels, [(upper bound, count)], metric name) in first-appearance order.
+fn classic_groups(ctx: &Ctx, v: Vec<Sample>) -> Vec<(Labels, Vec<(f64, f64)>, String)> {
+    let mut order: Vec<(Labels, Vec<(f64, f64)>, String)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in v {
+        let mname = s.labels.name().unwrap_or("").to_string();
+        let Some(le) = s.labels.get("le").and_then(parse_go_float) else {
+            ctx.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                s.labels.get_or_empty("le"),
+                mname
+            ));
+            continue;
+        };
+        let mut key = s.labels.without_name();
+        key.remove("le");
+        let i = match index.get(&key) {
+            Some(&i) => i,
+            None => {
+                order.push((key.clone(), Vec::new(), mname));
+                index.insert(key, order.len() - 1);
+                order.len() - 1
+            }
+        };
+        order[i].1.push((le, s.f));
+    }
+    order
+}
+
+/// Fraction of observations between `lower` and `upper` in classic buckets.
+fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    match buckets.last() {
+        Some(b) if b.0 == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    let mut co: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(ub, c) in buckets.iter() {
+        match co.last_mut() {
+            Some(last) if last.0 == ub => last.1 += c,
+            _ => co.push((ub, c)),
+        }
+    }
+    let count = co[co.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(ub, c)) in co.iter().enumerate() {
+        let lb = if i > 0 {
+            co[i - 1].0
+        } else if ub > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interp = |v: f64| rank + (c - rank) * (v - lb) / (ub - lb);
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interp(lower);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interp(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = c;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
 }
