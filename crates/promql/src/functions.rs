@@ -819,8 +819,10 @@ fn go_min(a: f64, b: f64) -> f64 {
 
 /// Groups classic bucket samples by their labels without `le` and the metric name;
 /// returns (labels, [(upper bound, count)], metric name) in first-appearance order.
-fn classic_groups(ctx: &Ctx, v: Vec<Sample>) -> Vec<(Labels, Vec<(f64, f64)>, String)> {
-    let mut order: Vec<(Labels, Vec<(f64, f64)>, String)> = Vec::new();
+type BucketGroup = (Labels, Vec<(f64, f64)>, String);
+
+fn classic_groups(ctx: &Ctx, v: Vec<Sample>) -> Vec<BucketGroup> {
+    let mut order: Vec<BucketGroup> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in v {
         let mname = s.labels.name().unwrap_or("").to_string();
