@@ -237,3 +237,47 @@ fn bad_requests_get_clear_4xx_answers() {
     assert_eq!(code, 404);
     assert!(body.contains("configured targets: [default]"), "{body}");
 }
+
+#[test]
+fn reload_adds_targets_and_a_bad_config_keeps_the_running_one() {
+    let (s, base) = standin();
+    s.robot("tok-a", RobotCfg::default());
+    s.robot("tok-b", RobotCfg::default());
+    let dir = testkit::tempfile_dir();
+    let cfg = dir.join("dingtalk.yml");
+    std::fs::write(
+        &cfg,
+        format!("targets: {{a: {{access_token: tok-a, url: '{base}'}}}}\n"),
+    )
+    .unwrap();
+    let gw = Gw::start(&["--config.file", cfg.to_str().unwrap()], &[]);
+    let body = payload("reload", 1, "firing").to_string();
+    assert_eq!(gw.post("/dingtalk/b/send", &body).0, 404);
+
+    std::fs::write(
+        &cfg,
+        format!("targets: {{a: {{access_token: tok-a, url: '{base}'}}, b: {{access_token: tok-b, url: '{base}'}}}}\n"),
+    )
+    .unwrap();
+    assert_eq!(gw.post("/-/reload", "").0, 200);
+    assert_eq!(gw.post("/dingtalk/b/send", &body).0, 200);
+    testkit::wait_for(
+        || s.accepted().iter().any(|a| a.token == "tok-b"),
+        "message via the new target",
+    );
+
+    // A template that does not compile: reload refused, naming the field; both targets work.
+    std::fs::write(
+        &cfg,
+        format!(
+            "targets: {{a: {{access_token: tok-a, url: '{base}', text_template: '{{{{ x'}}}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, msg) = gw.post("/-/reload", "");
+    assert_eq!(code, 500);
+    assert!(msg.contains("targets.a.text_template"), "{msg}");
+    assert_eq!(gw.post("/dingtalk/a/send", &body).0, 200);
+    assert_eq!(gw.post("/dingtalk/b/send", &body).0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -101,6 +101,8 @@ struct State_ {
 pub struct StandIn {
     state: Arc<Mutex<State_>>,
     clock: Arc<dyn Clock>,
+    /// Woken on every accepted message.
+    pub arrived: Arc<tokio::sync::Notify>,
 }
 
 fn answer(code: i64, msg: &str) -> (u16, String) {
@@ -114,6 +116,7 @@ impl StandIn {
         Self {
             state: Arc::new(Mutex::new(State_::default())),
             clock,
+            arrived: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -134,6 +137,12 @@ impl StandIn {
 
     pub fn accepted(&self) -> Vec<Accepted> {
         self.state.lock().unwrap().accepted.clone()
+    }
+
+    /// How many requests were accepted, and when the `n`-th (1-based) was, without copying.
+    pub fn accepted_at(&self, n: usize) -> Option<Instant> {
+        let st = self.state.lock().unwrap();
+        st.accepted.get(n.checked_sub(1)?).map(|a| a.at)
     }
 
     pub fn log(&self) -> Vec<(String, Instant, i64)> {
@@ -177,6 +186,10 @@ impl StandIn {
         let mut st = self.state.lock().unwrap();
         let (code, reply) = self.check(&mut st, &token, &params, body, now);
         st.log.push((token, now, code));
+        drop(st);
+        if code == 0 {
+            self.arrived.notify_waiters();
+        }
         reply
     }
 
