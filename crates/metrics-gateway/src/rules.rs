@@ -34,7 +34,7 @@ pub struct RuleArgs {
     pub alertmanager_urls: Vec<String>,
 
     /// Webhook receiving alerts as Alertmanager's webhook payload (version 4), e.g.
-    /// dingtalk-alert's `/alert` endpoint.
+    /// dingtalk-alert's `/dingtalk/send` endpoint.
     #[arg(long = "notifier.webhook-url", value_name = "URL")]
     pub webhook_url: Option<String>,
 

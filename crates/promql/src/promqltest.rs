@@ -487,7 +487,7 @@ fn selector_experimental(vs: &promql_parser::parser::VectorSelector) -> Option<S
 }
 
 fn text_experimental(q: &str) -> Option<String> {
-    const MARKERS: [&str; 10] = [
+    const MARKERS: [&str; 13] = [
         "anchored",
         "smoothed",
         "fill(",
@@ -498,6 +498,9 @@ fn text_experimental(q: &str) -> Option<String> {
         "info(",
         "step()",
         "range()",
+        " bitand ",
+        " bitor ",
+        " bitxor ",
     ];
     if let Some(m) = MARKERS.iter().find(|m| q.contains(*m)) {
         return Some(format!("experimental syntax {m}"));
@@ -599,10 +602,17 @@ pub fn run_text(name: &str, text: &str) -> FileReport {
                 Some(r) => (r, true),
                 None => (rest, false),
             };
-            match parse_duration_ms(rest.trim()) {
-                Some(step) => {
+            // `load <step> [<start>]`
+            let mut parts = rest.split_whitespace();
+            let step = parts.next().and_then(parse_duration_ms);
+            let start = match parts.next() {
+                Some(s) => parse_duration_ms(s),
+                None => Some(0),
+            };
+            match step.zip(start) {
+                Some((step, start)) => {
                     for (k, l) in body.iter().enumerate() {
-                        if let Err(e) = load_line(&storage, l, step, is_nhcb) {
+                        if let Err(e) = load_line(&storage, l, step, start, is_nhcb) {
                             rep.failed += 1;
                             rep.failures
                                 .push(format!("{name}:{}: load: {e}", lineno + k + 1));
@@ -651,7 +661,7 @@ fn is_command(l: &str) -> bool {
 /// also converted to native histograms with custom buckets in Prometheus; those are
 /// recorded here as native-histogram placeholders under the family name so that queries
 /// reading them are skipped, while the classic series stay queryable.
-fn load_line(st: &MemStorage, l: &str, step: i64, nhcb: bool) -> Result<(), String> {
+fn load_line(st: &MemStorage, l: &str, step: i64, start: i64, nhcb: bool) -> Result<(), String> {
     let (labels, rest) = parse_series_desc(l)?;
     let vals = parse_values(rest)?;
     let native = if nhcb {
@@ -669,7 +679,7 @@ fn load_line(st: &MemStorage, l: &str, step: i64, nhcb: bool) -> Result<(), Stri
         None
     };
     for (k, v) in vals.iter().enumerate() {
-        let t = k as i64 * step;
+        let t = start + k as i64 * step;
         if let (Some(nl), Slot::Val(_)) = (&native, v) {
             st.append(nl, t, f64::from_bits(HISTOGRAM_PLACEHOLDER_BITS));
         }
