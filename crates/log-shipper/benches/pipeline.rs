@@ -1,0 +1,232 @@
+//! Throughput and memory of the shipper (run: `bench/log-shipper/run.sh` or
+//! `cargo bench -p log-shipper --bench pipeline`).
+//!
+//! 1. In process, one thread: tail a Flink-like log (log4j lines, a Java stack trace every 50
+//!    events) → multiline → log4j fields → SLS LogGroup protobuf → lz4 → signed PutLogs
+//!    request. MB of log per second of one core.
+//! 2. The real binary: RSS while watching 100 files, idle.
+//! 3. The real binary: a 64 MB log through the local directory sink; MB per CPU second.
+
+use std::{
+    io::Write,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use log_shipper::{
+    config::SignVersion,
+    multiline::{Joiner, Limits, Mode},
+    record::{Labels, Record, StreamInfo},
+    sinks::sls::{build_request, log_groups, Signer},
+    tailer::Tailer,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_log-shipper");
+
+fn write_log(path: &Path, bytes: usize) -> usize {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut n = 0usize;
+    let mut i = 0u64;
+    while n < bytes {
+        i += 1;
+        let line = if i % 50 == 0 {
+            let mut s = format!(
+                "2024-01-01 00:00:{:02},{:03} ERROR org.apache.flink.runtime.taskmanager.Task            [] - Window(TumblingEventTimeWindows(5000)) (1/2)#0 switched from RUNNING to FAILED with failure cause:\njava.lang.RuntimeException: failure {i}\n",
+                (i / 1000) % 60,
+                i % 1000
+            );
+            for d in 0..30 {
+                s.push_str(&format!("\tat org.apache.flink.streaming.runtime.tasks.StreamTask.invoke{d}(StreamTask.java:{})\n", 100 + d));
+            }
+            s.push_str("Caused by: java.io.IOException: disk full\n\t... 30 more\n");
+            s
+        } else {
+            format!(
+                "2024-01-01 00:00:{:02},{:03} INFO  org.apache.flink.runtime.checkpoint.CheckpointCoordinator    [] - Completed checkpoint {i} for job a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5 ({} bytes, checkpointDuration={} ms, finalizationTime=0 ms).\n",
+                (i / 1000) % 60,
+                i % 1000,
+                i * 37 % 100_000,
+                i % 900
+            )
+        };
+        f.write_all(line.as_bytes()).unwrap();
+        n += line.len();
+    }
+    f.flush().unwrap();
+    n
+}
+
+fn in_process(path: &Path, bytes: usize) -> f64 {
+    let mut tailer = Tailer::new();
+    let stream = tailer.watch(path);
+    let info = Arc::new(StreamInfo {
+        path: stream.to_string(),
+        file_name: "taskmanager.log".into(),
+        relative: "taskmanager.log".into(),
+        labels: Labels {
+            namespace: Some("default".into()),
+            deployment_id: Some("5d6b1f6e".into()),
+            job_id: Some("a0b1c2d3".into()),
+            pod: Some("tm-0".into()),
+            source: Some("10.0.0.1".into()),
+            ..Labels::default()
+        },
+    });
+    let signer = Signer {
+        access_key_id: "id".into(),
+        access_key_secret: common::Secret::new("secret"),
+        version: SignVersion::V1,
+        region: String::new(),
+    };
+    let mut joiner = Joiner::new(Mode::Log4jTimestamp, Limits::default());
+    let (mut lines, mut events, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+    let mut body_bytes = 0usize;
+    let mut read = 0usize;
+    let start = Instant::now();
+    let now = Instant::now();
+    loop {
+        tailer.poll(now, &mut lines);
+        if lines.is_empty() {
+            joiner.flush(now, true, &mut events);
+        }
+        let done = lines.is_empty() && events.is_empty();
+        for l in lines.drain(..) {
+            read += l.data.len();
+            joiner.push(l, now, &mut events);
+        }
+        for e in events.drain(..) {
+            batch.push(Record {
+                stream: info.clone(),
+                event: e,
+                read_at: SystemTime::now(),
+            });
+            if batch.len() == 100 {
+                for g in log_groups(&batch, 0) {
+                    let req =
+                        build_request("p.host", "logs", &g, true, &signer, chrono::Utc::now());
+                    body_bytes += req.body.len();
+                }
+                batch.clear();
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(read, bytes, "every byte read");
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "in-process (1 thread): {mb:.0} MB in {secs:.2} s = {:.0} MB/s per core; lz4 bodies {:.1} MB ({:.1}x)",
+        mb / secs,
+        body_bytes as f64 / 1e6,
+        bytes as f64 / body_bytes.max(1) as f64
+    );
+    mb / secs
+}
+
+fn proc_field(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn spawn(args: &[&str]) -> std::process::Child {
+    let port = common::testkit::free_port().to_string();
+    std::process::Command::new(BIN)
+        .args([
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--log.level",
+            "warn",
+        ])
+        .args(args)
+        .spawn()
+        .unwrap()
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("taskmanager.log");
+    let bytes = write_log(&big, 64 << 20);
+    let _ = in_process(&big, bytes);
+    let best = (0..2).map(|_| in_process(&big, bytes)).fold(0.0, f64::max);
+    println!("in-process best: {best:.0} MB/s per core (goal >= 300)");
+
+    // RSS with 100 watched files.
+    let many = dir.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..100 {
+        write_log(&many.join(format!("tm-{i}.log")), 4096);
+    }
+    let glob = format!("{}/*.log", many.display());
+    let out = dir.path().join("out-many");
+    let data = dir.path().join("data-many");
+    let mut child = spawn(&[
+        "--input",
+        &glob,
+        "--output.dir",
+        out.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_secs(6));
+    let rss = proc_field(child.id(), "VmRSS:").unwrap_or(0);
+    let hwm = proc_field(child.id(), "VmHWM:").unwrap_or(0);
+    let shipped = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+    println!(
+        "binary, 100 watched files ({shipped} shipped), idle: RSS {:.1} MB (peak {:.1} MB) (goal <= 30 MB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // End to end through the real binary, local directory sink.
+    let glob = format!("{}/taskmanager.log", dir.path().display());
+    let out = dir.path().join("out");
+    let data = dir.path().join("data");
+    let start = Instant::now();
+    let mut child = spawn(&[
+        "--input",
+        &glob,
+        "--output.dir",
+        out.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let target = out.join("taskmanager.log");
+    while std::fs::metadata(&target)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
+        < bytes
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(start.elapsed() < Duration::from_secs(300));
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(child.id());
+    let rss = proc_field(child.id(), "VmHWM:").unwrap_or(0);
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "binary, dir sink: {mb:.0} MB in {wall:.2} s wall, {cpu:.2} CPU s = {:.0} MB per CPU second; peak RSS {:.1} MB",
+        mb / cpu.max(0.01),
+        rss as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
