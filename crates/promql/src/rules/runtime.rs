@@ -184,3 +184,74 @@ impl RuleEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Labels;
+    use crate::rules::file::parse_rules;
+    use crate::rules::notifier::NotifierConfig;
+
+    const RULES: &str = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: m > 0\n    for: 10m\n  - record: r\n    expr: m[10m:1m]\n";
+
+    #[test]
+    fn reload_keeps_alert_state_for_unchanged_rules_and_sizes_the_buffer() {
+        let eng = RuleEngine::new(
+            Arc::new(MemStorage::new()),
+            EvalSettings::default(),
+            Notifier::new(NotifierConfig::default()),
+        );
+        let rules = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: m > 0\n    for: 10m\n";
+        eng.set_groups(parse_rules("f.yml", rules).unwrap());
+        let m = Labels::new([("__name__", "m")]);
+        eng.storage().append(&m, 0, 1.0);
+        eng.eval_at(0);
+        eng.storage().append(&m, 60_000, 1.0);
+        // Same rule again plus another one: the pending alert keeps its activation time.
+        let more = format!("{rules}  - alert: B\n    expr: m > 5\n");
+        eng.set_groups(parse_rules("f.yml", &more).unwrap());
+        eng.eval_at(60_000);
+        let g = eng.lock();
+        let a = g[0].rules[0].alerts.values().next().unwrap();
+        assert_eq!(a.active_at, 0);
+        drop(g);
+        // A changed expression starts over.
+        eng.set_groups(
+            parse_rules(
+                "f.yml",
+                "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: m > 0.5\n    for: 10m\n",
+            )
+            .unwrap(),
+        );
+        eng.eval_at(120_000);
+        assert_eq!(
+            eng.lock()[0].rules[0]
+                .alerts
+                .values()
+                .next()
+                .unwrap()
+                .active_at,
+            120_000
+        );
+    }
+
+    #[test]
+    fn longest_range_sizes_retention() {
+        let g = parse_rules("f.yml", RULES).unwrap();
+        assert_eq!(max_range_ms(&g[0].rules[1].expr), 600_000);
+        let st = Arc::new(MemStorage::new());
+        let eng = RuleEngine::new(
+            st.clone(),
+            EvalSettings::default(),
+            Notifier::new(NotifierConfig::default()),
+        );
+        eng.set_groups(g);
+        let m = Labels::new([("__name__", "m")]);
+        for i in 0..100 {
+            st.append(&m, i * 60_000, 1.0);
+        }
+        // 10m range + 5m lookback + 1m interval (+ group interval) are kept, older samples go.
+        let kept = st.stats().samples;
+        assert!((16..=18).contains(&kept), "kept {kept}");
+    }
+}
