@@ -676,6 +676,39 @@ delivery: {timeout: 3s, max_attempts: 2}
     }
 
     #[test]
+    fn template_files_are_read_and_their_errors_name_the_field() {
+        let dir = std::env::temp_dir().join(format!("dt-tpl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text.j2");
+        std::fs::write(
+            &text,
+            "{% for a in alerts %}<{{ a.labels.alertname }}>{% endfor %}",
+        )
+        .unwrap();
+        let yaml = format!(
+            "targets: {{a: {{access_token: x, text_template_file: {}}}}}",
+            text.display()
+        );
+        let c = parse(&yaml).unwrap();
+        let t = &c.compiled.unwrap().targets["a"];
+        let alert = crate::alert::Alert {
+            status: "firing".into(),
+            labels: [("alertname".to_string(), "Boom".to_string())].into(),
+            ..Default::default()
+        };
+        let origin = crate::template::Origin::default();
+        let ctx = crate::template::MessageCtx::new("a", [(&alert, &origin)], t.templates.tz());
+        assert_eq!(t.templates.render(&ctx).unwrap().text, "<Boom>");
+        std::fs::remove_file(&text).unwrap();
+        let err = parse(&yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("targets.a.text_template_file") && err.contains("text.j2"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn secret_files_are_read_and_trimmed() {
         let dir = std::env::temp_dir().join(format!("dt-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

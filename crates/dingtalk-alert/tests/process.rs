@@ -281,3 +281,70 @@ fn reload_adds_targets_and_a_bad_config_keeps_the_running_one() {
     assert_eq!(gw.post("/dingtalk/b/send", &body).0, 200);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn sigterm_delivers_what_it_can_within_the_grace_period_and_reports_the_rest() {
+    let (s, base) = standin();
+    s.robot("tok-drain", RobotCfg::default());
+    let dir = testkit::tempfile_dir();
+    let cfg = dir.join("dingtalk.yml");
+    // One message per minute: the second notification must wait longer than the grace.
+    std::fs::write(&cfg, "delivery: {messages_per_minute: 1}\n").unwrap();
+    let mut gw = Gw::start(
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--dingtalk.access-token",
+            "tok-drain",
+            "--dingtalk.url",
+            &base,
+            "--shutdown.grace-period",
+            "3s",
+        ],
+        &[],
+    );
+    assert_eq!(
+        gw.post(
+            "/dingtalk/default/send",
+            &payload("one", 1, "firing").to_string()
+        )
+        .0,
+        200
+    );
+    testkit::wait_for(|| s.accepted().len() == 1, "first message");
+    assert_eq!(
+        gw.post(
+            "/dingtalk/default/send",
+            &payload("two", 2, "firing").to_string()
+        )
+        .0,
+        200
+    );
+    let start = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-s", "TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(st) = gw.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "no exit within the grace period"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "it tried to deliver first"
+    );
+    let logs = gw.logs();
+    assert!(
+        logs.contains("undelivered alerts") && logs.contains("alerts=2"),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
