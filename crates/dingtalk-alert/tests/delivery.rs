@@ -493,3 +493,61 @@ delivery: {max_queued_alerts: 50, messages_per_minute: 1}
         texts.contains("routed-000") && texts.contains("routed-001") && texts.contains("x-001")
     );
 }
+
+/// Model test: random arrival schedules and random DingTalk failures, same invariants every
+/// time: every alert arrives, DingTalk's rate limit is never exceeded, no body is too big.
+#[tokio::test(start_paused = true)]
+async fn random_schedules_and_failures_never_lose_alerts_or_exceed_the_limit() {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    for seed in 0..8u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let rig = Rig::new(
+            "targets: {ops: {access_token: tok-ops, secret: SECops}}\n\
+             delivery: {timeout: 2s, max_attempts: 50, backoff_max: 10s, too_fast_attempts: 50}",
+        );
+        rig.s.robot("tok-ops", signed_robot());
+        let mut names = Vec::new();
+        for k in 0..rng.gen_range(5..40) {
+            let n = rng.gen_range(1..30);
+            let prefix = format!("s{seed}n{k}");
+            // Sometimes DingTalk misbehaves before the next request.
+            match rng.gen_range(0..10) {
+                0 => rig.s.script([Script::Answer(500, "oops".into())]),
+                1 => rig.s.script([Script::Hang(Duration::from_secs(5))]),
+                2 => rig.s.script([Script::Answer(
+                    200,
+                    r#"{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}"#
+                        .into(),
+                )]),
+                _ => {}
+            }
+            rig.send("ops", payload(&prefix, n, "firing"));
+            if rng.gen_bool(0.2) {
+                // Alertmanager repeating the same notification.
+                rig.send("ops", payload(&prefix, n, "firing"));
+            }
+            names.extend((0..n).map(|i| format!("{prefix}-{i:03}")));
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..20_000))).await;
+        }
+        rig.settle(Duration::from_secs(3 * 3600)).await;
+        assert_eq!(rig.s.violations(), 0, "seed {seed}");
+        assert!(rig.s.max_per_minute("tok-ops") <= 20, "seed {seed}");
+        assert!(
+            rig.s.accepted().iter().all(|a| a.bytes <= 20_000),
+            "seed {seed}"
+        );
+        let texts = rig.texts();
+        for name in &names {
+            assert!(
+                texts.contains(&format!("**{name}**")),
+                "seed {seed}: {name} lost"
+            );
+        }
+        assert_eq!(
+            rig.metric(r#"dingtalk_alert_alerts_delivered_total{target="ops"}"#) as usize
+                + rig.metric(r#"dingtalk_alert_alerts_deduplicated_total{target="ops"}"#) as usize,
+            rig.metric(r#"dingtalk_alert_alerts_received_total{target="ops"}"#) as usize,
+            "seed {seed}"
+        );
+    }
+}
