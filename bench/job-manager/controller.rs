@@ -70,7 +70,12 @@ async fn bench() {
             )
             .await;
         assert_eq!(s, 201, "{v}");
-        ids.push(v["data"]["metadata"]["id"].as_str().unwrap_or_default().to_string());
+        ids.push(
+            v["data"]["metadata"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     let created = t0.elapsed();
     h.settle(20).await;
@@ -82,7 +87,10 @@ async fn bench() {
         .values()
         .filter(|r| r.deployment.status.state == job_manager::model::DeploymentState::Running)
         .count();
-    assert_eq!(running, DEPLOYMENTS, "all deployments RUNNING before measuring");
+    assert_eq!(
+        running, DEPLOYMENTS,
+        "all deployments RUNNING before measuring"
+    );
     println!(
         "setup: {DEPLOYMENTS} deployments created in {:.2?} and RUNNING after {:.2?}",
         created,
@@ -134,7 +142,10 @@ async fn bench() {
                 lat.push(at.saturating_duration_since(patched));
                 break;
             }
-            assert!(Instant::now() < deadline, "no {op} within 10 s of the PATCH");
+            assert!(
+                Instant::now() < deadline,
+                "no {op} within 10 s of the PATCH"
+            );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         // Let the transition finish before the next PATCH.
@@ -151,7 +162,10 @@ async fn bench() {
             if done {
                 break;
             }
-            assert!(Instant::now() < deadline, "transition to {want_state} did not finish");
+            assert!(
+                Instant::now() < deadline,
+                "transition to {want_state} did not finish"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

@@ -28,10 +28,10 @@ use crate::{
     flink::{Flink, FlinkError, Operation, RunRequest},
     metrics::Metrics,
     model::{
-        ClusterRef, Condition, Deployment, DeploymentState, DeploymentStatus, DesiredState,
-        Event, EventMetadata, EventSpec, Failure, Job, JobMetadata, JobSpec, JobState,
-        JobStatus, RestoreKind, RunningStatus, Savepoint, SavepointMetadata, SavepointOrigin,
-        SavepointState, SavepointStatus, TargetKind, UpgradeKind,
+        ClusterRef, Condition, Deployment, DeploymentState, DeploymentStatus, DesiredState, Event,
+        EventMetadata, EventSpec, Failure, Job, JobMetadata, JobSpec, JobState, JobStatus,
+        RestoreKind, RunningStatus, Savepoint, SavepointMetadata, SavepointOrigin, SavepointState,
+        SavepointStatus, TargetKind, UpgradeKind,
     },
     store::{DeploymentRecord, Store, Write1},
     target::{LocalClusters, LocalSpec},
@@ -294,7 +294,9 @@ impl<F: Flink> Controller<F> {
     async fn idle(&self, rec: DeploymentRecord) -> Result<()> {
         let d = &rec.deployment;
         let desired = d.spec.state;
-        let job = self.current_job(d).filter(|j| !j.status.state.is_terminal());
+        let job = self
+            .current_job(d)
+            .filter(|j| !j.status.state.is_terminal());
         let failed = d.status.state == DeploymentState::Failed;
         let user_acted = rec.control.failed_at_version != Some(d.metadata.resource_version);
         if failed && !user_acted {
@@ -519,7 +521,13 @@ impl<F: Flink> Controller<F> {
                 job.metadata.id
             ),
         );
-        self.begin_stop_inner(rec, job, DesiredState::Running, stateful, SavepointOrigin::StatefulUpgrade)
+        self.begin_stop_inner(
+            rec,
+            job,
+            DesiredState::Running,
+            stateful,
+            SavepointOrigin::StatefulUpgrade,
+        )
     }
 
     fn begin_stop(&self, rec: &DeploymentRecord, job: Job, goal: DesiredState) -> Result<()> {
@@ -582,7 +590,12 @@ impl<F: Flink> Controller<F> {
 
     // ---- Starting ----------------------------------------------------------------------
 
-    async fn starting(&self, rec: DeploymentRecord, job_id: Uuid, since: DateTime<Utc>) -> Result<()> {
+    async fn starting(
+        &self,
+        rec: DeploymentRecord,
+        job_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<()> {
         let d = &rec.deployment;
         let Some(mut job) = self.job(job_id) else {
             // The job record vanished (should not happen): start over.
@@ -592,9 +605,17 @@ impl<F: Flink> Controller<F> {
         };
         let spec = &job.spec.deployment_spec;
         let ctx = self.ctx(d, &job.metadata.id.to_string());
-        let rendered = match template::render_config(&spec.template.spec.flink_configuration, &ctx) {
+        let rendered = match template::render_config(&spec.template.spec.flink_configuration, &ctx)
+        {
             Ok(r) => r,
-            Err(e) => return self.job_failed_to_start(&rec, job, "spec.template.spec.".to_string() + &e, true),
+            Err(e) => {
+                return self.job_failed_to_start(
+                    &rec,
+                    job,
+                    "spec.template.spec.".to_string() + &e,
+                    true,
+                )
+            }
         };
         // 1. A cluster to run on.
         let cluster = match &job.status.cluster {
@@ -604,7 +625,10 @@ impl<F: Flink> Controller<F> {
                     .store
                     .read()
                     .targets
-                    .get(&(d.metadata.namespace.clone(), job.spec.deployment_target_name.clone()))
+                    .get(&(
+                        d.metadata.namespace.clone(),
+                        job.spec.deployment_target_name.clone(),
+                    ))
                     .cloned();
                 let Some(target) = target else {
                     return self.job_failed_to_start(
@@ -624,10 +648,12 @@ impl<F: Flink> Controller<F> {
                         log_dir: None,
                     },
                     TargetKind::Local => {
-                        let log4j = match template::render_log4j(spec.template.spec.logging.as_ref(), &ctx) {
-                            Ok(l) => l,
-                            Err(e) => return self.job_failed_to_start(&rec, job, e, true),
-                        };
+                        let log4j =
+                            match template::render_log4j(spec.template.spec.logging.as_ref(), &ctx)
+                            {
+                                Ok(l) => l,
+                                Err(e) => return self.job_failed_to_start(&rec, job, e, true),
+                            };
                         let ns = d.metadata.namespace.clone();
                         let dep = d.id().to_string();
                         let sp_dir = self.local.default_savepoint_dir(&ns, &dep);
@@ -667,7 +693,9 @@ impl<F: Flink> Controller<F> {
                                     .insert(job_id);
                                 c
                             }
-                            Err(e) => return self.job_failed_to_start(&rec, job, e.to_string(), true),
+                            Err(e) => {
+                                return self.job_failed_to_start(&rec, job, e.to_string(), true)
+                            }
                         }
                     }
                 };
@@ -708,7 +736,11 @@ impl<F: Flink> Controller<F> {
         let rest = cluster.rest_url.as_str();
         let fid = job.status.flink_job_id.clone();
         let timeout = (self.settings)().cluster_start_timeout;
-        let overdue = Utc::now().signed_duration_since(since).to_std().unwrap_or_default() > timeout;
+        let overdue = Utc::now()
+            .signed_duration_since(since)
+            .to_std()
+            .unwrap_or_default()
+            > timeout;
 
         // 2. Submitted already (perhaps by a previous life of this manager)?
         let observed = match self.flink.job_status(rest, &fid).await {
@@ -794,7 +826,12 @@ impl<F: Flink> Controller<F> {
                 control.phase = Phase::Idle;
                 self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
                 self.teardown(&job);
-                self.event(d, Some(job_id), "JobFinished", format!("Job {job_id} finished."));
+                self.event(
+                    d,
+                    Some(job_id),
+                    "JobFinished",
+                    format!("Job {job_id} finished."),
+                );
                 Ok(())
             }
             Some(other) => {
@@ -822,16 +859,27 @@ impl<F: Flink> Controller<F> {
             Err(e) => return self.job_failed_to_start(rec, job, e, true),
         };
         let ctx = self.ctx(d, &job.metadata.id.to_string());
-        let main_args =
-            template::render(spec.artifact.main_args.as_deref().unwrap_or(""), &ctx);
+        let main_args = template::render(spec.artifact.main_args.as_deref().unwrap_or(""), &ctx);
         let main_args = match main_args {
             Ok(a) => a,
-            Err(e) => return self.job_failed_to_start(rec, job, format!("spec.template.spec.artifact.mainArgs: {e}"), true),
+            Err(e) => {
+                return self.job_failed_to_start(
+                    rec,
+                    job,
+                    format!("spec.template.spec.artifact.mainArgs: {e}"),
+                    true,
+                )
+            }
         };
         let args = match template::split_args(&main_args) {
             Ok(a) => a,
             Err(e) => {
-                return self.job_failed_to_start(rec, job, format!("spec.template.spec.artifact.mainArgs: {e}"), true)
+                return self.job_failed_to_start(
+                    rec,
+                    job,
+                    format!("spec.template.spec.artifact.mainArgs: {e}"),
+                    true,
+                )
             }
         };
         let jar_id = match self.upload(rest, &jar).await {
@@ -846,7 +894,12 @@ impl<F: Flink> Controller<F> {
             savepoint_path: job.spec.restored_from.clone(),
             allow_non_restored_state: job.spec.allow_non_restored_state,
             job_id: job.status.flink_job_id.clone(),
-            flink_configuration: if job.status.cluster.as_ref().is_some_and(|c| c.local_dir.is_some()) {
+            flink_configuration: if job
+                .status
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.local_dir.is_some())
+            {
                 Default::default()
             } else {
                 rendered
@@ -863,7 +916,10 @@ impl<F: Flink> Controller<F> {
                     d,
                     Some(job.metadata.id),
                     "JobSubmitted",
-                    format!("Submitted Flink job {fid} (parallelism {}).", req.parallelism),
+                    format!(
+                        "Submitted Flink job {fid} (parallelism {}).",
+                        req.parallelism
+                    ),
                 );
                 self.waker.wake(d.id());
                 Ok(())
@@ -881,9 +937,14 @@ impl<F: Flink> Controller<F> {
         }
     }
 
-    async fn upload(&self, rest: &str, jar: &PathBuf) -> Result<String, FlinkError> {
-        let key = (rest.to_string(), jar.clone());
-        if let Some(id) = self.jars.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    async fn upload(&self, rest: &str, jar: &std::path::Path) -> Result<String, FlinkError> {
+        let key = (rest.to_string(), jar.to_path_buf());
+        if let Some(id) = self
+            .jars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(id.clone());
         }
         let id = self.flink.upload_jar(rest, jar).await?;
@@ -902,7 +963,9 @@ impl<F: Flink> Controller<F> {
             return if path.is_file() {
                 Ok(path)
             } else {
-                Err(format!("spec.template.spec.artifact.jarUri {uri}: no such file"))
+                Err(format!(
+                    "spec.template.spec.artifact.jarUri {uri}: no such file"
+                ))
             };
         }
         if uri.starts_with('/') {
@@ -931,7 +994,9 @@ impl<F: Flink> Controller<F> {
                 .map_err(|e| e.to_string())?;
             return Ok(path);
         }
-        Err(format!("spec.template.spec.artifact.jarUri {uri}: unsupported scheme"))
+        Err(format!(
+            "spec.template.spec.artifact.jarUri {uri}: unsupported scheme"
+        ))
     }
 
     /// A start attempt failed: retry with a fresh Flink job id, or give up after
@@ -950,7 +1015,10 @@ impl<F: Flink> Controller<F> {
             d,
             Some(job.metadata.id),
             "JobCreationFailed",
-            format!("Attempt {attempts}/{max} to start job {} failed: {reason}", job.metadata.id),
+            format!(
+                "Attempt {attempts}/{max} to start job {} failed: {reason}",
+                job.metadata.id
+            ),
         );
         if permanent || attempts >= max {
             job.status.state = JobState::Failed;
@@ -1013,7 +1081,11 @@ impl<F: Flink> Controller<F> {
             match sp.status.trigger_id.clone() {
                 None => {
                     let dir = self.savepoint_dir(d);
-                    match self.flink.stop_with_savepoint(rest, &fid, dir.as_deref()).await {
+                    match self
+                        .flink
+                        .stop_with_savepoint(rest, &fid, dir.as_deref())
+                        .await
+                    {
                         Ok(trigger) => {
                             sp.status.state = SavepointState::Started;
                             sp.status.trigger_id = Some(trigger);
@@ -1022,7 +1094,12 @@ impl<F: Flink> Controller<F> {
                             self.metrics.savepoints_triggered.inc();
                             Ok(())
                         }
-                        Err(e) if e.is_transient() && !matches!(e, FlinkError::Http { status: 500, .. }) => Err(e.into()),
+                        Err(e)
+                            if e.is_transient()
+                                && !matches!(e, FlinkError::Http { status: 500, .. }) =>
+                        {
+                            Err(e.into())
+                        }
                         Err(e) => self.savepoint_attempt_failed(&rec, job, sp, goal, e.to_string()),
                     }
                 }
@@ -1055,7 +1132,8 @@ impl<F: Flink> Controller<F> {
                 if d.spec.restore_strategy.kind == RestoreKind::LatestState {
                     if let Ok(c) = self.flink.checkpoints(rest, &fid).await {
                         if let Some(loc) = c.latest_completed {
-                            let mut sp = new_savepoint(d, Some(job_id), SavepointOrigin::RetainedCheckpoint);
+                            let mut sp =
+                                new_savepoint(d, Some(job_id), SavepointOrigin::RetainedCheckpoint);
                             sp.metadata.kind = "RETAINED_CHECKPOINT".into();
                             sp.status.state = SavepointState::Completed;
                             sp.status.location = Some(loc);
@@ -1201,17 +1279,30 @@ impl<F: Flink> Controller<F> {
         let Some(url) = (self.settings)().metrics_gateway else {
             return;
         };
-        let selector = format!("{{{}=\"{}\"}}", common::labels::fields::DEPLOYMENT_ID, d.id());
+        let selector = format!(
+            "{{{}=\"{}\"}}",
+            common::labels::fields::DEPLOYMENT_ID,
+            d.id()
+        );
         let http = self.http.clone();
         let id = d.id();
         tokio::spawn(async move {
             let u = format!("{}/api/v1/groups", url.trim_end_matches('/'));
-            match http.delete(&u).query(&[("match[]", selector.as_str())]).send().await {
+            match http
+                .delete(&u)
+                .query(&[("match[]", selector.as_str())])
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(deployment = %id, "Deleted metric groups from the metrics-gateway.")
                 }
-                Ok(r) => tracing::warn!(deployment = %id, status = %r.status(), "metrics-gateway refused to delete metric groups."),
-                Err(error) => tracing::warn!(deployment = %id, %error, "Cannot reach the metrics-gateway to delete metric groups."),
+                Ok(r) => {
+                    tracing::warn!(deployment = %id, status = %r.status(), "metrics-gateway refused to delete metric groups.")
+                }
+                Err(error) => {
+                    tracing::warn!(deployment = %id, %error, "Cannot reach the metrics-gateway to delete metric groups.")
+                }
             }
         });
     }
@@ -1231,7 +1322,13 @@ impl<F: Flink> Controller<F> {
         let observed = match self.flink.job_status(rest, &fid).await {
             Ok(s) => s,
             Err(e @ FlinkError::Unreachable { .. }) => {
-                if set_condition(&mut status, CLUSTER_UNREACHABLE, true, "RestUnreachable", &e.to_string()) {
+                if set_condition(
+                    &mut status,
+                    CLUSTER_UNREACHABLE,
+                    true,
+                    "RestUnreachable",
+                    &e.to_string(),
+                ) {
                     self.commit(d.id(), status, control, vec![])?;
                     self.event(d, Some(job.metadata.id), CLUSTER_UNREACHABLE, e.to_string());
                 }
@@ -1239,7 +1336,8 @@ impl<F: Flink> Controller<F> {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut changed = set_condition(&mut status, CLUSTER_UNREACHABLE, false, "RestReachable", "");
+        let mut changed =
+            set_condition(&mut status, CLUSTER_UNREACHABLE, false, "RestReachable", "");
         let mut events = vec![];
         match observed.as_deref() {
             None => {
@@ -1247,12 +1345,22 @@ impl<F: Flink> Controller<F> {
                 job.status.ended_at = Some(Utc::now());
                 let msg = format!("Flink job {fid} no longer exists on the cluster at {rest}.");
                 self.teardown(&job);
-                return self.fail(rec, Some(&job), "JobLost", msg, vec![Write1::Job(job.clone())]);
+                return self.fail(
+                    rec,
+                    Some(&job),
+                    "JobLost",
+                    msg,
+                    vec![Write1::Job(job.clone())],
+                );
             }
             Some("FAILED") | Some("CANCELED") => {
                 let s = observed.clone().unwrap_or_default();
                 let cause = self.flink.root_exception(rest, &fid).await.ok().flatten();
-                job.status.state = if s == "FAILED" { JobState::Failed } else { JobState::Cancelled };
+                job.status.state = if s == "FAILED" {
+                    JobState::Failed
+                } else {
+                    JobState::Cancelled
+                };
                 job.status.observed_flink_job_status = Some(s.clone());
                 job.status.ended_at = Some(Utc::now());
                 let message = match (&s[..], &cause) {
@@ -1268,8 +1376,20 @@ impl<F: Flink> Controller<F> {
                 self.teardown(&job);
                 let mut rec2 = rec.clone();
                 rec2.deployment.status = status;
-                set_condition(&mut rec2.deployment.status, JOB_FAILING, true, "JobFailed", &message);
-                return self.fail(&rec2, Some(&job), "JobFailed", message, vec![Write1::Job(job.clone())]);
+                set_condition(
+                    &mut rec2.deployment.status,
+                    JOB_FAILING,
+                    true,
+                    "JobFailed",
+                    &message,
+                );
+                return self.fail(
+                    &rec2,
+                    Some(&job),
+                    "JobFailed",
+                    message,
+                    vec![Write1::Job(job.clone())],
+                );
             }
             Some("FINISHED") => {
                 job.status.state = JobState::Finished;
@@ -1277,7 +1397,12 @@ impl<F: Flink> Controller<F> {
                 status.state = DeploymentState::Finished;
                 self.teardown(&job);
                 self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
-                self.event(d, Some(job.metadata.id), "JobFinished", format!("Flink job {fid} finished."));
+                self.event(
+                    d,
+                    Some(job.metadata.id),
+                    "JobFinished",
+                    format!("Flink job {fid} finished."),
+                );
                 return Ok(());
             }
             Some(s) => {
@@ -1292,7 +1417,17 @@ impl<F: Flink> Controller<F> {
                 } else {
                     String::new()
                 };
-                if set_condition(&mut status, JOB_FAILING, failing, if failing { "JobRestarting" } else { "JobRunning" }, &msg) {
+                if set_condition(
+                    &mut status,
+                    JOB_FAILING,
+                    failing,
+                    if failing {
+                        "JobRestarting"
+                    } else {
+                        "JobRunning"
+                    },
+                    &msg,
+                ) {
                     changed = true;
                     if failing {
                         events.push((JOB_FAILING, format!("Job is failing ({s}): {msg}")));
@@ -1308,16 +1443,32 @@ impl<F: Flink> Controller<F> {
         if let Ok(Some(n)) = self.flink.num_restarts(rest, &fid).await {
             let now = Utc::now();
             let window = chrono::Duration::from_std(settings.unstable_window).unwrap_or_default();
-            control.restart_samples.retain(|(t, _)| now.signed_duration_since(*t) <= window);
+            control
+                .restart_samples
+                .retain(|(t, _)| now.signed_duration_since(*t) <= window);
             if control.restart_samples.last().map(|(_, v)| *v) != Some(n) {
                 control.restart_samples.push((now, n));
                 changed = true;
             }
-            let base = control.restart_samples.first().map(|(_, v)| *v).unwrap_or(n);
+            let base = control
+                .restart_samples
+                .first()
+                .map(|(_, v)| *v)
+                .unwrap_or(n);
             let rising = n.saturating_sub(base);
             let unstable = rising >= settings.unstable_restarts;
             let msg = format!("{rising} restart(s) within {:?}", settings.unstable_window);
-            if set_condition(&mut status, JOB_UNSTABLE, unstable, if unstable { "FrequentRestarts" } else { "Stable" }, &msg) {
+            if set_condition(
+                &mut status,
+                JOB_UNSTABLE,
+                unstable,
+                if unstable {
+                    "FrequentRestarts"
+                } else {
+                    "Stable"
+                },
+                &msg,
+            ) {
                 changed = true;
                 if unstable {
                     events.push((JOB_UNSTABLE, format!("Job is unstable: {msg}.")));
@@ -1339,7 +1490,11 @@ impl<F: Flink> Controller<F> {
                         changed = true;
                     }
                     Some(due) if due <= now => {
-                        extra.push(Write1::Savepoint(new_savepoint(d, Some(job.metadata.id), SavepointOrigin::Scheduled)));
+                        extra.push(Write1::Savepoint(new_savepoint(
+                            d,
+                            Some(job.metadata.id),
+                            SavepointOrigin::Scheduled,
+                        )));
                         control.next_scheduled = schedule.after(&now).next();
                         changed = true;
                     }
@@ -1368,8 +1523,18 @@ impl<F: Flink> Controller<F> {
             .savepoints
             .values()
             .filter(|s| s.metadata.deployment_id == d.id())
-            .filter(|s| matches!(s.metadata.origin, SavepointOrigin::UserRequest | SavepointOrigin::Scheduled))
-            .filter(|s| matches!(s.status.state, SavepointState::Pending | SavepointState::Started))
+            .filter(|s| {
+                matches!(
+                    s.metadata.origin,
+                    SavepointOrigin::UserRequest | SavepointOrigin::Scheduled
+                )
+            })
+            .filter(|s| {
+                matches!(
+                    s.status.state,
+                    SavepointState::Pending | SavepointState::Started
+                )
+            })
             .cloned()
             .collect();
         let fid = &job.status.flink_job_id;
@@ -1380,13 +1545,19 @@ impl<F: Flink> Controller<F> {
                     let dir = self.savepoint_dir(d);
                     sp.status.attempts += 1;
                     sp.metadata.job_id = Some(job.metadata.id);
-                    match self.flink.trigger_savepoint(rest, fid, dir.as_deref()).await {
+                    match self
+                        .flink
+                        .trigger_savepoint(rest, fid, dir.as_deref())
+                        .await
+                    {
                         Ok(t) => {
                             sp.status.state = SavepointState::Started;
                             sp.status.trigger_id = Some(t);
                             self.metrics.savepoints_triggered.inc();
                         }
-                        Err(e) if matches!(e, FlinkError::Unreachable { .. }) => return Err(e.into()),
+                        Err(e) if matches!(e, FlinkError::Unreachable { .. }) => {
+                            return Err(e.into())
+                        }
                         Err(e) => self.savepoint_failed(d, &mut sp, max, e.to_string()),
                     }
                     self.store.write(vec![Write1::Savepoint(sp)])?;
@@ -1399,7 +1570,12 @@ impl<F: Flink> Controller<F> {
                         sp.status.completed_at = Some(Utc::now());
                         let origin = sp.metadata.origin;
                         self.store.write(vec![Write1::Savepoint(sp)])?;
-                        self.event(d, Some(job.metadata.id), "SavepointCompleted", format!("Savepoint completed at {location}."));
+                        self.event(
+                            d,
+                            Some(job.metadata.id),
+                            "SavepointCompleted",
+                            format!("Savepoint completed at {location}."),
+                        );
                         if origin == SavepointOrigin::Scheduled {
                             self.retain_scheduled(d)?;
                         }
@@ -1425,7 +1601,10 @@ impl<F: Flink> Controller<F> {
             d,
             sp.metadata.job_id,
             "SavepointFailed",
-            format!("Savepoint {} attempt {}/{max} failed: {cause}", sp.metadata.id, sp.status.attempts),
+            format!(
+                "Savepoint {} attempt {}/{max} failed: {cause}",
+                sp.metadata.id, sp.status.attempts
+            ),
         );
         sp.status.trigger_id = None;
         if sp.status.attempts >= max {
@@ -1451,7 +1630,10 @@ impl<F: Flink> Controller<F> {
             .savepoints
             .values()
             .filter(|s| s.metadata.deployment_id == d.id())
-            .filter(|s| s.metadata.origin == SavepointOrigin::Scheduled && s.status.state == SavepointState::Completed)
+            .filter(|s| {
+                s.metadata.origin == SavepointOrigin::Scheduled
+                    && s.status.state == SavepointState::Completed
+            })
             .cloned()
             .collect();
         done.sort_by_key(|s| std::cmp::Reverse(s.status.completed_at));
@@ -1460,12 +1642,30 @@ impl<F: Flink> Controller<F> {
             return Ok(());
         }
         for s in &old {
-            if let Some(p) = s.status.location.as_deref().and_then(|l| l.strip_prefix("file://")) {
+            if let Some(p) = s
+                .status
+                .location
+                .as_deref()
+                .and_then(|l| l.strip_prefix("file://"))
+            {
                 let _ = std::fs::remove_dir_all(p);
             }
         }
-        self.store.write(old.iter().map(|s| Write1::RemoveSavepoint(s.metadata.id)).collect())?;
-        self.event(d, None, "SavepointsRetained", format!("Deleted {} scheduled savepoint(s) beyond the newest {}.", old.len(), sched.retain));
+        self.store.write(
+            old.iter()
+                .map(|s| Write1::RemoveSavepoint(s.metadata.id))
+                .collect(),
+        )?;
+        self.event(
+            d,
+            None,
+            "SavepointsRetained",
+            format!(
+                "Deleted {} scheduled savepoint(s) beyond the newest {}.",
+                old.len(),
+                sched.retain
+            ),
+        );
         Ok(())
     }
 }
@@ -1508,7 +1708,13 @@ pub fn new_savepoint(d: &Deployment, job: Option<Uuid>, origin: SavepointOrigin)
 }
 
 /// Sets a condition; true when its status changed.
-fn set_condition(status: &mut DeploymentStatus, kind: &str, on: bool, reason: &str, message: &str) -> bool {
+fn set_condition(
+    status: &mut DeploymentStatus,
+    kind: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+) -> bool {
     let running = status.running.get_or_insert_with(RunningStatus::default);
     let want = if on { "True" } else { "False" };
     match running.conditions.iter_mut().find(|c| c.kind == kind) {

@@ -75,7 +75,11 @@ pub struct Args {
     pub common: common::CommonArgs,
 
     /// Directory for the store, artifacts, savepoints and local clusters.
-    #[arg(long = "data-dir", value_name = "DIR", default_value = "data/job-manager")]
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        default_value = "data/job-manager"
+    )]
     pub data_dir: PathBuf,
 
     /// Flink distribution for the `local` deployment target.

@@ -51,10 +51,7 @@ impl Metrics {
                 "deployments_failed_total",
                 "Deployments that went to FAILED.",
             ),
-            auth_denied: counter(
-                "auth_denied_total",
-                "API requests refused with 401 or 403.",
-            ),
+            auth_denied: counter("auth_denied_total", "API requests refused with 401 or 403."),
         }
     }
 }

@@ -153,10 +153,8 @@ impl Store {
             t.savepoints.insert(s.metadata.id, s);
         }
         for d in load::<DeploymentTarget>(&root, Kind::Target)? {
-            t.targets.insert(
-                (d.metadata.namespace.clone(), d.metadata.name.clone()),
-                d,
-            );
+            t.targets
+                .insert((d.metadata.namespace.clone(), d.metadata.name.clone()), d);
         }
         for (ns, v) in load::<(String, serde_json::Value)>(&root, Kind::Defaults)? {
             t.defaults.insert(ns, v);
@@ -299,10 +297,7 @@ impl Store {
     /// Drops the events of a deleted deployment.
     pub fn remove_events(&self, deployment: Uuid) {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self
-            .root
-            .join("events")
-            .join(format!("{deployment}.jsonl"));
+        let path = self.root.join("events").join(format!("{deployment}.jsonl"));
         let _ = fs::remove_file(path);
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         t.events.remove(&deployment);
@@ -320,11 +315,7 @@ impl Store {
             ),
             Write1::Defaults(ns, v) => self.put(Kind::Defaults, ns, &(ns, v)),
             Write1::Namespace(n) => self.put(Kind::Namespace, &n.metadata.name, n),
-            Write1::Token(k) => self.put(
-                Kind::Token,
-                &key2(&k.token.namespace, &k.token.name),
-                k,
-            ),
+            Write1::Token(k) => self.put(Kind::Token, &key2(&k.token.namespace, &k.token.name), k),
             Write1::RemoveDeployment(id) => self.remove(Kind::Deployment, &id.to_string()),
             Write1::RemoveJob(id) => self.remove(Kind::Job, &id.to_string()),
             Write1::RemoveSavepoint(id) => self.remove(Kind::Savepoint, &id.to_string()),
@@ -336,12 +327,11 @@ impl Store {
 
     fn put<T: Serialize>(&self, kind: Kind, key: &str, value: &T) -> Result<()> {
         let dir = self.root.join(kind.dir());
-        let bytes = serde_json::to_vec(&Versioned::V1 { data: value }).map_err(|source| {
-            Error::Encode {
+        let bytes =
+            serde_json::to_vec(&Versioned::V1 { data: value }).map_err(|source| Error::Encode {
                 what: format!("{} {key}", kind.dir()),
                 source,
-            }
-        })?;
+            })?;
         write_atomic(&dir, &format!("{key}.json"), &bytes)
     }
 
@@ -373,10 +363,8 @@ fn apply(t: &mut Tables, w: Write1) {
             t.savepoints.insert(s.metadata.id, s);
         }
         Write1::Target(d) => {
-            t.targets.insert(
-                (d.metadata.namespace.clone(), d.metadata.name.clone()),
-                d,
-            );
+            t.targets
+                .insert((d.metadata.namespace.clone(), d.metadata.name.clone()), d);
         }
         Write1::Defaults(ns, v) => {
             t.defaults.insert(ns, v);

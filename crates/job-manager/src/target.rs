@@ -131,7 +131,13 @@ impl LocalClusters {
             .join(spec.deployment_id)
             .join(spec.job_id);
         let conf = dir.join("conf");
-        for d in [&conf, &dir.join("pid"), &dir.join("tmp"), &dir.join("upload"), &log_dir] {
+        for d in [
+            &conf,
+            &dir.join("pid"),
+            &dir.join("tmp"),
+            &dir.join("upload"),
+            &log_dir,
+        ] {
             std::fs::create_dir_all(d).map_err(|source| Error::Io {
                 path: d.clone(),
                 source,
@@ -144,8 +150,14 @@ impl LocalClusters {
         }
         let p = spec.parallelism.max(1).to_string();
         for (k, v) in [
-            ("jobmanager.memory.process.size", spec.jobmanager_memory.unwrap_or("1024m")),
-            ("taskmanager.memory.process.size", spec.taskmanager_memory.unwrap_or("1536m")),
+            (
+                "jobmanager.memory.process.size",
+                spec.jobmanager_memory.unwrap_or("1024m"),
+            ),
+            (
+                "taskmanager.memory.process.size",
+                spec.taskmanager_memory.unwrap_or("1536m"),
+            ),
             ("taskmanager.numberOfTaskSlots", p.as_str()),
             ("parallelism.default", p.as_str()),
             ("execution.checkpointing.interval", "10s"),
@@ -157,7 +169,10 @@ impl LocalClusters {
             cfg.insert(k.into(), v.into());
         }
         cfg.insert("io.tmp.dirs".into(), dir.join("tmp").display().to_string());
-        cfg.insert("web.upload.dir".into(), dir.join("upload").display().to_string());
+        cfg.insert(
+            "web.upload.dir".into(),
+            dir.join("upload").display().to_string(),
+        );
         if let Some(url) = spec.metrics_gateway {
             let r = "metrics.reporter.jobmanager_suite";
             cfg.insert(
@@ -165,7 +180,10 @@ impl LocalClusters {
                 "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory".into(),
             );
             cfg.insert(format!("{r}.hostUrl"), url.into());
-            cfg.insert(format!("{r}.jobName"), format!("flink-{}", spec.deployment_id));
+            cfg.insert(
+                format!("{r}.jobName"),
+                format!("flink-{}", spec.deployment_id),
+            );
             cfg.insert(format!("{r}.randomJobNameSuffix"), "true".into());
             cfg.insert(format!("{r}.deleteOnShutdown"), "true".into());
             cfg.insert(format!("{r}.interval"), "10 SECONDS".into());
@@ -187,7 +205,8 @@ impl LocalClusters {
                 cfg.insert(k.clone(), v.clone());
             }
         }
-        let [jm_rpc, tm_rpc, tm_data, blob, rest] = [ports[0], ports[1], ports[2], ports[3], ports[4]];
+        let [jm_rpc, tm_rpc, tm_data, blob, rest] =
+            [ports[0], ports[1], ports[2], ports[3], ports[4]];
         for (k, v) in [
             ("jobmanager.rpc.address", "127.0.0.1".to_string()),
             ("jobmanager.rpc.port", jm_rpc.to_string()),
@@ -208,7 +227,10 @@ impl LocalClusters {
         let yaml = render_yaml(&cfg);
         write(&conf.join("config.yaml"), yaml.as_bytes())?;
         write(&conf.join("log4j.properties"), spec.log4j.as_bytes())?;
-        write(&conf.join("log4j-console.properties"), spec.log4j.as_bytes())?;
+        write(
+            &conf.join("log4j-console.properties"),
+            spec.log4j.as_bytes(),
+        )?;
         let cluster = ClusterRef {
             rest_url: format!("http://127.0.0.1:{rest}"),
             local_dir: Some(dir.display().to_string()),
@@ -245,12 +267,18 @@ impl LocalClusters {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let env: Vec<(String, String)> = env.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
         tokio::spawn(async move {
             // A start script of the previous process may still be launching its daemon; its
             // pid file appears within a few seconds.
             tokio::time::sleep(RESUME_GRACE).await;
-            for (script, daemon) in [("jobmanager.sh", "standalonesession"), ("taskmanager.sh", "taskexecutor")] {
+            for (script, daemon) in [
+                ("jobmanager.sh", "standalonesession"),
+                ("taskmanager.sh", "taskexecutor"),
+            ] {
                 if !daemon_alive(&dir.join("pid"), &ident, daemon) {
                     tracing::info!(cluster = %dir.display(), daemon, "Restarting a local Flink daemon that is not running.");
                     run_script(&home, &dir, &log_dir, &ident, &env, script, "start").await;

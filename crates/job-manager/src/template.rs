@@ -209,7 +209,10 @@ mod tests {
             ("plain".to_string(), "x".to_string()),
         ]);
         let out = render_config(&cfg, &ctx()).unwrap();
-        assert_eq!(out["execution.checkpointing.dir"], "file:///ck/default/d-1/j-9");
+        assert_eq!(
+            out["execution.checkpointing.dir"],
+            "file:///ck/default/d-1/j-9"
+        );
         let bad = BTreeMap::from([("k".to_string(), "{{ deploymentIdd }}".to_string())]);
         let err = render_config(&bad, &ctx()).unwrap_err();
         assert!(err.contains("flinkConfiguration[\"k\"]"), "{err}");
@@ -228,13 +231,21 @@ mod tests {
         };
         let out = render_log4j(Some(&logging), &ctx()).unwrap();
         assert!(out.contains("rootLogger.level = WARN"), "{out}");
-        assert!(out.contains("logger.user1.name = org.apache.flink"), "{out}");
+        assert!(
+            out.contains("logger.user1.name = org.apache.flink"),
+            "{out}"
+        );
         assert!(out.contains("deployment orders (d-1), job j-9"), "{out}");
         let custom = Logging {
-            log4j2_configuration_template: Some("root={{ rootLoggerLogLevel }} ns={{ namespace }}".into()),
+            log4j2_configuration_template: Some(
+                "root={{ rootLoggerLogLevel }} ns={{ namespace }}".into(),
+            ),
             ..logging
         };
-        assert_eq!(render_log4j(Some(&custom), &ctx()).unwrap(), "root=WARN ns=default");
+        assert_eq!(
+            render_log4j(Some(&custom), &ctx()).unwrap(),
+            "root=WARN ns=default"
+        );
     }
 
     #[test]

@@ -37,14 +37,8 @@ impl Harness {
         )
         .expect("config");
         let metrics = Metrics::register("job_manager", &registry);
-        let (state, controller) = crate::assemble(
-            store,
-            flink.clone(),
-            data_dir,
-            None,
-            handle,
-            metrics,
-        );
+        let (state, controller) =
+            crate::assemble(store, flink.clone(), data_dir, None, handle, metrics);
         let jar = data_dir.join("test-job.jar");
         if !jar.exists() {
             std::fs::write(&jar, b"PK\x03\x04 not really a jar").expect("write jar");

@@ -24,7 +24,11 @@ fn deployment(h: &Harness, name: &str) -> Value {
 
 async fn token(h: &Harness, ns: &str, name: &str, role: &str) -> String {
     let (s, v) = h
-        .call("POST", &format!("/apitokens/v1/namespaces/{ns}/apitokens"), Some(json!({"name": name, "role": role})))
+        .call(
+            "POST",
+            &format!("/apitokens/v1/namespaces/{ns}/apitokens"),
+            Some(json!({"name": name, "role": role})),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     v["data"]["secret"].as_str().unwrap().to_string()
@@ -54,7 +58,13 @@ async fn every_route_enforces_the_role_matrix_for_every_caller() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path());
     // A second namespace whose owner must not reach `default`.
-    let (s, v) = h.call("POST", "/namespaces/v1/namespaces", Some(json!({"metadata": {"name": "team-b"}}))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/namespaces/v1/namespaces",
+            Some(json!({"metadata": {"name": "team-b"}})),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     let viewer = token(&h, "default", "t-viewer", "viewer").await;
     let editor = token(&h, "default", "t-editor", "editor").await;
@@ -72,7 +82,13 @@ async fn every_route_enforces_the_role_matrix_for_every_caller() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = h.call("POST", "/api/v1/namespaces/default/deployments", Some(deployment(&h, "subject"))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployments",
+            Some(deployment(&h, "subject")),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     let dep = v["data"]["metadata"]["id"].as_str().unwrap().to_string();
     let uuid = "00000000-0000-4000-8000-000000000000";
@@ -80,63 +96,258 @@ async fn every_route_enforces_the_role_matrix_for_every_caller() {
     let bearer = |t: &str| vec![("Authorization", format!("Bearer {t}"))];
     let user = |u: &str| vec![(USER_HEADER, u.to_string())];
     let callers = vec![
-        Who { label: "anonymous", headers: vec![], rank: 0, admin: false },
-        Who { label: "bad token", headers: bearer("jm_not_a_token"), rank: 0, admin: false },
-        Who { label: "owner of team-b", headers: bearer(&other), rank: 0, admin: false },
-        Who { label: "user:dave (no binding)", headers: user("dave"), rank: 0, admin: false },
-        Who { label: "viewer token", headers: bearer(&viewer), rank: 1, admin: false },
-        Who { label: "user:alice (viewer)", headers: user("alice"), rank: 1, admin: false },
-        Who { label: "editor token", headers: bearer(&editor), rank: 2, admin: false },
-        Who { label: "user:bob (editor)", headers: user("bob"), rank: 2, admin: false },
-        Who { label: "owner token", headers: bearer(&owner), rank: 3, admin: false },
-        Who { label: "user:carol (owner)", headers: user("carol"), rank: 3, admin: false },
-        Who { label: "bootstrap", headers: bearer(job_manager::testing::TOKEN), rank: 3, admin: true },
+        Who {
+            label: "anonymous",
+            headers: vec![],
+            rank: 0,
+            admin: false,
+        },
+        Who {
+            label: "bad token",
+            headers: bearer("jm_not_a_token"),
+            rank: 0,
+            admin: false,
+        },
+        Who {
+            label: "owner of team-b",
+            headers: bearer(&other),
+            rank: 0,
+            admin: false,
+        },
+        Who {
+            label: "user:dave (no binding)",
+            headers: user("dave"),
+            rank: 0,
+            admin: false,
+        },
+        Who {
+            label: "viewer token",
+            headers: bearer(&viewer),
+            rank: 1,
+            admin: false,
+        },
+        Who {
+            label: "user:alice (viewer)",
+            headers: user("alice"),
+            rank: 1,
+            admin: false,
+        },
+        Who {
+            label: "editor token",
+            headers: bearer(&editor),
+            rank: 2,
+            admin: false,
+        },
+        Who {
+            label: "user:bob (editor)",
+            headers: user("bob"),
+            rank: 2,
+            admin: false,
+        },
+        Who {
+            label: "owner token",
+            headers: bearer(&owner),
+            rank: 3,
+            admin: false,
+        },
+        Who {
+            label: "user:carol (owner)",
+            headers: user("carol"),
+            rank: 3,
+            admin: false,
+        },
+        Who {
+            label: "bootstrap",
+            headers: bearer(job_manager::testing::TOKEN),
+            rank: 3,
+            admin: true,
+        },
     ];
     let ns = "/api/v1/namespaces/default";
     let art = "/artifacts/v1/namespaces/default";
     let routes: Vec<(&str, String, Option<Value>, Need)> = vec![
         ("GET", format!("{ns}/deployments"), None, Need::Viewer),
-        ("GET", format!("{ns}/deployments?labelSelector=team%3Da"), None, Need::Viewer),
+        (
+            "GET",
+            format!("{ns}/deployments?labelSelector=team%3Da"),
+            None,
+            Need::Viewer,
+        ),
         ("GET", format!("{ns}/deployments/{dep}"), None, Need::Viewer),
         ("GET", format!("{ns}/jobs"), None, Need::Viewer),
         ("GET", format!("{ns}/jobs/{uuid}"), None, Need::Viewer),
         ("GET", format!("{ns}/savepoints"), None, Need::Viewer),
         ("GET", format!("{ns}/savepoints/{uuid}"), None, Need::Viewer),
-        ("GET", format!("{ns}/events?deploymentId={dep}"), None, Need::Viewer),
-        ("GET", format!("{ns}/deployment-targets"), None, Need::Viewer),
-        ("GET", format!("{ns}/deployment-targets/local"), None, Need::Viewer),
-        ("GET", format!("{ns}/deployment-defaults"), None, Need::Viewer),
+        (
+            "GET",
+            format!("{ns}/events?deploymentId={dep}"),
+            None,
+            Need::Viewer,
+        ),
+        (
+            "GET",
+            format!("{ns}/deployment-targets"),
+            None,
+            Need::Viewer,
+        ),
+        (
+            "GET",
+            format!("{ns}/deployment-targets/local"),
+            None,
+            Need::Viewer,
+        ),
+        (
+            "GET",
+            format!("{ns}/deployment-defaults"),
+            None,
+            Need::Viewer,
+        ),
         ("GET", format!("{art}/artifacts:list"), None, Need::Viewer),
-        ("GET", format!("{art}/artifacts:getMetadata?filename=x.jar"), None, Need::Viewer),
-        ("GET", format!("{art}/artifacts:download?filename=x.jar"), None, Need::Viewer),
-        ("GET", "/namespaces/v1/namespaces/default".into(), None, Need::Viewer),
+        (
+            "GET",
+            format!("{art}/artifacts:getMetadata?filename=x.jar"),
+            None,
+            Need::Viewer,
+        ),
+        (
+            "GET",
+            format!("{art}/artifacts:download?filename=x.jar"),
+            None,
+            Need::Viewer,
+        ),
+        (
+            "GET",
+            "/namespaces/v1/namespaces/default".into(),
+            None,
+            Need::Viewer,
+        ),
         ("GET", "/namespaces/v1/namespaces".into(), None, Need::Any),
-        ("POST", format!("{ns}/deployments"), Some(deployment(&h, "made-by-matrix")), Need::Editor),
-        ("PATCH", format!("{ns}/deployments/{dep}"), Some(json!({"metadata": {"annotations": {"a": "b"}}})), Need::Editor),
-        ("POST", format!("{ns}/deployments/{dep}/clone"), None, Need::Editor),
-        ("POST", format!("{ns}/savepoints"), Some(json!({"metadata": {"deploymentId": dep}})), Need::Editor),
-        ("DELETE", format!("{ns}/savepoints/{uuid}"), None, Need::Editor),
-        ("POST", format!("{ns}/deployment-targets"), Some(json!({"metadata": {"name": "sess"}, "spec": {"type": "session", "restUrl": "http://127.0.0.1:1"}})), Need::Editor),
-        ("DELETE", format!("{ns}/deployment-targets/missing"), None, Need::Editor),
-        ("PUT", format!("{ns}/deployment-defaults"), Some(json!({"spec": {}})), Need::Editor),
-        ("PATCH", format!("{ns}/deployment-defaults"), Some(json!({"spec": {}})), Need::Editor),
-        ("POST", format!("{art}/artifacts:upload"), Some(json!({})), Need::Editor),
-        ("DELETE", format!("{art}/artifacts:delete?filename=x.jar"), None, Need::Editor),
-        ("DELETE", format!("{ns}/deployments/{uuid}"), None, Need::Editor),
-        ("GET", "/apitokens/v1/namespaces/default/apitokens".into(), None, Need::Owner),
-        ("GET", "/apitokens/v1/namespaces/default/apitokens/t-viewer".into(), None, Need::Owner),
-        ("POST", "/apitokens/v1/namespaces/default/apitokens".into(), Some(json!({"name": "matrix", "role": "viewer"})), Need::Owner),
-        ("DELETE", "/apitokens/v1/namespaces/default/apitokens/missing".into(), None, Need::Owner),
-        ("PATCH", "/namespaces/v1/namespaces/default".into(), Some(json!({})), Need::Owner),
-        ("POST", "/namespaces/v1/namespaces".into(), Some(json!({"metadata": {"name": "made-by-matrix"}})), Need::Admin),
-        ("DELETE", "/namespaces/v1/namespaces/missing".into(), None, Need::Admin),
+        (
+            "POST",
+            format!("{ns}/deployments"),
+            Some(deployment(&h, "made-by-matrix")),
+            Need::Editor,
+        ),
+        (
+            "PATCH",
+            format!("{ns}/deployments/{dep}"),
+            Some(json!({"metadata": {"annotations": {"a": "b"}}})),
+            Need::Editor,
+        ),
+        (
+            "POST",
+            format!("{ns}/deployments/{dep}/clone"),
+            None,
+            Need::Editor,
+        ),
+        (
+            "POST",
+            format!("{ns}/savepoints"),
+            Some(json!({"metadata": {"deploymentId": dep}})),
+            Need::Editor,
+        ),
+        (
+            "DELETE",
+            format!("{ns}/savepoints/{uuid}"),
+            None,
+            Need::Editor,
+        ),
+        (
+            "POST",
+            format!("{ns}/deployment-targets"),
+            Some(
+                json!({"metadata": {"name": "sess"}, "spec": {"type": "session", "restUrl": "http://127.0.0.1:1"}}),
+            ),
+            Need::Editor,
+        ),
+        (
+            "DELETE",
+            format!("{ns}/deployment-targets/missing"),
+            None,
+            Need::Editor,
+        ),
+        (
+            "PUT",
+            format!("{ns}/deployment-defaults"),
+            Some(json!({"spec": {}})),
+            Need::Editor,
+        ),
+        (
+            "PATCH",
+            format!("{ns}/deployment-defaults"),
+            Some(json!({"spec": {}})),
+            Need::Editor,
+        ),
+        (
+            "POST",
+            format!("{art}/artifacts:upload"),
+            Some(json!({})),
+            Need::Editor,
+        ),
+        (
+            "DELETE",
+            format!("{art}/artifacts:delete?filename=x.jar"),
+            None,
+            Need::Editor,
+        ),
+        (
+            "DELETE",
+            format!("{ns}/deployments/{uuid}"),
+            None,
+            Need::Editor,
+        ),
+        (
+            "GET",
+            "/apitokens/v1/namespaces/default/apitokens".into(),
+            None,
+            Need::Owner,
+        ),
+        (
+            "GET",
+            "/apitokens/v1/namespaces/default/apitokens/t-viewer".into(),
+            None,
+            Need::Owner,
+        ),
+        (
+            "POST",
+            "/apitokens/v1/namespaces/default/apitokens".into(),
+            Some(json!({"name": "matrix", "role": "viewer"})),
+            Need::Owner,
+        ),
+        (
+            "DELETE",
+            "/apitokens/v1/namespaces/default/apitokens/missing".into(),
+            None,
+            Need::Owner,
+        ),
+        (
+            "PATCH",
+            "/namespaces/v1/namespaces/default".into(),
+            Some(json!({})),
+            Need::Owner,
+        ),
+        (
+            "POST",
+            "/namespaces/v1/namespaces".into(),
+            Some(json!({"metadata": {"name": "made-by-matrix"}})),
+            Need::Admin,
+        ),
+        (
+            "DELETE",
+            "/namespaces/v1/namespaces/missing".into(),
+            None,
+            Need::Admin,
+        ),
     ];
     let mut checked = 0;
     for (method, path, body, need) in &routes {
         for who in &callers {
-            let headers: Vec<(&str, &str)> = who.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                who.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let (status, env) = h.request(method, path, &headers, body.clone()).await;
-            let authenticated = who.rank > 0 || who.label == "owner of team-b" || who.label.starts_with("user:dave");
+            let authenticated = who.rank > 0
+                || who.label == "owner of team-b"
+                || who.label.starts_with("user:dave");
             let allowed = match need {
                 Need::Any => authenticated,
                 Need::Admin => who.admin,
@@ -151,7 +362,11 @@ async fn every_route_enforces_the_role_matrix_for_every_caller() {
                 assert!(status != 401 && status != 403, "{ctx}");
             } else {
                 assert_eq!(status, 403, "{ctx}");
-                assert!(env["message"].as_str().unwrap_or("").contains("default") || *need == Need::Admin, "{ctx}");
+                assert!(
+                    env["message"].as_str().unwrap_or("").contains("default")
+                        || *need == Need::Admin,
+                    "{ctx}"
+                );
             }
             // Every answer is the envelope.
             assert_eq!(env["httpCode"], status, "{ctx}");
@@ -171,7 +386,10 @@ async fn validation_errors_name_the_field_and_good_state_is_kept() {
     bad["spec"]["template"]["spec"]["parallelism"] = json!(0);
     let (s, v) = h.call("POST", ns, Some(bad)).await;
     assert_eq!(s, 400);
-    assert_eq!(v["message"], "spec.template.spec.parallelism must be ≥ 1 (got 0)");
+    assert_eq!(
+        v["message"],
+        "spec.template.spec.parallelism must be ≥ 1 (got 0)"
+    );
     assert_eq!(v["success"], false);
     assert_eq!(v["reason"], "ValidationFailed");
 
@@ -179,40 +397,86 @@ async fn validation_errors_name_the_field_and_good_state_is_kept() {
     bad["spec"]["template"]["spec"]["parallelism"] = json!("two");
     let (s, v) = h.call("POST", ns, Some(bad)).await;
     assert_eq!(s, 400);
-    assert!(v["message"].as_str().unwrap().starts_with("spec.template.spec.parallelism: invalid type"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.template.spec.parallelism: invalid type"),
+        "{v}"
+    );
 
     let mut bad = deployment(&h, "bad");
     bad["spec"]["template"]["spec"]["paralelism"] = json!(2);
     let (s, v) = h.call("POST", ns, Some(bad)).await;
     assert_eq!(s, 400);
-    assert!(v["message"].as_str().unwrap().contains("spec.template.spec") && v["message"].as_str().unwrap().contains("paralelism"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.template.spec")
+            && v["message"].as_str().unwrap().contains("paralelism"),
+        "{v}"
+    );
 
     for (field, value, needle) in [
         ("state", json!("PAUSED"), "spec.state"),
-        ("deploymentTargetName", json!("nowhere"), "spec.deploymentTargetName"),
-        ("savepointSchedule", json!({"cron": "every minute"}), "spec.savepointSchedule.cron"),
-        ("maxJobCreationAttempts", json!(0), "spec.maxJobCreationAttempts"),
+        (
+            "deploymentTargetName",
+            json!("nowhere"),
+            "spec.deploymentTargetName",
+        ),
+        (
+            "savepointSchedule",
+            json!({"cron": "every minute"}),
+            "spec.savepointSchedule.cron",
+        ),
+        (
+            "maxJobCreationAttempts",
+            json!(0),
+            "spec.maxJobCreationAttempts",
+        ),
     ] {
         let mut bad = deployment(&h, "bad");
         bad["spec"][field] = value;
         let (s, v) = h.call("POST", ns, Some(bad)).await;
         assert_eq!(s, 400, "{field}: {v}");
-        assert!(v["message"].as_str().unwrap().contains(needle), "{field}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{field}: {v}"
+        );
     }
     let mut bad = deployment(&h, "bad");
     bad["spec"]["template"]["spec"]["flinkConfiguration"] = json!({"k": "{{ jobid }}"});
     let (s, v) = h.call("POST", ns, Some(bad)).await;
     assert_eq!(s, 400);
-    assert!(v["message"].as_str().unwrap().contains("flinkConfiguration[\"k\"]"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("flinkConfiguration[\"k\"]"),
+        "{v}"
+    );
     let (s, v) = h.call("POST", ns, Some(json!({"metadata": {"name": "x"}, "spec": {"template": {"spec": {"artifact": {"jarUri": "ftp://x/y.jar"}}}}}))).await;
     assert_eq!(s, 400);
-    assert!(v["message"].as_str().unwrap().contains("spec.template.spec.artifact.jarUri"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.template.spec.artifact.jarUri"),
+        "{v}"
+    );
 
     // A good one, then a bad PATCH leaves it as it was.
     let (s, v) = h.call("POST", ns, Some(deployment(&h, "good"))).await;
     assert_eq!(s, 201, "{v}");
     let id = v["data"]["metadata"]["id"].as_str().unwrap().to_string();
-    let (s, v) = h.call("PATCH", &format!("{ns}/{id}"), Some(json!({"spec": {"template": {"spec": {"parallelism": -1}}}}))).await;
+    let (s, v) = h
+        .call(
+            "PATCH",
+            &format!("{ns}/{id}"),
+            Some(json!({"spec": {"template": {"spec": {"parallelism": -1}}}})),
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
     let (_, v) = h.call("GET", &format!("{ns}/{id}"), None).await;
     assert_eq!(v["data"]["spec"]["template"]["spec"]["parallelism"], 1);
@@ -238,7 +502,18 @@ async fn yaml_bodies_resource_versions_defaults_clone_and_label_selectors() {
         h.jar_uri
     );
     let (s, v) = h
-        .request("POST", &format!("{ns}/deployments"), &[("Authorization", &format!("Bearer {}", job_manager::testing::TOKEN)), ("Content-Type", "application/yaml")], None)
+        .request(
+            "POST",
+            &format!("{ns}/deployments"),
+            &[
+                (
+                    "Authorization",
+                    &format!("Bearer {}", job_manager::testing::TOKEN),
+                ),
+                ("Content-Type", "application/yaml"),
+            ],
+            None,
+        )
         .await;
     assert_eq!(s, 400, "empty body refused: {v}");
     let resp = {
@@ -249,7 +524,10 @@ async fn yaml_bodies_resource_versions_defaults_clone_and_label_selectors() {
                 axum::http::Request::builder()
                     .method("POST")
                     .uri(format!("{ns}/deployments"))
-                    .header("Authorization", format!("Bearer {}", job_manager::testing::TOKEN))
+                    .header(
+                        "Authorization",
+                        format!("Bearer {}", job_manager::testing::TOKEN),
+                    )
                     .header("Content-Type", "application/yaml")
                     .body(axum::body::Body::from(yaml))
                     .unwrap(),
@@ -258,44 +536,109 @@ async fn yaml_bodies_resource_versions_defaults_clone_and_label_selectors() {
             .unwrap()
     };
     assert_eq!(resp.status(), 201);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
     let v: Value = serde_json::from_slice(&body).unwrap();
     let d = &v["data"];
-    assert_eq!(d["spec"]["template"]["spec"]["parallelism"], 3, "default applied");
-    assert_eq!(d["spec"]["template"]["spec"]["flinkConfiguration"]["k"], "mine", "user wins");
-    assert_eq!(d["spec"]["template"]["spec"]["flinkConfiguration"]["execution.checkpointing.interval"], "5s");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["parallelism"], 3,
+        "default applied"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["flinkConfiguration"]["k"], "mine",
+        "user wins"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["flinkConfiguration"]["execution.checkpointing.interval"],
+        "5s"
+    );
     let id = d["metadata"]["id"].as_str().unwrap().to_string();
 
     // Optimistic concurrency.
-    let (s, v) = h.call("PATCH", &format!("{ns}/deployments/{id}"), Some(json!({"metadata": {"resourceVersion": 1, "labels": {"team": "c"}}}))).await;
+    let (s, v) = h
+        .call(
+            "PATCH",
+            &format!("{ns}/deployments/{id}"),
+            Some(json!({"metadata": {"resourceVersion": 1, "labels": {"team": "c"}}})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["data"]["metadata"]["resourceVersion"], 2);
-    let (s, v) = h.call("PATCH", &format!("{ns}/deployments/{id}"), Some(json!({"metadata": {"resourceVersion": 1, "labels": {"team": "d"}}}))).await;
+    let (s, v) = h
+        .call(
+            "PATCH",
+            &format!("{ns}/deployments/{id}"),
+            Some(json!({"metadata": {"resourceVersion": 1, "labels": {"team": "d"}}})),
+        )
+        .await;
     assert_eq!(s, 409, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("resourceVersion 1 is stale"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("resourceVersion 1 is stale"),
+        "{v}"
+    );
 
     // Label selectors.
-    h.call("POST", &format!("{ns}/deployments"), Some(deployment(&h, "other"))).await;
-    let (_, v) = h.call("GET", &format!("{ns}/deployments?labelSelector=team%3Dc"), None).await;
-    let names: Vec<_> = v["data"]["items"].as_array().unwrap().iter().map(|d| d["metadata"]["name"].clone()).collect();
+    h.call(
+        "POST",
+        &format!("{ns}/deployments"),
+        Some(deployment(&h, "other")),
+    )
+    .await;
+    let (_, v) = h
+        .call(
+            "GET",
+            &format!("{ns}/deployments?labelSelector=team%3Dc"),
+            None,
+        )
+        .await;
+    let names: Vec<_> = v["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["metadata"]["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("from-yaml")]);
 
     // Clone: "Fork of", CANCELLED, new id, same spec.
-    let (s, v) = h.call("POST", &format!("{ns}/deployments/{id}/clone"), None).await;
+    let (s, v) = h
+        .call("POST", &format!("{ns}/deployments/{id}/clone"), None)
+        .await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["data"]["metadata"]["name"], "Fork of from-yaml");
     assert_eq!(v["data"]["spec"]["state"], "CANCELLED");
     assert_ne!(v["data"]["metadata"]["id"], id.as_str());
     assert_eq!(v["data"]["spec"]["template"], d["spec"]["template"]);
-    let (_, v) = h.call("POST", &format!("{ns}/deployments/{id}/clone"), None).await;
+    let (_, v) = h
+        .call("POST", &format!("{ns}/deployments/{id}/clone"), None)
+        .await;
     assert_eq!(v["data"]["metadata"]["name"], "Fork of from-yaml (2)");
 
     // A savepoint needs a running job.
-    let (s, v) = h.call("POST", &format!("{ns}/savepoints"), Some(json!({"metadata": {"deploymentId": id}}))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            &format!("{ns}/savepoints"),
+            Some(json!({"metadata": {"deploymentId": id}})),
+        )
+        .await;
     assert_eq!(s, 409, "{v}");
-    let (s, v) = h.call("POST", &format!("{ns}/savepoints"), Some(json!({"metadata": {}}))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            &format!("{ns}/savepoints"),
+            Some(json!({"metadata": {}})),
+        )
+        .await;
     assert_eq!(s, 400);
-    assert!(v["message"].as_str().unwrap().contains("metadata.deploymentId"));
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("metadata.deploymentId"));
 }
 
 #[tokio::test]
@@ -308,14 +651,25 @@ async fn suspend_on_a_session_target_without_a_savepoint_directory_is_refused() 
     let mut d = deployment(&h, "s");
     d["spec"]["deploymentTargetName"] = json!("sess");
     d["spec"]["state"] = json!("SUSPENDED");
-    let (s, v) = h.call("POST", &format!("{ns}/deployments"), Some(d.clone())).await;
+    let (s, v) = h
+        .call("POST", &format!("{ns}/deployments"), Some(d.clone()))
+        .await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("execution.checkpointing.savepoint-dir"), "{v}");
-    d["spec"]["template"]["spec"]["flinkConfiguration"] = json!({"execution.checkpointing.savepoint-dir": "file:///sp/{{ deploymentId }}"});
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("execution.checkpointing.savepoint-dir"),
+        "{v}"
+    );
+    d["spec"]["template"]["spec"]["flinkConfiguration"] =
+        json!({"execution.checkpointing.savepoint-dir": "file:///sp/{{ deploymentId }}"});
     let (s, v) = h.call("POST", &format!("{ns}/deployments"), Some(d)).await;
     assert_eq!(s, 201, "{v}");
     // A target in use cannot be deleted.
-    let (s, _) = h.call("DELETE", &format!("{ns}/deployment-targets/sess"), None).await;
+    let (s, _) = h
+        .call("DELETE", &format!("{ns}/deployment-targets/sess"), None)
+        .await;
     assert_eq!(s, 409);
 }
 
@@ -325,29 +679,66 @@ async fn tokens_show_their_secret_once_and_store_only_a_hash() {
     let h = harness(dir.path());
     let secret = token(&h, "default", "ci", "editor").await;
     assert!(secret.starts_with("jm_") && secret.len() > 32);
-    let (_, v) = h.call("GET", "/apitokens/v1/namespaces/default/apitokens", None).await;
+    let (_, v) = h
+        .call("GET", "/apitokens/v1/namespaces/default/apitokens", None)
+        .await;
     let text = v.to_string();
     assert!(!text.contains(&secret), "{text}");
     assert!(text.contains("\"ci\"") && text.contains("editor"));
     // Not on disk either.
     let mut found = false;
     for e in walk(dir.path()) {
-        if std::fs::read(&e).map(|b| String::from_utf8_lossy(&b).contains(&secret)).unwrap_or(false) {
+        if std::fs::read(&e)
+            .map(|b| String::from_utf8_lossy(&b).contains(&secret))
+            .unwrap_or(false)
+        {
             found = true;
         }
     }
     assert!(!found, "the secret is stored only hashed");
     // It works, and stops working once deleted.
-    let (s, _) = h.call_as(Some(&secret), "GET", "/api/v1/namespaces/default/deployments", None).await;
+    let (s, _) = h
+        .call_as(
+            Some(&secret),
+            "GET",
+            "/api/v1/namespaces/default/deployments",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = h.call("POST", "/apitokens/v1/namespaces/default/apitokens", Some(json!({"name": "ci", "role": "viewer"}))).await;
+    let (s, _) = h
+        .call(
+            "POST",
+            "/apitokens/v1/namespaces/default/apitokens",
+            Some(json!({"name": "ci", "role": "viewer"})),
+        )
+        .await;
     assert_eq!(s, 409);
-    let (s, v) = h.call("POST", "/apitokens/v1/namespaces/default/apitokens", Some(json!({"name": "x", "role": "admin"}))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/apitokens/v1/namespaces/default/apitokens",
+            Some(json!({"name": "x", "role": "admin"})),
+        )
+        .await;
     assert_eq!(s, 400, "{v}");
     assert!(v["message"].as_str().unwrap().starts_with("role:"), "{v}");
-    let (s, _) = h.call("DELETE", "/apitokens/v1/namespaces/default/apitokens/ci", None).await;
+    let (s, _) = h
+        .call(
+            "DELETE",
+            "/apitokens/v1/namespaces/default/apitokens/ci",
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, _) = h.call_as(Some(&secret), "GET", "/api/v1/namespaces/default/deployments", None).await;
+    let (s, _) = h
+        .call_as(
+            Some(&secret),
+            "GET",
+            "/api/v1/namespaces/default/deployments",
+            None,
+        )
+        .await;
     assert_eq!(s, 401);
 }
 
@@ -372,23 +763,43 @@ async fn members_must_be_written_user_colon_uid() {
     let h = harness(dir.path());
     for bad in ["user: alice", "alice", "group:ops", "user:"] {
         let (s, v) = h
-            .call("PATCH", "/namespaces/v1/namespaces/default", Some(json!({"spec": {"roleBindings": [{"role": "editor", "members": [bad]}]}})))
+            .call(
+                "PATCH",
+                "/namespaces/v1/namespaces/default",
+                Some(json!({"spec": {"roleBindings": [{"role": "editor", "members": [bad]}]}})),
+            )
             .await;
         assert_eq!(s, 400, "{bad}: {v}");
-        assert!(v["message"].as_str().unwrap().contains("spec.roleBindings[0].members[0]"), "{v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.roleBindings[0].members[0]"),
+            "{v}"
+        );
     }
-    let (_, v) = h.call("GET", "/namespaces/v1/namespaces/default", None).await;
-    assert_eq!(v["data"]["spec"]["roleBindings"], json!([]), "bad input did not change the namespace");
+    let (_, v) = h
+        .call("GET", "/namespaces/v1/namespaces/default", None)
+        .await;
+    assert_eq!(
+        v["data"]["spec"]["roleBindings"],
+        json!([]),
+        "bad input did not change the namespace"
+    );
 }
 
 #[tokio::test]
 async fn default_namespace_and_local_target_exist_from_the_first_start() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path());
-    let (s, v) = h.call("GET", "/api/v1/namespaces/default/deployment-targets", None).await;
+    let (s, v) = h
+        .call("GET", "/api/v1/namespaces/default/deployment-targets", None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["data"]["items"][0]["metadata"]["name"], "local");
     assert_eq!(v["data"]["items"][0]["spec"]["type"], "local");
-    let (s, v) = h.call("GET", "/api/v1/namespaces/nope/deployments", None).await;
+    let (s, v) = h
+        .call("GET", "/api/v1/namespaces/nope/deployments", None)
+        .await;
     assert_eq!(s, 404, "{v}");
 }

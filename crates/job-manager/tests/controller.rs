@@ -3,12 +3,7 @@
 
 use std::sync::Arc;
 
-use job_manager::{
-    flink::fake::FakeFlink,
-    store::Write1,
-    testing::Harness,
-    Config,
-};
+use job_manager::{flink::fake::FakeFlink, store::Write1, testing::Harness, Config};
 use serde_json::{json, Value};
 
 fn config() -> Config {
@@ -36,7 +31,9 @@ async fn create(h: &Harness, name: &str, extra: Value) -> String {
         }
     });
     merge(&mut body, &extra);
-    let (s, v) = h.call("POST", "/api/v1/namespaces/default/deployments", Some(body)).await;
+    let (s, v) = h
+        .call("POST", "/api/v1/namespaces/default/deployments", Some(body))
+        .await;
     assert_eq!(s, 201, "{v}");
     v["data"]["metadata"]["id"].as_str().unwrap().to_string()
 }
@@ -54,13 +51,23 @@ fn merge(a: &mut Value, b: &Value) {
 
 async fn patch(h: &Harness, id: &str, body: Value) {
     let (s, v) = h
-        .call("PATCH", &format!("/api/v1/namespaces/default/deployments/{id}"), Some(body))
+        .call(
+            "PATCH",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            Some(body),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
 }
 
 async fn get(h: &Harness, id: &str) -> Value {
-    let (s, v) = h.call("GET", &format!("/api/v1/namespaces/default/deployments/{id}"), None).await;
+    let (s, v) = h
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     v["data"].clone()
 }
@@ -72,19 +79,36 @@ async fn items(h: &Harness, path: &str) -> Vec<Value> {
 }
 
 async fn jobs(h: &Harness, id: &str) -> Vec<Value> {
-    items(h, &format!("/api/v1/namespaces/default/jobs?deploymentId={id}")).await
+    items(
+        h,
+        &format!("/api/v1/namespaces/default/jobs?deploymentId={id}"),
+    )
+    .await
 }
 
 async fn savepoints(h: &Harness, id: &str) -> Vec<Value> {
-    items(h, &format!("/api/v1/namespaces/default/savepoints?deploymentId={id}")).await
+    items(
+        h,
+        &format!("/api/v1/namespaces/default/savepoints?deploymentId={id}"),
+    )
+    .await
 }
 
 async fn event_names(h: &Harness, id: &str) -> Vec<String> {
-    items(h, &format!("/api/v1/namespaces/default/events?deploymentId={id}"))
-        .await
-        .iter()
-        .map(|e| format!("{}: {}", e["spec"]["name"].as_str().unwrap(), e["spec"]["message"].as_str().unwrap()))
-        .collect()
+    items(
+        h,
+        &format!("/api/v1/namespaces/default/events?deploymentId={id}"),
+    )
+    .await
+    .iter()
+    .map(|e| {
+        format!(
+            "{}: {}",
+            e["spec"]["name"].as_str().unwrap(),
+            e["spec"]["message"].as_str().unwrap()
+        )
+    })
+    .collect()
 }
 
 fn state(d: &Value) -> &str {
@@ -92,7 +116,10 @@ fn state(d: &Value) -> &str {
 }
 
 fn condition<'a>(d: &'a Value, kind: &str) -> Option<&'a Value> {
-    d["status"]["running"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
+    d["status"]["running"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
 }
 
 #[tokio::test]
@@ -126,7 +153,12 @@ async fn stateful_upgrade_stops_with_savepoint_and_restores_from_it() {
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
     let id = create(&h, "up", json!({})).await;
     h.settle(20).await;
-    patch(&h, &id, json!({"spec": {"template": {"spec": {"parallelism": 3}}}})).await;
+    patch(
+        &h,
+        &id,
+        json!({"spec": {"template": {"spec": {"parallelism": 3}}}}),
+    )
+    .await;
     h.settle(30).await;
     let d = get(&h, &id).await;
     assert_eq!(state(&d), "RUNNING");
@@ -144,7 +176,13 @@ async fn stateful_upgrade_stops_with_savepoint_and_restores_from_it() {
     assert_eq!(req.savepoint_path.as_deref(), Some(loc));
     assert_eq!(req.parallelism, 3);
     // Order of Flink calls: stop-with-savepoint before the new submission; never a cancel.
-    let ops: Vec<&str> = h.flink.calls().iter().map(|c| c.op).filter(|o| matches!(*o, "run_jar" | "stop_with_savepoint" | "cancel")).collect();
+    let ops: Vec<&str> = h
+        .flink
+        .calls()
+        .iter()
+        .map(|c| c.op)
+        .filter(|o| matches!(*o, "run_jar" | "stop_with_savepoint" | "cancel"))
+        .collect();
     assert_eq!(ops, vec!["run_jar", "stop_with_savepoint", "run_jar"]);
 }
 
@@ -154,7 +192,12 @@ async fn stateless_upgrade_cancels_and_restore_none_starts_empty() {
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
     let id = create(&h, "sl", json!({"spec": {"upgradeStrategy": {"kind": "STATELESS"}, "restoreStrategy": {"kind": "NONE"}}})).await;
     h.settle(20).await;
-    patch(&h, &id, json!({"spec": {"template": {"spec": {"flinkConfiguration": {"a": "b"}}}}})).await;
+    patch(
+        &h,
+        &id,
+        json!({"spec": {"template": {"spec": {"flinkConfiguration": {"a": "b"}}}}}),
+    )
+    .await;
     h.settle(30).await;
     assert_eq!(state(&get(&h, &id).await), "RUNNING");
     assert!(h.flink.calls_of("stop_with_savepoint").is_empty());
@@ -171,9 +214,19 @@ async fn stateless_upgrade_cancels_and_restore_none_starts_empty() {
 async fn upgrade_strategy_none_leaves_the_running_job_alone() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
-    let id = create(&h, "none", json!({"spec": {"upgradeStrategy": {"kind": "NONE"}}})).await;
+    let id = create(
+        &h,
+        "none",
+        json!({"spec": {"upgradeStrategy": {"kind": "NONE"}}}),
+    )
+    .await;
     h.settle(20).await;
-    patch(&h, &id, json!({"spec": {"template": {"spec": {"parallelism": 2}}}})).await;
+    patch(
+        &h,
+        &id,
+        json!({"spec": {"template": {"spec": {"parallelism": 2}}}}),
+    )
+    .await;
     h.settle(20).await;
     assert_eq!(jobs(&h, &id).await.len(), 1);
     assert_eq!(h.flink.calls_of("run_jar").len(), 1);
@@ -219,13 +272,23 @@ async fn a_new_desired_state_waits_for_the_running_transition_to_finish() {
     patch(&h, &id, json!({"spec": {"state": "RUNNING"}})).await;
     h.settle(6).await;
     assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
-    assert_eq!(h.flink.calls_of("run_jar").len(), 1, "no new job before SUSPENDED is reached");
+    assert_eq!(
+        h.flink.calls_of("run_jar").len(),
+        1,
+        "no new job before SUSPENDED is reached"
+    );
     h.flink.complete_operations();
     h.settle(30).await;
     assert_eq!(state(&get(&h, &id).await), "RUNNING");
     let ev = event_names(&h, &id).await;
-    let suspended = ev.iter().position(|e| e.contains("Deployment is SUSPENDED")).expect("SUSPENDED reached");
-    let restarted = ev.iter().rposition(|e| e.starts_with("JobStarting")).unwrap();
+    let suspended = ev
+        .iter()
+        .position(|e| e.contains("Deployment is SUSPENDED"))
+        .expect("SUSPENDED reached");
+    let restarted = ev
+        .iter()
+        .rposition(|e| e.starts_with("JobStarting"))
+        .unwrap();
     assert!(suspended < restarted, "{ev:?}");
 }
 
@@ -233,15 +296,24 @@ async fn a_new_desired_state_waits_for_the_running_transition_to_finish() {
 async fn savepoint_failures_are_retried_then_the_deployment_fails_and_waits_for_the_user() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
-    let id = create(&h, "spf", json!({"spec": {"maxSavepointCreationAttempts": 3}})).await;
+    let id = create(
+        &h,
+        "spf",
+        json!({"spec": {"maxSavepointCreationAttempts": 3}}),
+    )
+    .await;
     h.settle(20).await;
-    h.flink.fail_savepoints(100, "java.io.IOException: disk full");
+    h.flink
+        .fail_savepoints(100, "java.io.IOException: disk full");
     patch(&h, &id, json!({"spec": {"state": "SUSPENDED"}})).await;
     h.settle(30).await;
     let d = get(&h, &id).await;
     assert_eq!(state(&d), "FAILED");
     let msg = d["status"]["failure"]["message"].as_str().unwrap();
-    assert!(msg.contains("disk full") && msg.contains("3 attempt"), "{msg}");
+    assert!(
+        msg.contains("disk full") && msg.contains("3 attempt"),
+        "{msg}"
+    );
     assert_eq!(h.flink.calls_of("stop_with_savepoint").len(), 3);
     // The job keeps running in Flink; nothing more happens without the user.
     h.settle(10).await;
@@ -256,17 +328,35 @@ async fn savepoint_failures_are_retried_then_the_deployment_fails_and_waits_for_
 async fn job_creation_attempts_are_bounded_and_failed_needs_a_user_action() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
-    h.flink.fail_runs(2, "Could not execute application.; java.lang.IllegalArgumentException: bad flag");
+    h.flink.fail_runs(
+        2,
+        "Could not execute application.; java.lang.IllegalArgumentException: bad flag",
+    );
     let id = create(&h, "jf", json!({"spec": {"maxJobCreationAttempts": 2}})).await;
     h.settle(20).await;
     let d = get(&h, &id).await;
     assert_eq!(state(&d), "FAILED");
-    assert!(d["status"]["failure"]["message"].as_str().unwrap().contains("bad flag"), "{d}");
+    assert!(
+        d["status"]["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad flag"),
+        "{d}"
+    );
     assert_eq!(h.flink.calls_of("run_jar").len(), 2);
     h.settle(10).await;
-    assert_eq!(h.flink.calls_of("run_jar").len(), 2, "FAILED is not retried on its own");
+    assert_eq!(
+        h.flink.calls_of("run_jar").len(),
+        2,
+        "FAILED is not retried on its own"
+    );
     // A user action (any spec change) retries.
-    patch(&h, &id, json!({"spec": {"template": {"spec": {"parallelism": 2}}}})).await;
+    patch(
+        &h,
+        &id,
+        json!({"spec": {"template": {"spec": {"parallelism": 2}}}}),
+    )
+    .await;
     h.settle(20).await;
     assert_eq!(state(&get(&h, &id).await), "RUNNING");
 }
@@ -277,9 +367,13 @@ async fn health_conditions_follow_flink() {
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
     let id = create(&h, "health", json!({})).await;
     h.settle(20).await;
-    let fid = jobs(&h, &id).await[0]["status"]["flinkJobId"].as_str().unwrap().to_string();
+    let fid = jobs(&h, &id).await[0]["status"]["flinkJobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    h.flink.set_status(&fid, "RESTARTING", Some("java.lang.RuntimeException: boom"));
+    h.flink
+        .set_status(&fid, "RESTARTING", Some("java.lang.RuntimeException: boom"));
     h.flink.set_restarts(&fid, 1);
     h.settle(5).await;
     let d = get(&h, &id).await;
@@ -292,24 +386,46 @@ async fn health_conditions_follow_flink() {
     h.settle(5).await;
     let d = get(&h, &id).await;
     assert_eq!(condition(&d, "JobFailing").unwrap()["status"], "False");
-    assert_eq!(condition(&d, "JobUnstable").unwrap()["status"], "True", "{d}");
+    assert_eq!(
+        condition(&d, "JobUnstable").unwrap()["status"],
+        "True",
+        "{d}"
+    );
     assert_eq!(jobs(&h, &id).await[0]["status"]["numRestarts"], 4);
 
     h.flink.set_unreachable(true);
     h.settle(5).await;
-    assert_eq!(condition(&get(&h, &id).await, "ClusterUnreachable").unwrap()["status"], "True");
+    assert_eq!(
+        condition(&get(&h, &id).await, "ClusterUnreachable").unwrap()["status"],
+        "True"
+    );
     h.flink.set_unreachable(false);
     h.settle(5).await;
-    assert_eq!(condition(&get(&h, &id).await, "ClusterUnreachable").unwrap()["status"], "False");
+    assert_eq!(
+        condition(&get(&h, &id).await, "ClusterUnreachable").unwrap()["status"],
+        "False"
+    );
 
-    h.flink.set_status(&fid, "FAILED", Some("java.lang.IllegalStateException: gave up"));
+    h.flink.set_status(
+        &fid,
+        "FAILED",
+        Some("java.lang.IllegalStateException: gave up"),
+    );
     h.settle(5).await;
     let d = get(&h, &id).await;
     assert_eq!(state(&d), "FAILED");
-    assert!(d["status"]["failure"]["message"].as_str().unwrap().contains("gave up"));
+    assert!(d["status"]["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gave up"));
     assert_eq!(jobs(&h, &id).await[0]["status"]["state"], "FAILED");
     let ev = event_names(&h, &id).await.join("\n");
-    for n in ["JobFailing", "JobUnstable", "ClusterUnreachable", "JobFailed"] {
+    for n in [
+        "JobFailing",
+        "JobUnstable",
+        "ClusterUnreachable",
+        "JobFailed",
+    ] {
         assert!(ev.contains(n), "{ev}");
     }
 }
@@ -318,9 +434,20 @@ async fn health_conditions_follow_flink() {
 async fn user_and_scheduled_savepoints_with_retention() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
-    let id = create(&h, "sched", json!({"spec": {"savepointSchedule": {"cron": "0 0 * * * *", "retain": 2}}})).await;
+    let id = create(
+        &h,
+        "sched",
+        json!({"spec": {"savepointSchedule": {"cron": "0 0 * * * *", "retain": 2}}}),
+    )
+    .await;
     h.settle(20).await;
-    let (s, v) = h.call("POST", "/api/v1/namespaces/default/savepoints", Some(json!({"metadata": {"deploymentId": id}}))).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/savepoints",
+            Some(json!({"metadata": {"deploymentId": id}})),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     h.settle(10).await;
     let sps = savepoints(&h, &id).await;
@@ -340,12 +467,19 @@ async fn user_and_scheduled_savepoints_with_retention() {
         h.settle(10).await;
     }
     let sps = savepoints(&h, &id).await;
-    let scheduled: Vec<_> = sps.iter().filter(|s| s["metadata"]["origin"] == "SCHEDULED").collect();
+    let scheduled: Vec<_> = sps
+        .iter()
+        .filter(|s| s["metadata"]["origin"] == "SCHEDULED")
+        .collect();
     assert_eq!(scheduled.len(), 2, "retain 2: {sps:?}");
-    assert!(scheduled.iter().all(|s| s["status"]["state"] == "COMPLETED"));
+    assert!(scheduled
+        .iter()
+        .all(|s| s["status"]["state"] == "COMPLETED"));
     assert_eq!(h.flink.calls_of("trigger_savepoint").len(), 5);
     // The user's savepoint is not subject to the schedule's retention.
-    assert!(sps.iter().any(|s| s["metadata"]["origin"] == "USER_REQUEST"));
+    assert!(sps
+        .iter()
+        .any(|s| s["metadata"]["origin"] == "USER_REQUEST"));
 }
 
 #[tokio::test]
@@ -371,7 +505,11 @@ async fn restart_after_a_lost_write_does_not_submit_twice() {
     let h = Harness::open(dir.path(), flink.clone(), config());
     h.settle(20).await;
     assert_eq!(state(&get(&h, &id).await), "RUNNING");
-    assert_eq!(flink.calls_of("run_jar").len(), 1, "the job was found, not resubmitted");
+    assert_eq!(
+        flink.calls_of("run_jar").len(),
+        1,
+        "the job was found, not resubmitted"
+    );
     assert_eq!(flink.jobs().len(), 1);
 }
 
@@ -394,7 +532,11 @@ async fn restart_during_a_savepoint_resumes_polling_the_same_operation() {
     flink.complete_operations();
     h.settle(20).await;
     assert_eq!(state(&get(&h, &id).await), "SUSPENDED");
-    assert_eq!(flink.calls_of("stop_with_savepoint").len(), 1, "not triggered twice");
+    assert_eq!(
+        flink.calls_of("stop_with_savepoint").len(),
+        1,
+        "not triggered twice"
+    );
 }
 
 #[tokio::test]
@@ -403,15 +545,33 @@ async fn delete_is_refused_while_running_and_allowed_once_cancelled() {
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
     let id = create(&h, "del", json!({})).await;
     h.settle(20).await;
-    let (s, v) = h.call("DELETE", &format!("/api/v1/namespaces/default/deployments/{id}"), None).await;
+    let (s, v) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(s, 409, "{v}");
     assert!(v["message"].as_str().unwrap().contains("RUNNING"), "{v}");
     patch(&h, &id, json!({"spec": {"state": "CANCELLED"}})).await;
     h.settle(20).await;
-    let (s, v) = h.call("DELETE", &format!("/api/v1/namespaces/default/deployments/{id}"), None).await;
+    let (s, v) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert!(jobs(&h, &id).await.is_empty());
-    let (s, _) = h.call("GET", &format!("/api/v1/namespaces/default/deployments/{id}"), None).await;
+    let (s, _) = h
+        .call(
+            "GET",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -425,7 +585,11 @@ async fn cancel_deletes_the_deployments_metric_groups_from_the_metrics_gateway()
         while let Ok((mut s, _)) = listener.accept().await {
             let mut buf = vec![0u8; 4096];
             let n = s.read(&mut buf).await.unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
+            let head = String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"deleted\":1}").await;
             let _ = tx.send(head).await;
         }
@@ -439,8 +603,23 @@ async fn cancel_deletes_the_deployments_metric_groups_from_the_metrics_gateway()
     h.settle(20).await;
     patch(&h, &id, json!({"spec": {"state": "CANCELLED"}})).await;
     h.settle(20).await;
-    let line = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-    let decoded = line.replace("%7B", "{").replace("%7D", "}").replace("%3D", "=").replace("%22", "\"").replace("%5B", "[").replace("%5D", "]");
-    assert!(decoded.starts_with("DELETE /api/v1/groups?match[]="), "{line}");
-    assert!(decoded.contains(&format!("{{deploymentId=\"{id}\"}}")), "{decoded}");
+    let line = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let decoded = line
+        .replace("%7B", "{")
+        .replace("%7D", "}")
+        .replace("%3D", "=")
+        .replace("%22", "\"")
+        .replace("%5B", "[")
+        .replace("%5D", "]");
+    assert!(
+        decoded.starts_with("DELETE /api/v1/groups?match[]="),
+        "{line}"
+    );
+    assert!(
+        decoded.contains(&format!("{{deploymentId=\"{id}\"}}")),
+        "{decoded}"
+    );
 }

@@ -26,7 +26,11 @@ struct NewToken {
     role: Role,
 }
 
-pub async fn list_tokens(State(st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+pub async fn list_tokens(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> ApiResult {
     caller.require(&ns, Role::Owner)?;
     let t = st.store.read();
     let items: Vec<ApiToken> = t
@@ -49,7 +53,9 @@ pub async fn get_token(
         .tokens
         .get(&(ns.clone(), name.clone()))
         .map(|k| k.token.clone())
-        .ok_or_else(|| ApiError::not_found(format!("API token {name} not found in namespace {ns}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("API token {name} not found in namespace {ns}"))
+        })?;
     ok(StatusCode::OK, k)
 }
 
@@ -103,7 +109,9 @@ pub async fn delete_token(
             .tokens
             .get(&(ns.clone(), name.clone()))
             .map(|k| k.token.clone())
-            .ok_or_else(|| ApiError::not_found(format!("API token {name} not found in namespace {ns}")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("API token {name} not found in namespace {ns}"))
+            })?;
         Ok((vec![Write1::RemoveToken(ns.clone(), name.clone())], k))
     })?;
     ok(StatusCode::OK, k)
@@ -156,7 +164,11 @@ pub async fn list_namespaces(State(st): State<AppState>, caller: Caller) -> ApiR
     list(items)
 }
 
-pub async fn get_namespace(State(st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+pub async fn get_namespace(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> ApiResult {
     caller.require(&ns, Role::Viewer)?;
     let t = st.store.read();
     let n = t
@@ -167,7 +179,11 @@ pub async fn get_namespace(State(st): State<AppState>, caller: Caller, Path(ns):
     ok(StatusCode::OK, n)
 }
 
-pub async fn create_namespace(State(st): State<AppState>, caller: Caller, Doc(body): Doc) -> ApiResult {
+pub async fn create_namespace(
+    State(st): State<AppState>,
+    caller: Caller,
+    Doc(body): Doc,
+) -> ApiResult {
     caller.require_admin()?;
     let mut n: Namespace = decode(body)?;
     validate_namespace(&n)?;
@@ -177,7 +193,10 @@ pub async fn create_namespace(State(st): State<AppState>, caller: Caller, Doc(bo
     n.metadata.id = Some(uuid::Uuid::new_v4());
     let n = st.store.transact(|t| {
         if t.namespaces.contains_key(&n.metadata.name) {
-            return Err(ApiError::conflict(format!("namespace {} already exists", n.metadata.name)));
+            return Err(ApiError::conflict(format!(
+                "namespace {} already exists",
+                n.metadata.name
+            )));
         }
         Ok((new_namespace_writes(n.clone()), n))
     })?;
@@ -197,7 +216,10 @@ pub async fn patch_namespace(
             .get(&ns)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("namespace {ns} does not exist")))?;
-        if let Some(rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_u64) {
+        if let Some(rv) = patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_u64)
+        {
             if rv != cur.metadata.resource_version {
                 return Err(ApiError::conflict(format!(
                     "metadata.resourceVersion {rv} is stale: the namespace is at {}",
@@ -220,7 +242,11 @@ pub async fn patch_namespace(
     ok(StatusCode::OK, n)
 }
 
-pub async fn delete_namespace(State(st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+pub async fn delete_namespace(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+) -> ApiResult {
     caller.require_admin()?;
     let n = st.store.transact(|t| {
         let n = t
@@ -231,8 +257,13 @@ pub async fn delete_namespace(State(st): State<AppState>, caller: Caller, Path(n
         if ns == crate::DEFAULT_NAMESPACE {
             return Err(ApiError::conflict("namespace default cannot be deleted"));
         }
-        if t.deployments.values().any(|r| r.deployment.metadata.namespace == ns) {
-            return Err(ApiError::conflict(format!("namespace {ns} still has deployments; delete them first")));
+        if t.deployments
+            .values()
+            .any(|r| r.deployment.metadata.namespace == ns)
+        {
+            return Err(ApiError::conflict(format!(
+                "namespace {ns} still has deployments; delete them first"
+            )));
         }
         let mut w: Vec<Write1> = t
             .targets

@@ -59,7 +59,9 @@ fn file_part<'a>(body: &'a [u8], content_type: &str) -> Result<(String, &'a [u8]
         .find_map(|p| p.strip_prefix("boundary="))
         .map(|b| b.trim_matches('"'))
         .ok_or_else(|| {
-            ApiError::invalid("Content-Type must be multipart/form-data with a boundary (field `file`)")
+            ApiError::invalid(
+                "Content-Type must be multipart/form-data with a boundary (field `file`)",
+            )
         })?;
     let delim = format!("--{boundary}");
     let mut rest = body;
@@ -69,23 +71,31 @@ fn file_part<'a>(body: &'a [u8], content_type: &str) -> Result<(String, &'a [u8]
             break;
         }
         let rest2 = rest.strip_prefix(b"\r\n").unwrap_or(rest);
-        let Some(head_end) = find(rest2, b"\r\n\r\n") else { break };
+        let Some(head_end) = find(rest2, b"\r\n\r\n") else {
+            break;
+        };
         let head = String::from_utf8_lossy(&rest2[..head_end]).to_string();
         let content = &rest2[head_end + 4..];
-        let end = find(content, format!("\r\n{delim}").as_bytes())
-            .ok_or_else(|| ApiError::invalid("multipart body is truncated (no closing boundary)"))?;
+        let end = find(content, format!("\r\n{delim}").as_bytes()).ok_or_else(|| {
+            ApiError::invalid("multipart body is truncated (no closing boundary)")
+        })?;
         let disp = head
             .lines()
             .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
             .unwrap_or("");
         let param = |k: &str| {
             disp.split(';').map(str::trim).find_map(|p| {
-                p.strip_prefix(&format!("{k}=")).map(|v| v.trim_matches('"').to_string())
+                p.strip_prefix(&format!("{k}="))
+                    .map(|v| v.trim_matches('"').to_string())
             })
         };
         if param("name").as_deref() == Some("file") {
             let filename = param("filename").unwrap_or_default();
-            let filename = filename.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+            let filename = filename
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or("")
+                .to_string();
             return Ok((filename, &content[..end]));
         }
         rest = &content[end..];
@@ -154,7 +164,8 @@ pub async fn upload(
     let d = dir(&st, &ns);
     crate::store::write_atomic(&d, &filename, content).map_err(ApiError::internal)?;
     let path = d.join(&filename);
-    let mut m = meta(&path, &ns, &filename).ok_or_else(|| ApiError::internal("artifact vanished"))?;
+    let mut m =
+        meta(&path, &ns, &filename).ok_or_else(|| ApiError::internal("artifact vanished"))?;
     m["sha256"] = json!(hex::encode(Sha256::digest(content)));
     ok(StatusCode::CREATED, m)
 }
@@ -186,7 +197,9 @@ fn named(st: &AppState, ns: &str, q: &FileQuery) -> Result<(String, std::path::P
     check_filename(&name)?;
     let path = dir(st, ns).join(&name);
     if !path.is_file() {
-        return Err(ApiError::not_found(format!("artifact {name} not found in namespace {ns}")));
+        return Err(ApiError::not_found(format!(
+            "artifact {name} not found in namespace {ns}"
+        )));
     }
     Ok((name, path))
 }
@@ -199,7 +212,8 @@ pub async fn metadata(
 ) -> ApiResult {
     caller.require(&ns, Role::Viewer)?;
     let (name, path) = named(&st, &ns, &q)?;
-    let m = meta(&path, &ns, &name).ok_or_else(|| ApiError::not_found(format!("artifact {name} not found")))?;
+    let m = meta(&path, &ns, &name)
+        .ok_or_else(|| ApiError::not_found(format!("artifact {name} not found")))?;
     ok(StatusCode::OK, m)
 }
 
@@ -215,7 +229,10 @@ pub async fn download(
     Ok((
         [
             (header::CONTENT_TYPE, "application/java-archive".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
         ],
         bytes,
     )

@@ -73,7 +73,9 @@ impl FromRequestParts<AppState> for Caller {
                 .strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
             else {
-                return Err(unauthorized("the Authorization header must be `Bearer <token>`"));
+                return Err(unauthorized(
+                    "the Authorization header must be `Bearer <token>`",
+                ));
             };
             let hash = hash_secret(secret.trim());
             let t = state.store.read();
@@ -95,7 +97,11 @@ impl FromRequestParts<AppState> for Caller {
             };
         }
         if let Some(header) = &state.proxy_user_header {
-            if let Some(uid) = parts.headers.get(header.as_str()).and_then(|v| v.to_str().ok()) {
+            if let Some(uid) = parts
+                .headers
+                .get(header.as_str())
+                .and_then(|v| v.to_str().ok())
+            {
                 let uid = uid.trim();
                 if !uid.is_empty() {
                     return Ok(Caller {
@@ -126,7 +132,7 @@ impl Caller {
                     n.spec
                         .role_bindings
                         .iter()
-                        .filter(|b| b.members.iter().any(|m| *m == member))
+                        .filter(|b| b.members.contains(&member))
                         .map(|b| b.role)
                         .max()
                 })
@@ -141,7 +147,9 @@ impl Caller {
         match role {
             Some(r) if r >= min => {
                 if !self.state.store.read().namespaces.contains_key(ns) {
-                    return Err(ApiError::not_found(format!("namespace {ns} does not exist")));
+                    return Err(ApiError::not_found(format!(
+                        "namespace {ns} does not exist"
+                    )));
                 }
                 Ok(())
             }
@@ -191,10 +199,21 @@ mod tests {
     fn members_must_be_exactly_user_colon_uid() {
         assert!(check_member("m", "user:alice").is_ok());
         assert!(check_member("m", "user:a.b@corp-1").is_ok());
-        for bad in ["user: alice", "alice", "user:", "group:x", "User:alice", "user:a b"] {
+        for bad in [
+            "user: alice",
+            "alice",
+            "user:",
+            "group:x",
+            "User:alice",
+            "user:a b",
+        ] {
             let e = check_member("spec.roleBindings[0].members[0]", bad).unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
-            assert!(e.message.contains("spec.roleBindings[0].members[0]"), "{}", e.message);
+            assert!(
+                e.message.contains("spec.roleBindings[0].members[0]"),
+                "{}",
+                e.message
+            );
         }
     }
 }

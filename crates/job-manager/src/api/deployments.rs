@@ -67,9 +67,9 @@ fn find(t: &Tables, ns: &str, key: &str) -> Result<DeploymentRecord, ApiError> {
         .filter(|r| r.deployment.metadata.namespace == ns);
     by_id
         .or_else(|| {
-            t.deployments
-                .values()
-                .find(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == key)
+            t.deployments.values().find(|r| {
+                r.deployment.metadata.namespace == ns && r.deployment.metadata.name == key
+            })
         })
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("deployment {key} not found in namespace {ns}")))
@@ -96,13 +96,17 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
         )));
     }
     if ts.parallelism > 10_000 {
-        return Err(ApiError::invalid("spec.template.spec.parallelism must be ≤ 10000"));
+        return Err(ApiError::invalid(
+            "spec.template.spec.parallelism must be ≤ 10000",
+        ));
     }
     if s.max_job_creation_attempts < 1 {
         return Err(ApiError::invalid("spec.maxJobCreationAttempts must be ≥ 1"));
     }
     if s.max_savepoint_creation_attempts < 1 {
-        return Err(ApiError::invalid("spec.maxSavepointCreationAttempts must be ≥ 1"));
+        return Err(ApiError::invalid(
+            "spec.maxSavepointCreationAttempts must be ≥ 1",
+        ));
     }
     if ts.artifact.kind != "JAR" {
         return Err(ApiError::invalid(format!(
@@ -112,9 +116,15 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
     }
     let uri = &ts.artifact.jar_uri;
     if uri.is_empty() {
-        return Err(ApiError::invalid("spec.template.spec.artifact.jarUri must not be empty"));
+        return Err(ApiError::invalid(
+            "spec.template.spec.artifact.jarUri must not be empty",
+        ));
     }
-    if !(uri.starts_with("file://") || uri.starts_with('/') || uri.starts_with("http://") || uri.starts_with("https://")) {
+    if !(uri.starts_with("file://")
+        || uri.starts_with('/')
+        || uri.starts_with("http://")
+        || uri.starts_with("https://"))
+    {
         return Err(ApiError::invalid(format!(
             "spec.template.spec.artifact.jarUri {uri:?} is not supported: use file://, http:// or https:// (upload JARs to /artifacts/v1/namespaces/{ns}/artifacts:upload)"
         )));
@@ -127,23 +137,32 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
     }
     for (k, v) in &ts.flink_configuration {
         template::check(v).map_err(|e| {
-            ApiError::invalid(format!("spec.template.spec.flinkConfiguration[\"{k}\"]: {e}"))
+            ApiError::invalid(format!(
+                "spec.template.spec.flinkConfiguration[\"{k}\"]: {e}"
+            ))
         })?;
     }
     if let Some(l) = &ts.logging {
         if let Some(tpl) = &l.log4j2_configuration_template {
-            template::render_log4j(Some(l), &template::Context {
-                namespace: "ns".into(),
-                deployment_id: "id".into(),
-                deployment_name: "name".into(),
-                job_id: "job".into(),
-            })
+            template::render_log4j(
+                Some(l),
+                &template::Context {
+                    namespace: "ns".into(),
+                    deployment_id: "id".into(),
+                    deployment_name: "name".into(),
+                    job_id: "job".into(),
+                },
+            )
             .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
             let _ = tpl;
         }
         for (logger, level) in &l.log4j_loggers {
             let lv = level.to_ascii_uppercase();
-            if !["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "ALL"].contains(&lv.as_str()) {
+            if ![
+                "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "ALL",
+            ]
+            .contains(&lv.as_str())
+            {
                 return Err(ApiError::invalid(format!(
                     "spec.template.spec.logging.log4jLoggers[\"{logger}\"] level {level:?} is invalid: use TRACE, DEBUG, INFO, WARN, ERROR, FATAL or OFF"
                 )));
@@ -167,17 +186,24 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
             ))
         })?;
         if sched.retain < 1 {
-            return Err(ApiError::invalid("spec.savepointSchedule.retain must be ≥ 1"));
+            return Err(ApiError::invalid(
+                "spec.savepointSchedule.retain must be ≥ 1",
+            ));
         }
     }
-    let Some(target) = t.targets.get(&(ns.clone(), s.deployment_target_name.clone())) else {
+    let Some(target) = t
+        .targets
+        .get(&(ns.clone(), s.deployment_target_name.clone()))
+    else {
         return Err(ApiError::invalid(format!(
             "spec.deploymentTargetName: no deployment target named {:?} in namespace {ns}",
             s.deployment_target_name
         )));
     };
     if s.state == DesiredState::Suspended && target.spec.kind == TargetKind::Session {
-        let has_dir = ts.flink_configuration.contains_key("execution.checkpointing.savepoint-dir")
+        let has_dir = ts
+            .flink_configuration
+            .contains_key("execution.checkpointing.savepoint-dir")
             || ts.flink_configuration.contains_key("state.savepoints.dir")
             || target.spec.savepoint_dir.is_some();
         if !has_dir {
@@ -229,7 +255,10 @@ fn is_stopped(r: &DeploymentRecord) -> bool {
     matches!(r.control.phase, crate::controller::Phase::Idle)
         && matches!(
             r.deployment.status.state,
-            DeploymentState::Cancelled | DeploymentState::Suspended | DeploymentState::Failed | DeploymentState::Finished
+            DeploymentState::Cancelled
+                | DeploymentState::Suspended
+                | DeploymentState::Failed
+                | DeploymentState::Finished
         )
 }
 
@@ -286,7 +315,10 @@ pub async fn create_deployment(
         deep_merge(&mut merged, &body);
         let mut d: Deployment = decode(merged)?;
         if d.kind != "Deployment" {
-            return Err(ApiError::invalid(format!("kind {:?} must be Deployment", d.kind)));
+            return Err(ApiError::invalid(format!(
+                "kind {:?} must be Deployment",
+                d.kind
+            )));
         }
         if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
             return Err(ApiError::invalid(format!(
@@ -297,14 +329,18 @@ pub async fn create_deployment(
         d.metadata.namespace = ns.clone();
         let id = match d.metadata.id {
             Some(id) if t.deployments.contains_key(&id) => {
-                return Err(ApiError::conflict(format!("a deployment with metadata.id {id} already exists")))
+                return Err(ApiError::conflict(format!(
+                    "a deployment with metadata.id {id} already exists"
+                )))
             }
             Some(id) => id,
             None => Uuid::new_v4(),
         };
         d.metadata.id = Some(id);
         validate(&d, t)?;
-        if t.deployments.values().any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name) {
+        if t.deployments.values().any(|r| {
+            r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name
+        }) {
             return Err(ApiError::conflict(format!(
                 "metadata.name {:?} is already used by another deployment in namespace {ns}",
                 d.metadata.name
@@ -416,7 +452,11 @@ pub async fn clone_deployment(
     let d = st.store.transact(|t| {
         let src = find(t, &ns, &key)?.deployment;
         let base = format!("Fork of {}", src.metadata.name);
-        let taken = |n: &str| t.deployments.values().any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == n);
+        let taken = |n: &str| {
+            t.deployments
+                .values()
+                .any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == n)
+        };
         let mut name = base.clone();
         let mut i = 2;
         while taken(&name) {
@@ -432,7 +472,13 @@ pub async fn clone_deployment(
         d.metadata.modified_at = Some(now);
         d.spec.state = DesiredState::Cancelled;
         d.status = DeploymentStatus::default();
-        Ok((vec![Write1::Deployment(DeploymentRecord { deployment: d.clone(), control: Control::default() })], d))
+        Ok((
+            vec![Write1::Deployment(DeploymentRecord {
+                deployment: d.clone(),
+                control: Control::default(),
+            })],
+            d,
+        ))
     })?;
     ok(StatusCode::CREATED, d)
 }
@@ -449,7 +495,10 @@ pub async fn list_jobs(
         .jobs
         .values()
         .filter(|j| j.metadata.namespace == ns)
-        .filter(|j| q.deployment_id.is_none_or(|d| d == j.metadata.deployment_id))
+        .filter(|j| {
+            q.deployment_id
+                .is_none_or(|d| d == j.metadata.deployment_id)
+        })
         .cloned()
         .collect();
     items.sort_by_key(|j| j.metadata.created_at);
@@ -484,7 +533,10 @@ pub async fn list_savepoints(
         .savepoints
         .values()
         .filter(|s| s.metadata.namespace == ns)
-        .filter(|s| q.deployment_id.is_none_or(|d| d == s.metadata.deployment_id))
+        .filter(|s| {
+            q.deployment_id
+                .is_none_or(|d| d == s.metadata.deployment_id)
+        })
         .filter(|s| q.job_id.is_none_or(|j| Some(j) == s.metadata.job_id))
         .cloned()
         .collect();
@@ -505,16 +557,31 @@ pub async fn create_savepoint(
         .ok_or_else(|| ApiError::invalid("metadata.deploymentId is required"))?
         .to_string();
     let sp = st.store.transact(|t| {
-        let rec = find(t, &ns, &id)
-            .map_err(|_| ApiError::invalid(format!("metadata.deploymentId: deployment {id} not found in namespace {ns}")))?;
+        let rec = find(t, &ns, &id).map_err(|_| {
+            ApiError::invalid(format!(
+                "metadata.deploymentId: deployment {id} not found in namespace {ns}"
+            ))
+        })?;
         let d = &rec.deployment;
-        let job = d.status.running.as_ref().and_then(|r| r.job_id).and_then(|j| t.jobs.get(&j));
-        let running = d.status.state == DeploymentState::Running && job.is_some_and(|j| j.status.state == JobState::Started);
+        let job = d
+            .status
+            .running
+            .as_ref()
+            .and_then(|r| r.job_id)
+            .and_then(|j| t.jobs.get(&j));
+        let running = d.status.state == DeploymentState::Running
+            && job.is_some_and(|j| j.status.state == JobState::Started);
         if !running {
-            return Err(ApiError::conflict(format!(
-                "deployment {} has no running job to take a savepoint of (state {:?})",
-                d.metadata.name, d.status.state
-            ).replace("Suspended", "SUSPENDED").replace("Cancelled", "CANCELLED").replace("Transitioning", "TRANSITIONING").replace("Failed", "FAILED")));
+            return Err(ApiError::conflict(
+                format!(
+                    "deployment {} has no running job to take a savepoint of (state {:?})",
+                    d.metadata.name, d.status.state
+                )
+                .replace("Suspended", "SUSPENDED")
+                .replace("Cancelled", "CANCELLED")
+                .replace("Transitioning", "TRANSITIONING")
+                .replace("Failed", "FAILED"),
+            ));
         }
         let sp = new_savepoint(d, job.map(|j| j.metadata.id), SavepointOrigin::UserRequest);
         Ok((vec![Write1::Savepoint(sp.clone())], sp))
@@ -535,7 +602,9 @@ pub async fn get_savepoint(
         .get(&id)
         .filter(|s| s.metadata.namespace == ns)
         .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("savepoint {id} not found in namespace {ns}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("savepoint {id} not found in namespace {ns}"))
+        })?;
     ok(StatusCode::OK, s)
 }
 
@@ -551,7 +620,9 @@ pub async fn delete_savepoint(
             .get(&id)
             .filter(|s| s.metadata.namespace == ns)
             .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("savepoint {id} not found in namespace {ns}")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("savepoint {id} not found in namespace {ns}"))
+            })?;
         Ok((vec![Write1::RemoveSavepoint(id)], s))
     })?;
     ok(StatusCode::OK, s)
@@ -605,7 +676,11 @@ pub async fn get_target(
         .targets
         .get(&(ns.clone(), name.clone()))
         .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("deployment target {name} not found in namespace {ns}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "deployment target {name} not found in namespace {ns}"
+            ))
+        })?;
     ok(StatusCode::OK, v)
 }
 
@@ -629,12 +704,16 @@ pub async fn create_target(
         }
         TargetKind::Local => {
             if target.spec.rest_url.is_some() {
-                return Err(ApiError::invalid("spec.restUrl is only allowed for session targets"));
+                return Err(ApiError::invalid(
+                    "spec.restUrl is only allowed for session targets",
+                ));
             }
         }
     }
     let target = st.store.transact(|t| {
-        if t.targets.contains_key(&(ns.clone(), target.metadata.name.clone())) {
+        if t.targets
+            .contains_key(&(ns.clone(), target.metadata.name.clone()))
+        {
             return Err(ApiError::conflict(format!(
                 "deployment target {} already exists in namespace {ns}",
                 target.metadata.name
@@ -660,8 +739,15 @@ pub async fn delete_target(
             .targets
             .get(&(ns.clone(), name.clone()))
             .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("deployment target {name} not found in namespace {ns}")))?;
-        if let Some(r) = t.deployments.values().find(|r| r.deployment.metadata.namespace == ns && r.deployment.spec.deployment_target_name == name) {
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "deployment target {name} not found in namespace {ns}"
+                ))
+            })?;
+        if let Some(r) = t.deployments.values().find(|r| {
+            r.deployment.metadata.namespace == ns
+                && r.deployment.spec.deployment_target_name == name
+        }) {
             return Err(ApiError::conflict(format!(
                 "deployment target {name} is used by deployment {}",
                 r.deployment.metadata.name
@@ -708,7 +794,10 @@ fn store_defaults(st: &AppState, ns: &str, f: impl FnOnce(Option<&Value>) -> Val
         decode::<crate::model::DeploymentSpec>(probe["spec"].clone())
             .map_err(|e| ApiError::invalid(format!("spec.{}", e.message)))?;
         let stored = json!({"spec": spec});
-        Ok((vec![Write1::Defaults(ns.to_string(), stored.clone())], stored))
+        Ok((
+            vec![Write1::Defaults(ns.to_string(), stored.clone())],
+            stored,
+        ))
     })?;
     let mut full = builtin_defaults();
     deep_merge(&mut full, &v);
@@ -722,7 +811,11 @@ pub async fn put_defaults(
     Doc(body): Doc,
 ) -> ApiResult {
     caller.require(&ns, Role::Editor)?;
-    store_defaults(&st, &ns, |_| json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}))
+    store_defaults(
+        &st,
+        &ns,
+        |_| json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}),
+    )
 }
 
 pub async fn patch_defaults(
@@ -734,7 +827,10 @@ pub async fn patch_defaults(
     caller.require(&ns, Role::Editor)?;
     store_defaults(&st, &ns, |cur| {
         let mut v = cur.cloned().unwrap_or_else(|| json!({"spec": {}}));
-        merge_patch(&mut v, &json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}));
+        merge_patch(
+            &mut v,
+            &json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}),
+        );
         v
     })
 }
@@ -745,7 +841,10 @@ mod tests {
 
     #[test]
     fn label_selectors_match_like_kubernetes() {
-        let l = BTreeMap::from([("team".to_string(), "a".to_string()), ("tier".to_string(), "gold".to_string())]);
+        let l = BTreeMap::from([
+            ("team".to_string(), "a".to_string()),
+            ("tier".to_string(), "gold".to_string()),
+        ]);
         assert!(selector_matches("team=a", &l).unwrap());
         assert!(selector_matches("team==a,tier!=silver", &l).unwrap());
         assert!(!selector_matches("team=b", &l).unwrap());

@@ -206,34 +206,65 @@ pub fn router(state: AppState) -> Router {
     let ns = "/api/v1/namespaces/{ns}";
     let upload_limit = state.max_upload_bytes as usize + 64 * 1024;
     Router::new()
-        .route(&format!("{ns}/deployments"), get(d::list_deployments).post(d::create_deployment))
+        .route(
+            &format!("{ns}/deployments"),
+            get(d::list_deployments).post(d::create_deployment),
+        )
         .route(
             &format!("{ns}/deployments/{{id}}"),
-            get(d::get_deployment).patch(d::patch_deployment).delete(d::delete_deployment),
+            get(d::get_deployment)
+                .patch(d::patch_deployment)
+                .delete(d::delete_deployment),
         )
-        .route(&format!("{ns}/deployments/{{id}}/clone"), post(d::clone_deployment))
+        .route(
+            &format!("{ns}/deployments/{{id}}/clone"),
+            post(d::clone_deployment),
+        )
         .route(&format!("{ns}/jobs"), get(d::list_jobs))
         .route(&format!("{ns}/jobs/{{id}}"), get(d::get_job))
-        .route(&format!("{ns}/savepoints"), get(d::list_savepoints).post(d::create_savepoint))
-        .route(&format!("{ns}/savepoints/{{id}}"), get(d::get_savepoint).delete(d::delete_savepoint))
+        .route(
+            &format!("{ns}/savepoints"),
+            get(d::list_savepoints).post(d::create_savepoint),
+        )
+        .route(
+            &format!("{ns}/savepoints/{{id}}"),
+            get(d::get_savepoint).delete(d::delete_savepoint),
+        )
         .route(&format!("{ns}/events"), get(d::list_events))
-        .route(&format!("{ns}/deployment-targets"), get(d::list_targets).post(d::create_target))
+        .route(
+            &format!("{ns}/deployment-targets"),
+            get(d::list_targets).post(d::create_target),
+        )
         .route(
             &format!("{ns}/deployment-targets/{{name}}"),
             get(d::get_target).delete(d::delete_target),
         )
         .route(
             &format!("{ns}/deployment-defaults"),
-            get(d::get_defaults).put(d::put_defaults).patch(d::patch_defaults),
+            get(d::get_defaults)
+                .put(d::put_defaults)
+                .patch(d::patch_defaults),
         )
         .route(
             "/artifacts/v1/namespaces/{ns}/artifacts:upload",
             post(artifacts::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/artifacts/v1/namespaces/{ns}/artifacts:list", get(artifacts::list))
-        .route("/artifacts/v1/namespaces/{ns}/artifacts:getMetadata", get(artifacts::metadata))
-        .route("/artifacts/v1/namespaces/{ns}/artifacts:download", get(artifacts::download))
-        .route("/artifacts/v1/namespaces/{ns}/artifacts:delete", delete(artifacts::delete))
+        .route(
+            "/artifacts/v1/namespaces/{ns}/artifacts:list",
+            get(artifacts::list),
+        )
+        .route(
+            "/artifacts/v1/namespaces/{ns}/artifacts:getMetadata",
+            get(artifacts::metadata),
+        )
+        .route(
+            "/artifacts/v1/namespaces/{ns}/artifacts:download",
+            get(artifacts::download),
+        )
+        .route(
+            "/artifacts/v1/namespaces/{ns}/artifacts:delete",
+            delete(artifacts::delete),
+        )
         .route(
             "/apitokens/v1/namespaces/{ns}/apitokens",
             get(access::list_tokens).post(access::create_token),

@@ -2,12 +2,7 @@
 //! (unknown jar → 404, duplicate job id → error, savepoint of a job that is not running →
 //! error) and records every call with its time, so tests can assert what the controller did.
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::BTreeMap, path::Path, sync::Mutex, time::Instant};
 
 use super::{Checkpoints, Flink, FlinkError, Operation, Overview, Result, RunRequest};
 
@@ -290,7 +285,12 @@ impl Flink for FakeFlink {
         Ok(i.jobs.get(job).map(|j| j.status.clone()))
     }
 
-    async fn trigger_savepoint(&self, _rest: &str, job: &str, _dir: Option<&str>) -> Result<String> {
+    async fn trigger_savepoint(
+        &self,
+        _rest: &str,
+        job: &str,
+        _dir: Option<&str>,
+    ) -> Result<String> {
         self.start_op("trigger_savepoint", job, false)
     }
 
@@ -348,7 +348,10 @@ impl Flink for FakeFlink {
                 .jobs
                 .get(job)
                 .map(|_| format!("file:///fake/checkpoints/{job}/chk-1")),
-            restored_from: i.jobs.get(job).and_then(|j| j.request.savepoint_path.clone()),
+            restored_from: i
+                .jobs
+                .get(job)
+                .and_then(|j| j.request.savepoint_path.clone()),
         })
     }
 

@@ -56,9 +56,13 @@ pub struct RunRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
     InProgress,
-    Completed { location: String },
+    Completed {
+        location: String,
+    },
     /// Flink reports a failed operation as COMPLETED with a failure cause.
-    Failed { cause: String },
+    Failed {
+        cause: String,
+    },
 }
 
 /// Cluster capacity from `/overview`.
@@ -119,8 +123,11 @@ pub trait Flink: Send + Sync + 'static {
         rest: &str,
         job: &str,
     ) -> impl Future<Output = Result<Option<String>>> + Send;
-    fn checkpoints(&self, rest: &str, job: &str)
-        -> impl Future<Output = Result<Checkpoints>> + Send;
+    fn checkpoints(
+        &self,
+        rest: &str,
+        job: &str,
+    ) -> impl Future<Output = Result<Checkpoints>> + Send;
     /// The `numRestarts` job metric (`None` while Flink has not published it yet).
     fn num_restarts(
         &self,

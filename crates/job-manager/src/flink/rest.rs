@@ -73,7 +73,11 @@ impl RestFlink {
     async fn post(&self, rest: &str, path: &str, body: Value) -> Result<Value> {
         let url = format!("{}{path}", rest.trim_end_matches('/'));
         Ok(self
-            .send(rest, &format!("POST {path}"), self.http.post(url).json(&body))
+            .send(
+                rest,
+                &format!("POST {path}"),
+                self.http.post(url).json(&body),
+            )
             .await?
             .1)
     }
@@ -88,8 +92,7 @@ fn error_text(body: &Value) -> String {
             .map(|s| {
                 // A stack trace: its innermost cause says what went wrong.
                 s.lines()
-                    .filter(|l| l.trim_start().starts_with("Caused by:"))
-                    .next_back()
+                    .rfind(|l| l.trim_start().starts_with("Caused by:"))
                     .map(|l| l.trim().trim_start_matches("Caused by:").trim())
                     .unwrap_or_else(|| s.lines().next().unwrap_or(""))
                     .trim()
@@ -108,8 +111,7 @@ pub fn summarize_trace(trace: &str) -> String {
     let first = trace.lines().next().unwrap_or("").trim();
     let cause = trace
         .lines()
-        .filter(|l| l.trim_start().starts_with("Caused by:"))
-        .next_back()
+        .rfind(|l| l.trim_start().starts_with("Caused by:"))
         .map(|l| l.trim().trim_start_matches("Caused by:").trim());
     match cause {
         Some(c) if !c.is_empty() && c != first => format!("{first} (caused by {c})"),
@@ -141,8 +143,7 @@ fn failure_cause(v: &Value) -> String {
     // The most specific "Caused by" line usually says what went wrong.
     let caused = trace
         .lines()
-        .filter(|l| l.trim_start().starts_with("Caused by:"))
-        .next_back()
+        .rfind(|l| l.trim_start().starts_with("Caused by:"))
         .map(|l| l.trim().trim_start_matches("Caused by:").trim().to_string());
     let first = trace.lines().next().map(|l| l.trim().to_string());
     caused
@@ -164,9 +165,9 @@ impl Flink for RestFlink {
     }
 
     async fn upload_jar(&self, rest: &str, jar: &Path) -> Result<String> {
-        let bytes = tokio::fs::read(jar).await.map_err(|e| {
-            FlinkError::Protocol(format!("cannot read jar {}: {e}", jar.display()))
-        })?;
+        let bytes = tokio::fs::read(jar)
+            .await
+            .map_err(|e| FlinkError::Protocol(format!("cannot read jar {}: {e}", jar.display())))?;
         let name = jar
             .file_name()
             .and_then(|n| n.to_str())
@@ -315,10 +316,7 @@ impl Flink for RestFlink {
             .pointer("/exceptionHistory/entries/0")
             .filter(|e| !e.is_null())
         {
-            let name = e
-                .get("exceptionName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let name = e.get("exceptionName").and_then(Value::as_str).unwrap_or("");
             let trace = e.get("stacktrace").and_then(Value::as_str).unwrap_or("");
             let summary = summarize_trace(trace);
             return Ok(Some(if summary.is_empty() {
@@ -382,7 +380,9 @@ mod tests {
             "java.io.IOException: target directory not writable"
         );
         assert_eq!(
-            error_text(&json!({"errors": ["Could not execute application.", "org.x.ProgramInvocationException: main failed\n\tat a\nCaused by: java.lang.IllegalArgumentException: unknown flag x\n\tat b"]})),
+            error_text(
+                &json!({"errors": ["Could not execute application.", "org.x.ProgramInvocationException: main failed\n\tat a\nCaused by: java.lang.IllegalArgumentException: unknown flag x\n\tat b"]})
+            ),
             "Could not execute application.; java.lang.IllegalArgumentException: unknown flag x"
         );
     }

@@ -77,7 +77,10 @@ impl Manager {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Uploads `bytes` as artifact `name` (multipart field `file`).
@@ -106,13 +109,20 @@ impl Manager {
             .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// The deployment's `data`.
     pub async fn deployment(&self, id: &str) -> Value {
         let (s, v) = self
-            .call("GET", &format!("/api/v1/namespaces/default/deployments/{id}"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/namespaces/default/deployments/{id}"),
+                None,
+            )
             .await;
         assert_eq!(s, 200, "{v}");
         v["data"].clone()
@@ -121,14 +131,24 @@ impl Manager {
     /// Events of a deployment, as "Name: message" lines.
     pub async fn events(&self, id: &str) -> Vec<String> {
         let (_, v) = self
-            .call("GET", &format!("/api/v1/namespaces/default/events?deploymentId={id}"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/namespaces/default/events?deploymentId={id}"),
+                None,
+            )
             .await;
         v["data"]["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|e| format!("{}: {}", e["spec"]["name"].as_str().unwrap_or(""), e["spec"]["message"].as_str().unwrap_or("")))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["spec"]["name"].as_str().unwrap_or(""),
+                    e["spec"]["message"].as_str().unwrap_or("")
+                )
+            })
             .collect()
     }
 
@@ -154,7 +174,11 @@ impl Manager {
     /// Jobs of a deployment, oldest first.
     pub async fn jobs(&self, id: &str) -> Vec<Value> {
         let (_, v) = self
-            .call("GET", &format!("/api/v1/namespaces/default/jobs?deploymentId={id}"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/namespaces/default/jobs?deploymentId={id}"),
+                None,
+            )
             .await;
         v["data"]["items"].as_array().cloned().unwrap_or_default()
     }
@@ -162,7 +186,11 @@ impl Manager {
     /// Savepoints of a deployment, oldest first.
     pub async fn savepoints(&self, id: &str) -> Vec<Value> {
         let (_, v) = self
-            .call("GET", &format!("/api/v1/namespaces/default/savepoints?deploymentId={id}"), None)
+            .call(
+                "GET",
+                &format!("/api/v1/namespaces/default/savepoints?deploymentId={id}"),
+                None,
+            )
             .await;
         v["data"]["items"].as_array().cloned().unwrap_or_default()
     }
@@ -179,7 +207,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
