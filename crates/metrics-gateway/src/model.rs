@@ -128,14 +128,20 @@ pub fn fmt_float(f: f64, out: &mut String) {
         let _ = write!(out, "{}", f as i64);
         return;
     }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let mut buf = StackBuf::default();
+    let _ = write!(buf, "{f:e}");
+    let sci = buf.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let (neg, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digit_buf = StackBuf::default();
+    for c in mantissa.chars().filter(|c| *c != '.') {
+        let _ = digit_buf.write_char(c);
+    }
+    let digits = digit_buf.as_str();
     if neg {
         out.push('-');
     }
@@ -156,11 +162,11 @@ pub fn fmt_float(f: f64, out: &mut String) {
         for _ in 0..(-exp - 1) {
             out.push('0');
         }
-        out.push_str(&digits);
+        out.push_str(digits);
     } else {
         let int_len = exp as usize + 1;
         if digits.len() <= int_len {
-            out.push_str(&digits);
+            out.push_str(digits);
             for _ in digits.len()..int_len {
                 out.push('0');
             }
@@ -169,6 +175,39 @@ pub fn fmt_float(f: f64, out: &mut String) {
             out.push('.');
             out.push_str(&digits[int_len..]);
         }
+    }
+}
+
+/// A small stack buffer for float formatting (no allocation per sample).
+struct StackBuf {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackBuf {
+    fn default() -> Self {
+        Self {
+            buf: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl StackBuf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -435,6 +474,36 @@ pub fn parse_label_block(block: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The sort key of a label block: its values, unescaped, in label-name order. Comparing
+/// keys (shorter first, then element-wise) is [`go_metric_order`].
+pub fn block_sort_key(block: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    block_pairs(block)
+        .map(|(_, v)| {
+            if v.contains('\\') {
+                std::borrow::Cow::Owned(unescape(v).collect())
+            } else {
+                std::borrow::Cow::Borrowed(v)
+            }
+        })
+        .collect()
+}
+
+/// [`block_sort_key`] appended to `out` (one arena for many keys).
+pub fn block_sort_key_into<'a>(block: &'a str, out: &mut Vec<std::borrow::Cow<'a, str>>) {
+    for (_, v) in block_pairs(block) {
+        out.push(if v.contains('\\') {
+            std::borrow::Cow::Owned(unescape(v).collect())
+        } else {
+            std::borrow::Cow::Borrowed(v)
+        });
+    }
+}
+
+/// Compares two [`block_sort_key`]s.
+pub fn key_order(a: &[std::borrow::Cow<'_, str>], b: &[std::borrow::Cow<'_, str>]) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
 /// [`go_metric_order`] on label blocks.
 pub fn block_go_order(a: &str, b: &str) -> Ordering {
     let (na, nb) = (block_pairs(a).count(), block_pairs(b).count());
@@ -545,6 +614,12 @@ mod block_tests {
             for t in &sets {
                 assert_eq!(
                     block_go_order(&label_block(s), &label_block(t)),
+                    go_metric_order(s, t),
+                    "{s:?} vs {t:?}"
+                );
+                let (bs, bt) = (label_block(s), label_block(t));
+                assert_eq!(
+                    key_order(&block_sort_key(&bs), &block_sort_key(&bt)),
                     go_metric_order(s, t),
                     "{s:?} vs {t:?}"
                 );

@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value as Json};
 use crate::{
     grouping::GroupKey,
     model::{
-        block_go_order, escape_help, float_string, go_metric_order, parse_label_block,
-        render_block, MetricType, Value,
+        block_sort_key_into, escape_help, float_string, go_metric_order, key_order,
+        parse_label_block, render_block, MetricType, Value,
     },
     store::{
         unix, Group, Store, StoredMetric, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME,
@@ -54,7 +54,10 @@ pub fn render_groups(store: &Store, out: &mut String) {
                 names.insert(pos, (t, None));
             }
         }
-        let mut entries: Vec<&StoredMetric> = Vec::new();
+        let mut entries: Vec<(&str, &StoredMetric)> = Vec::new();
+        // Sort keys of one family's metrics, in one arena: (start, len) into `key_parts`.
+        let mut key_parts: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+        let mut keyed: Vec<(usize, usize, &str, &StoredMetric)> = Vec::new();
         for (name, kind) in names {
             let Some(kind) = kind else {
                 render_time_family(groups, name, out);
@@ -73,14 +76,28 @@ pub fn render_groups(store: &Store, out: &mut String) {
                         help = Some((h, f.pushed_at));
                     }
                 }
-                entries.extend(&f.metrics);
-            }
-            if sources > 1 {
-                entries.sort_by(|a, b| block_go_order(&a.labels, &b.labels));
+                entries.extend(f.metrics.iter().map(|m| (f.block(m), m)));
             }
             header(out, name, help.map(|(h, _)| h), kind);
-            for m in &entries {
-                render_block(name, &m.labels, &m.value, out);
+            if sources > 1 {
+                // Each group's metrics are sorted already; interleave them by sort key.
+                keyed.clear();
+                key_parts.clear();
+                for (block, m) in &entries {
+                    let start = key_parts.len();
+                    block_sort_key_into(block, &mut key_parts);
+                    keyed.push((start, key_parts.len() - start, block, *m));
+                }
+                keyed.sort_by(|a, b| {
+                    key_order(&key_parts[a.0..a.0 + a.1], &key_parts[b.0..b.0 + b.1])
+                });
+                for (_, _, block, m) in &keyed {
+                    render_block(name, block, &m.value, out);
+                }
+            } else {
+                for (block, m) in &entries {
+                    render_block(name, block, &m.value, out);
+                }
             }
         }
     });
@@ -162,7 +179,7 @@ pub fn api_metrics(store: &Store) -> Json {
                         .iter()
                         .map(|m| match &m.value {
                             Value::Simple(v) => json!({
-                                "labels": labels_json(&parse_label_block(&m.labels)),
+                                "labels": labels_json(&parse_label_block(f.block(m))),
                                 "value": float_string(*v),
                             }),
                             Value::Histogram {
@@ -177,7 +194,7 @@ pub fn api_metrics(store: &Store) -> Json {
                                 json!({
                                     "buckets": b,
                                     "count": float_string(*count),
-                                    "labels": labels_json(&parse_label_block(&m.labels)),
+                                    "labels": labels_json(&parse_label_block(f.block(m))),
                                     "sum": float_string(*sum),
                                 })
                             }
@@ -187,7 +204,7 @@ pub fn api_metrics(store: &Store) -> Json {
                                 quantiles,
                             } => json!({
                                 "count": float_string(*count),
-                                "labels": labels_json(&parse_label_block(&m.labels)),
+                                "labels": labels_json(&parse_label_block(f.block(m))),
                                 "quantiles": quantiles
                                     .iter()
                                     .map(|(q, v)| (float_string(*q), Json::String(float_string(*v))))

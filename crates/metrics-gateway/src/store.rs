@@ -76,11 +76,12 @@ pub enum PushError {
     Limit(String),
 }
 
-/// One metric as stored: its canonical label block (grouping labels included) and value.
+/// One metric as stored: where its canonical label block (grouping labels included, see
+/// [`crate::model::label_block`]) lies in its family's arena, and its value.
 #[derive(Debug, Clone)]
 pub struct StoredMetric {
-    /// See [`crate::model::label_block`].
-    pub labels: Box<str>,
+    start: u32,
+    len: u32,
     pub value: Value,
 }
 
@@ -91,6 +92,9 @@ pub struct StoredFamily {
     pub help: Option<String>,
     pub kind: MetricType,
     pub metrics: Vec<StoredMetric>,
+    /// Every metric's label block, back to back: two allocations per family instead of one
+    /// per metric keeps the heap compact.
+    blocks: String,
     /// When this family was last pushed.
     pub pushed_at: SystemTime,
 }
@@ -101,27 +105,40 @@ impl StoredFamily {
         family
             .metrics
             .sort_by(|a, b| go_metric_order(&a.labels, &b.labels));
-        let metrics = family
-            .metrics
-            .into_iter()
-            .map(|m| StoredMetric {
-                labels: label_block(&m.labels),
+        let mut blocks = String::new();
+        let mut metrics = Vec::with_capacity(family.metrics.len());
+        for m in family.metrics {
+            let start = blocks.len();
+            blocks.push_str(&label_block(&m.labels));
+            metrics.push(StoredMetric {
+                start: start as u32,
+                len: (blocks.len() - start) as u32,
                 value: m.value,
-            })
-            .collect();
+            });
+        }
+        blocks.shrink_to_fit();
         Self {
             name: family.name,
             help: family.help,
             kind: family.kind,
             metrics,
+            blocks,
             pushed_at,
         }
+    }
+
+    /// The label block of one of this family's metrics.
+    pub fn block(&self, m: &StoredMetric) -> &str {
+        let start = m.start as usize;
+        self.blocks
+            .get(start..start + m.len as usize)
+            .unwrap_or_default()
     }
 
     /// Appends the family's sample lines (no HELP/TYPE) to `out`.
     pub fn render_samples(&self, out: &mut String) {
         for m in &self.metrics {
-            render_block(&self.name, &m.labels, &m.value, out);
+            render_block(&self.name, self.block(m), &m.value, out);
         }
     }
 }
@@ -181,7 +198,7 @@ impl Group {
         for f in self.families.values() {
             for m in &f.metrics {
                 let metric = Metric {
-                    labels: parse_label_block(&m.labels),
+                    labels: parse_label_block(f.block(m)),
                     value: m.value.clone(),
                     timestamp_ms: None,
                 };
@@ -392,10 +409,11 @@ pub fn prepare(
         .collect();
     for f in &out {
         for pair in f.metrics.windows(2) {
-            if pair[0].labels == pair[1].labels {
+            if f.block(&pair[0]) == f.block(&pair[1]) {
                 return Err(inconsistent(format!(
                     "metric {}{{{}}} was pushed twice with the same name and label values",
-                    f.name, pair[0].labels
+                    f.name,
+                    f.block(&pair[0])
                 )));
             }
         }
@@ -663,11 +681,12 @@ impl Store {
                 let Some(theirs) = other.families.get(&f.name) else {
                     continue;
                 };
-                let set: HashSet<&str> = theirs.metrics.iter().map(|m| &*m.labels).collect();
-                if let Some(m) = f.metrics.iter().find(|m| set.contains(&*m.labels)) {
+                let set: HashSet<&str> = theirs.metrics.iter().map(|m| theirs.block(m)).collect();
+                if let Some(m) = f.metrics.iter().find(|m| set.contains(f.block(m))) {
                     return Err(inconsistent(format!(
                         "metric {}{{{}}} was collected before with the same name and label values (in group {})",
-                        f.name, m.labels,
+                        f.name,
+                        f.block(m),
                         crate::grouping::to_path(other_key)
                     )));
                 }
