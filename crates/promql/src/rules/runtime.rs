@@ -107,6 +107,25 @@ impl RuleEngine {
             })
             .max()
             .unwrap_or(0);
+        // Series written by rules that are gone now become stale, as in Prometheus.
+        let kept: std::collections::HashSet<&crate::labels::Labels> = next
+            .iter()
+            .flat_map(|g| {
+                g.rules
+                    .iter()
+                    .flat_map(|r| r.last_output.iter().map(|(l, _)| l))
+            })
+            .collect();
+        let now = chrono::Utc::now().timestamp_millis();
+        for g in cur.iter() {
+            for r in &g.rules {
+                for (l, _) in &r.last_output {
+                    if !kept.contains(l) {
+                        self.storage.mark_stale(l, now);
+                    }
+                }
+            }
+        }
         self.storage.set_limits(MemLimits {
             retention_ms: longest + self.engine.lookback_ms + self.settings.interval_ms,
             max_samples_per_series: 100_000,
