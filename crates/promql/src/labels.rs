@@ -169,6 +169,29 @@ impl fmt::Display for Labels {
     }
 }
 
+/// Compiles `^(?s:pattern)$`, reusing earlier compilations (rules run the same selectors
+/// every cycle). The cache is bounded.
+fn compile_anchored(pattern: &str) -> Result<Regex, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(c) = cache.lock() {
+        if let Some(r) = c.get(pattern) {
+            return Ok(r.clone());
+        }
+    }
+    let re = Regex::new(&format!("^(?s:{pattern})$"))
+        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= 4096 {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), re.clone());
+    }
+    Ok(re)
+}
+
 /// How a matcher compares a label value.
 #[derive(Clone, Debug)]
 pub enum MatchKind {
@@ -205,8 +228,7 @@ impl Matcher {
 
     /// Builds a regex matcher; the pattern is anchored at both ends and `.` matches newlines.
     pub fn regex(name: &str, pattern: &str, negate: bool) -> Result<Self, String> {
-        let re = Regex::new(&format!("^(?s:{pattern})$"))
-            .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+        let re = compile_anchored(pattern)?;
         Ok(Matcher {
             name: name.to_string(),
             kind: if negate {
