@@ -214,7 +214,18 @@ pub fn parse_log4j(text: &str) -> Option<Log4jFields<'_>> {
 /// Parses the log4j timestamp (local time of the writer, taken as UTC plus
 /// `utc_offset_seconds`) into Unix seconds and nanoseconds.
 pub fn parse_time(time: &str, utc_offset_seconds: i32) -> Option<(i64, u32)> {
-    let t = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S,%3f").ok()?;
+    // `yyyy-MM-dd HH:mm:ss,SSS`, by hand: this runs once per event.
+    let b = time.as_bytes();
+    if b.len() != 23 || !starts_with_timestamp(b) || b[19] != b',' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let t = date.and_hms_milli_opt(num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?)?;
     let utc = t.and_utc().timestamp() - i64::from(utc_offset_seconds);
     Some((utc, t.and_utc().timestamp_subsec_nanos()))
 }

@@ -219,30 +219,30 @@ impl Record {
         (d.as_secs() as i64, d.subsec_nanos())
     }
 
-    /// Key/value contents: the parsed log4j fields when the event matches the layout
-    /// (`time`, `level`, `logger`, `message`), otherwise `message` = the raw text; then
-    /// `file`, `path` and the labels.
+    /// Key/value contents, borrowed from the record and its `text`: the parsed log4j fields
+    /// when the event matches the layout (`time`, `level`, `logger`, `message`), otherwise
+    /// `message` = the raw text; then `file`, `path` and the labels.
+    pub fn field_refs<'a>(&'a self, text: &'a str, out: &mut Vec<(&'static str, &'a str)>) {
+        match multiline::parse_log4j(text) {
+            Some(f) => {
+                out.push(("time", f.time));
+                out.push(("level", f.level));
+                out.push(("logger", f.logger));
+                out.push(("message", f.message));
+            }
+            None => out.push(("message", text.strip_suffix('\n').unwrap_or(text))),
+        }
+        out.push(("file", &self.stream.file_name));
+        out.push(("path", &self.stream.path));
+        out.extend(self.stream.labels.fields());
+    }
+
+    /// The same contents, owned.
     pub fn contents(&self) -> Vec<(&'static str, String)> {
         let text = self.text();
-        let mut v: Vec<(&'static str, String)> = Vec::with_capacity(12);
-        match multiline::parse_log4j(&text) {
-            Some(f) => {
-                v.push(("time", f.time.to_string()));
-                v.push(("level", f.level.to_string()));
-                v.push(("logger", f.logger.to_string()));
-                v.push(("message", f.message.to_string()));
-            }
-            None => {
-                let m = text.strip_suffix('\n').unwrap_or(&text);
-                v.push(("message", m.to_string()));
-            }
-        }
-        v.push(("file", self.stream.file_name.clone()));
-        v.push(("path", self.stream.path.clone()));
-        for (k, val) in self.stream.labels.fields() {
-            v.push((k, val.to_string()));
-        }
-        v
+        let mut v = Vec::with_capacity(12);
+        self.field_refs(&text, &mut v);
+        v.into_iter().map(|(k, v)| (k, v.to_string())).collect()
     }
 
     /// The structured JSON form (one object, no newline).

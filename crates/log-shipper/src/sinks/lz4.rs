@@ -59,6 +59,14 @@ impl Table {
 
 fn count(s: &[u8], mut a: usize, mut b: usize, limit: usize) -> usize {
     let start = a;
+    while a + 8 <= limit {
+        let diff = read64(s, a) ^ read64(s, b);
+        if diff != 0 {
+            return a - start + (diff.trailing_zeros() / 8) as usize;
+        }
+        a += 8;
+        b += 8;
+    }
     while a < limit && s[a] == s[b] {
         a += 1;
         b += 1;

@@ -141,7 +141,18 @@ pub fn build_request(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Request {
     use prost::Message;
-    let raw = group.encode_to_vec();
+    build_request_raw(host, logstore, group.encode_to_vec(), compress, signer, now)
+}
+
+/// Builds a signed PutLogs request for an encoded `LogGroup`.
+pub fn build_request_raw(
+    host: &str,
+    logstore: &str,
+    raw: Vec<u8>,
+    compress: bool,
+    signer: &Signer,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Request {
     let body = if compress {
         super::lz4::compress(&raw)
     } else {
@@ -244,59 +255,154 @@ pub fn build_request(
     }
 }
 
-/// Builds the log groups for a batch: one per (topic, source, tags), in first-seen order.
-pub fn log_groups(batch: &[Record], utc_offset_seconds: i32) -> Vec<proto::LogGroup> {
-    type Key = (String, String, Vec<(String, String)>);
-    let mut groups: Vec<(Key, proto::LogGroup)> = Vec::new();
-    for r in batch {
-        let l = &r.stream.labels;
-        let topic = l.topic();
-        let source = l.source.clone().unwrap_or_default();
-        let mut tags = Vec::new();
-        if let Some(p) = &l.pod {
-            tags.push(("__pod__".to_string(), p.clone()));
-            tags.push(("__hostname__".to_string(), p.clone()));
-        }
-        if let Some(c) = &l.container {
-            tags.push(("__container__".to_string(), c.clone()));
-        }
-        let key = (topic, source, tags);
-        let idx = match groups.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
+/// What one `LogGroup` shares: topic, source, tags.
+pub type GroupKey = (String, String, Vec<(String, String)>);
+
+/// Splits a batch into log groups, one per (topic, source, tags), in first-seen order:
+/// the key and the indexes of its records.
+pub fn group_batch(batch: &[Record]) -> Vec<(GroupKey, Vec<usize>)> {
+    let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
+    // Streams seen in this batch → their group (most batches hold one or a few streams).
+    let mut by_stream: Vec<(*const crate::record::StreamInfo, usize)> = Vec::new();
+    for (n, r) in batch.iter().enumerate() {
+        let ptr = std::sync::Arc::as_ptr(&r.stream);
+        let idx = match by_stream.iter().find(|(p, _)| *p == ptr) {
+            Some((_, i)) => *i,
             None => {
-                let g = proto::LogGroup {
-                    logs: Vec::new(),
-                    reserved: None,
-                    topic: Some(key.0.clone()),
-                    source: Some(key.1.clone()),
-                    log_tags: key
-                        .2
-                        .iter()
-                        .map(|(k, v)| proto::LogTag {
-                            key: k.clone(),
-                            value: v.clone(),
-                        })
-                        .collect(),
+                let l = &r.stream.labels;
+                let mut tags = Vec::new();
+                if let Some(p) = &l.pod {
+                    tags.push(("__pod__".to_string(), p.clone()));
+                    tags.push(("__hostname__".to_string(), p.clone()));
+                }
+                if let Some(c) = &l.container {
+                    tags.push(("__container__".to_string(), c.clone()));
+                }
+                let key = (l.topic(), l.source.clone().unwrap_or_default(), tags);
+                let i = match groups.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    }
                 };
-                groups.push((key, g));
-                groups.len() - 1
+                by_stream.push((ptr, i));
+                i
             }
         };
-        let (secs, nanos) = r.time(utc_offset_seconds);
-        groups[idx].1.logs.push(proto::Log {
-            time: secs.clamp(0, i64::from(u32::MAX)) as u32,
-            contents: r
-                .contents()
-                .into_iter()
-                .map(|(k, v)| proto::LogContent {
-                    key: k.to_string(),
-                    value: v,
+        groups[idx].1.push(n);
+    }
+    groups
+}
+
+/// The log groups of a batch as protobuf messages (for tests and tools; the sink encodes
+/// with [`encode_group`], which writes the same bytes without building them).
+pub fn log_groups(batch: &[Record], utc_offset_seconds: i32) -> Vec<proto::LogGroup> {
+    group_batch(batch)
+        .into_iter()
+        .map(|((topic, source, tags), idxs)| proto::LogGroup {
+            logs: idxs
+                .iter()
+                .map(|&i| {
+                    let r = &batch[i];
+                    let (secs, nanos) = r.time(utc_offset_seconds);
+                    proto::Log {
+                        time: secs.clamp(0, i64::from(u32::MAX)) as u32,
+                        contents: r
+                            .contents()
+                            .into_iter()
+                            .map(|(k, v)| proto::LogContent {
+                                key: k.to_string(),
+                                value: v,
+                            })
+                            .collect(),
+                        time_ns: Some(nanos),
+                    }
                 })
                 .collect(),
-            time_ns: Some(nanos),
-        });
+            reserved: None,
+            topic: Some(topic),
+            source: Some(source),
+            log_tags: tags
+                .into_iter()
+                .map(|(key, value)| proto::LogTag { key, value })
+                .collect(),
+        })
+        .collect()
+}
+
+fn varint_len(v: usize) -> usize {
+    let bits = usize::BITS - (v | 1).leading_zeros();
+    (bits as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
     }
-    groups.into_iter().map(|(_, g)| g).collect()
+    out.push(v as u8);
+}
+
+fn pair_len(k: &str, v: &str) -> usize {
+    2 + varint_len(k.len()) + k.len() + varint_len(v.len()) + v.len()
+}
+
+fn put_pair(out: &mut Vec<u8>, tag: u8, k: &str, v: &str) {
+    out.push(tag);
+    put_varint(out, pair_len(k, v));
+    out.push(0x0a);
+    put_varint(out, k.len());
+    out.extend_from_slice(k.as_bytes());
+    out.push(0x12);
+    put_varint(out, v.len());
+    out.extend_from_slice(v.as_bytes());
+}
+
+/// Encodes one `LogGroup` straight from the records (no intermediate messages).
+pub fn encode_group(
+    batch: &[Record],
+    key: &GroupKey,
+    idxs: &[usize],
+    utc_offset_seconds: i32,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(idxs.iter().map(|&i| batch[i].event.data.len() + 256).sum());
+    for &i in idxs {
+        let r = &batch[i];
+        let text = r.text();
+        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(16);
+        r.field_refs(&text, &mut fields);
+        let (secs, nanos) = r.time(utc_offset_seconds);
+        let time = secs.clamp(0, i64::from(u32::MAX)) as usize;
+        let log_len = 1
+            + varint_len(time)
+            + fields
+                .iter()
+                .map(|(k, v)| {
+                    let n = pair_len(k, v);
+                    1 + varint_len(n) + n
+                })
+                .sum::<usize>()
+            + 5;
+        out.push(0x0a);
+        put_varint(&mut out, log_len);
+        out.push(0x08);
+        put_varint(&mut out, time);
+        for (k, v) in &fields {
+            put_pair(&mut out, 0x12, k, v);
+        }
+        out.push(0x25);
+        out.extend_from_slice(&nanos.to_le_bytes());
+    }
+    for (tag, s) in [(0x1au8, &key.0), (0x22, &key.1)] {
+        out.push(tag);
+        put_varint(&mut out, s.len());
+        out.extend_from_slice(s.as_bytes());
+    }
+    for (k, v) in &key.2 {
+        put_pair(&mut out, 0x32, k, v);
+    }
+    out
 }
 
 /// Maps an SLS error response to a retry decision.
@@ -396,17 +502,15 @@ impl SlsSink {
         if self.progress.as_ref().is_none_or(|(b, _)| *b != id) {
             self.progress = Some((id, HashSet::new()));
         }
-        for (i, group) in log_groups(batch, self.utc_offset_seconds)
-            .into_iter()
-            .enumerate()
-        {
+        for (i, (key, idxs)) in group_batch(batch).into_iter().enumerate() {
             if self.progress.as_ref().is_some_and(|(_, d)| d.contains(&i)) {
                 continue;
             }
-            let req = build_request(
+            let raw = encode_group(batch, &key, &idxs, self.utc_offset_seconds);
+            let req = build_request_raw(
                 &self.host,
                 &self.logstore,
-                &group,
+                raw,
                 self.compress,
                 &self.signer,
                 chrono::Utc::now(),
@@ -478,6 +582,62 @@ mod tests {
         assert_eq!(classify(500, "InternalServerError"), Retry::Backoff);
         assert_eq!(classify(503, "http_503"), Retry::Backoff);
         assert_eq!(classify(429, "x"), Retry::Throttled);
+    }
+
+    #[test]
+    fn hand_encoding_equals_prost() {
+        use prost::Message;
+        use std::sync::Arc;
+
+        use crate::{
+            multiline::Event,
+            record::{Labels, StreamInfo},
+        };
+        let stream = |name: &str, pod: Option<&str>| {
+            Arc::new(StreamInfo {
+                path: format!("/l/{name}"),
+                file_name: name.into(),
+                relative: name.into(),
+                labels: Labels {
+                    namespace: Some("ns".into()),
+                    job_id: Some("j".into()),
+                    pod: pod.map(str::to_string),
+                    ..Labels::default()
+                },
+            })
+        };
+        let (a, b) = (stream("a.log", Some("p")), stream("b.out", None));
+        let rec = |s: &Arc<StreamInfo>, text: String| Record {
+            stream: s.clone(),
+            event: Event {
+                stream: Arc::from(s.path.as_str()),
+                file: 1,
+                end: 1,
+                data: text.into_bytes(),
+            },
+            read_at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        };
+        let batch = vec![
+            rec(&a, "2024-01-01 00:00:00,123 INFO  x.Y [] - hi\n".into()),
+            rec(&b, "plain stdout ünï\n".into()),
+            rec(
+                &a,
+                format!(
+                    "2024-01-01 00:00:01,000 ERROR x.Y [] - {}\n\tat z\n",
+                    "m".repeat(300)
+                ),
+            ),
+        ];
+        let expected: Vec<Vec<u8>> = log_groups(&batch, 0)
+            .iter()
+            .map(|g| g.encode_to_vec())
+            .collect();
+        let got: Vec<Vec<u8>> = group_batch(&batch)
+            .iter()
+            .map(|(k, idxs)| encode_group(&batch, k, idxs, 0))
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got, expected);
     }
 
     #[test]
