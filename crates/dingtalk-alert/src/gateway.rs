@@ -307,7 +307,7 @@ impl Gateway {
             .with_label_values(&[target, reason])
             .inc_by(n as u64);
         tracing::warn!(
-            target,
+            dingtalk_target = target,
             alerts = n,
             reason,
             "Alerts refused; Alertmanager will retry."
@@ -437,7 +437,7 @@ impl Gateway {
                     .alerts_failed
                     .with_label_values(&[&q.name, "shutdown"])
                     .inc_by(n as u64);
-                tracing::error!(target = %q.name, alerts = n, "Shutting down with undelivered alerts.");
+                tracing::error!(dingtalk_target = %q.name, alerts = n, "Shutting down with undelivered alerts.");
             }
         }
     }
@@ -517,7 +517,7 @@ impl Gateway {
                 .template_errors
                 .with_label_values(&[name])
                 .inc();
-            tracing::error!(target = name, error = %e, "Custom template failed; sent with the default template.");
+            tracing::error!(dingtalk_target = name, error = %e, "Custom template failed; sent with the default template.");
         }
 
         let robot = &target.robot;
@@ -575,7 +575,7 @@ impl Gateway {
                         .inc();
                 }
                 tracing::debug!(
-                    target = name,
+                    dingtalk_target = name,
                     alerts = n,
                     bytes = composed.body.bytes.len(),
                     "Message delivered."
@@ -610,7 +610,7 @@ impl Gateway {
                     .retries
                     .with_label_values(&[name, reason])
                     .inc();
-                tracing::warn!(target = name, alerts = batch.len(), reason, detail = %redact(&detail), retry_in = ?pause, "Delivery failed; will retry.");
+                tracing::warn!(dingtalk_target = name, alerts = batch.len(), reason, detail = %redact(&detail), retry_in = ?pause, "Delivery failed; will retry.");
                 self.give_back(q, batch);
                 self.finish(q, 0);
                 Some(pause)
@@ -634,7 +634,7 @@ impl Gateway {
             .with_label_values(&[&q.name, reason])
             .inc_by(n as u64);
         tracing::error!(
-            target = %q.name, alerts = n, reason, detail, retries_exhausted = retried,
+            dingtalk_target = %q.name, alerts = n, reason, detail, retries_exhausted = retried,
             first_alerts = %names.join(", "),
             "Alerts could not be delivered to DingTalk; giving up on them."
         );

@@ -152,7 +152,7 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         metrics,
     );
     for (name, t) in &gateway.compiled().targets {
-        tracing::info!(target = %name, message_type = ?t.message_type, signed = t.robot.secret.is_some(), "DingTalk target configured.");
+        tracing::info!(dingtalk_target = %name, message_type = ?t.message_type, signed = t.robot.secret.is_some(), "DingTalk target configured.");
     }
     let mut updates = handle.subscribe();
     let g = gateway.clone();
