@@ -10,7 +10,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet, VecDeque},
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::Duration,
 };
 
@@ -34,6 +37,8 @@ use crate::{
 
 /// Most alerts a worker takes from its queue for one message attempt.
 const MAX_BATCH: usize = 500;
+/// The smallest body cap learned from "too long" answers.
+const MIN_LEARNED_CAP: usize = 2_000;
 
 /// Why alerts were not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,8 @@ struct TargetQueue {
     name: String,
     state: Mutex<QueueState>,
     notify: Notify,
+    /// A body cap learned from DingTalk answering "too long" (0: none), kept for the target.
+    learned_cap: AtomicUsize,
 }
 
 impl TargetQueue {
@@ -230,6 +237,7 @@ impl Gateway {
                 name: name.clone(),
                 state: Mutex::new(QueueState::default()),
                 notify: Notify::new(),
+                learned_cap: AtomicUsize::new(0),
             });
             self.metrics.queue_alerts.with_label_values(&[name]).set(0);
             queues.insert(name.clone(), q.clone());
@@ -503,10 +511,14 @@ impl Gateway {
         if taken.is_empty() {
             return None;
         }
+        let max_bytes = match q.learned_cap.load(Ordering::Relaxed) {
+            0 => delivery.max_body_bytes,
+            learned => learned.min(delivery.max_body_bytes),
+        };
         let composed = {
             let pairs: Vec<(&Alert, &Origin)> =
                 taken.iter().map(|x| (&x.alert, &*x.origin)).collect();
-            compose(target, &pairs, delivery.max_body_bytes)
+            compose(target, &pairs, max_bytes)
         };
         let rest = taken.split_off(composed.alerts.min(taken.len()).max(1));
         self.give_back(q, rest);
@@ -614,6 +626,32 @@ impl Gateway {
                 self.give_back(q, batch);
                 self.finish(q, 0);
                 Some(pause)
+            }
+            Outcome::TooLong { detail } => {
+                let reason = "too_long";
+                self.metrics
+                    .messages_failed
+                    .with_label_values(&[name, reason])
+                    .inc();
+                let sent = composed.body.bytes.len();
+                let mut batch = batch;
+                let n = batch.iter().map(|b| b.attempts).max().unwrap_or(0) + 1;
+                batch.iter_mut().for_each(|b| b.attempts = n);
+                if sent <= MIN_LEARNED_CAP || n >= delivery.max_attempts {
+                    self.fail(q, batch, reason, &redact(&detail), true);
+                    return None;
+                }
+                // DingTalk counts differently from us: remember a smaller cap and resend.
+                let cap = (sent * 3 / 4).max(MIN_LEARNED_CAP);
+                q.learned_cap.store(cap, Ordering::Relaxed);
+                self.metrics
+                    .retries
+                    .with_label_values(&[name, reason])
+                    .inc();
+                tracing::warn!(dingtalk_target = name, bytes = sent, new_cap = cap, detail = %redact(&detail), "DingTalk says the message is too long; resending smaller.");
+                self.give_back(q, batch);
+                self.finish(q, 0);
+                None
             }
             Outcome::Fatal { reason, detail } => {
                 self.metrics

@@ -22,6 +22,11 @@ pub enum Outcome {
         /// DingTalk said "too fast".
         too_fast: bool,
     },
+    /// DingTalk found the body too long (460101): send it again, smaller.
+    TooLong {
+        /// What happened, for the log.
+        detail: String,
+    },
     /// Retrying will not help.
     Fatal {
         /// Metric label.
@@ -121,10 +126,7 @@ pub fn classify(result: &Result<Reply, TransportError>) -> Outcome {
             };
             Outcome::Fatal { reason, detail }
         }
-        460101 => Outcome::Fatal {
-            reason: "too_long",
-            detail,
-        },
+        460101 => Outcome::TooLong { detail },
         300001 | 400100..=400199 => Outcome::Fatal {
             reason: "bad_token",
             detail,
@@ -153,6 +155,7 @@ mod tests {
         match o {
             Outcome::Delivered => ("delivered", false),
             Outcome::Retry { reason, .. } => (reason, true),
+            Outcome::TooLong { .. } => ("too_long", true),
             Outcome::Fatal { reason, .. } => (reason, false),
         }
     }
@@ -188,7 +191,7 @@ mod tests {
             ),
             (
                 r#"{"errcode":460101,"errmsg":"message too long, exceed 20000 bytes"}"#,
-                ("too_long", false),
+                ("too_long", true),
             ),
             (
                 r#"{"errcode":300001,"errmsg":"token is not exist"}"#,

@@ -551,3 +551,32 @@ async fn random_schedules_and_failures_never_lose_alerts_or_exceed_the_limit() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn too_long_answer_makes_the_gateway_resend_smaller() {
+    let rig = Rig::new("targets: {ops: {access_token: tok-ops}}");
+    rig.s.robot("tok-ops", RobotCfg::default());
+    // DingTalk (say, counting bytes differently) refuses the first, full-size body.
+    rig.s.script([Script::Answer(
+        200,
+        r#"{"errcode":460101,"errmsg":"message too long, exceed 20000 bytes"}"#.into(),
+    )]);
+    rig.send("ops", payload("long", 120, "firing"));
+    rig.settle(Duration::from_secs(600)).await;
+    let acc = rig.s.accepted();
+    assert!(
+        acc.iter().all(|a| a.bytes <= 15_000),
+        "resent under 3/4 of the first body"
+    );
+    let texts = rig.texts();
+    for i in 0..120 {
+        assert!(
+            texts.contains(&format!("**long-{i:03}**")),
+            "long-{i:03} lost"
+        );
+    }
+    assert_eq!(
+        rig.metric(r#"dingtalk_alert_retries_total{reason="too_long",target="ops"}"#),
+        1.0
+    );
+}
