@@ -439,6 +439,91 @@ mod tests {
         assert_eq!(parsed["a.b"], "x: \"y\"");
     }
 
+    #[tokio::test]
+    async fn local_cluster_config_is_rendered_and_scripts_get_their_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("flink");
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        std::fs::create_dir_all(home.join("conf")).unwrap();
+        std::fs::write(
+            home.join("conf/config.yaml"),
+            "env:\n  java:\n    opts:\n      all: --add-opens=java.base/java.lang=ALL-UNNAMED\n",
+        )
+        .unwrap();
+        for s in ["jobmanager.sh", "taskmanager.sh"] {
+            std::fs::write(
+                home.join("bin").join(s),
+                format!("echo \"{s} $1 conf=$FLINK_CONF_DIR ident=$FLINK_IDENT_STRING team=$TEAM\" >> \"$FLINK_LOG_DIR/calls\"\n"),
+            )
+            .unwrap();
+        }
+        let data = dir.path().join("data");
+        let l = LocalClusters::new(Some(home), &data);
+        let cfg = BTreeMap::from([
+            ("rest.port".to_string(), "1".to_string()),
+            ("pipeline.name".to_string(), "orders".to_string()),
+        ]);
+        let env = [EnvVar {
+            name: "TEAM".into(),
+            value: "payments".into(),
+        }];
+        let spec = LocalSpec {
+            namespace: "default",
+            deployment_id: "dep-1",
+            job_id: "job-1",
+            flink_configuration: &cfg,
+            parallelism: 3,
+            jobmanager_memory: Some("2g"),
+            taskmanager_memory: None,
+            log4j: "rootLogger.level = WARN\n",
+            env: &env,
+            savepoint_dir: "file:///sp",
+            checkpoint_dir: "file:///ck",
+            metrics_gateway: Some("http://mg:9091"),
+        };
+        let c = l.start(&spec).unwrap();
+        let conf = data.join("local/job-1/conf");
+        let y: BTreeMap<String, String> =
+            serde_yaml::from_str(&std::fs::read_to_string(conf.join("config.yaml")).unwrap())
+                .unwrap();
+        let port = c.rest_url.rsplit(':').next().unwrap();
+        assert_eq!(y["rest.port"], port, "the manager owns the ports");
+        assert_ne!(port, "1");
+        assert_eq!(y["pipeline.name"], "orders");
+        assert_eq!(y["taskmanager.numberOfTaskSlots"], "3");
+        assert_eq!(y["jobmanager.memory.process.size"], "2g");
+        assert_eq!(y["execution.checkpointing.savepoint-dir"], "file:///sp");
+        assert_eq!(
+            y["env.java.opts.all"],
+            "--add-opens=java.base/java.lang=ALL-UNNAMED"
+        );
+        assert_eq!(
+            y["metrics.reporter.jobmanager_suite.groupingKey"],
+            "namespace=default;deploymentId=dep-1;jobId=job-1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(conf.join("log4j.properties")).unwrap(),
+            "rootLogger.level = WARN\n"
+        );
+        let log_dir = PathBuf::from(c.log_dir.clone().unwrap());
+        assert!(log_dir.ends_with("logs/default/dep-1/job-1"));
+        let calls = log_dir.join("calls");
+        for _ in 0..200 {
+            if std::fs::read_to_string(&calls)
+                .map(|t| t.lines().count() == 2)
+                .unwrap_or(false)
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let text = std::fs::read_to_string(&calls).unwrap();
+        assert!(text.contains("jobmanager.sh start"), "{text}");
+        assert!(text.contains("taskmanager.sh start"), "{text}");
+        assert!(text.contains("ident=job-1 team=payments"), "{text}");
+        assert!(text.contains(&format!("conf={}", conf.display())), "{text}");
+    }
+
     #[test]
     fn local_target_without_flink_home_says_what_to_set() {
         let l = LocalClusters::new(None, Path::new("/tmp"));
