@@ -593,6 +593,30 @@ delivery: {timeout: 3s, max_attempts: 2}
     }
 
     #[test]
+    fn readme_example_is_a_valid_config() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("## Configuration").nth(1).unwrap();
+        let yaml = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("dt-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tpl = dir.join("oncall.md.j2");
+        std::fs::write(&tpl, "{{ title }}").unwrap();
+        let yaml = yaml.replace("/etc/dingtalk/oncall.md.j2", tpl.to_str().unwrap());
+        let c = parse(&yaml).unwrap();
+        let compiled = c.compiled.unwrap();
+        assert_eq!(
+            compiled.targets.keys().collect::<Vec<_>>(),
+            ["db", "oncall"]
+        );
+        assert_eq!(compiled.targets["oncall"].keyword.as_deref(), Some("告警"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             ("targets: {a: {}}", "targets.a.access_token"),
