@@ -353,6 +353,12 @@ impl ServiceConfig for Config {
         }
         if let Some(s) = &self.sinks.sls {
             check_batch("sinks.sls", &s.batch)?;
+            if s.batch.max_events > 4096 {
+                return Err(ConfigError::invalid(
+                    "sinks.sls.batch.max_events",
+                    "must be at most 4096 (the PutLogs limit)",
+                ));
+            }
             check_sign("sinks.sls", s.signature, &s.region)?;
             for (f, v) in [
                 ("endpoint", &s.endpoint),
@@ -400,5 +406,62 @@ impl Default for Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             sinks: Sinks::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        common::config::from_yaml_str::<Config>(yaml, Path::new("ls.yml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_valid_and_errors_name_the_field() {
+        let c = load("").unwrap();
+        assert_eq!(c.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert!(c.sinks.sls.is_none());
+        let err = load("sinks:\n  sls: {endpoint: e, project: p, logstore: l, signature: v4}\n")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "invalid config: `sinks.sls.region` is required with signature v4"
+        );
+        let err =
+            load("sinks:\n  oss: {endpoint: e, bucket: b, batch: {max_events: 0, timeout: 1s}}\n")
+                .unwrap_err();
+        assert!(err.contains("sinks.oss.batch.max_events"), "{err}");
+        let err = load("sinks:\n  sls: {endpoint: e, project: p, logstore: l, batch: {max_events: 5000, timeout: 1s}}\n")
+            .unwrap_err();
+        assert!(err.contains("4096"), "{err}");
+        let err = load("inputs: [{glob: 'log/[.log'}]\n").unwrap_err();
+        assert!(err.contains("inputs[0].glob"), "{err}");
+        let err =
+            load("sinks: {sls: {endpoint: e, project: p, logstore: l, bogus: 1}}\n").unwrap_err();
+        assert!(err.contains("bogus") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn credentials_come_from_a_file_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "s3cr3t\n").unwrap();
+        let c = Credentials {
+            access_key_id: Some("id".into()),
+            access_key_secret: Secret::default(),
+            access_key_secret_file: Some(f),
+        };
+        let (id, secret) = c.resolve("sinks.sls").unwrap();
+        assert_eq!((id.as_str(), secret.expose()), ("id", "s3cr3t"));
+        let shown = serde_yaml::to_string(&Credentials {
+            access_key_secret: Secret::new("s3cr3t"),
+            ..c
+        })
+        .unwrap();
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 }
