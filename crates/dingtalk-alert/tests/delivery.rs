@@ -580,3 +580,25 @@ async fn too_long_answer_makes_the_gateway_resend_smaller() {
         1.0
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn targets_sharing_a_robot_share_its_limit() {
+    let rig = Rig::new(
+        "targets: {a: {access_token: tok-shared, mentions: {mobiles: ['1']}}, b: {access_token: tok-shared}}",
+    );
+    rig.s.robot("tok-shared", RobotCfg::default());
+    for i in 0..30 {
+        rig.send("a", payload(&format!("a{i}"), 1, "firing"));
+        rig.send("b", payload(&format!("b{i}"), 1, "firing"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    rig.settle(Duration::from_secs(600)).await;
+    assert_eq!(rig.s.violations(), 0);
+    assert!(rig.s.max_per_minute("tok-shared") <= 20);
+    let texts = rig.texts();
+    for i in 0..30 {
+        assert!(
+            texts.contains(&format!("**a{i}-000**")) && texts.contains(&format!("**b{i}-000**"))
+        );
+    }
+}
