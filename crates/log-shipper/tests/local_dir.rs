@@ -95,6 +95,20 @@ fn ships_each_input_file_as_written_through_rename_rotation_and_restart() {
     assert_eq!(lines, Some(3.0));
     let rotated = p.metric("log_shipper_file_events_total{event=\"rotated\",sink=\"dir\"}");
     assert_eq!(rotated, Some(1.0));
+    testkit::wait_for(
+        || {
+            p.metric(&format!(
+                "log_shipper_checkpoint_lag_bytes{{file=\"{}\",sink=\"dir\"}}",
+                jm.display()
+            )) == Some(0.0)
+        },
+        "checkpoint lag 0 once everything is acknowledged",
+    );
+    assert_eq!(
+        p.metric("log_shipper_events_shipped_total{sink=\"dir\"}"),
+        Some(4.0),
+        "3 jobmanager events + 1 taskmanager event (the stack trace is one)"
+    );
 
     // Stop, write while down, start again: only the new lines are added.
     p.signal("TERM");
