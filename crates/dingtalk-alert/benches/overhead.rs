@@ -140,32 +140,40 @@ async fn overhead(dir: &std::path::Path) {
     }
     let before = total;
 
-    // Through the gateway: Alertmanager payload in, signed rendered message out.
-    let mut via = Vec::new();
-    let mut accept = Vec::new();
-    for i in 0..total {
-        let p = payload(&format!("bench{i}"), 1, "firing").to_string();
-        let t0 = tokio::time::Instant::now();
-        let r = client
-            .post(format!("http://{addr}/dingtalk/t{i}/send"))
-            .header("content-type", "application/json")
-            .body(p)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        let _ = r.bytes().await;
-        let answered = tokio::time::Instant::now();
-        let at = wait_accepted(&s, before + i + 1).await;
-        if i >= WARMUP {
-            via.push(at - t0);
-            accept.push(answered - t0);
-        }
-    }
+    // Through the gateway process: Alertmanager payload in, signed rendered message out.
+    let (mut via, mut accept) = measure_via(&client, addr, &s, before, total).await;
+
+    // The same gateway code in this process (same scheduling as the baseline).
+    let cfg = dingtalk_alert::config::load_str(
+        &config,
+        std::path::Path::new("bench.yml"),
+        &dingtalk_alert::config::FlagTarget::default(),
+    )
+    .unwrap();
+    let registry = prometheus::Registry::new();
+    let g = dingtalk_alert::gateway::Gateway::start(
+        cfg.compiled.clone().unwrap(),
+        Arc::new(dingtalk_alert::transport::HttpTransport::new().unwrap()),
+        Arc::new(SystemClock),
+        dingtalk_alert::metrics::Metrics::register("dingtalk_alert", &registry),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let in_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, dingtalk_alert::api::router(g)).await;
+    });
+    let (mut via_in, mut accept_in) =
+        measure_via(&client, in_addr, &s, before + total, total).await;
     assert_eq!(s.violations(), 0);
-    direct.sort();
-    via.sort();
-    accept.sort();
+    for v in [
+        &mut direct,
+        &mut via,
+        &mut accept,
+        &mut via_in,
+        &mut accept_in,
+    ] {
+        v.sort();
+    }
     println!("== overhead per message (loopback, {SAMPLES} samples, signed markdown) ==");
     println!(
         "direct to DingTalk stand-in  p50 {}  p99 {}",
@@ -186,6 +194,21 @@ async fn overhead(dir: &std::path::Path) {
         "added by the gateway         p50 {}  p99 {}",
         us(pct(&via, 0.5).saturating_sub(pct(&direct, 0.5))),
         us(pct(&via, 0.99).saturating_sub(pct(&direct, 0.99)))
+    );
+    println!(
+        "in-process gateway, e2e      p50 {}  p99 {}",
+        us(pct(&via_in, 0.5)),
+        us(pct(&via_in, 0.99))
+    );
+    println!(
+        "in-process gateway, answer   p50 {}  p99 {}",
+        us(pct(&accept_in, 0.5)),
+        us(pct(&accept_in, 0.99))
+    );
+    println!(
+        "added (in-process gateway)   p50 {}  p99 {}",
+        us(pct(&via_in, 0.5).saturating_sub(pct(&direct, 0.5))),
+        us(pct(&via_in, 0.99).saturating_sub(pct(&direct, 0.99)))
     );
 }
 
@@ -233,6 +256,39 @@ async fn flood(
         t.await.unwrap();
     }
     (accepted.load(Ordering::Relaxed), start.elapsed())
+}
+
+/// POSTs one single-alert payload per target `t{i}` to `addr`, waiting each time until the
+/// stand-in has accepted message number `offset + i + 1`. Returns (end to end, answer) times.
+async fn measure_via(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    s: &StandIn,
+    offset: usize,
+    total: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut via = Vec::new();
+    let mut accept = Vec::new();
+    for i in 0..total {
+        let p = payload(&format!("bench{i}"), 1, "firing").to_string();
+        let t0 = tokio::time::Instant::now();
+        let r = client
+            .post(format!("http://{addr}/dingtalk/t{i}/send"))
+            .header("content-type", "application/json")
+            .body(p)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let _ = r.bytes().await;
+        let answered = tokio::time::Instant::now();
+        let at = wait_accepted(s, offset + i + 1).await;
+        if i >= WARMUP {
+            via.push(at - t0);
+            accept.push(answered - t0);
+        }
+    }
+    (via, accept)
 }
 
 async fn throughput(dir: &std::path::Path) {
