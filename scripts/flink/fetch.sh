@@ -45,15 +45,34 @@ if [ ! -f "$home/lib/flink-dist-$version.jar" ]; then
   fi
   staging=$cache/staging-$version
   rm -rf "$staging" && mkdir -p "$staging"
-  for wheel in "$dl"/apache_flink_libraries-"$version"-*.whl "$dl"/apache_flink-"$version"-*.whl; do
-    [ -f "$wheel" ] || { say "wheel not downloaded: $wheel"; exit 1; }
-    python3 -m zipfile -e "$wheel" "$staging" >&2
-  done
+  # bin/ and conf/ come from the apache-flink wheel (pyflink/bin, pyflink/conf).
+  flink_wheel=$(ls "$dl"/apache_flink-"$version"-*.whl 2>/dev/null | head -n1 || true)
+  [ -n "$flink_wheel" ] || { say "apache-flink $version wheel not downloaded"; exit 1; }
+  python3 -m zipfile -e "$flink_wheel" "$staging" >&2
+  # lib/, opt/, plugins/: Flink 2.x ships apache-flink-libraries as a wheel (pyflink/...),
+  # Flink 1.x as a source tarball (deps/...).
+  libs_wheel=$(ls "$dl"/apache_flink_libraries-"$version"-*.whl 2>/dev/null | head -n1 || true)
+  libs_sdist=$(ls "$dl"/apache_flink_libraries-"$version".tar.gz 2>/dev/null | head -n1 || true)
+  if [ -n "$libs_wheel" ]; then
+    python3 -m zipfile -e "$libs_wheel" "$staging" >&2
+    libs=$staging/pyflink
+  elif [ -n "$libs_sdist" ]; then
+    mkdir -p "$staging/sdist" && tar xzf "$libs_sdist" -C "$staging/sdist" >&2
+    libs=$(ls -d "$staging"/sdist/*/deps | head -n1)
+  else
+    say "apache-flink-libraries $version not downloaded"; exit 1
+  fi
   rm -rf "$home.partial" && mkdir -p "$home.partial"
-  for part in lib opt plugins bin conf; do
-    [ -d "$staging/pyflink/$part" ] || { say "wheel has no pyflink/$part"; exit 1; }
+  for part in lib opt plugins; do
+    [ -d "$libs/$part" ] || { say "apache-flink-libraries has no $part/"; exit 1; }
+    cp -r "$libs/$part" "$home.partial/"
+  done
+  for part in bin conf; do
+    [ -d "$staging/pyflink/$part" ] || { say "apache-flink wheel has no pyflink/$part"; exit 1; }
     cp -r "$staging/pyflink/$part" "$home.partial/"
   done
+  # bash-java-utils.jar lives in the libraries' bin/ (2.x wheel: already in pyflink/bin).
+  if [ -f "$libs/bin/bash-java-utils.jar" ]; then cp "$libs/bin/bash-java-utils.jar" "$home.partial/bin/"; fi
   chmod +x "$home.partial"/bin/*
   mkdir -p "$home.partial/log"
   rm -rf "$home" && mv "$home.partial" "$home"
