@@ -39,6 +39,9 @@ pub struct Config {
     /// Labels put on every record (and used for the OSS path / SLS topic). Unset `pod` and
     /// `source` default to `$POD_NAME` and `$POD_IP`/`$HOSTNAME`.
     pub labels: Labels,
+    /// A Kubernetes Downward API file with the pod's labels (`/etc/podinfo/labels`): the
+    /// suite's labels in it (namespace, deployment id, job id, component) override `labels`.
+    pub pod_labels_file: Option<PathBuf>,
     /// Offset of the writers' local time from UTC, in seconds (log4j writes local time).
     pub utc_offset_seconds: i32,
     /// How often files are checked for new data and rotation.
@@ -402,6 +405,7 @@ impl Default for Config {
             inputs: Vec::new(),
             multiline: MultilineConfig::default(),
             labels: Labels::default(),
+            pod_labels_file: None,
             utc_offset_seconds: 0,
             poll_interval: DEFAULT_POLL_INTERVAL,
             sinks: Sinks::default(),

@@ -204,7 +204,14 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     }
     config.validate()?;
     let metrics = metrics::Metrics::register(&registry);
-    let labels = Arc::new(StaticLabels(config.labels.clone().with_env_defaults()));
+    let base = config.labels.clone().with_env_defaults();
+    let labels: Arc<dyn record::LabelSource> = match &config.pod_labels_file {
+        Some(path) => Arc::new(record::DownwardApiLabels {
+            path: path.clone(),
+            base,
+        }),
+        None => Arc::new(StaticLabels(base)),
+    };
     let inputs = args.input_globs(&config);
     let limits = multiline::Limits {
         max_lines: config.multiline.max_lines,

@@ -149,6 +149,64 @@ impl LabelSource for StaticLabels {
     }
 }
 
+/// Labels from a Kubernetes Downward API `labels` file (`key="value"` per line), which a
+/// sidecar mounts from its pod's metadata: the suite's pod labels (namespace, deployment id,
+/// job id, component) on top of the configured ones. The file is re-read for every new file,
+/// so a job id added to the pod later reaches files opened after it.
+#[derive(Debug, Clone)]
+pub struct DownwardApiLabels {
+    /// The mounted file (`/etc/podinfo/labels`).
+    pub path: std::path::PathBuf,
+    /// Configured labels (pod name, source, container) underneath.
+    pub base: Labels,
+}
+
+/// Parses a Downward API labels file: `key="value"` lines, values with Go-style escapes.
+pub fn parse_downward_labels(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            Some((
+                k.trim().to_string(),
+                v.replace("\\\"", "\"").replace("\\\\", "\\"),
+            ))
+        })
+        .collect()
+}
+
+impl LabelSource for DownwardApiLabels {
+    fn labels_for(&self, path: &Path) -> Labels {
+        let mut l = StaticLabels(self.base.clone()).labels_for(path);
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return l;
+        };
+        match FlinkPodLabels::from_labels(&parse_downward_labels(&text)) {
+            Ok(pod) => {
+                let from_pod = Labels::from_pod(
+                    &pod,
+                    l.pod.as_deref().unwrap_or(""),
+                    l.container.as_deref(),
+                    l.source.as_deref(),
+                );
+                l.namespace = from_pod.namespace;
+                l.deployment_id = from_pod.deployment_id;
+                l.deployment_name = from_pod.deployment_name.or(l.deployment_name);
+                l.job_id = from_pod.job_id.or(l.job_id);
+                l.component = from_pod.component;
+            }
+            Err(error) => {
+                tracing::warn!(file = %self.path.display(), %error, "Pod labels file does not describe a suite-managed Flink pod; using the configured labels.");
+            }
+        }
+        l
+    }
+}
+
 /// What the shipper knows about one stream (input path).
 #[derive(Debug)]
 pub struct StreamInfo {
@@ -313,6 +371,37 @@ mod tests {
         assert_eq!(f["component"], "jobmanager");
         assert_eq!(f["pod"], "wc-jm-0");
         assert_eq!(l.source.as_deref(), Some("10.0.0.7"));
+    }
+
+    #[test]
+    fn downward_api_labels_file_supplies_the_suite_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("labels");
+        std::fs::write(
+            &f,
+            "app.kubernetes.io/component=\"jobmanager\"\napp.kubernetes.io/managed-by=\"job-manager\"\n\
+             app.kubernetes.io/part-of=\"flink-suite\"\nflink-suite.io/deployment-id=\"d-1\"\n\
+             flink-suite.io/job-id=\"a0b1\"\nflink-suite.io/namespace=\"team-a\"\npod-template-hash=\"x\"\n",
+        )
+        .unwrap();
+        let src = DownwardApiLabels {
+            path: f.clone(),
+            base: Labels {
+                pod: Some("wc-jm-0".into()),
+                ..Labels::default()
+            },
+        };
+        let l = src.labels_for(Path::new("/opt/flink/log/flink--taskexecutor-0.log"));
+        assert_eq!(l.topic(), "team-a:d-1:a0b1");
+        assert_eq!(
+            l.component.as_deref(),
+            Some("jobmanager"),
+            "the pod label wins"
+        );
+        assert_eq!(l.pod.as_deref(), Some("wc-jm-0"));
+        std::fs::write(&f, "app=\"other\"\n").unwrap();
+        let l = src.labels_for(Path::new("x.log"));
+        assert_eq!(l.topic(), "", "a foreign pod's labels are not used");
     }
 
     #[test]
