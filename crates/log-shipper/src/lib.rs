@@ -184,26 +184,15 @@ pub fn build_sinks(args: &Args, config: &Config) -> Result<Vec<(Sink, Batch, Buf
     Ok(sinks)
 }
 
-/// Runs the service until `lifecycle` asks it to stop.
-///
-/// Sinks, inputs and labels are read at start; a reload validates the file and updates
-/// `/-/config`, but a changed pipeline takes effect at the next start.
-pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
-    let registry = common::telemetry::new_registry(INFO.metric_prefix);
-    let handle = ConfigHandle::<Config>::from_file(
-        INFO.metric_prefix,
-        &registry,
-        args.common.config_file.clone(),
-    )?;
-    let config = handle.current();
-    for g in &args.inputs {
-        glob::Pattern::new(g).map_err(|e| Error::Glob {
-            glob: g.clone(),
-            message: e.to_string(),
-        })?;
-    }
-    config.validate()?;
-    let metrics = metrics::Metrics::register(&registry);
+/// Builds and starts one route per sink of `config`; their tasks stop when `stop` is
+/// cancelled (each stores its checkpoint on the way out).
+fn start_routes(
+    args: &Args,
+    config: &Config,
+    metrics: &metrics::Metrics,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+    let sinks = build_sinks(args, config)?;
     let base = config.labels.clone().with_env_defaults();
     let labels: Arc<dyn record::LabelSource> = match &config.pod_labels_file {
         Some(path) => Arc::new(record::DownwardApiLabels {
@@ -212,18 +201,15 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         }),
         None => Arc::new(StaticLabels(base)),
     };
-    let inputs = args.input_globs(&config);
+    let inputs = args.input_globs(config);
     let limits = multiline::Limits {
         max_lines: config.multiline.max_lines,
         max_bytes: config.multiline.max_bytes,
         timeout: config.multiline.timeout,
     };
-    let listener = server::bind(args.common.listen_addr(&INFO)).await?;
-    let mut tasks = Vec::new();
-    let stop = lifecycle.token().child_token();
-    for (sink, batch, buffer) in build_sinks(&args, &config)? {
-        let name = sink.name();
-        let route = Route::new(
+    let mut routes = Vec::new();
+    for (sink, batch, buffer) in sinks {
+        routes.push(Route::new(
             sink,
             RouteConfig {
                 inputs: inputs.clone(),
@@ -235,16 +221,93 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
                 labels: labels.clone(),
             },
             metrics.clone(),
-        )?;
-        tracing::info!(sink = name, inputs = ?inputs.iter().map(|i| &i.glob).collect::<Vec<_>>(), "Shipping.");
-        tasks.push(tokio::spawn(route.run(stop.clone())));
+        )?);
     }
-    let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(handle));
-    let served = server::serve(listener, Router::new(), endpoints, lifecycle).await;
+    let globs: Vec<&String> = inputs.iter().map(|i| &i.glob).collect();
+    Ok(routes
+        .into_iter()
+        .map(|route| {
+            tracing::info!(sink = route.name(), inputs = ?globs, "Shipping.");
+            tokio::spawn(route.run(stop.clone()))
+        })
+        .collect())
+}
+
+async fn stop_routes(
+    stop: &tokio_util::sync::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
     stop.cancel();
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// Runs the service until `lifecycle` asks it to stop.
+///
+/// A reload (SIGHUP, `POST /-/reload`) with a valid file restarts the pipeline on the new
+/// configuration: the routes store their checkpoints, stop, and new ones resume from them.
+pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
+    let registry = common::telemetry::new_registry(INFO.metric_prefix);
+    let handle = ConfigHandle::<Config>::from_file(
+        INFO.metric_prefix,
+        &registry,
+        args.common.config_file.clone(),
+    )?;
+    for g in &args.inputs {
+        glob::Pattern::new(g).map_err(|e| Error::Glob {
+            glob: g.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let mut updates = handle.subscribe();
+    let mut config = updates.borrow_and_update().clone();
+    config.validate()?;
+    let metrics = metrics::Metrics::register(&registry);
+    let listener = server::bind(args.common.listen_addr(&INFO)).await?;
+    // Ours to cancel: in the one-process suite the lifecycle's own token is shared.
+    let root = lifecycle.token().child_token();
+    let mut stop = root.child_token();
+    let mut tasks = start_routes(&args, &config, &metrics, &stop)?;
+    let supervisor = {
+        let root = root.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = root.cancelled() => break,
+                    changed = updates.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let next = updates.borrow_and_update().clone();
+                        if serde_json::to_string(&*next).ok() == serde_json::to_string(&*config).ok() {
+                            continue;
+                        }
+                        // Check what can fail before stopping the running pipeline.
+                        if let Err(error) = build_sinks(&args, &next) {
+                            tracing::error!(%error, "New configuration cannot be applied; the pipeline keeps running on the old one.");
+                            continue;
+                        }
+                        stop_routes(&stop, std::mem::take(&mut tasks)).await;
+                        stop = root.child_token();
+                        match start_routes(&args, &next, &metrics, &stop) {
+                            Ok(t) => {
+                                tasks = t;
+                                tracing::info!("Pipeline restarted with the new configuration.");
+                            }
+                            Err(error) => tracing::error!(%error, "Pipeline could not be restarted; retrying at the next reload."),
+                        }
+                        config = next;
+                    }
+                }
+            }
+            stop_routes(&stop, tasks).await;
+        })
+    };
+    let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(handle));
+    let served = server::serve(listener, Router::new(), endpoints, lifecycle).await;
+    root.cancel();
+    let _ = supervisor.await;
     served?;
     Ok(())
 }

@@ -174,6 +174,11 @@ impl Route {
         Ok(route)
     }
 
+    /// The sink's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     fn register(&mut self, stream: &Arc<str>) -> Arc<StreamInfo> {
         if let Some(i) = self.streams.get(stream) {
             return i.clone();

@@ -238,3 +238,74 @@ fn bad_input_glob_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("log/[.log"), "{err}");
 }
+
+#[test]
+fn a_reload_restarts_the_pipeline_on_the_new_config_where_it_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&logs).unwrap();
+    let cfg = dir.path().join("config.yml");
+    let glob = format!("{}/*.log", logs.display());
+    std::fs::write(
+        &cfg,
+        format!(
+            "inputs: [{{glob: '{glob}'}}]\nsinks: {{dir: {{path: '{}'}}}}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let app = logs.join("app.log");
+    append(&app, "2024-01-01 00:00:00,000 INFO  a.B [] - before\n");
+    let p = Proc::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+    );
+    let target = out.join("app.log");
+    testkit::wait_for(
+        || {
+            std::fs::read_to_string(&target)
+                .unwrap_or_default()
+                .ends_with("before\n")
+        },
+        "first line shipped raw",
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "inputs: [{{glob: '{glob}'}}]\nsinks: {{dir: {{path: '{}', format: json}}}}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    p.signal("HUP");
+    testkit::wait_for(
+        || p.metric("log_shipper_config_reloads_total{result=\"success\"}") == Some(1.0),
+        "reload counted",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    append(&app, "2024-01-01 00:00:01,000 WARN  a.B [] - after\n");
+    testkit::wait_for(
+        || {
+            std::fs::read_to_string(&target)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                == 2
+        },
+        "second line shipped",
+    );
+    let text = std::fs::read_to_string(&target).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "2024-01-01 00:00:00,000 INFO  a.B [] - before");
+    let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(
+        second["message"], "after",
+        "the new format applies, nothing re-sent"
+    );
+}
