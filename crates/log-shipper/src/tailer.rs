@@ -243,6 +243,7 @@ pub struct Tailer {
     /// How long a replaced file whose successor is still empty is kept open for late writes.
     pub linger: Duration,
     events: Vec<FileEvent>,
+    scratch: Vec<u8>,
 }
 
 impl Default for Tailer {
@@ -259,6 +260,7 @@ impl Tailer {
             next_serial: 1,
             linger: Duration::from_secs(2),
             events: Vec::new(),
+            scratch: vec![0u8; 64 * 1024],
         }
     }
 
@@ -436,7 +438,7 @@ impl Tailer {
             if t.done {
                 continue;
             }
-            let at_eof = match read_lines(&stream.name, t, &mut budget, out) {
+            let at_eof = match read_lines(&stream.name, t, &mut self.scratch, &mut budget, out) {
                 Ok(eof) => eof,
                 Err(e) => {
                     tracing::warn!(stream = %stream.name, error = %e, "Read failed.");
@@ -714,15 +716,15 @@ impl Tailer {
 fn read_lines(
     stream: &Arc<str>,
     t: &mut Tracked,
+    buf: &mut [u8],
     budget: &mut usize,
     out: &mut Vec<Line>,
 ) -> io::Result<bool> {
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
         if *budget == 0 {
             return Ok(false);
         }
-        let n = t.file.read(&mut buf)?;
+        let n = t.file.read(buf)?;
         if n == 0 {
             return Ok(true);
         }
