@@ -81,6 +81,8 @@ pub struct Tables {
     pub tokens: BTreeMap<(String, String), StoredToken>,
     /// Per deployment, oldest first.
     pub events: BTreeMap<Uuid, Vec<Event>>,
+    /// Lines in each deployment's event file (to know when to compact it).
+    event_lines: BTreeMap<Uuid, usize>,
 }
 
 /// Kinds of stored files.
@@ -109,8 +111,8 @@ impl Kind {
     }
 }
 
-/// Events kept per deployment (older ones are dropped from memory and from the file on
-/// the next compaction).
+/// Events kept per deployment. Older ones are dropped from memory at once and from the
+/// file when it holds twice as many lines (it is then rewritten atomically).
 pub const MAX_EVENTS_PER_DEPLOYMENT: usize = 1000;
 
 /// The store.
@@ -119,6 +121,8 @@ pub struct Store {
     tables: RwLock<Tables>,
     /// Serialises writers so the file and the memory always agree.
     writer: std::sync::Mutex<()>,
+    /// Events kept per deployment.
+    max_events: usize,
 }
 
 /// A change to apply atomically (memory and disk).
@@ -186,6 +190,7 @@ impl Store {
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
+            t.event_lines.insert(id, text.lines().count());
             if list.len() > MAX_EVENTS_PER_DEPLOYMENT {
                 list.drain(..list.len() - MAX_EVENTS_PER_DEPLOYMENT);
             }
@@ -195,7 +200,14 @@ impl Store {
             root,
             tables: RwLock::new(t),
             writer: std::sync::Mutex::new(()),
+            max_events: MAX_EVENTS_PER_DEPLOYMENT,
         })
+    }
+
+    /// Keeps at most `n` events per deployment (default [`MAX_EVENTS_PER_DEPLOYMENT`]).
+    pub fn with_max_events(mut self, n: usize) -> Self {
+        self.max_events = n.max(1);
+        self
     }
 
     /// Read access to everything.
@@ -284,12 +296,31 @@ impl Store {
             .map_err(io)?;
         f.write_all(line.as_bytes()).map_err(io)?;
         f.sync_data().map_err(io)?;
+        let id = event.metadata.deployment_id;
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        let list = t.events.entry(event.metadata.deployment_id).or_default();
+        let list = t.events.entry(id).or_default();
         list.push(event);
-        if list.len() > MAX_EVENTS_PER_DEPLOYMENT {
-            let excess = list.len() - MAX_EVENTS_PER_DEPLOYMENT;
+        if list.len() > self.max_events {
+            let excess = list.len() - self.max_events;
             list.drain(..excess);
+        }
+        let kept = list.len();
+        let lines = t.event_lines.entry(id).or_insert(0);
+        *lines += 1;
+        if *lines > 2 * self.max_events {
+            let mut text = String::new();
+            for e in t.events.get(&id).into_iter().flatten() {
+                if let Ok(l) = serde_json::to_string(e) {
+                    text.push_str(&l);
+                    text.push('\n');
+                }
+            }
+            write_atomic(
+                &self.root.join("events"),
+                &format!("{id}.jsonl"),
+                text.as_bytes(),
+            )?;
+            t.event_lines.insert(id, kept);
         }
         Ok(())
     }
@@ -301,6 +332,7 @@ impl Store {
         let _ = fs::remove_file(path);
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         t.events.remove(&deployment);
+        t.event_lines.remove(&deployment);
     }
 
     fn persist(&self, w: &Write1) -> Result<()> {
@@ -485,6 +517,57 @@ mod tests {
         assert!(text.contains(r#""version":"1""#), "{text}");
         let again = Store::open(dir.path()).unwrap();
         assert_eq!(again.read().namespaces.get("team-a"), Some(&ns));
+    }
+
+    #[test]
+    fn event_files_are_compacted_and_a_torn_last_line_is_skipped() {
+        use crate::model::{EventMetadata, EventSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let max = 10;
+        let store = Store::open(dir.path()).unwrap().with_max_events(max);
+        let dep = Uuid::new_v4();
+        let ev = |i: usize| Event {
+            kind: "Event".into(),
+            api_version: "v1".into(),
+            metadata: EventMetadata {
+                id: Uuid::new_v4(),
+                namespace: "default".into(),
+                deployment_id: dep,
+                job_id: None,
+                created_at: chrono::Utc::now(),
+            },
+            spec: EventSpec {
+                name: "E".into(),
+                message: format!("event {i}"),
+            },
+        };
+        let n = 2 * max + 5;
+        for i in 0..n {
+            store.append_event(ev(i)).unwrap();
+        }
+        let path = dir.path().join(format!("store/events/{dep}.jsonl"));
+        let lines = fs::read_to_string(&path).unwrap().lines().count();
+        assert!(
+            lines <= MAX_EVENTS_PER_DEPLOYMENT + 5,
+            "compacted: {lines} lines"
+        );
+        // A crash mid-append leaves a torn line; loading skips it and keeps the rest.
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"kind\":\"Ev").unwrap();
+        drop(store);
+        let again = Store::open(dir.path()).unwrap();
+        let t = again.read();
+        let list = &t.events[&dep];
+        assert_eq!(
+            list.len(),
+            lines,
+            "every complete line kept, the torn one skipped"
+        );
+        assert_eq!(list[0].spec.message, format!("event {}", n - lines));
+        assert_eq!(
+            list.last().unwrap().spec.message,
+            format!("event {}", n - 1)
+        );
     }
 
     #[test]
