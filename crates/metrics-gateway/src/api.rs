@@ -59,6 +59,9 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     pub start_time: SystemTime,
     sources: RwLock<Vec<Arc<dyn ExpositionSource>>>,
+    /// Size of the last `/metrics` render, to allocate the next one in one piece (one large
+    /// allocation goes back to the OS when freed; a doubling string leaves heap behind).
+    last_render: std::sync::atomic::AtomicUsize,
 }
 
 /// Limits and TTL in effect: flags first, then the config file, then the defaults.
@@ -88,6 +91,7 @@ impl AppState {
             lifecycle,
             start_time: SystemTime::now(),
             sources: RwLock::new(Vec::new()),
+            last_render: std::sync::atomic::AtomicUsize::new(64 * 1024),
         }
     }
 
@@ -117,7 +121,9 @@ impl AppState {
 
     /// The whole `/metrics` text: groups, our own metrics, extra sources.
     pub fn render_metrics(&self) -> String {
-        let mut out = String::with_capacity(64 * 1024);
+        use std::sync::atomic::Ordering;
+        let hint = self.last_render.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 8);
         render::render_groups(&self.store, &mut out);
         self.metrics.sizes(self.store.stats());
         self.metrics.scrapes.inc();
@@ -129,6 +135,7 @@ impl AppState {
         for s in sources {
             s.render(&mut out);
         }
+        self.last_render.store(out.len(), Ordering::Relaxed);
         out
     }
 }
