@@ -233,6 +233,8 @@ struct StandIn {
     /// Accepted log groups.
     groups: Vec<proto::LogGroup>,
     requests: usize,
+    /// Answer every valid request with 503 while set.
+    down: bool,
 }
 
 type Shared = Arc<Mutex<StandIn>>;
@@ -316,6 +318,13 @@ async fn put_logs(
             );
         }
     };
+    if st.down {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("x-log-requestid", "standin")],
+            json!({"errorCode": "ServiceUnavailable", "errorMessage": "down"}).to_string(),
+        );
+    }
     if !st.script.is_empty() {
         let (status, code) = st.script.remove(0);
         return (
@@ -357,13 +366,22 @@ fn start_standin(script: Vec<(u16, &'static str)>) -> (Shared, u16, tokio::runti
 }
 
 fn write_config(dir: &std::path::Path, port: u16, secret: &str) -> std::path::PathBuf {
+    write_config_with(dir, port, secret, "")
+}
+
+fn write_config_with(
+    dir: &std::path::Path,
+    port: u16,
+    secret: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     let cfg = dir.join("config.yml");
     std::fs::write(
         &cfg,
         format!(
             "labels: {{namespace: ns, deploymentId: dep, jobId: job, pod: flink-tm-0, source: 10.0.0.9}}\n\
              sinks:\n  sls:\n    endpoint: http://127.0.0.1:{port}\n    project: my-project\n    logstore: flink-logs\n    \
-             credentials: {{access_key_id: standin-id, access_key_secret: {secret}}}\n    batch: {{max_events: 3, timeout: 200ms}}\n"
+             credentials: {{access_key_id: standin-id, access_key_secret: {secret}}}\n    batch: {{max_events: 3, timeout: 200ms}}\n{extra}"
         ),
     )
     .unwrap();
@@ -519,4 +537,85 @@ fn a_rejected_signature_is_not_retried_in_a_loop_and_nothing_is_dropped() {
         std::fs::read_dir(data.join("buffer/sls")).unwrap().count(),
         1
     );
+}
+
+#[test]
+fn an_outage_spills_to_disk_drops_oldest_when_full_counted_and_drains_in_order() {
+    let (standin, port, _rt) = start_standin(vec![]);
+    standin.lock().unwrap().down = true;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir_all(&logs).unwrap();
+    let cfg = write_config_with(
+        dir.path(),
+        port,
+        "standin-secret",
+        "    buffer: {max_bytes: 2000, when_full: drop_oldest}\n",
+    );
+    let glob = format!("{}/*.log", logs.display());
+    let p = testkit::Proc::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--input",
+            &glob,
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+    );
+    let mut text = String::new();
+    for i in 0..60 {
+        text.push_str(&format!(
+            "2024-01-01 00:00:00,{i:03} INFO  org.example.Outage [] - event {i:02} during the outage\n"
+        ));
+    }
+    std::fs::write(logs.join("jm.log"), &text).unwrap();
+    testkit::wait_for(
+        || {
+            p.metric("log_shipper_buffer_dropped_events_total{sink=\"sls\"}")
+                .unwrap_or(0.0)
+                > 0.0
+        },
+        "oldest batches dropped from the full buffer",
+    );
+    testkit::wait_for(
+        || {
+            let m = p.get("/metrics").1;
+            testkit::metric(&m, "log_shipper_buffer_events{sink=\"sls\"}").unwrap_or(0.0)
+                + testkit::metric(&m, "log_shipper_buffer_dropped_events_total{sink=\"sls\"}")
+                    .unwrap_or(0.0)
+                == 60.0
+        },
+        "every event either buffered or dropped (counted)",
+    );
+    let m = p.get("/metrics").1;
+    let dropped =
+        testkit::metric(&m, "log_shipper_buffer_dropped_events_total{sink=\"sls\"}").unwrap();
+    let bytes = testkit::metric(&m, "log_shipper_buffer_bytes{sink=\"sls\"}").unwrap();
+    assert!(bytes <= 2000.0, "buffer bounded: {bytes}");
+    standin.lock().unwrap().down = false;
+    testkit::wait_for(
+        || p.metric("log_shipper_buffer_events{sink=\"sls\"}") == Some(0.0),
+        "buffer drained after the outage",
+    );
+    let st = standin.lock().unwrap();
+    let got: Vec<String> = st
+        .groups
+        .iter()
+        .flat_map(|g| g.logs.iter())
+        .map(|l| {
+            l.contents
+                .iter()
+                .find(|c| c.key == "message")
+                .unwrap()
+                .value
+                .clone()
+        })
+        .collect();
+    assert_eq!(got.len() as f64, 60.0 - dropped);
+    let want: Vec<String> = (60 - got.len()..60)
+        .map(|i| format!("event {i:02} during the outage"))
+        .collect();
+    assert_eq!(got, want, "the newest events survive, in order");
 }
