@@ -1322,6 +1322,29 @@ impl<F: Flink> Controller<F> {
         let observed = match self.flink.job_status(rest, &fid).await {
             Ok(s) => s,
             Err(e @ FlinkError::Unreachable { .. }) => {
+                if cluster.local_dir.is_some() && !self.local.is_running(&cluster) {
+                    // The local cluster is gone (host reboot, killed): the job cannot come
+                    // back on its own. FAILED; a user action restarts it from its state.
+                    job.status.state = JobState::Failed;
+                    job.status.ended_at = Some(Utc::now());
+                    let msg = format!(
+                        "The local Flink cluster of job {} at {rest} is not running any more.",
+                        job.metadata.id
+                    );
+                    job.status.failure = Some(Failure {
+                        reason: "ClusterLost".into(),
+                        message: msg.clone(),
+                        failed_at: Utc::now(),
+                    });
+                    self.teardown(&job);
+                    return self.fail(
+                        rec,
+                        Some(&job),
+                        "ClusterLost",
+                        msg,
+                        vec![Write1::Job(job.clone())],
+                    );
+                }
                 if set_condition(
                     &mut status,
                     CLUSTER_UNREACHABLE,

@@ -287,6 +287,19 @@ impl LocalClusters {
         });
     }
 
+    /// Whether the JobManager process of a local cluster is alive (false after a reboot or
+    /// when someone killed it).
+    pub fn is_running(&self, cluster: &ClusterRef) -> bool {
+        let Some(dir) = cluster.local_dir.as_deref().map(Path::new) else {
+            return true;
+        };
+        let ident = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        daemon_alive(&dir.join("pid"), &ident, "standalonesession")
+    }
+
     /// Stops a local cluster (in the background; `flink-daemon.sh` escalates to SIGKILL).
     pub fn stop(&self, cluster: &ClusterRef) {
         let (Some(dir), Ok(home)) = (cluster.local_dir.clone(), self.home()) else {

@@ -623,3 +623,37 @@ async fn cancel_deletes_the_deployments_metric_groups_from_the_metrics_gateway()
         "{decoded}"
     );
 }
+
+#[tokio::test]
+async fn a_local_cluster_that_is_gone_fails_the_deployment_and_a_user_action_restarts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let flink = Arc::new(FakeFlink::new());
+    let h = harness(dir.path(), flink.clone()).await;
+    let id = create(&h, "lost", json!({})).await;
+    h.settle(20).await;
+    // Make the job's cluster look like a local one whose processes are gone.
+    let mut job = h.state.store.read().jobs.values().next().unwrap().clone();
+    let local = dir.path().join("local").join(job.metadata.id.to_string());
+    std::fs::create_dir_all(local.join("pid")).unwrap();
+    if let Some(c) = job.status.cluster.as_mut() {
+        c.local_dir = Some(local.display().to_string());
+    }
+    h.state.store.write(vec![Write1::Job(job)]).unwrap();
+    flink.set_unreachable(true);
+    h.settle(5).await;
+    let d = get(&h, &id).await;
+    assert_eq!(state(&d), "FAILED", "{d}");
+    assert_eq!(d["status"]["failure"]["reason"], "ClusterLost");
+    flink.set_unreachable(false);
+    h.settle(5).await;
+    assert_eq!(state(&get(&h, &id).await), "FAILED", "waits for the user");
+    patch(
+        &h,
+        &id,
+        json!({"metadata": {"annotations": {"restart": "1"}}}),
+    )
+    .await;
+    h.settle(20).await;
+    assert_eq!(state(&get(&h, &id).await), "RUNNING");
+    assert_eq!(jobs(&h, &id).await.len(), 2);
+}
