@@ -189,13 +189,22 @@ impl Route {
             .and_then(|i| path.strip_prefix(i.base()).ok().map(Path::to_path_buf))
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from(path.file_name().unwrap_or_default()));
+        let mut relative = relative.to_string_lossy().into_owned();
+        if self.streams.values().any(|s| s.relative == relative) {
+            // Two inputs with the same name below their globs' directories (`a/*.log` and
+            // `b/*.log` both holding `app.log`): the later one is named by its full path.
+            let qualified = stream.trim_start_matches('/').to_string();
+            tracing::warn!(sink = self.name, file = %stream, output = %qualified,
+                "Another input already ships under this name; using the full path.");
+            relative = qualified;
+        }
         let info = Arc::new(StreamInfo {
             path: stream.to_string(),
             file_name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            relative: relative.to_string_lossy().into_owned(),
+            relative,
             labels: self.cfg.labels.labels_for(&path),
         });
         let mode = mode_for(&path, input.and_then(|i| i.mode));

@@ -309,3 +309,45 @@ fn a_reload_restarts_the_pipeline_on_the_new_config_where_it_left_off() {
         "the new format applies, nothing re-sent"
     );
 }
+
+#[test]
+fn same_file_names_from_two_directories_do_not_share_an_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, out) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("out"),
+    );
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    append(&a.join("app.log"), "from a\n");
+    let ga = format!("{}/*.log", a.display());
+    let gb = format!("{}/*.log", b.display());
+    let _p = Proc::start(
+        BIN,
+        &[
+            "--input",
+            &ga,
+            "--input",
+            &gb,
+            "--output.dir",
+            out.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+    );
+    testkit::wait_for(
+        || std::fs::read_to_string(out.join("app.log")).unwrap_or_default() == "from a\n",
+        "a/app.log shipped as app.log",
+    );
+    append(&b.join("app.log"), "from b\n");
+    let qualified = out.join(b.join("app.log").strip_prefix("/").unwrap());
+    testkit::wait_for(
+        || std::fs::read_to_string(&qualified).unwrap_or_default() == "from b\n",
+        "b/app.log shipped under its full path",
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("app.log")).unwrap(),
+        "from a\n"
+    );
+}
