@@ -119,31 +119,7 @@ async fn overhead(dir: &std::path::Path) {
     let client = reqwest::Client::new();
     wait_healthy(&client, addr).await;
 
-    // Direct: a ready DingTalk body straight to the stand-in.
-    let body = serde_json::json!({"msgtype": "markdown", "markdown": {"title": "t", "text": "x".repeat(600)}}).to_string();
-    let mut direct = Vec::new();
-    for i in 0..total {
-        let t0 = tokio::time::Instant::now();
-        let r = client
-            .post(format!("{base}/robot/send?access_token=direct{i}"))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        let _ = r.bytes().await;
-        let at = wait_accepted(&s, i + 1).await;
-        if i >= WARMUP {
-            direct.push(at - t0);
-        }
-    }
-    let before = total;
-
-    // Through the gateway process: Alertmanager payload in, signed rendered message out.
-    let (mut via, mut accept) = measure_via(&client, addr, &s, before, total).await;
-
-    // The same gateway code in this process (same scheduling as the baseline).
+    // The same gateway code in this process too (same scheduling as the baseline).
     let cfg = dingtalk_alert::config::load_str(
         &config,
         std::path::Path::new("bench.yml"),
@@ -162,8 +138,39 @@ async fn overhead(dir: &std::path::Path) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, dingtalk_alert::api::router(g)).await;
     });
-    let (mut via_in, mut accept_in) =
-        measure_via(&client, in_addr, &s, before + total, total).await;
+
+    // Interleaved, so that load from elsewhere hits all three alike:
+    // direct (a ready DingTalk body straight to the stand-in), via the gateway process, via
+    // the in-process gateway (Alertmanager payload in, signed rendered message out).
+    let body = serde_json::json!({"msgtype": "markdown", "markdown": {"title": "t", "text": "x".repeat(600)}}).to_string();
+    let (mut direct, mut via, mut accept, mut via_in, mut accept_in) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut n = 0;
+    for i in 0..total {
+        let t0 = tokio::time::Instant::now();
+        let r = client
+            .post(format!("{base}/robot/send?access_token=direct{i}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let _ = r.bytes().await;
+        n += 1;
+        let at = wait_accepted(&s, n).await;
+        n += 1;
+        let (e2e, ans) = one_via(&client, addr, &s, i, n, "p").await;
+        n += 1;
+        let (e2e_in, ans_in) = one_via(&client, in_addr, &s, i, n, "i").await;
+        if i >= WARMUP {
+            direct.push(at - t0);
+            via.push(e2e);
+            accept.push(ans);
+            via_in.push(e2e_in);
+            accept_in.push(ans_in);
+        }
+    }
     assert_eq!(s.violations(), 0);
     for v in [
         &mut direct,
@@ -258,37 +265,30 @@ async fn flood(
     (accepted.load(Ordering::Relaxed), start.elapsed())
 }
 
-/// POSTs one single-alert payload per target `t{i}` to `addr`, waiting each time until the
-/// stand-in has accepted message number `offset + i + 1`. Returns (end to end, answer) times.
-async fn measure_via(
+/// POSTs a single-alert payload to target `t{i}` at `addr` and waits until the stand-in has
+/// accepted message number `n`. Returns (end to end, answer) times.
+async fn one_via(
     client: &reqwest::Client,
     addr: SocketAddr,
     s: &StandIn,
-    offset: usize,
-    total: usize,
-) -> (Vec<Duration>, Vec<Duration>) {
-    let mut via = Vec::new();
-    let mut accept = Vec::new();
-    for i in 0..total {
-        let p = payload(&format!("bench{i}"), 1, "firing").to_string();
-        let t0 = tokio::time::Instant::now();
-        let r = client
-            .post(format!("http://{addr}/dingtalk/t{i}/send"))
-            .header("content-type", "application/json")
-            .body(p)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        let _ = r.bytes().await;
-        let answered = tokio::time::Instant::now();
-        let at = wait_accepted(s, offset + i + 1).await;
-        if i >= WARMUP {
-            via.push(at - t0);
-            accept.push(answered - t0);
-        }
-    }
-    (via, accept)
+    i: usize,
+    n: usize,
+    tag: &str,
+) -> (Duration, Duration) {
+    let p = payload(&format!("bench{tag}{i}"), 1, "firing").to_string();
+    let t0 = tokio::time::Instant::now();
+    let r = client
+        .post(format!("http://{addr}/dingtalk/t{i}/send"))
+        .header("content-type", "application/json")
+        .body(p)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let _ = r.bytes().await;
+    let answered = tokio::time::Instant::now();
+    let at = wait_accepted(s, n).await;
+    (at - t0, answered - t0)
 }
 
 async fn throughput(dir: &std::path::Path) {
