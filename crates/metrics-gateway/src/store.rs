@@ -10,9 +10,11 @@
 //!   current set of float samples, each with its complete label set including `__name__`,
 //!   histograms and summaries expanded into `_bucket`/`_sum`/`_count`/quantile series as the
 //!   exposition shows them, `push_time_seconds` and `push_failure_time_seconds` included.
-//!   A removed group is reported with an empty slice. The call is made with the store's
-//!   write lock held, so calls for one group arrive in commit order: keep the observer quick
-//!   (copy the samples into your own structure) and never call back into the store from it.
+//!   A removed group is reported with an empty slice. On registration the observer is told
+//!   about every group already held (e.g. restored from the persistence file). The call is
+//!   made with the store's lock held, so calls for one group arrive in commit order: keep
+//!   the observer quick (copy the samples into your own structure) and never call back into
+//!   the store from it.
 //! - [`crate::render::ExpositionSource`]: extra text appended to `GET /metrics` (ALERTS,
 //!   recording-rule series); register with [`crate::api::AppState::add_exposition_source`].
 //! - [`crate::run`] builds the [`Store`] and [`crate::api::AppState`] in
@@ -454,12 +456,21 @@ impl Store {
         }
     }
 
-    /// Registers an observer of group changes (see the module documentation).
+    /// Registers an observer of group changes (see the module documentation). The observer
+    /// is first told about every group already held (e.g. loaded from the persistence
+    /// file), so it starts from the same state as `/metrics`.
     pub fn add_observer(&self, observer: Arc<dyn PushObserver>) {
+        let inner = self.read();
+        let now = SystemTime::now();
+        for (key, group) in &inner.groups {
+            observer.group_changed(now, key, &group.samples());
+        }
+        // Registered while the read lock is held: no change can slip in between.
         match self.observers.write() {
             Ok(mut o) => o.push(observer),
             Err(p) => p.into_inner().push(observer),
         }
+        drop(inner);
     }
 
     /// Replaces the limits (config reload).
@@ -1012,6 +1023,11 @@ mod tests {
             );
             assert_eq!(samples[1].1, 100.0);
         }
+        // A late observer is told about the groups already held.
+        let late = Arc::new(Recorder::default());
+        store.add_observer(late.clone());
+        assert_eq!(late.0.lock().unwrap().len(), 1);
+        assert_eq!(late.0.lock().unwrap()[0].1.len(), 3);
         assert_eq!(store.expire(t0 + Duration::from_secs(59)), 0);
         assert_eq!(store.expire(t0 + Duration::from_secs(60)), 1);
         assert_eq!(store.stats().groups, 0);
