@@ -100,19 +100,25 @@ impl Labels {
     /// The labels as record fields (names from `common::labels::fields`).
     pub fn fields(&self) -> Vec<(&'static str, &str)> {
         let mut v = Vec::new();
-        fn add<'a>(v: &mut Vec<(&'static str, &'a str)>, k: &'static str, s: &'a Option<String>) {
+        self.push_fields(&mut v);
+        v
+    }
+
+    /// The same, appended to `out` (no allocation of its own).
+    pub fn push_fields<'a>(&'a self, out: &mut Vec<(&'static str, &'a str)>) {
+        for (k, s) in [
+            (fields::NAMESPACE, &self.namespace),
+            (fields::DEPLOYMENT_ID, &self.deployment_id),
+            (fields::DEPLOYMENT_NAME, &self.deployment_name),
+            (fields::JOB_ID, &self.job_id),
+            (fields::COMPONENT, &self.component),
+            ("pod", &self.pod),
+            ("container", &self.container),
+        ] {
             if let Some(s) = s {
-                v.push((k, s.as_str()));
+                out.push((k, s.as_str()));
             }
         }
-        add(&mut v, fields::NAMESPACE, &self.namespace);
-        add(&mut v, fields::DEPLOYMENT_ID, &self.deployment_id);
-        add(&mut v, fields::DEPLOYMENT_NAME, &self.deployment_name);
-        add(&mut v, fields::JOB_ID, &self.job_id);
-        add(&mut v, fields::COMPONENT, &self.component);
-        add(&mut v, "pod", &self.pod);
-        add(&mut v, "container", &self.container);
-        v
     }
 }
 
@@ -292,7 +298,7 @@ impl Record {
         }
         out.push(("file", &self.stream.file_name));
         out.push(("path", &self.stream.path));
-        out.extend(self.stream.labels.fields());
+        self.stream.labels.push_fields(out);
     }
 
     /// The same contents, owned.

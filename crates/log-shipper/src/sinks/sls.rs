@@ -367,11 +367,12 @@ pub fn encode_group(
     utc_offset_seconds: i32,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(idxs.iter().map(|&i| batch[i].event.data.len() + 256).sum());
-    for &i in idxs {
+    let texts: Vec<std::borrow::Cow<'_, str>> = idxs.iter().map(|&i| batch[i].text()).collect();
+    let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(16);
+    for (&i, text) in idxs.iter().zip(&texts) {
         let r = &batch[i];
-        let text = r.text();
-        let mut fields: Vec<(&'static str, &str)> = Vec::with_capacity(16);
-        r.field_refs(&text, &mut fields);
+        fields.clear();
+        r.field_refs(text, &mut fields);
         let (secs, nanos) = r.time(utc_offset_seconds);
         let time = secs.clamp(0, i64::from(u32::MAX)) as usize;
         let log_len = 1
