@@ -1,3 +1,0 @@
-//! Placeholder so the workspace manifest parses; the job-manager helper replaces it.
-
-fn main() {}
