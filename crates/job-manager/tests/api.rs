@@ -803,3 +803,35 @@ async fn default_namespace_and_local_target_exist_from_the_first_start() {
         .await;
     assert_eq!(s, 404, "{v}");
 }
+
+#[tokio::test]
+async fn answers_in_yaml_when_asked() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(dir.path());
+    let resp = h
+        .router
+        .clone()
+        .oneshot(
+            axum::http::Request::builder()
+                .uri("/api/v1/namespaces/default/deployment-targets")
+                .header(
+                    "Authorization",
+                    format!("Bearer {}", job_manager::testing::TOKEN),
+                )
+                .header("Accept", "application/yaml")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/yaml");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: Value = serde_yaml::from_slice(&body).unwrap();
+    assert_eq!(v["data"]["items"][0]["metadata"]["name"], "local");
+    assert!(String::from_utf8_lossy(&body).contains("success: true"));
+}

@@ -283,7 +283,44 @@ pub fn router(state: AppState) -> Router {
                 .patch(access::patch_namespace)
                 .delete(access::delete_namespace),
         )
+        .layer(axum::middleware::from_fn(yaml_responses))
         .with_state(state)
+}
+
+/// Answers in YAML when the client asks for it (`Accept: application/yaml`), as VVP does.
+async fn yaml_responses(req: Request, next: axum::middleware::Next) -> Response {
+    let wants_yaml = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("yaml"));
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !wants_yaml || !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::internal("cannot read response body").into_response();
+    };
+    let yaml = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| serde_yaml::to_string(&v).ok());
+    match yaml {
+        Some(y) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/yaml"),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(y))
+        }
+        None => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
 }
 
 #[cfg(test)]
