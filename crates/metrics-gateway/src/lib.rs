@@ -100,11 +100,11 @@ pub struct Args {
 }
 
 impl Args {
-    /// The flags the one-process suite uses: defaults, state under `data_dir`.
+    /// The flags the one-process suite uses: defaults, and the persistence file
+    /// `data_dir/metrics-gateway.data` (written every 5 minutes and at shutdown).
     pub fn for_suite(data_dir: &Path) -> Self {
         let mut args = Self::parse_from([INFO.name]);
         args.persistence_file = data_dir
-            .join("metrics-gateway")
             .join("metrics-gateway.data")
             .to_string_lossy()
             .into_owned();
