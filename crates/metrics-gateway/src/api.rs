@@ -504,5 +504,7 @@ async fn delete_groups(State(s): State<Arc<AppState>>, req: Request<Body>) -> Re
         .inc_by(n as u64);
     s.metrics.sizes(s.store.stats());
     tracing::info!(groups = n, selectors = ?selectors, "Deleted groups by matcher.");
-    Json(serde_json::json!({"status": "success", "data": {"deleted": n}})).into_response()
+    // The count at the top level too, for clients that do not expect the `data` envelope.
+    Json(serde_json::json!({"status": "success", "deleted": n, "data": {"deleted": n}}))
+        .into_response()
 }

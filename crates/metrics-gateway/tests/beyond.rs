@@ -82,6 +82,7 @@ fn delete_by_matcher_removes_every_matching_group() {
     assert_eq!(r.status, 200, "{}", r.body);
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["data"]["deleted"], 2);
+    assert_eq!(v["deleted"], 2);
     let m = scrape(&p);
     assert!(!m.contains("deploymentId=\"d1\""), "{m}");
     assert!(m.contains("deploymentId=\"d2\""), "{m}");
