@@ -347,14 +347,11 @@ impl<'a> Ctx<'a> {
     ) -> Result<Vec<Sample>> {
         let ms = self.matchers(vs)?;
         let rt = self.ref_time(t, &vs.at, &vs.offset);
-        let mut series = self.st.select(&ms, rt - self.lookback + 1, rt);
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut series = self.st.select_latest(&ms, rt - self.lookback + 1, rt);
+        series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            let Some(&(ts, v)) = s.samples.iter().rev().find(|(ts, _)| *ts <= rt) else {
-                continue;
-            };
-            if ts <= rt - self.lookback || is_stale(v) {
+        for (labels, ts, v) in series {
+            if ts <= rt - self.lookback || ts > rt || is_stale(v) {
                 continue;
             }
             if is_histogram_placeholder(v) {
@@ -362,7 +359,7 @@ impl<'a> Ctx<'a> {
                 continue;
             }
             out.push(Sample {
-                labels: s.labels,
+                labels,
                 t: if keep_ts { ts } else { t },
                 f: v,
                 drop_name: false,

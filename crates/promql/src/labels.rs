@@ -10,7 +10,7 @@ pub const METRIC_NAME: &str = "__name__";
 /// A sorted set of label pairs; empty values are never stored (Prometheus treats an empty
 /// value as an absent label).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(std::sync::Arc<Vec<(String, String)>>);
 
 impl Labels {
     /// Builds a label set from pairs in any order; later duplicates win, empty values are dropped.
@@ -45,14 +45,15 @@ impl Labels {
         match self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
             Ok(i) => {
                 if value.is_empty() {
-                    self.0.remove(i);
-                } else {
-                    self.0[i].1 = value.to_string();
+                    std::sync::Arc::make_mut(&mut self.0).remove(i);
+                } else if self.0[i].1 != value {
+                    std::sync::Arc::make_mut(&mut self.0)[i].1 = value.to_string();
                 }
             }
             Err(i) => {
                 if !value.is_empty() {
-                    self.0.insert(i, (name.to_string(), value.to_string()));
+                    std::sync::Arc::make_mut(&mut self.0)
+                        .insert(i, (name.to_string(), value.to_string()));
                 }
             }
         }
@@ -61,7 +62,7 @@ impl Labels {
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            self.0.remove(i);
+            std::sync::Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
@@ -79,24 +80,30 @@ impl Labels {
 
     /// Keeps only the listed labels.
     pub fn keep(&self, names: &[String]) -> Labels {
-        Labels(
+        if self.0.iter().all(|(k, _)| names.iter().any(|n| n == k)) {
+            return self.clone();
+        }
+        Labels(std::sync::Arc::new(
             self.0
                 .iter()
                 .filter(|(k, _)| names.iter().any(|n| n == k))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     /// Drops the listed labels.
     pub fn drop_names(&self, names: &[String]) -> Labels {
-        Labels(
+        if !self.0.iter().any(|(k, _)| names.iter().any(|n| n == k)) {
+            return self.clone();
+        }
+        Labels(std::sync::Arc::new(
             self.0
                 .iter()
                 .filter(|(k, _)| !names.iter().any(|n| n == k))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     /// Iterates over (name, value) pairs in name order.

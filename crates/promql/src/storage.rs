@@ -41,6 +41,15 @@ pub trait Storage: Send + Sync {
     /// Every series matching all `matchers`, with its samples in `mint..=maxt`. Series with
     /// no sample in that window may be omitted.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series>;
+
+    /// For each matching series, its latest sample in `mint..=maxt` (staleness markers
+    /// included). Stores may override this to avoid copying whole windows.
+    fn select_latest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, i64, f64)> {
+        self.select(matchers, mint, maxt)
+            .into_iter()
+            .filter_map(|s| s.samples.last().map(|&(t, v)| (s.labels, t, v)))
+            .collect()
+    }
 }
 
 /// Limits of a [`MemStorage`].
@@ -61,9 +70,35 @@ impl Default for MemLimits {
     }
 }
 
+/// FxHash-style hasher: label sets are hashed on every lookup, SipHash is needlessly slow.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
 #[derive(Default)]
 struct Inner {
-    series: HashMap<Labels, VecDeque<(i64, f64)>>,
+    series: HashMap<Labels, VecDeque<(i64, f64)>, FxBuild>,
     by_name: BTreeMap<String, Vec<Labels>>,
     samples: usize,
     dropped: u64,
@@ -248,6 +283,38 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    fn select_latest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, i64, f64)> {
+        let inner = match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let name_eq = matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && matches!(m.kind, MatchKind::Equal));
+        let candidates: Box<dyn Iterator<Item = &Labels>> = match name_eq {
+            Some(m) => Box::new(inner.by_name.get(&m.value).into_iter().flatten()),
+            None => Box::new(inner.series.keys()),
+        };
+        let mut out = Vec::new();
+        for l in candidates {
+            if !matchers.iter().all(|m| m.matches_labels(l)) {
+                continue;
+            }
+            let Some(buf) = inner.series.get(l) else {
+                continue;
+            };
+            let hi = buf.partition_point(|&(t, _)| t <= maxt);
+            if hi == 0 {
+                continue;
+            }
+            let (t, v) = buf[hi - 1];
+            if t >= mint {
+                out.push((l.clone(), t, v));
+            }
+        }
+        out
+    }
+
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
         let inner = match self.inner.read() {
             Ok(g) => g,
