@@ -227,34 +227,42 @@ impl MemStorage {
     }
 
     /// Drops samples older than `before` and series left empty.
-    pub fn truncate_before(&self, before: i64) {
+    pub fn truncate_before(&self, before: i64) -> usize {
         let mut inner = match self.inner.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         let inner = &mut *inner;
         let mut removed = 0;
-        let mut emptied = Vec::new();
+        let mut emptied: std::collections::HashSet<Labels> = std::collections::HashSet::new();
         for (l, b) in inner.series.iter_mut() {
             while b.front().is_some_and(|&(t, _)| t < before) {
                 b.pop_front();
                 removed += 1;
             }
             if b.is_empty() {
-                emptied.push(l.clone());
+                emptied.insert(l.clone());
             }
         }
         inner.samples -= removed;
-        for l in emptied {
-            inner.series.remove(&l);
-            let name = l.name().unwrap_or("").to_string();
-            if let Some(v) = inner.by_name.get_mut(&name) {
-                v.retain(|x| x != &l);
-                if v.is_empty() {
-                    inner.by_name.remove(&name);
-                }
-            }
+        if emptied.is_empty() {
+            return 0;
         }
+        for l in &emptied {
+            inner.series.remove(l);
+        }
+        inner.by_name.retain(|_, v| {
+            v.retain(|x| !emptied.contains(x));
+            !v.is_empty()
+        });
+        emptied.len()
+    }
+
+    /// Drops samples older than the retention before `now` and series left without
+    /// samples (bounds memory when series come and go). Returns the series removed.
+    pub fn gc(&self, now: i64) -> usize {
+        let retention = self.limits().retention_ms;
+        self.truncate_before(now.saturating_sub(retention))
     }
 
     /// Removes everything.
@@ -369,6 +377,25 @@ mod tests {
         assert!(st.bytes > 0);
         let got = s.select(&[Matcher::equal("__name__", "m")], 0, 100_000);
         assert_eq!(got[0].samples, vec![(7000, 7.0), (8000, 8.0), (9000, 9.0)]);
+    }
+
+    #[test]
+    fn gc_removes_series_that_stopped() {
+        let s = MemStorage::with_limits(MemLimits {
+            retention_ms: 1000,
+            max_samples_per_series: 10,
+        });
+        let old = Labels::new([("__name__", "old")]);
+        let new = Labels::new([("__name__", "new")]);
+        s.append(&old, 0, 1.0);
+        s.append(&new, 0, 1.0);
+        s.append(&new, 5000, 2.0);
+        assert_eq!(s.gc(5500), 1);
+        assert_eq!(s.stats().series, 1);
+        assert_eq!(s.stats().samples, 1);
+        assert!(s
+            .select(&[Matcher::equal("__name__", "old")], 0, 10_000)
+            .is_empty());
     }
 
     #[test]

@@ -155,6 +155,9 @@ impl RuleEngine {
         }
         drop(groups);
         self.notifier.send(out);
+        if n > 0 {
+            self.storage.gc(now_ms);
+        }
         n
     }
 
