@@ -57,13 +57,53 @@ enum GroupRecord {
     #[serde(rename = "1")]
     V1 {
         key: GroupKey,
+        /// Floats are written as strings: Rust's own formatting and parsing round-trip every
+        /// value exactly (JSON number parsing may be one ULP off).
+        #[serde(with = "exact")]
         push_time: f64,
+        #[serde(with = "exact")]
         push_failure_time: f64,
         last_push_successful: bool,
+        #[serde(with = "exact_opt")]
         ttl_seconds: Option<f64>,
         /// Unix seconds each family was last pushed.
-        pushed_at: BTreeMap<String, f64>,
+        pushed_at: BTreeMap<String, String>,
     },
+}
+
+mod exact {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom(format!("invalid number {s:?}")))
+    }
+}
+
+mod exact_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&v.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("invalid number {s:?}"))),
+        }
+    }
 }
 
 /// Serialises the whole store.
@@ -82,7 +122,7 @@ pub fn snapshot(store: &Store) -> String {
                 pushed_at: g
                     .families
                     .iter()
-                    .map(|(n, f)| (n.clone(), unix(f.pushed_at)))
+                    .map(|(n, f)| (n.clone(), unix(f.pushed_at).to_string()))
                     .collect(),
             };
             out.push_str(&serde_json::to_string(&rec).unwrap_or_default());
@@ -188,7 +228,10 @@ pub fn load(path: &Path, store: &Store) -> Result<usize, PersistenceError> {
         let stored = families
             .into_iter()
             .map(|f| {
-                let at = pushed_at.get(&f.name).copied().unwrap_or(push_time);
+                let at = pushed_at
+                    .get(&f.name)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(push_time);
                 StoredFamily::new(f, from_unix(at))
             })
             .collect();
@@ -300,6 +343,31 @@ mod tests {
             let g = g.values().next().unwrap();
             assert_eq!(g.ttl, Some(Duration::from_secs(90)));
         });
+        // Push times survive bit for bit, including ones JSON number parsing gets wrong.
+        for secs in [
+            1_795_536_325.452_32_f64,
+            1_795_536_325.452_319_9,
+            1_700_000_000.123,
+            0.1 + 0.2,
+        ] {
+            let s = Store::default();
+            s.restore(vec![Store::restored_group(
+                [("job".to_string(), "t".to_string())].into(),
+                vec![],
+                secs,
+                secs / 3.0,
+                true,
+                None,
+            )]);
+            write_atomic(&path, snapshot(&s).as_bytes()).unwrap();
+            let back = Store::default();
+            load(&path, &back).unwrap();
+            back.with_groups(|g, _| {
+                let g = g.values().next().unwrap();
+                assert_eq!(g.push_time.to_bits(), secs.to_bits());
+                assert_eq!(g.push_failure_time.to_bits(), (secs / 3.0).to_bits());
+            });
+        }
         std::fs::write(&path, "garbage\n").unwrap();
         let err = load(&path, &Store::default()).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
