@@ -535,6 +535,10 @@ fn has_duration_expression(q: &str) -> bool {
             b'[' => {
                 let end = q[i..].find(']').map(|e| i + e).unwrap_or(b.len());
                 let inner = &q[i + 1..end];
+                if inner.contains("::") {
+                    // Aligned subqueries (`[30s::20s]`).
+                    return true;
+                }
                 for part in inner.split(':') {
                     let p = part.trim();
                     let body = p.strip_prefix('-').unwrap_or(p);
@@ -581,8 +585,8 @@ pub fn run_text(name: &str, text: &str) -> FileReport {
         .collect();
     let engine = Engine::default();
     let mut storage = MemStorage::new();
-    // Set once a load uses start timestamps (`series@st ...`), an experimental feature;
-    // the evaluations up to the next `clear` are skipped.
+    // Set once a load uses start timestamps (`series@st ...`) or `__type__`/`__unit__`
+    // labels, experimental features; the evaluations up to the next `clear` are skipped.
     let mut start_timestamps = false;
     let mut i = 0;
     while i < lines.len() {
@@ -616,6 +620,11 @@ pub fn run_text(name: &str, text: &str) -> FileReport {
             match step.zip(start) {
                 Some((step, start)) => {
                     for (k, l) in body.iter().enumerate() {
+                        if l.contains("__type__") || l.contains("__unit__") {
+                            // Type and unit labels change query results only under the
+                            // experimental type-and-unit-labels feature.
+                            start_timestamps = true;
+                        }
                         if series_uses_start_timestamp(l) {
                             start_timestamps = true;
                             continue;
@@ -637,7 +646,10 @@ pub fn run_text(name: &str, text: &str) -> FileReport {
             }
         } else if line.starts_with("eval") {
             let outcome = if start_timestamps {
-                Outcome::Skip("experimental start timestamps (@st) in loaded data".into())
+                Outcome::Skip(
+                    "experimental data (start timestamps or __type__/__unit__ labels) loaded"
+                        .into(),
+                )
             } else {
                 run_eval(&engine, &storage, line, &body)
             };
