@@ -435,6 +435,26 @@ pub fn label_block(labels: &[(String, String)]) -> Box<str> {
     s.into_boxed_str()
 }
 
+/// The identity of a series for duplicate detection: its label block without labels whose
+/// value is empty (Prometheus treats an empty label as an absent one, so `{b="",job="a"}`
+/// and `{job="a"}` are the same series to a scraper).
+pub fn series_identity(block: &str) -> std::borrow::Cow<'_, str> {
+    if !block.contains("=\"\"") {
+        return std::borrow::Cow::Borrowed(block);
+    }
+    let mut out = String::with_capacity(block.len());
+    for (k, v) in block_pairs(block).filter(|(_, v)| !v.is_empty()) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        out.push_str(v);
+        out.push('"');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Iterates the `(name, escaped value)` pairs of a label block.
 fn block_pairs(block: &str) -> impl Iterator<Item = (&str, &str)> {
     let mut rest = block;
@@ -609,6 +629,10 @@ mod block_tests {
             l(&[("a", "x")]),
             l(&[]),
         ];
+        assert_eq!(
+            series_identity(&label_block(&l(&[("a", ""), ("b", "x=\"\""), ("c", "")]))),
+            "b=\"x=\\\"\\\"\""
+        );
         for s in &sets {
             assert_eq!(&parse_label_block(&label_block(s)), s);
             for t in &sets {

@@ -33,7 +33,7 @@ use crate::{
     grouping::GroupKey,
     model::{
         expand_samples, go_metric_order, is_valid_label_name, is_valid_metric_name, label_block,
-        parse_label_block, render_block, Family, Metric, MetricType, Value,
+        parse_label_block, render_block, series_identity, Family, Metric, MetricType, Value,
     },
 };
 
@@ -410,12 +410,13 @@ pub fn prepare(
         .map(|f| StoredFamily::new(f, now))
         .collect();
     for f in &out {
-        for pair in f.metrics.windows(2) {
-            if f.block(&pair[0]) == f.block(&pair[1]) {
+        let mut seen = HashSet::with_capacity(f.metrics.len());
+        for m in &f.metrics {
+            if !seen.insert(series_identity(f.block(m))) {
                 return Err(inconsistent(format!(
-                    "metric {}{{{}}} was pushed twice with the same name and label values",
+                    "metric {}{{{}}} was pushed twice with the same name and label values (an empty label counts as absent)",
                     f.name,
-                    f.block(&pair[0])
+                    f.block(m)
                 )));
             }
         }
@@ -566,6 +567,14 @@ impl Store {
                 })
             }
             Err(e) => {
+                // A refused push to a new group creates it to hold the failure time, unless
+                // its time gauges would duplicate another group's series (the Pushgateway
+                // creates it anyway and its /metrics then fails for everyone).
+                if !inner.groups.contains_key(&push.key)
+                    && Self::time_series_taken(inner, &push.key)
+                {
+                    return Err(e);
+                }
                 let group = inner
                     .groups
                     .entry(push.key.clone())
@@ -579,6 +588,17 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Whether another group already exposes the `push_time_seconds` series a group with
+    /// `key` would.
+    fn time_series_taken(inner: &Inner, key: &GroupKey) -> bool {
+        let probe = Group::new(key.clone());
+        let mine = label_block(&probe.time_labels);
+        let mine = series_identity(&mine);
+        inner.groups.iter().any(|(k, g)| {
+            k != key && probe.compatible(k) && series_identity(&label_block(&g.time_labels)) == mine
+        })
     }
 
     /// The consistency check: returns the group's series count after the push.
@@ -681,7 +701,11 @@ impl Store {
             if other_key == key || !probe.compatible(other_key) {
                 continue;
             }
-            if other.time_labels == probe.time_labels {
+            let (a, b) = (
+                label_block(&other.time_labels),
+                label_block(&probe.time_labels),
+            );
+            if series_identity(&a) == series_identity(&b) {
                 return Err(inconsistent(format!(
                     "metric {} was collected before with the same name and label values (group {} yields the same series)",
                     describe(PUSH_TIME, &probe.time_labels),
@@ -692,8 +716,16 @@ impl Store {
                 let Some(theirs) = other.families.get(&f.name) else {
                     continue;
                 };
-                let set: HashSet<&str> = theirs.metrics.iter().map(|m| theirs.block(m)).collect();
-                if let Some(m) = f.metrics.iter().find(|m| set.contains(f.block(m))) {
+                let set: HashSet<_> = theirs
+                    .metrics
+                    .iter()
+                    .map(|m| series_identity(theirs.block(m)))
+                    .collect();
+                if let Some(m) = f
+                    .metrics
+                    .iter()
+                    .find(|m| set.contains(&series_identity(f.block(m))))
+                {
                     return Err(inconsistent(format!(
                         "metric {}{{{}}} was collected before with the same name and label values (in group {})",
                         f.name,
@@ -963,6 +995,16 @@ mod tests {
             .push(push(key(&[("job", "c"), ("instance", "")]), vec![]), now)
             .unwrap_err();
         assert!(err.to_string().contains(PUSH_TIME), "{err}");
+        // {job=c,e=""} is {job=c} to a scraper: an empty label is an absent one.
+        let err = store
+            .push(push(key(&[("job", "c"), ("e", "")]), vec![]), now)
+            .unwrap_err();
+        assert!(err.to_string().contains(PUSH_TIME), "{err}");
+        // Neither refused push left a group behind whose time gauges would clash.
+        store.with_groups(|groups, _| {
+            assert!(!groups.contains_key(&key(&[("job", "c"), ("instance", "")])));
+            assert!(!groups.contains_key(&key(&[("job", "c"), ("e", "")])));
+        });
 
         let mut h = simple_family("h", MetricType::Histogram, &[]);
         h.metrics.push(Metric {
