@@ -145,3 +145,29 @@ fn check_rules_and_test_rules_subcommands_use_promtool_exit_codes() {
     let (code, out) = run(&["test-rules", unit.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn invalid_rule_file_at_start_up_is_refused_with_file_and_line() {
+    let dir = tempfile_dir();
+    let f = dir.join("bad.yml");
+    std::fs::write(
+        &f,
+        "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: rate(m[5m]\n",
+    )
+    .unwrap();
+    let port = common::testkit::free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let (code, out) = run(&[
+        "--web.listen-address",
+        &addr,
+        "--rule.file",
+        f.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "bad.yml: 4:9: group \\\"g\\\", rule 1, \\\"x\\\": could not parse expression"
+        ) || out.contains("bad.yml: 4:9: group \"g\", rule 1, \"x\": could not parse expression"),
+        "{out}"
+    );
+}
