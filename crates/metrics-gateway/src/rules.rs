@@ -164,28 +164,53 @@ fn ms(t: SystemTime) -> i64 {
 }
 
 /// Copies every group change into the rule store; removed series get staleness markers.
+///
+/// Pushed samples are recorded at their push time. A group that is not pushed again stays
+/// in the gateway (until deleted or expired), and a Prometheus scraping the gateway would
+/// keep seeing its series; [`Feed::refresh`] gives the rules the same view by re-recording
+/// every live series' current value once per evaluation interval. Without it a group
+/// pushed once would vanish from rule evaluation after the 5-minute lookback, and an alert
+/// such as `time() - push_time_seconds > 300` could never fire.
 struct Feed {
     storage: Arc<MemStorage>,
-    groups: Mutex<HashMap<GroupKey, HashSet<Labels>>>,
+    groups: Mutex<HashMap<GroupKey, Vec<(Labels, f64)>>>,
+}
+
+impl Feed {
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, Vec<(Labels, f64)>>> {
+        match self.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Records the current value of every series of every live group at `t` (ms).
+    fn refresh(&self, t: i64) {
+        for series in self.groups().values() {
+            for (l, v) in series {
+                self.storage.append(l, t, *v);
+            }
+        }
+    }
 }
 
 impl PushObserver for Feed {
     fn group_changed(&self, at: SystemTime, group: &GroupKey, samples: &[crate::store::Sample]) {
         let t = ms(at);
-        let now: HashSet<Labels> = samples
+        let now: Vec<(Labels, f64)> = samples
             .iter()
-            .map(|(l, _)| Labels::new(l.iter().cloned()))
+            .map(|(l, v)| (Labels::new(l.iter().cloned()), *v))
             .collect();
-        for (l, v) in samples {
-            self.storage.append(&Labels::new(l.iter().cloned()), t, *v);
+        for (l, v) in &now {
+            self.storage.append(l, t, *v);
         }
-        let mut g = match self.groups.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = self.groups();
         if let Some(old) = g.get(group) {
-            for l in old.difference(&now) {
-                self.storage.mark_stale(l, t);
+            let current: HashSet<&Labels> = now.iter().map(|(l, _)| l).collect();
+            for (l, _) in old {
+                if !current.contains(l) {
+                    self.storage.mark_stale(l, t);
+                }
             }
         }
         if now.is_empty() {
@@ -268,10 +293,27 @@ pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) {
         engine.set_groups(g);
     }
     tracing::info!(rules = engine.rule_count(), "Loaded rule files.");
-    gw.store.add_observer(Arc::new(Feed {
+    let feed = Arc::new(Feed {
         storage,
         groups: Mutex::new(HashMap::new()),
-    }));
+    });
+    gw.store.add_observer(feed.clone());
+    {
+        // Keep live groups visible to the rules, as a scraping Prometheus would see them.
+        let every = args.rules.evaluation_interval.max(Duration::from_secs(1));
+        let stop = lifecycle.shutdown();
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tick.tick() => feed.refresh(ms(SystemTime::now())),
+                }
+            }
+        });
+    }
     gw.state.add_exposition_source(Arc::new(Exposition {
         engine: engine.clone(),
         store: gw.store.clone(),
@@ -302,4 +344,54 @@ pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) {
     }
     tokio::spawn(engine.run(lifecycle.shutdown()));
     tokio::spawn(notifier.run(lifecycle.shutdown()));
+}
+
+#[cfg(test)]
+mod tests {
+    use promql_engine::{Engine, Value};
+
+    use super::*;
+
+    fn query(st: &MemStorage, q: &str, t: i64) -> Vec<(Labels, f64)> {
+        let expr = promql_engine::parse(q).unwrap();
+        match Engine::default().instant(st, q, &expr, t).unwrap().value {
+            Value::Vector(v) => v.into_iter().map(|s| (s.labels, s.f)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn live_groups_stay_visible_past_the_lookback_and_deleted_ones_go_stale() {
+        let storage = Arc::new(MemStorage::new());
+        let feed = Feed {
+            storage: storage.clone(),
+            groups: Mutex::new(HashMap::new()),
+        };
+        let key = crate::grouping::parse_path("job/flink-jm").unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let sample = |name: &str, v: f64| {
+            (
+                vec![
+                    ("__name__".to_string(), name.to_string()),
+                    ("instance".to_string(), String::new()),
+                    ("job".to_string(), "flink-jm".to_string()),
+                ],
+                v,
+            )
+        };
+        feed.group_changed(t0, &key, &[sample("push_time_seconds", 1_000_000.0)]);
+        let at = |mins: u64| ms(t0 + Duration::from_secs(mins * 60));
+        for m in 1..=10 {
+            feed.refresh(at(m));
+        }
+        // Ten minutes after the only push, the series is still there with its pushed value.
+        let r = query(&storage, "time() - push_time_seconds > 300", at(10));
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].1, 600.0);
+
+        // Deleting the group makes its series stale at once; refreshes do not revive it.
+        feed.group_changed(t0 + Duration::from_secs(630), &key, &[]);
+        feed.refresh(at(11));
+        assert!(query(&storage, "push_time_seconds", at(11)).is_empty());
+    }
 }
