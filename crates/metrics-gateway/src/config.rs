@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Config {
     /// Push handling: group expiry and limits. Flags of the same meaning take precedence.
     pub push: PushConfig,
+    /// Prometheus rule files to evaluate (globs, as Prometheus's `rule_files`; relative paths
+    /// are relative to this file's directory). Added to those of `--rule.file`, reloaded
+    /// with this file.
+    pub rule_files: Vec<String>,
 }
 
 /// Group expiry and limits (`push:` in the config file).
@@ -46,6 +50,12 @@ impl Default for PushConfig {
 
 impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(i) = self.rule_files.iter().position(|g| g.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                format!("rule_files[{i}]"),
+                "must not be empty",
+            ));
+        }
         Ok(())
     }
 }

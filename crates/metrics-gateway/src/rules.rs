@@ -149,7 +149,19 @@ pub fn config_handle(
         registry,
         Arc::new(move || {
             let cfg = common::config::load::<Config>(path.as_deref())?;
-            let groups = load_rule_files(&globs)?;
+            let base = path
+                .as_deref()
+                .and_then(|p| p.parent())
+                .unwrap_or(std::path::Path::new(""));
+            let mut all = globs.clone();
+            all.extend(cfg.rule_files.iter().map(|g| {
+                if std::path::Path::new(g).is_absolute() {
+                    g.clone()
+                } else {
+                    base.join(g).display().to_string()
+                }
+            }));
+            let groups = load_rule_files(&all)?;
             s.put(groups);
             Ok(cfg)
         }),
@@ -267,7 +279,7 @@ fn parse_external_labels(v: &[String]) -> BTreeMap<String, String> {
 /// Starts rule evaluation and notification beside the HTTP server. Without `--rule.file`
 /// nothing runs.
 pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) {
-    if args.rules.rule_files.is_empty() {
+    if args.rules.rule_files.is_empty() && gw.config.current().rule_files.is_empty() {
         return;
     }
     let external_labels = parse_external_labels(&args.rules.external_labels);

@@ -90,6 +90,52 @@ fn rules_evaluate_and_sighup_swaps_them_but_not_for_a_broken_file() {
     wait_metric(&p, "job:m:triple{job=\"a\"}", None);
 }
 
+#[test]
+fn rule_files_from_the_config_file_are_evaluated_and_reloaded_with_it() {
+    let dir = tempfile_dir();
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/a.yml"), RULES_V1).unwrap();
+    let cfg = dir.join("config.yml");
+    // Relative to the config file's directory, like Prometheus's rule_files.
+    std::fs::write(&cfg, "rule_files:\n  - rules/*.yml\n").unwrap();
+    let cfg_arg = cfg.display().to_string();
+    let p = Proc::start(
+        BIN,
+        &[
+            "--config.file",
+            &cfg_arg,
+            "--rule.evaluation-interval",
+            "1s",
+        ],
+    );
+    let (code, _) = http(p.addr, "PUT", "/metrics/job/a", "m 5\n").unwrap();
+    assert_eq!(code, 200);
+    wait_metric(&p, "job:m:double{job=\"a\"}", Some(10.0));
+
+    // A config naming a broken rule file is refused as a whole; the old rules keep running.
+    std::fs::write(
+        dir.join("broken.yml"),
+        "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: rate(m[5m]\n",
+    )
+    .unwrap();
+    std::fs::write(&cfg, "rule_files:\n  - rules/*.yml\n  - broken.yml\n").unwrap();
+    p.signal("HUP");
+    wait_metric(
+        &p,
+        "metrics_gateway_config_last_reload_successful",
+        Some(0.0),
+    );
+    let (code, _) = http(p.addr, "PUT", "/metrics/job/a", "m 6\n").unwrap();
+    assert_eq!(code, 200);
+    wait_metric(&p, "job:m:double{job=\"a\"}", Some(12.0));
+
+    // Pointing the config at other rules swaps them on reload.
+    std::fs::write(dir.join("rules/a.yml"), RULES_V2).unwrap();
+    std::fs::write(&cfg, "rule_files: [rules/*.yml]\n").unwrap();
+    p.signal("HUP");
+    wait_metric(&p, "job:m:triple{job=\"a\"}", Some(18.0));
+}
+
 fn run(args: &[&str]) -> (i32, String) {
     let o = Command::new(BIN).args(args).output().unwrap();
     (
