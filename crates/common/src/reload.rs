@@ -50,7 +50,7 @@ impl ReloadMetrics {
         let reloads = IntCounterVec::new(
             Opts::new(
                 format!("{prefix}_config_reloads_total"),
-                "Configuration reload attempts by result (success, failure).",
+                "Configuration reloads (SIGHUP, POST /-/reload) by result; the initial load is not counted.",
             ),
             &["result"],
         )?;
@@ -62,6 +62,13 @@ impl ReloadMetrics {
             success_timestamp,
             reloads,
         })
+    }
+
+    /// The initial load: the gauges say the config in effect loaded fine; it is not a
+    /// reload, so `<prefix>_config_reloads_total` stays at zero.
+    fn record_initial(&self) {
+        self.successful.set(1);
+        self.success_timestamp.set(unix_now());
     }
 
     fn record(&self, ok: bool) {
@@ -128,7 +135,7 @@ impl<C: ServiceConfig> ConfigHandle<C> {
         let metrics = ReloadMetrics::register(prefix, registry)
             .map_err(|e| ConfigError::Other(format!("registering reload metrics: {e}")))?;
         let initial = loader()?;
-        metrics.record(true);
+        metrics.record_initial();
         let (tx, _) = watch::channel(Arc::new(initial));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -224,6 +231,20 @@ mod tests {
             .unwrap_or(f64::NAN)
     }
 
+    fn reloads(registry: &Registry, result: &str) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "svc_config_reloads_total")
+            .and_then(|f| {
+                f.get_metric()
+                    .iter()
+                    .find(|m| m.get_label().iter().any(|l| l.value() == result))
+                    .map(|m| m.get_counter().get_value())
+            })
+            .unwrap_or(0.0)
+    }
+
     fn write(file: &mut tempfile::NamedTempFile, text: &str) {
         let f = file.as_file_mut();
         f.set_len(0).unwrap();
@@ -243,6 +264,11 @@ mod tests {
         let mut rx = handle.subscribe();
         assert_eq!(handle.current().interval_seconds, 5);
         assert_eq!(gauge(&registry, "svc_config_last_reload_successful"), 1.0);
+        assert_eq!(
+            reloads(&registry, "success"),
+            0.0,
+            "the initial load is not a reload"
+        );
         let t0 = gauge(
             &registry,
             "svc_config_last_reload_success_timestamp_seconds",
@@ -269,6 +295,8 @@ mod tests {
         handle.reload_config().await.unwrap();
         assert_eq!(handle.current().interval_seconds, 9);
         assert_eq!(gauge(&registry, "svc_config_last_reload_successful"), 1.0);
+        assert_eq!(reloads(&registry, "success"), 2.0);
+        assert_eq!(reloads(&registry, "failure"), 2.0);
     }
 
     #[tokio::test]
