@@ -49,6 +49,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// The sinks; any combination.
     pub sinks: Sinks,
+    /// Kubernetes pod discovery (container logs of the suite's pods on this node).
+    pub kubernetes: crate::kubernetes::KubernetesConfig,
 }
 
 /// One input glob.
@@ -409,6 +411,7 @@ impl Default for Config {
             utc_offset_seconds: 0,
             poll_interval: DEFAULT_POLL_INTERVAL,
             sinks: Sinks::default(),
+            kubernetes: crate::kubernetes::KubernetesConfig::default(),
         }
     }
 }

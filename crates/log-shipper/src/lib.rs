@@ -17,6 +17,7 @@
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod kubernetes;
 pub mod metrics;
 pub mod multiline;
 pub mod record;
@@ -106,6 +107,17 @@ impl Args {
             glob: i.glob.clone(),
             mode: i.multiline,
         }));
+        if config.kubernetes.enabled {
+            v.push(InputSpec {
+                glob: config.kubernetes.glob(),
+                mode: Some(
+                    config
+                        .kubernetes
+                        .multiline
+                        .unwrap_or(multiline::Mode::Log4jTimestamp),
+                ),
+            });
+        }
         if v.is_empty() {
             let home = std::env::var_os("FLINK_HOME")
                 .map(PathBuf::from)
@@ -200,6 +212,20 @@ fn start_routes(
             base,
         }),
         None => Arc::new(StaticLabels(base)),
+    };
+    let labels: Arc<dyn record::LabelSource> = if config.kubernetes.enabled {
+        let pods = kubernetes::PodLabels::new(config.kubernetes.pod_log_dir.clone(), labels);
+        let lister = kubernetes::Lister::new(&config.kubernetes).map_err(|e| {
+            Error::Config(common::ConfigError::invalid("kubernetes", e.to_string()))
+        })?;
+        tokio::spawn(lister.run(
+            pods.clone(),
+            metrics.kubernetes_list_errors.clone(),
+            stop.clone(),
+        ));
+        Arc::new(pods)
+    } else {
+        labels
     };
     let inputs = args.input_globs(config);
     let limits = multiline::Limits {

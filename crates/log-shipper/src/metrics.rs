@@ -29,6 +29,8 @@ pub struct Metrics {
     pub file_events: IntCounterVec,
     /// Open files per sink.
     pub open_files: IntGaugeVec,
+    /// Failed Kubernetes pod lists, by error code.
+    pub kubernetes_list_errors: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -116,6 +118,12 @@ impl Metrics {
                 &["event", "sink"],
             ),
             open_files: gauge(r, "open_files", "Files held open, by sink.", &["sink"]),
+            kubernetes_list_errors: counter(
+                r,
+                "kubernetes_list_errors_total",
+                "Failed Kubernetes pod lists (the last good pod set is kept), by error code.",
+                &["code"],
+            ),
         }
     }
 }

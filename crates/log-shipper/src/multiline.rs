@@ -102,6 +102,34 @@ pub struct Joiner {
     mode: Mode,
     limits: Limits,
     pending: Option<(Event, usize, Instant)>,
+    /// Lines are in the CRI log format (`<time> <stream> <P|F> <message>`).
+    cri: bool,
+    /// Partial (`P`) CRI messages waiting for their final (`F`) part.
+    partial: Vec<u8>,
+}
+
+/// Splits a CRI log line (`2024-01-01T00:00:00.000000001Z stdout F message\n`, as kubelet
+/// writes container logs) into its tag (`P` partial or `F` full) and message. A partial
+/// message loses its line end (it continues in the next line); a full one keeps it.
+pub fn parse_cri(line: &[u8]) -> Option<(u8, &[u8])> {
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let time = parts.next()?;
+    let stream = parts.next()?;
+    let tag = parts.next()?;
+    let msg = parts.next().unwrap_or(b"");
+    if time.len() < 20
+        || !time.first()?.is_ascii_digit()
+        || !matches!(stream, b"stdout" | b"stderr")
+    {
+        return None;
+    }
+    match tag {
+        b"P" => Some((b'P', msg.strip_suffix(b"\n").unwrap_or(msg))),
+        // A tag may carry more flags after `:` in later CRI versions; the first is P/F.
+        t if t.first() == Some(&b'F') => Some((b'F', msg)),
+        t if t.first() == Some(&b'P') => Some((b'P', msg.strip_suffix(b"\n").unwrap_or(msg))),
+        _ => None,
+    }
 }
 
 impl Joiner {
@@ -111,11 +139,41 @@ impl Joiner {
             mode,
             limits,
             pending: None,
+            cri: false,
+            partial: Vec::new(),
         }
     }
 
+    /// The same for a CRI-format container log: the CRI prefix is stripped and partial
+    /// lines are joined with their final part before multiline grouping.
+    pub fn cri(mut self) -> Self {
+        self.cri = true;
+        self
+    }
+
     /// Adds a line; closed events go to `out`.
-    pub fn push(&mut self, line: Line, now: Instant, out: &mut Vec<Event>) {
+    pub fn push(&mut self, mut line: Line, now: Instant, out: &mut Vec<Event>) {
+        if self.cri {
+            if line.new_file {
+                self.partial.clear();
+            }
+            match parse_cri(&line.data) {
+                Some((b'P', msg)) => {
+                    if self.partial.len() + msg.len() <= self.limits.max_bytes {
+                        self.partial.extend_from_slice(msg);
+                    }
+                    return;
+                }
+                Some((_, msg)) => {
+                    let mut data = std::mem::take(&mut self.partial);
+                    data.extend_from_slice(msg);
+                    line.data = data;
+                }
+                None => {
+                    // Not CRI (a runtime writing something else): shipped as it is.
+                }
+            }
+        }
         let starts = self.mode.starts_event(&line.data);
         if let Some((ev, lines, last)) = &mut self.pending {
             let fits = *lines < self.limits.max_lines

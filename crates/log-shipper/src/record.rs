@@ -126,6 +126,18 @@ impl Labels {
 pub trait LabelSource: Send + Sync {
     /// Labels for the file at `path`.
     fn labels_for(&self, path: &Path) -> Labels;
+
+    /// Whether a file newly matched by an input glob is to be watched (Kubernetes mode:
+    /// only container logs of the suite's live pods).
+    fn accepts(&self, _path: &Path) -> bool {
+        true
+    }
+
+    /// Whether the file is a CRI-format container log (prefix stripped, partial lines
+    /// joined).
+    fn cri(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
 /// The same labels for every file (from the config and the environment). The component is

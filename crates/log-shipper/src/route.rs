@@ -208,8 +208,11 @@ impl Route {
             labels: self.cfg.labels.labels_for(&path),
         });
         let mode = mode_for(&path, input.and_then(|i| i.mode));
-        self.joiners
-            .insert(stream.clone(), Joiner::new(mode, self.cfg.limits));
+        let mut joiner = Joiner::new(mode, self.cfg.limits);
+        if self.cfg.labels.cri(&path) {
+            joiner = joiner.cri();
+        }
+        self.joiners.insert(stream.clone(), joiner);
         self.streams.insert(stream.clone(), info.clone());
         info
     }
@@ -223,7 +226,7 @@ impl Route {
                     continue;
                 }
                 let name: Arc<str> = Arc::from(p.to_string_lossy().as_ref());
-                if !self.streams.contains_key(&name) {
+                if !self.streams.contains_key(&name) && self.cfg.labels.accepts(&p) {
                     let s = self.tailer.watch(&p);
                     self.register(&s);
                     tracing::info!(sink = self.name, file = %p.display(), "Watching file.");
