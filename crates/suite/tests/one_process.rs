@@ -31,6 +31,7 @@ fn all_four_components_start_reload_and_drain_together() {
         .arg(dir.join("data"))
         .args(["--shutdown.grace-period", "10s"])
         .env("FLINK_HOME", dir.join("no-flink"))
+        .env_remove("JOB_MANAGER_BOOTSTRAP_TOKEN")
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn flink-suite");
@@ -65,6 +66,35 @@ fn all_four_components_start_reload_and_drain_together() {
         );
     }
     assert!(dir.join("data").is_dir(), "data dir created");
+
+    // The local suite creates an owner token (0600) so the job-manager API is usable.
+    let token_file = dir.join("data/job-manager/bootstrap-token");
+    let token = std::fs::read_to_string(&token_file).expect("bootstrap token file");
+    assert_eq!(token.len(), 64);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let list = |auth: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(addr(8080)).unwrap();
+        use std::io::{Read, Write};
+        let auth = auth
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /api/v1/namespaces/default/deployments HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        list(Some(&token)).starts_with("HTTP/1.1 200"),
+        "{}",
+        list(Some(&token))
+    );
+    assert!(list(None).starts_with("HTTP/1.1 401"), "{}", list(None));
     let ok = Command::new("kill")
         .args(["-s", "TERM", &child.id().to_string()])
         .status()
