@@ -45,6 +45,9 @@ pub struct KubernetesConfig {
     /// How often the pods are listed again.
     #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
+    /// Kubernetes namespaces to list pods in (needs only a namespaced Role); empty: all
+    /// namespaces (needs a ClusterRole to list pods).
+    pub namespaces: Vec<String>,
     /// How lines of container logs become events (default `log4j_timestamp`).
     pub multiline: Option<crate::multiline::Mode>,
 }
@@ -59,6 +62,7 @@ impl Default for KubernetesConfig {
             token_file: PathBuf::from(DEFAULT_TOKEN_FILE),
             ca_file: PathBuf::from(DEFAULT_CA_FILE),
             resync_interval: Duration::from_secs(30),
+            namespaces: Vec::new(),
             multiline: None,
         }
     }
@@ -120,6 +124,8 @@ struct PodSet {
     live: HashMap<String, Pod>,
     /// Every pod ever seen, by uid (labels of files still being read after the pod is gone).
     seen: HashMap<String, Pod>,
+    /// Whether a list has succeeded yet (before it, no pod is known to be gone).
+    listed: bool,
 }
 
 /// The [`LabelSource`] of Kubernetes mode; clone it freely (shared state).
@@ -145,6 +151,7 @@ impl PodLabels {
     pub fn set_pods(&self, pods: Vec<Pod>) {
         let mut set = self.pods.write().unwrap_or_else(|e| e.into_inner());
         set.live.clear();
+        set.listed = true;
         for p in pods {
             set.seen.insert(p.uid.clone(), p.clone());
             set.live.insert(p.uid.clone(), p);
@@ -202,6 +209,14 @@ impl LabelSource for PodLabels {
 
     fn cri(&self, path: &Path) -> bool {
         path.starts_with(&self.pod_log_dir)
+    }
+
+    fn gone(&self, path: &Path) -> bool {
+        let Some((_, _, uid, _)) = self.parse_path(path) else {
+            return false;
+        };
+        let set = self.pods.read().unwrap_or_else(|e| e.into_inner());
+        set.listed && !set.live.contains_key(&uid)
     }
 }
 
@@ -324,8 +339,23 @@ impl Lister {
     }
 
     /// One list: the suite's pods on this node (pods without valid suite labels are left
-    /// out with a debug message).
+    /// out with a debug message), from every configured namespace or the whole cluster.
     pub async fn list(&self) -> Result<Vec<Pod>, ListError> {
+        if self.cfg.namespaces.is_empty() {
+            return self.list_at(format!("{}/api/v1/pods", self.url)).await;
+        }
+        let mut pods = Vec::new();
+        for ns in &self.cfg.namespaces {
+            let ns = percent_encoding::utf8_percent_encode(ns, percent_encoding::NON_ALPHANUMERIC);
+            pods.extend(
+                self.list_at(format!("{}/api/v1/namespaces/{ns}/pods", self.url))
+                    .await?,
+            );
+        }
+        Ok(pods)
+    }
+
+    async fn list_at(&self, url: String) -> Result<Vec<Pod>, ListError> {
         let token =
             std::fs::read_to_string(&self.cfg.token_file).map_err(|source| ListError::Token {
                 path: self.cfg.token_file.clone(),
@@ -334,7 +364,7 @@ impl Lister {
         let token = Secret::new(token.trim().to_string());
         let resp = self
             .client
-            .get(format!("{}/api/v1/pods", self.url))
+            .get(url)
             .query(&[
                 ("labelSelector", common::labels::selector(None)),
                 ("fieldSelector", format!("spec.nodeName={}", self.node)),

@@ -83,6 +83,18 @@ pub struct Args {
         default_value = "./data/log-shipper"
     )]
     pub data_dir: PathBuf,
+
+    /// Kubernetes mode: ship the container logs of the suite's pods on this node (`$NODE_NAME`)
+    /// from kubelet's `/var/log/pods`, labelled from the Kubernetes API (same as
+    /// `kubernetes: {enabled: true}` in the config file, whose other settings apply).
+    #[arg(long = "kubernetes")]
+    pub kubernetes: bool,
+
+    /// Kubernetes mode: list pods only in this namespace (repeatable; added to the config's
+    /// `kubernetes.namespaces`). Without any, pods are listed cluster-wide, which needs a
+    /// ClusterRole.
+    #[arg(long = "kubernetes.namespace", value_name = "NAMESPACE")]
+    pub kubernetes_namespaces: Vec<String>,
 }
 
 impl Args {
@@ -107,7 +119,7 @@ impl Args {
             glob: i.glob.clone(),
             mode: i.multiline,
         }));
-        if config.kubernetes.enabled {
+        if self.kubernetes || config.kubernetes.enabled {
             v.push(InputSpec {
                 glob: config.kubernetes.glob(),
                 mode: Some(
@@ -213,9 +225,12 @@ fn start_routes(
         }),
         None => Arc::new(StaticLabels(base)),
     };
-    let labels: Arc<dyn record::LabelSource> = if config.kubernetes.enabled {
+    let labels: Arc<dyn record::LabelSource> = if args.kubernetes || config.kubernetes.enabled {
         let pods = kubernetes::PodLabels::new(config.kubernetes.pod_log_dir.clone(), labels);
-        let lister = kubernetes::Lister::new(&config.kubernetes).map_err(|e| {
+        let mut k8s = config.kubernetes.clone();
+        k8s.namespaces
+            .extend(args.kubernetes_namespaces.iter().cloned());
+        let lister = kubernetes::Lister::new(&k8s).map_err(|e| {
             Error::Config(common::ConfigError::invalid("kubernetes", e.to_string()))
         })?;
         tokio::spawn(lister.run(

@@ -215,9 +215,9 @@ impl Joiner {
         }
     }
 
-    /// Whether an event is being assembled.
+    /// Whether an event (or a partial CRI line) is being assembled.
     pub fn is_pending(&self) -> bool {
-        self.pending.is_some()
+        self.pending.is_some() || !self.partial.is_empty()
     }
 }
 
@@ -406,5 +406,46 @@ Caused by: java.io.IOException: disk\n\
         assert_eq!(out.len(), 2);
         let total: usize = out.iter().map(|e| e.data.len()).sum();
         assert_eq!(total, "2024-01-01 00:00:00 start\n".len() + 5 * 6);
+    }
+
+    #[test]
+    fn cri_prefix_is_stripped_and_partial_lines_joined() {
+        assert_eq!(
+            parse_cri(b"2024-01-01T00:00:00.000000001Z stdout P part\n"),
+            Some((b'P', &b"part"[..]))
+        );
+        assert_eq!(
+            parse_cri(b"2024-01-01T00:00:00.000000001Z stderr F end\n"),
+            Some((b'F', &b"end\n"[..]))
+        );
+        assert_eq!(parse_cri(b"plain text line\n"), None);
+        let limits = Limits {
+            max_lines: 100,
+            max_bytes: 1 << 20,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let mut j = Joiner::new(Mode::JavaStackTrace, limits).cri();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (i, l) in [
+            "2024-01-01T00:00:00.1Z stdout P java.lang.Runtime",
+            "2024-01-01T00:00:00.2Z stdout F Exception: boom",
+            "2024-01-01T00:00:00.3Z stdout F \tat a.B.c(B.java:1)",
+        ]
+        .iter()
+        .enumerate()
+        {
+            j.push(line(&format!("{l}\n"), i as u64 + 1), now, &mut out);
+            if i == 0 {
+                assert!(j.is_pending(), "a partial line is pending");
+            }
+        }
+        j.flush(now, true, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            String::from_utf8_lossy(&out[0].data),
+            "java.lang.RuntimeException: boom\n\tat a.B.c(B.java:1)\n"
+        );
+        assert_eq!(out[0].end, 3);
     }
 }

@@ -138,6 +138,12 @@ pub trait LabelSource: Send + Sync {
     fn cri(&self, _path: &Path) -> bool {
         false
     }
+
+    /// Whether the writer of the file is known to be gone for good (Kubernetes mode: the pod
+    /// is no longer listed); such a file is unwatched once it is read and acknowledged.
+    fn gone(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
 /// The same labels for every file (from the config and the environment). The component is

@@ -218,6 +218,25 @@ impl Route {
     }
 
     fn discover(&mut self) {
+        // Files whose writer is gone for good (a deleted pod) are let go once every byte of
+        // them is read, shipped and acknowledged.
+        let lag = self.tailer.lag();
+        let done: Vec<Arc<str>> = lag
+            .into_iter()
+            .filter(|(name, lag)| {
+                *lag == 0
+                    && !self.joiners.get(name).is_some_and(Joiner::is_pending)
+                    && self.cfg.labels.gone(Path::new(name.as_ref()))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        for name in done {
+            self.tailer.unwatch(&name);
+            self.joiners.remove(&name);
+            self.streams.remove(&name);
+            self.dirty = true;
+            tracing::info!(sink = self.name, file = %name, "Writer gone and file fully shipped; no longer watched.");
+        }
         let globs: Vec<String> = self.cfg.inputs.iter().map(|i| i.glob.clone()).collect();
         for g in globs {
             let Ok(paths) = glob::glob(&g) else { continue };

@@ -282,6 +282,11 @@ impl Tailer {
         name
     }
 
+    /// Stops following a stream: its files are closed and it leaves the positions.
+    pub fn unwatch(&mut self, name: &str) {
+        self.streams.remove(name);
+    }
+
     /// The streams being followed.
     pub fn streams(&self) -> impl Iterator<Item = &Arc<str>> {
         self.streams.keys()

@@ -15,7 +15,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Query, State},
+    extract::{Path as AxPath, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
@@ -61,6 +61,25 @@ async fn list_pods(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    list(&api, None, &headers, &q)
+}
+
+/// `GET /api/v1/namespaces/{namespace}/pods`.
+async fn list_namespaced_pods(
+    State(api): State<Arc<Api>>,
+    AxPath(ns): AxPath<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(&api, Some(&ns), &headers, &q)
+}
+
+fn list(
+    api: &Api,
+    namespace: Option<&str>,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Response {
     let n = api.requests.fetch_add(1, Ordering::SeqCst);
     if headers.get("authorization").and_then(|v| v.to_str().ok())
         != Some(&format!("Bearer {TOKEN}"))
@@ -92,7 +111,9 @@ async fn list_pods(
         .unwrap()
         .iter()
         .filter(|(node, pod)| {
-            node == NODE && pod["metadata"]["labels"]["app.kubernetes.io/part-of"] == "flink-suite"
+            namespace.is_none_or(|ns| pod["metadata"]["namespace"] == ns)
+                && node == NODE
+                && pod["metadata"]["labels"]["app.kubernetes.io/part-of"] == "flink-suite"
         })
         .map(|(_, p)| p.clone())
         .collect();
@@ -106,9 +127,13 @@ async fn list_pods(
 }
 
 fn pod(name: &str, uid: &str, labels: Value, ip: &str) -> Value {
+    pod_in("flink", name, uid, labels, ip)
+}
+
+fn pod_in(ns: &str, name: &str, uid: &str, labels: Value, ip: &str) -> Value {
     json!({
         "metadata": {
-            "name": name, "namespace": "flink", "uid": uid, "resourceVersion": "100",
+            "name": name, "namespace": ns, "uid": uid, "resourceVersion": "100",
             "creationTimestamp": "2024-01-01T00:00:00Z", "labels": labels,
         },
         "spec": {"nodeName": NODE, "containers": [{"name": "flink-main-container", "image": "flink:1.18"}]},
@@ -145,6 +170,7 @@ fn serve(api: Arc<Api>) -> String {
             let l = tokio::net::TcpListener::from_std(listener).unwrap();
             let app = Router::new()
                 .route("/api/v1/pods", get(list_pods))
+                .route("/api/v1/namespaces/{ns}/pods", get(list_namespaced_pods))
                 .with_state(api);
             axum::serve(l, app).await.unwrap();
         });
@@ -184,7 +210,7 @@ fn config(dir: &Path, url: &str, pods: &Path, token: &Path) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "kubernetes:\n  enabled: true\n  node_name: {NODE}\n  pod_log_dir: {}\n  api_url: {url}\n  token_file: {}\n  resync_interval: 200ms\nmultiline: {{timeout: 300ms}}\npoll_interval: 50ms\n",
+            "kubernetes:\n  node_name: {NODE}\n  pod_log_dir: {}\n  api_url: {url}\n  token_file: {}\n  resync_interval: 200ms\nmultiline: {{timeout: 300ms}}\npoll_interval: 50ms\n",
             pods.display(),
             token.display()
         ),
@@ -260,6 +286,9 @@ fn ships_suite_pods_container_logs_with_their_labels() {
             out.to_str().unwrap(),
             "--output.format",
             "json",
+            "--kubernetes",
+            "--kubernetes.namespace",
+            "flink",
         ],
     );
 
@@ -347,6 +376,52 @@ fn ships_suite_pods_container_logs_with_their_labels() {
     );
     api.down.store(false, Ordering::SeqCst);
 
+    // The TaskManager's pod is deleted right after its last words: they are still shipped,
+    // then its file is let go (the JobManager's stays open).
+    append(
+        &tm_log,
+        &cri(&[
+            (
+                "stdout",
+                "P",
+                "2024-01-01 00:00:10,000 INFO  org.example.Y [] - last ",
+            ),
+            ("stdout", "F", "words"),
+        ]),
+    );
+    api.pods
+        .lock()
+        .unwrap()
+        .retain(|(_, p)| p["metadata"]["name"] != "wordcount-tm-1");
+    testkit::wait_for(
+        || {
+            read_json(&tm_out)
+                .iter()
+                .any(|r| r["message"] == "last words")
+        },
+        "the deleted pod's last line",
+    );
+    testkit::wait_for(
+        || p.metric("log_shipper_open_files{sink=\"dir\"}") == Some(1.0),
+        "the deleted pod's file let go",
+    );
+    append(
+        &jm_log,
+        &cri(&[(
+            "stdout",
+            "F",
+            "2024-01-01 00:00:11,000 INFO  org.example.X [] - still here",
+        )]),
+    );
+    testkit::wait_for(
+        || {
+            read_json(&jm_out)
+                .iter()
+                .any(|r| r["message"] == "still here")
+        },
+        "the live pod still shipped",
+    );
+
     // Nothing of the foreign pod or the other node's pod was shipped.
     let all: Vec<String> = walk(&out);
     assert!(
@@ -394,6 +469,18 @@ async fn lister_sends_the_token_and_selectors_and_labels_name_the_sls_topic() {
             "10.1.0.7",
         ),
     ));
+    // A suite pod of this node in another namespace: listed cluster-wide, not when only
+    // `flink` is asked for.
+    api.pods.lock().unwrap().push((
+        NODE.into(),
+        pod_in(
+            "other",
+            "elsewhere-jm-0",
+            "uid-other",
+            suite_labels("jobmanager", None),
+            "10.1.0.8",
+        ),
+    ));
     let url = serve(api.clone());
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
@@ -414,6 +501,15 @@ async fn lister_sends_the_token_and_selectors_and_labels_name_the_sls_topic() {
 
     // The token file is re-read at every list (projected tokens rotate).
     std::fs::write(&token, TOKEN).unwrap();
+    let all = lister.list().await.unwrap();
+    let mut names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["elsewhere-jm-0", "wordcount-jm-0"]);
+    let lister = Lister::new(&KubernetesConfig {
+        namespaces: vec!["flink".into()],
+        ..cfg.clone()
+    })
+    .unwrap();
     let pods = lister.list().await.unwrap();
     assert_eq!(pods.len(), 1, "{pods:?}");
     assert_eq!(pods[0].ip.as_deref(), Some("10.1.0.5"));
