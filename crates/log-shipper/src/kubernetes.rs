@@ -128,11 +128,25 @@ struct PodSet {
     listed: bool,
 }
 
+/// A pod as remembered on disk (`{data-dir}/kubernetes-pods.json`).
+#[derive(Serialize, Deserialize)]
+struct SavedPod {
+    name: String,
+    namespace: String,
+    uid: String,
+    ip: Option<String>,
+    labels: BTreeMap<String, String>,
+}
+
 /// The [`LabelSource`] of Kubernetes mode; clone it freely (shared state).
+///
+/// Every pod seen is remembered in a state file, so that after a restart (or while the API
+/// is unreachable) the files of checkpointed pods get their labels before the first list.
 #[derive(Clone)]
 pub struct PodLabels {
     pod_log_dir: PathBuf,
     pods: Arc<RwLock<PodSet>>,
+    state_file: Option<PathBuf>,
     /// Labels of files that are not container logs (other inputs).
     fallback: Arc<dyn LabelSource>,
 }
@@ -143,7 +157,73 @@ impl PodLabels {
         Self {
             pod_log_dir,
             pods: Arc::default(),
+            state_file: None,
             fallback,
+        }
+    }
+
+    /// Remembers the pods seen in `path` and loads the ones remembered there (an unreadable
+    /// file is reported and replaced).
+    pub fn with_state_file(mut self, path: PathBuf) -> Self {
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Vec<SavedPod>>(&bytes) {
+                Ok(saved) => {
+                    let mut set = self.pods.write().unwrap_or_else(|e| e.into_inner());
+                    for p in saved {
+                        if let Ok(labels) = FlinkPodLabels::from_labels(&p.labels) {
+                            set.seen.insert(
+                                p.uid.clone(),
+                                Pod {
+                                    k8s_namespace: p.namespace,
+                                    name: p.name,
+                                    uid: p.uid,
+                                    ip: p.ip,
+                                    labels,
+                                },
+                            );
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(file = %path.display(), %error, "Unreadable remembered pods; starting without them.")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "Cannot read the remembered pods.")
+            }
+        }
+        self.state_file = Some(path);
+        self
+    }
+
+    fn save(&self, set: &PodSet) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let saved: Vec<SavedPod> = set
+            .seen
+            .values()
+            .map(|p| SavedPod {
+                name: p.name.clone(),
+                namespace: p.k8s_namespace.clone(),
+                uid: p.uid.clone(),
+                ip: p.ip.clone(),
+                labels: p.labels.to_labels(),
+            })
+            .collect();
+        let tmp = path.with_extension("json.tmp");
+        let res = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|b| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&tmp, b)?;
+                std::fs::rename(&tmp, path)
+            });
+        if let Err(error) = res {
+            tracing::warn!(file = %path.display(), %error, "Cannot remember the pods seen.");
         }
     }
 
@@ -152,9 +232,16 @@ impl PodLabels {
         let mut set = self.pods.write().unwrap_or_else(|e| e.into_inner());
         set.live.clear();
         set.listed = true;
+        let mut changed = false;
         for p in pods {
-            set.seen.insert(p.uid.clone(), p.clone());
+            if set.seen.get(&p.uid) != Some(&p) {
+                set.seen.insert(p.uid.clone(), p.clone());
+                changed = true;
+            }
             set.live.insert(p.uid.clone(), p);
+        }
+        if changed {
+            self.save(&set);
         }
     }
 

@@ -226,7 +226,8 @@ fn start_routes(
         None => Arc::new(StaticLabels(base)),
     };
     let labels: Arc<dyn record::LabelSource> = if args.kubernetes || config.kubernetes.enabled {
-        let pods = kubernetes::PodLabels::new(config.kubernetes.pod_log_dir.clone(), labels);
+        let pods = kubernetes::PodLabels::new(config.kubernetes.pod_log_dir.clone(), labels)
+            .with_state_file(args.data_dir.join("kubernetes-pods.json"));
         let mut k8s = config.kubernetes.clone();
         k8s.namespaces
             .extend(args.kubernetes_namespaces.iter().cloned());

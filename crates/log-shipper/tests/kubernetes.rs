@@ -540,4 +540,20 @@ async fn lister_sends_the_token_and_selectors_and_labels_name_the_sls_topic() {
         format!("team-a:{DEP}:{JOB}")
     );
     assert_eq!(api.rejected.lock().unwrap().len(), 0);
+
+    // Remembered across restarts: before any list, a checkpointed file keeps its labels.
+    let state = dir.path().join("state/kubernetes-pods.json");
+    let saving = PodLabels::new(cfg.pod_log_dir.clone(), Arc::new(StaticLabels::default()))
+        .with_state_file(state.clone());
+    saving.set_pods(lister.list().await.unwrap());
+    let restarted = PodLabels::new(cfg.pod_log_dir.clone(), Arc::new(StaticLabels::default()))
+        .with_state_file(state);
+    let l = restarted.labels_for(&path);
+    assert_eq!(l.topic(), format!("team-a:{DEP}:{JOB}"));
+    assert_eq!(l.component.as_deref(), Some("jobmanager"));
+    assert!(!restarted.gone(&path), "not gone before the first list");
+    assert!(
+        !restarted.accepts(&path),
+        "new files wait for the first list"
+    );
 }
