@@ -275,22 +275,21 @@ fn ships_suite_pods_container_logs_with_their_labels() {
     append(&other_node, &cri(&[("stdout", "F", "not on this node")]));
 
     let cfg = config(dir.path(), &url, &pods, &token);
-    let p = testkit::Proc::start(
-        BIN,
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--data-dir",
-            dir.path().join("state").to_str().unwrap(),
-            "--output.dir",
-            out.to_str().unwrap(),
-            "--output.format",
-            "json",
-            "--kubernetes",
-            "--kubernetes.namespace",
-            "flink",
-        ],
-    );
+    let state = dir.path().join("state");
+    let args = [
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        state.to_str().unwrap(),
+        "--output.dir",
+        out.to_str().unwrap(),
+        "--output.format",
+        "json",
+        "--kubernetes",
+        "--kubernetes.namespace",
+        "flink",
+    ];
+    let mut p = testkit::Proc::start(BIN, &args);
 
     // OSS path / local layout: logs/{namespace}/{deploymentId}/{jobId}/{pod}/{file}.
     let pod_dir = out.join(format!("logs/team-a/{DEP}/{JOB}/wordcount-jm-0"));
@@ -421,6 +420,40 @@ fn ships_suite_pods_container_logs_with_their_labels() {
         },
         "the live pod still shipped",
     );
+
+    // Restarted while the API is down: the checkpointed file resumes with its labels
+    // (remembered pods), nothing is shipped twice.
+    api.down.store(true, Ordering::SeqCst);
+    p.signal("TERM");
+    assert!(p.wait_exit(std::time::Duration::from_secs(30)).is_some());
+    append(
+        &jm_log,
+        &cri(&[(
+            "stdout",
+            "F",
+            "2024-01-01 00:00:12,000 INFO  org.example.X [] - after the restart",
+        )]),
+    );
+    let _p = testkit::Proc::start(BIN, &args);
+    testkit::wait_for(
+        || {
+            read_json(&jm_out)
+                .iter()
+                .any(|r| r["message"] == "after the restart")
+        },
+        "a line written while the shipper was down, after a restart with the API down",
+    );
+    let msgs: Vec<String> = read_json(&jm_out)
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        msgs.iter().filter(|m| m.as_str() == "Starting.").count(),
+        1,
+        "{msgs:?}"
+    );
+    assert_eq!(msgs.last().unwrap(), "after the restart");
+    api.down.store(false, Ordering::SeqCst);
 
     // Nothing of the foreign pod or the other node's pod was shipped.
     let all: Vec<String> = walk(&out);
