@@ -137,7 +137,8 @@ pub fn http(
     Ok((status, body))
 }
 
-fn dechunk(mut s: &str) -> String {
+/// Decodes an HTTP/1.1 chunked body (as read to the end of the connection).
+pub fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);

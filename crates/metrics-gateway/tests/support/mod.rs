@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use common::testkit::Proc;
+use common::testkit::{dechunk, Proc};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_metrics-gateway");
 pub const PUSHGATEWAY: &str = "/usr/bin/prometheus-pushgateway";
@@ -63,19 +63,6 @@ pub fn request(
         b.to_owned()
     };
     Resp { status, head, body }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Starts ours with `args`.
