@@ -318,16 +318,8 @@ fn sample(
             escape_label_value(v, out);
             out.push('"');
         }
-        if let Some((k, v)) = extra {
-            if !first {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            fmt_float(v, out);
-            out.push('"');
-        }
-        out.push('}');
+        close_sample(out, extra, !first, value);
+        return;
     }
     out.push(' ');
     fmt_float(value, out);
@@ -593,18 +585,27 @@ fn block_sample(
     if !block.is_empty() || extra.is_some() {
         out.push('{');
         out.push_str(block);
-        if let Some((k, v)) = extra {
-            if !block.is_empty() {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            fmt_float(v, out);
-            out.push('"');
-        }
-        out.push('}');
+        close_sample(out, extra, !block.is_empty(), value);
+        return;
     }
     out.push(' ');
+    fmt_float(value, out);
+    out.push('\n');
+}
+
+/// Ends a sample line whose `{` is open: the optional `le`/`quantile` label (after a comma
+/// when labels precede it), `}`, the value and the newline.
+fn close_sample(out: &mut String, extra: Option<(&str, f64)>, comma: bool, value: f64) {
+    if let Some((k, v)) = extra {
+        if comma {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        fmt_float(v, out);
+        out.push('"');
+    }
+    out.push_str("} ");
     fmt_float(value, out);
     out.push('\n');
 }
