@@ -37,6 +37,30 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// A field that the running service cannot change without a restart was changed in a
+    /// reload: the reload is refused so that it never reports success and keeps the old
+    /// value.
+    pub fn restart_required(field: impl Into<String>) -> Self {
+        Self::invalid(
+            field,
+            "cannot change on reload; restart the service to apply it (the running value stays in effect)",
+        )
+    }
+}
+
+/// Refuses a reload that changes `field` (compared with `==`; values are never printed, as
+/// they may be secrets).
+pub fn unchanged<T: PartialEq + ?Sized>(
+    field: &str,
+    running: &T,
+    reloaded: &T,
+) -> Result<(), ConfigError> {
+    if running == reloaded {
+        Ok(())
+    } else {
+        Err(ConfigError::restart_required(field))
+    }
 }
 
 /// A service configuration: deserialisable with defaults, validated after loading.
@@ -46,6 +70,14 @@ pub trait ServiceConfig:
     /// Checks cross-field constraints and value ranges. Errors name the field
     /// (`sinks.sls.endpoint`).
     fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Called on reload with the running config (`self`) and the newly loaded, valid one:
+    /// refuses fields that only take effect at start-up (name them with
+    /// [`ConfigError::restart_required`] or [`unchanged`]). By default everything may change.
+    fn check_reload(&self, reloaded: &Self) -> Result<(), ConfigError> {
+        let _ = reloaded;
         Ok(())
     }
 }

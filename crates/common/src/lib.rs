@@ -15,11 +15,16 @@
 //! - [`server`]: the HTTP bootstrap: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
 //!   `/-/config`, request metrics, graceful shutdown.
 //! - [`labels`]: the Kubernetes label vocabulary the suite coordinates through.
-//! - [`secret`]: a string that never prints.
+//! - [`secret`]: a string that never prints, and its redaction from text (URL-encoded
+//!   spellings included).
+//! - [`fs`]: durable state files: temp file, fsync, rename, directory fsync.
+//! - [`backoff`]: capped exponential retry delays with jitter.
 //! - `testkit` (feature `testkit`): drive a real binary from integration tests.
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod fs;
 pub mod labels;
 pub mod lifecycle;
 pub mod reload;

@@ -163,7 +163,11 @@ impl<C: ServiceConfig> ConfigHandle<C> {
         let loader = self.inner.loader.clone();
         let result = tokio::task::spawn_blocking(move || loader())
             .await
-            .unwrap_or_else(|e| Err(ConfigError::Other(format!("config loader panicked: {e}"))));
+            .unwrap_or_else(|e| Err(ConfigError::Other(format!("config loader panicked: {e}"))))
+            .and_then(|config| {
+                self.current().check_reload(&config)?;
+                Ok(config)
+            });
         match result {
             Ok(config) => {
                 self.inner.tx.send_replace(Arc::new(config));
@@ -203,12 +207,14 @@ mod tests {
     #[serde(deny_unknown_fields, default)]
     struct Cfg {
         interval_seconds: u64,
+        listen_port: u16,
     }
 
     impl Default for Cfg {
         fn default() -> Self {
             Self {
                 interval_seconds: 60,
+                listen_port: 1,
             }
         }
     }
@@ -219,6 +225,10 @@ mod tests {
                 return Err(ConfigError::invalid("interval_seconds", "must be > 0"));
             }
             Ok(())
+        }
+
+        fn check_reload(&self, reloaded: &Self) -> Result<(), ConfigError> {
+            config::unchanged("listen_port", &self.listen_port, &reloaded.listen_port)
         }
     }
 
@@ -297,6 +307,26 @@ mod tests {
         assert_eq!(gauge(&registry, "svc_config_last_reload_successful"), 1.0);
         assert_eq!(reloads(&registry, "success"), 2.0);
         assert_eq!(reloads(&registry, "failure"), 2.0);
+    }
+
+    #[tokio::test]
+    async fn a_restart_only_field_is_refused_by_name_and_nothing_changes() {
+        let registry = Registry::new();
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write(&mut file, "interval_seconds: 5\nlisten_port: 1\n");
+        let handle =
+            ConfigHandle::<Cfg>::from_file("svc", &registry, Some(file.path().into())).unwrap();
+        write(&mut file, "interval_seconds: 6\nlisten_port: 2\n");
+        let err = handle.reload_config().await.unwrap_err().to_string();
+        assert!(
+            err.contains("`listen_port`") && err.contains("restart"),
+            "{err}"
+        );
+        assert_eq!(handle.current().interval_seconds, 5, "nothing applied");
+        assert_eq!(gauge(&registry, "svc_config_last_reload_successful"), 0.0);
+        write(&mut file, "interval_seconds: 6\nlisten_port: 1\n");
+        handle.reload_config().await.unwrap();
+        assert_eq!(handle.current().interval_seconds, 6);
     }
 
     #[tokio::test]

@@ -29,14 +29,57 @@ impl Secret {
     }
 
     /// Removes every occurrence of the secret from `text` (for error messages that might
-    /// echo a URL or a request).
+    /// echo a URL or a request): the value as is and every URL-encoded spelling of it, where
+    /// any byte may appear as `%XX` (either case) and a space as `+`, as URL builders write
+    /// query parameters.
     pub fn redact_in(&self, text: &str) -> String {
-        if self.0.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.0, REDACTED)
+        let secret = self.0.as_bytes();
+        if secret.is_empty() {
+            return text.to_string();
+        }
+        let bytes = text.as_bytes();
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        let mut copied = 0;
+        while i < bytes.len() {
+            match encoded_match(&bytes[i..], secret) {
+                Some(len) => {
+                    out.push_str(&text[copied..i]);
+                    out.push_str(REDACTED);
+                    i += len;
+                    copied = i;
+                }
+                None => i += 1,
+            }
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+}
+
+/// Whether `text` starts with `secret`, each byte of it written as itself, as `%XX`, or (a
+/// space) as `+`; returns how many bytes of `text` that spelling takes. A match always ends
+/// on a character boundary of `text`: it consumes whole `%XX` triples or bytes equal to
+/// the secret's, which is valid UTF-8.
+fn encoded_match(text: &[u8], secret: &[u8]) -> Option<usize> {
+    let mut t = 0;
+    for &want in secret {
+        match text.get(t)? {
+            &b if b == want => t += 1,
+            b'+' if want == b' ' => t += 1,
+            b'%' => {
+                let hex = text.get(t + 1..t + 3)?;
+                let decoded: Vec<u8> =
+                    percent_encoding::percent_decode(&[b'%', hex[0], hex[1]]).collect();
+                if decoded.as_slice() != [want] {
+                    return None;
+                }
+                t += 3;
+            }
+            _ => return None,
         }
     }
+    Some(t)
 }
 
 impl fmt::Debug for Secret {
@@ -76,6 +119,38 @@ mod tests {
         assert_eq!(
             s.redact_in("https://x/send?access_token=tok-123"),
             "https://x/send?access_token=<secret>"
+        );
+    }
+
+    #[test]
+    fn url_encoded_spellings_are_redacted_too() {
+        let s = Secret::new("tok/+ &é=x-1");
+        let spellings = [
+            "tok/+ &é=x-1",
+            // NON_ALPHANUMERIC, as the DingTalk URL builder writes it.
+            "tok%2F%2B%20%26%C3%A9%3Dx%2D1",
+            // Lower-case hex, `+` for the space, only what a query needs encoded.
+            "tok%2f%2b+%26%c3%a9%3dx-1",
+            "tok/%2B%20&%C3%A9=x-1",
+        ];
+        for form in spellings {
+            let text = format!("POST https://h/robot/send?access_token={form}&timestamp=1: 500");
+            let red = s.redact_in(&text);
+            assert_eq!(
+                red, "POST https://h/robot/send?access_token=<secret>&timestamp=1: 500",
+                "{form}"
+            );
+        }
+        // Near misses stay: a different byte, a truncated escape.
+        assert_eq!(
+            s.redact_in("tok%2F%2B%20%26%C3%A9%3Dx%2D2"),
+            "tok%2F%2B%20%26%C3%A9%3Dx%2D2"
+        );
+        assert_eq!(s.redact_in("tok%2"), "tok%2");
+        assert_eq!(Secret::new("").redact_in("a%20b"), "a%20b");
+        assert_eq!(
+            Secret::new("é").redact_in("xéy %C3%A9"),
+            "x<secret>y <secret>"
         );
     }
 }

@@ -124,20 +124,38 @@ impl HttpMetrics {
     }
 }
 
+/// The `method` label of a request: the standard methods by name, anything else `other`, so
+/// a client cannot grow `/metrics` by inventing methods (any token is a valid HTTP method).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let handler = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     m.duration
         .with_label_values(&[&handler])
         .observe(start.elapsed().as_secs_f64());
     m.requests
-        .with_label_values(&[&handler, &method, resp.status().as_str()])
+        .with_label_values(&[&handler, method, resp.status().as_str()])
         .inc();
     resp
 }
