@@ -28,6 +28,24 @@ pub enum Error {
     /// histogram).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The deadline of [`QueryLimits`] passed (Prometheus's wording).
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    /// The query would hold more samples than [`QueryLimits::max_samples`] (Prometheus's
+    /// wording).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+}
+
+/// Bounds on one query's work: a deadline and the most samples it may hold at once (the
+/// result so far plus what the current evaluation step has loaded), as Prometheus's
+/// `--query.timeout` and `--query.max-samples`.
+#[derive(Clone, Debug, Default)]
+pub struct QueryLimits {
+    /// Evaluation stops with [`Error::Timeout`] once this instant has passed.
+    pub deadline: Option<std::time::Instant>,
+    /// Evaluation stops with [`Error::TooManySamples`] above this many samples (0 = none).
+    pub max_samples: usize,
 }
 
 /// Result alias.
@@ -82,7 +100,20 @@ impl Engine {
         expr: &Expr,
         t: i64,
     ) -> Result<QueryResult> {
-        let ctx = Ctx::new(self, st, query, t, t, self.default_step_ms, false);
+        self.instant_limited(st, query, expr, t, &QueryLimits::default())
+    }
+
+    /// [`Engine::instant`] bounded by `limits`.
+    pub fn instant_limited(
+        &self,
+        st: &dyn Storage,
+        query: &str,
+        expr: &Expr,
+        t: i64,
+        limits: &QueryLimits,
+    ) -> Result<QueryResult> {
+        let mut ctx = Ctx::new(self, st, query, t, t, self.default_step_ms, false);
+        ctx.limits = limits.clone();
         let v = ctx.eval(expr, t)?;
         let value = match v {
             Value::Vector(vs) => Value::Vector(finish_vector(vs)?),
@@ -102,14 +133,39 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<QueryResult> {
+        self.range_limited(st, query, expr, start, end, step, &QueryLimits::default())
+    }
+
+    /// [`Engine::range`] bounded by `limits`; the points of the result count against
+    /// [`QueryLimits::max_samples`] as they accumulate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn range_limited(
+        &self,
+        st: &dyn Storage,
+        query: &str,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        limits: &QueryLimits,
+    ) -> Result<QueryResult> {
         if step <= 0 {
             return err("zero or negative query resolution step widths are not accepted");
         }
-        let ctx = Ctx::new(self, st, query, start, end, step, true);
+        let mut ctx = Ctx::new(self, st, query, start, end, step, true);
+        ctx.limits = limits.clone();
         let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
         let mut t = start;
         while t <= end {
-            match ctx.eval(expr, t)? {
+            ctx.step_samples.set(0);
+            let v = ctx.eval(expr, t)?;
+            let points = match &v {
+                Value::Vector(vs) => vs.len(),
+                _ => 1,
+            };
+            ctx.held.set(ctx.held.get() + points);
+            ctx.check_samples(0)?;
+            match v {
                 Value::Scalar(f) => out.entry(Labels::default()).or_default().push((t, f)),
                 Value::Vector(vs) => {
                     for s in finish_vector(vs)? {
@@ -170,6 +226,55 @@ fn finish_matrix(m: Vec<RangeSeries>) -> Result<Vec<RangeSeries>> {
     Ok(out)
 }
 
+/// The matchers of a vector selector, the metric name included as `__name__`.
+pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(Error::Unsupported("`or` inside label matchers".into()));
+    }
+    let mut out = Vec::new();
+    let mut has_name = false;
+    for m in &vs.matchers.matchers {
+        if m.name == METRIC_NAME {
+            has_name = true;
+        }
+        out.push(Matcher {
+            name: m.name.clone(),
+            value: m.value.clone(),
+            kind: match &m.op {
+                MatchOp::Equal => MatchKind::Equal,
+                MatchOp::NotEqual => MatchKind::NotEqual,
+                MatchOp::Re(_) => match Matcher::regex(&m.name, &m.value, false) {
+                    Ok(x) => x.kind,
+                    Err(e) => return err(e),
+                },
+                MatchOp::NotRe(_) => match Matcher::regex(&m.name, &m.value, true) {
+                    Ok(x) => x.kind,
+                    Err(e) => return err(e),
+                },
+            },
+        });
+    }
+    if let Some(n) = &vs.name {
+        if !has_name || !out.iter().any(|m| m.name == METRIC_NAME && m.value == *n) {
+            out.push(Matcher::equal(METRIC_NAME, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a series selector (`metric{label="v"}`, as in the HTTP API's `match[]`) into
+/// matchers; anything but a plain vector selector is a parse error.
+pub fn parse_series_selector(q: &str) -> Result<Vec<Matcher>> {
+    match parse(q)? {
+        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
+            selector_matchers(&vs)
+        }
+        _ => Err(Error::Parse(format!(
+            "expected a series selector such as `metric{{label=\"value\"}}`, got {q:?}"
+        ))),
+    }
+}
+
 pub(crate) fn dur_ms(d: &Duration) -> i64 {
     d.as_millis() as i64
 }
@@ -201,6 +306,11 @@ pub(crate) struct Ctx<'a> {
     infos: RefCell<BTreeSet<String>>,
     hist: Cell<bool>,
     matcher_cache: RefCell<HashMap<usize, std::rc::Rc<Vec<Matcher>>>>,
+    limits: QueryLimits,
+    /// Points of a range query's result so far.
+    held: Cell<usize>,
+    /// Samples loaded by selectors during the current step.
+    step_samples: Cell<usize>,
 }
 
 impl<'a> Ctx<'a> {
@@ -229,6 +339,27 @@ impl<'a> Ctx<'a> {
             infos: RefCell::new(BTreeSet::new()),
             hist: Cell::new(false),
             matcher_cache: RefCell::new(HashMap::new()),
+            limits: QueryLimits::default(),
+            held: Cell::new(0),
+            step_samples: Cell::new(0),
+        }
+    }
+
+    /// Counts `loaded` samples against the sample limit.
+    fn check_samples(&self, loaded: usize) -> Result<()> {
+        let now = self.step_samples.get().saturating_add(loaded);
+        self.step_samples.set(now);
+        let max = self.limits.max_samples;
+        if max > 0 && now.saturating_add(self.held.get()) > max {
+            return Err(Error::TooManySamples);
+        }
+        Ok(())
+    }
+
+    fn check_deadline(&self) -> Result<()> {
+        match self.limits.deadline {
+            Some(d) if std::time::Instant::now() >= d => Err(Error::Timeout),
+            _ => Ok(()),
         }
     }
 
@@ -302,37 +433,7 @@ impl<'a> Ctx<'a> {
         if let Some(m) = self.matcher_cache.borrow().get(&key) {
             return Ok(m.clone());
         }
-        if !vs.matchers.or_matchers.is_empty() {
-            return Err(Error::Unsupported("`or` inside label matchers".into()));
-        }
-        let mut out = Vec::new();
-        let mut has_name = false;
-        for m in &vs.matchers.matchers {
-            if m.name == METRIC_NAME {
-                has_name = true;
-            }
-            out.push(Matcher {
-                name: m.name.clone(),
-                value: m.value.clone(),
-                kind: match &m.op {
-                    MatchOp::Equal => MatchKind::Equal,
-                    MatchOp::NotEqual => MatchKind::NotEqual,
-                    MatchOp::Re(_) => match Matcher::regex(&m.name, &m.value, false) {
-                        Ok(x) => x.kind,
-                        Err(e) => return err(e),
-                    },
-                    MatchOp::NotRe(_) => match Matcher::regex(&m.name, &m.value, true) {
-                        Ok(x) => x.kind,
-                        Err(e) => return err(e),
-                    },
-                },
-            });
-        }
-        if let Some(n) = &vs.name {
-            if !has_name || !out.iter().any(|m| m.name == METRIC_NAME && m.value == *n) {
-                out.push(Matcher::equal(METRIC_NAME, n));
-            }
-        }
+        let out = selector_matchers(vs)?;
         let rc = std::rc::Rc::new(out);
         self.matcher_cache.borrow_mut().insert(key, rc.clone());
         Ok(rc)
@@ -365,6 +466,7 @@ impl<'a> Ctx<'a> {
                 drop_name: false,
             });
         }
+        self.check_samples(out.len())?;
         Ok(out)
     }
 
@@ -386,6 +488,7 @@ impl<'a> Ctx<'a> {
                 }
                 pts.push((ts, v));
             }
+            self.check_samples(pts.len())?;
             if !pts.is_empty() {
                 out.push(RangeSeries {
                     labels: s.labels,
@@ -473,6 +576,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Value> {
+        self.check_deadline()?;
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),

@@ -19,7 +19,7 @@ pub mod rules;
 pub mod storage;
 pub mod value;
 
-pub use eval::{parse, Engine, Error, QueryResult};
+pub use eval::{parse, parse_series_selector, Engine, Error, QueryLimits, QueryResult};
 pub use labels::{Labels, Matcher};
 pub use storage::{MemStorage, Storage};
 pub use value::{RangeSeries, Sample, Value};

@@ -945,6 +945,7 @@ fn run_eval(engine: &Engine, st: &MemStorage, line: &str, body: &[&str]) -> Outc
             if ex.fail {
                 let msg = match &e {
                     Error::Eval(m) | Error::Parse(m) | Error::Unsupported(m) => m.clone(),
+                    Error::Timeout | Error::TooManySamples => e.to_string(),
                 };
                 if let Some(m) = &ex.fail_msg {
                     if !msg.contains(m.as_str()) {

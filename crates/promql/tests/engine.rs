@@ -220,3 +220,68 @@ fn series_delete_in_storage_makes_series_stale() {
         "history before the marker stays"
     );
 }
+
+#[test]
+fn query_limits_stop_a_query_that_loads_too_much_or_runs_too_long() {
+    use promql_engine::{Error, QueryLimits};
+    let st = MemStorage::new();
+    for i in 0..10 {
+        let l = Labels::new([("__name__", "m"), ("i", &i.to_string())]);
+        for t in 0..60 {
+            st.append(&l, t * 1000, t as f64);
+        }
+    }
+    let q = "sum(count_over_time(m[1m]))";
+    let e = parse(q).unwrap();
+    let eng = Engine::default();
+    let at = 59_000;
+    // 10 series x 60 samples = 600 samples loaded at once.
+    let roomy = QueryLimits {
+        deadline: None,
+        max_samples: 600,
+    };
+    let r = eng.instant_limited(&st, q, &e, at, &roomy).unwrap();
+    assert_eq!(r.value, eng.instant(&st, q, &e, at).unwrap().value);
+    let tight = QueryLimits {
+        deadline: None,
+        max_samples: 599,
+    };
+    assert_eq!(
+        eng.instant_limited(&st, q, &e, at, &tight).unwrap_err(),
+        Error::TooManySamples
+    );
+    // A range query's result counts too: 10 series x 31 steps = 310 points.
+    let q = "m";
+    let e = parse(q).unwrap();
+    let lim = |n| QueryLimits {
+        deadline: None,
+        max_samples: n,
+    };
+    assert!(eng
+        .range_limited(&st, q, &e, 0, 30_000, 1000, &lim(320))
+        .is_ok());
+    assert_eq!(
+        eng.range_limited(&st, q, &e, 0, 30_000, 1000, &lim(300))
+            .unwrap_err(),
+        Error::TooManySamples
+    );
+    // A deadline already passed stops evaluation with Prometheus's timeout error.
+    let past = QueryLimits {
+        deadline: Some(std::time::Instant::now()),
+        max_samples: 0,
+    };
+    let err = eng
+        .range_limited(&st, q, &e, 0, 30_000, 1000, &past)
+        .unwrap_err();
+    assert_eq!(err, Error::Timeout);
+    assert_eq!(err.to_string(), "query timed out in expression evaluation");
+}
+
+#[test]
+fn series_selectors_parse_to_matchers() {
+    let m = promql_engine::parse_series_selector(r#"up{job=~"a.*",x!="1"}"#).unwrap();
+    let l = Labels::new([("__name__", "up"), ("job", "abc")]);
+    assert!(m.iter().all(|m| m.matches_labels(&l)));
+    assert!(promql_engine::parse_series_selector("sum(up)").is_err());
+    assert!(promql_engine::parse_series_selector("up{").is_err());
+}

@@ -133,6 +133,17 @@ impl RuleEngine {
         *cur = next;
     }
 
+    /// A copy of the loaded groups with their evaluation state (for APIs that list rules
+    /// and alerts; the lock is held only while copying).
+    pub fn groups_snapshot(&self) -> Vec<GroupState> {
+        self.lock().clone()
+    }
+
+    /// The default evaluation interval (ms) of groups without their own.
+    pub fn default_interval_ms(&self) -> i64 {
+        self.settings.interval_ms
+    }
+
     /// Number of loaded rules.
     pub fn rule_count(&self) -> usize {
         self.lock().iter().map(|g| g.rules.len()).sum()
