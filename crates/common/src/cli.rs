@@ -100,7 +100,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .trim_end_matches('y')
             .parse()
             .map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 5m, 1h, 7d"))?;
-        return Ok(Duration::from_secs(n * 365 * 86_400));
+        return n
+            .checked_mul(365 * 86_400)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("invalid duration {s:?}: too long"));
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 30s, 5m, 1h, 7d)"))
@@ -118,6 +121,9 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("1y"), Ok(Duration::from_secs(365 * 86_400)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("1000000000000y")
+            .unwrap_err()
+            .contains("too long"));
         let err = parse_duration("soon").unwrap_err();
         assert!(err.contains("\"soon\""), "{err}");
     }

@@ -17,23 +17,27 @@ use axum::{
     routing::{any, delete, get, put},
     Json, Router,
 };
-use common::{ConfigHandle, Lifecycle};
+use common::{ConfigError, ConfigHandle, Lifecycle};
 use prometheus::Registry;
 use promql_parser::label::Matcher;
 
 use crate::{
-    config::Config,
+    config::{Config, PushConfig},
     grouping::{self, GroupKey},
+    limits::{LabelLimits, LimitError},
     metrics::GatewayMetrics,
     parse::{self, ParseError},
     render::{self, ExpositionSource},
-    store::{Limits, Push, PushError, Store},
+    store::{Limits, Push, PushError, Stats, Store},
 };
 
 /// Query parameter and header that set a group's TTL at push time.
 pub const TTL_PARAM: &str = "ttl";
 /// Header alternative to [`TTL_PARAM`].
 pub const TTL_HEADER: &str = "x-group-ttl";
+/// Push bodies larger than this are parsed and checked on the blocking thread pool, so a
+/// large or hostile body never stalls the async workers that serve everyone else.
+pub const BLOCKING_BODY_BYTES: usize = 64 * 1024;
 
 /// Settings fixed by flags at start-up.
 #[derive(Debug, Clone, Default)]
@@ -42,9 +46,13 @@ pub struct Settings {
     pub enable_lifecycle: bool,
     /// Flag values; `None` falls back to the config file.
     pub group_ttl: Option<Duration>,
+    pub max_group_ttl: Option<Duration>,
     pub max_body_bytes: Option<u64>,
     pub max_series_per_group: Option<usize>,
     pub max_total_series: Option<usize>,
+    pub max_labels_per_series: Option<usize>,
+    pub max_label_name_length: Option<usize>,
+    pub max_label_value_length: Option<usize>,
     /// Flags shown by `/api/v1/status`.
     pub flags: BTreeMap<String, String>,
 }
@@ -68,8 +76,61 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct Effective {
     pub group_ttl: Option<Duration>,
+    pub max_group_ttl: Duration,
     pub max_body_bytes: u64,
     pub limits: Limits,
+}
+
+impl Settings {
+    /// The limits and TTL in effect with the config file's `push:` section.
+    pub fn effective(&self, push: &PushConfig) -> Effective {
+        let ttl = self.group_ttl.or(push.group_ttl).filter(|d| !d.is_zero());
+        Effective {
+            group_ttl: ttl,
+            max_group_ttl: self.max_group_ttl.unwrap_or(push.max_group_ttl),
+            max_body_bytes: self.max_body_bytes.unwrap_or(push.max_body_bytes),
+            limits: Limits {
+                max_series_per_group: self
+                    .max_series_per_group
+                    .unwrap_or(push.max_series_per_group),
+                max_total_series: self.max_total_series.unwrap_or(push.max_total_series),
+                labels: LabelLimits {
+                    max_labels_per_series: self
+                        .max_labels_per_series
+                        .unwrap_or(push.max_labels_per_series),
+                    max_label_name_length: self
+                        .max_label_name_length
+                        .unwrap_or(push.max_label_name_length),
+                    max_label_value_length: self
+                        .max_label_value_length
+                        .unwrap_or(push.max_label_value_length),
+                },
+            },
+        }
+    }
+
+    /// Checks what flags and the config file give together (each alone is checked where it
+    /// is read): the maximum TTL is positive and not shorter than the default TTL.
+    pub fn validate(&self, push: &PushConfig) -> Result<(), ConfigError> {
+        let eff = self.effective(push);
+        if eff.max_group_ttl.is_zero() {
+            return Err(ConfigError::invalid(
+                "--push.max-group-ttl",
+                "must be greater than zero",
+            ));
+        }
+        if let Some(ttl) = eff.group_ttl.filter(|d| *d > eff.max_group_ttl) {
+            return Err(ConfigError::invalid(
+                "--push.group-ttl",
+                format!(
+                    "({}) must not be longer than the maximum group TTL ({}, --push.max-group-ttl or push.max_group_ttl)",
+                    promql_parser::util::display_duration(&ttl),
+                    promql_parser::util::display_duration(&eff.max_group_ttl)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AppState {
@@ -107,16 +168,7 @@ impl AppState {
     pub fn effective(&self) -> Effective {
         let cfg = self.config.as_ref().map(|c| c.current());
         let push = cfg.as_ref().map(|c| c.push.clone()).unwrap_or_default();
-        let s = &self.settings;
-        let ttl = s.group_ttl.or(push.group_ttl).filter(|d| !d.is_zero());
-        Effective {
-            group_ttl: ttl,
-            max_body_bytes: s.max_body_bytes.unwrap_or(push.max_body_bytes),
-            limits: Limits {
-                max_series_per_group: s.max_series_per_group.unwrap_or(push.max_series_per_group),
-                max_total_series: s.max_total_series.unwrap_or(push.max_total_series),
-            },
-        }
+        self.settings.effective(&push)
     }
 
     /// The whole `/metrics` text: groups, our own metrics, extra sources.
@@ -312,40 +364,77 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
     let body = axum::body::to_bytes(req.into_body(), cap)
         .await
         .map_err(|_| too_large(limit))?;
+    let body_len = body.len();
     let key = grouping::parse_path(&rest).map_err(|e| {
         count("bad_request");
         ApiError(StatusCode::BAD_REQUEST, e.to_string())
     })?;
     let ttl = ttl.inspect_err(|_| count("bad_request"))?;
-    let families = parse::parse_body(
-        content_type.as_deref(),
-        content_encoding.as_deref(),
-        &body,
-        limit,
-    )
-    .map_err(|e| match e {
-        ParseError::TooLarge { limit } => too_large(limit),
-        e => {
-            count("parse_error");
-            tracing::debug!(group = %grouping::to_path(&key), error = %e, "Push rejected.");
-            ApiError(StatusCode::BAD_REQUEST, e.to_string())
-        }
-    })?;
-    s.store.set_limits(eff.limits);
+    if let Some(d) = ttl.filter(|d| *d > eff.max_group_ttl) {
+        count("bad_request");
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "group TTL ({TTL_PARAM} parameter or {TTL_HEADER} header) of {} is longer than the maximum of {} (--push.max-group-ttl)",
+                promql_parser::util::display_duration(&d),
+                promql_parser::util::display_duration(&eff.max_group_ttl)
+            ),
+        ));
+    }
     let ttl = match ttl {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
         None => eff.group_ttl,
     };
-    let result = s.store.push(
-        Push {
-            key: key.clone(),
+    let limits = eff.limits;
+    let store = s.store.clone();
+    let group = key.clone();
+    // Parsing and checking are linear in the body, but a large body still takes a while:
+    // off the async workers with it.
+    let work = move || -> Result<Result<Stats, PushError>, ParseError> {
+        let families = parse::parse_body(
+            content_type.as_deref(),
+            content_encoding.as_deref(),
+            &body,
+            limit,
+            limits.labels,
+        )?;
+        let push = Push {
+            key: group,
             families,
             replace,
             ttl,
-        },
-        SystemTime::now(),
-    );
+            limits,
+        };
+        Ok(store.push(push, SystemTime::now()))
+    };
+    let outcome = if body_len > BLOCKING_BODY_BYTES {
+        tokio::task::spawn_blocking(work).await.map_err(|error| {
+            tracing::error!(%error, "Push task failed.");
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+        })?
+    } else {
+        work()
+    };
+    let limit_refused = |e: &LimitError| {
+        s.metrics
+            .limit_rejections
+            .with_label_values(&[e.kind()])
+            .inc();
+        count("limit");
+    };
+    let result = match outcome {
+        Ok(r) => r,
+        Err(ParseError::TooLarge { limit }) => return Err(too_large(limit)),
+        Err(e) => {
+            match &e {
+                ParseError::Limit { error, .. } => limit_refused(error),
+                _ => count("parse_error"),
+            }
+            tracing::debug!(group = %grouping::to_path(&key), error = %e, "Push rejected.");
+            return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()));
+        }
+    };
     match result {
         Ok(stats) => {
             count("ok");
@@ -353,17 +442,9 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
             Ok(StatusCode::OK.into_response())
         }
         Err(e) => {
-            let limit_name = match &e {
-                PushError::Limit(m) if m.contains("per group") => Some("series_per_group"),
-                PushError::Limit(_) => Some("total_series"),
-                PushError::Inconsistent(_) => None,
-            };
-            match limit_name {
-                Some(l) => {
-                    s.metrics.limit_rejections.with_label_values(&[l]).inc();
-                    count("limit");
-                }
-                None => count("inconsistent"),
+            match &e {
+                PushError::Limit(l) => limit_refused(l),
+                PushError::Inconsistent(_) => count("inconsistent"),
             }
             tracing::info!(group = %grouping::to_path(&key), error = %e, "Push rejected.");
             Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()))

@@ -1,7 +1,9 @@
 //! Prometheus Pushgateway-compatible push collector with its own PromQL rule evaluation.
 //!
 //! # Layout
-//! - [`config`]: the YAML configuration file (`push:` TTL and limits).
+//! - [`config`]: the YAML configuration file (`push:` TTL and limits, `rule_files`).
+//! - [`limits`]: the limits a push is checked against (series, labels per series, label
+//!   lengths) and the typed [`limits::LimitError`].
 //! - [`model`]: metric families, values and the exposition helpers (Go float format).
 //! - [`parse`]: push bodies: text format 0.0.4 ([`parse::text`]), delimited protobuf
 //!   ([`parse::proto`]), gzip.
@@ -12,6 +14,10 @@
 //! - [`api`]: HTTP handlers and [`api::AppState`].
 //! - [`persistence`]: `--persistence.file` (atomic, versioned, survives `kill -9`).
 //! - [`metrics`]: our own metrics.
+//! - [`rules`]: Prometheus alerting and recording rules over what is pushed (the
+//!   `promql-engine` evaluator fed by a [`store::PushObserver`], ALERTS on `/metrics`,
+//!   notifications), the rule flags and the `promql-test`/`check-rules`/`test-rules`
+//!   subcommands.
 //!
 //! [`run`] = [`build`] (config, store, persistence load) + [`serve`] (HTTP, expiry sweeper,
 //! persistence writer). Components that run beside the HTTP server (the rule evaluator)
@@ -20,6 +26,7 @@
 pub mod api;
 pub mod config;
 pub mod grouping;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod parse;
@@ -79,6 +86,12 @@ pub struct Args {
           value_parser = common::cli::parse_duration)]
     pub group_ttl: Option<Duration>,
 
+    /// Longest TTL a push may ask for (default 1y); a longer `?ttl=` or `X-Group-TTL` gets
+    /// 400. Overrides `push.max_group_ttl` of the config file.
+    #[arg(long = "push.max-group-ttl", value_name = "DURATION",
+          value_parser = common::cli::parse_duration)]
+    pub max_group_ttl: Option<Duration>,
+
     /// Largest accepted push body in bytes, after gzip decompression (0 = no limit; default
     /// 64 MiB). Larger pushes get 413.
     #[arg(long = "push.max-body-size", value_name = "BYTES")]
@@ -91,6 +104,19 @@ pub struct Args {
     /// Most series the gateway may hold in total (0 = no limit). A push over it gets 400.
     #[arg(long = "push.max-total-series", value_name = "N")]
     pub max_total_series: Option<usize>,
+
+    /// Most labels one series may have, grouping labels and `instance` included (0 = no
+    /// limit; default 64). A push over it gets 400 naming the series.
+    #[arg(long = "push.max-labels-per-series", value_name = "N")]
+    pub max_labels_per_series: Option<usize>,
+
+    /// Longest label name in bytes (0 = no limit; default 256). Longer → 400.
+    #[arg(long = "push.max-label-name-length", value_name = "BYTES")]
+    pub max_label_name_length: Option<usize>,
+
+    /// Longest label value in bytes (0 = no limit; default 32768). Longer → 400.
+    #[arg(long = "push.max-label-value-length", value_name = "BYTES")]
+    pub max_label_value_length: Option<usize>,
 
     #[command(flatten)]
     pub rules: rules::RuleArgs,
@@ -132,6 +158,12 @@ impl Args {
                     .map(|d| humantime::format_duration(d).to_string())),
             ),
             (
+                "push.max-group-ttl",
+                opt(self
+                    .max_group_ttl
+                    .map(|d| humantime::format_duration(d).to_string())),
+            ),
+            (
                 "push.max-body-size",
                 opt(self.max_body_bytes.map(|v| v.to_string())),
             ),
@@ -142,6 +174,18 @@ impl Args {
             (
                 "push.max-total-series",
                 opt(self.max_total_series.map(|v| v.to_string())),
+            ),
+            (
+                "push.max-labels-per-series",
+                opt(self.max_labels_per_series.map(|v| v.to_string())),
+            ),
+            (
+                "push.max-label-name-length",
+                opt(self.max_label_name_length.map(|v| v.to_string())),
+            ),
+            (
+                "push.max-label-value-length",
+                opt(self.max_label_value_length.map(|v| v.to_string())),
             ),
             ("log.level", self.common.log_level.clone()),
             (
@@ -156,6 +200,23 @@ impl Args {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+    }
+
+    /// The settings fixed by flags for the handlers.
+    fn settings(&self) -> api::Settings {
+        api::Settings {
+            enable_admin_api: self.enable_admin_api,
+            enable_lifecycle: self.enable_lifecycle,
+            group_ttl: self.group_ttl,
+            max_group_ttl: self.max_group_ttl,
+            max_body_bytes: self.max_body_bytes,
+            max_series_per_group: self.max_series_per_group,
+            max_total_series: self.max_total_series,
+            max_labels_per_series: self.max_labels_per_series,
+            max_label_name_length: self.max_label_name_length,
+            max_label_value_length: self.max_label_value_length,
+            flags: self.flags(),
+        }
     }
 }
 
@@ -195,26 +256,25 @@ impl Gateway {
 /// Loads the config and the persistence file and builds the store and handler state.
 pub fn build(args: &Args, lifecycle: &Lifecycle) -> Result<Gateway, Error> {
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
-    let (config, rule_slot) = rules::config_handle(args, INFO.metric_prefix, &registry)?;
+    let settings = args.settings();
+    let (config, rule_slot) =
+        rules::config_handle(args, settings.clone(), INFO.metric_prefix, &registry)?;
     let metrics = metrics::GatewayMetrics::register(&registry);
-    let store = Arc::new(store::Store::new(
-        Some(registry.clone()),
-        store::Limits::default(),
-    ));
+    let store = Arc::new(store::Store::new(Some(registry.clone())));
     if !args.persistence_file.is_empty() {
         let path = PathBuf::from(&args.persistence_file);
-        let n = persistence::load(&path, &store)?;
-        tracing::info!(file = %path.display(), groups = n, "Loaded persisted groups.");
+        let max_ttl = settings.effective(&config.current().push).max_group_ttl;
+        let report = persistence::load(&path, &store, max_ttl)?;
+        metrics
+            .persistence_skipped_groups
+            .inc_by(report.skipped as u64);
+        tracing::info!(
+            file = %path.display(),
+            groups = report.loaded,
+            skipped = report.skipped,
+            "Loaded persisted groups."
+        );
     }
-    let settings = api::Settings {
-        enable_admin_api: args.enable_admin_api,
-        enable_lifecycle: args.enable_lifecycle,
-        group_ttl: args.group_ttl,
-        max_body_bytes: args.max_body_bytes,
-        max_series_per_group: args.max_series_per_group,
-        max_total_series: args.max_total_series,
-        flags: args.flags(),
-    };
     let state = Arc::new(api::AppState::new(
         store.clone(),
         registry.clone(),
@@ -223,7 +283,6 @@ pub fn build(args: &Args, lifecycle: &Lifecycle) -> Result<Gateway, Error> {
         Some(config.clone()),
         lifecycle.clone(),
     ));
-    store.set_limits(state.effective().limits);
     metrics.sizes(store.stats());
     Ok(Gateway {
         store,
@@ -301,6 +360,6 @@ pub async fn serve(gw: Gateway, lifecycle: Lifecycle) -> Result<(), Error> {
 /// Runs the service until `lifecycle` asks it to stop.
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let gw = build(&args, &lifecycle)?;
-    rules::start(&gw, &args, &lifecycle);
+    rules::start(&gw, &args, &lifecycle)?;
     serve(gw, lifecycle).await
 }

@@ -9,7 +9,7 @@ pub struct GatewayMetrics {
     /// `too_large`, `bad_request`).
     pub pushes: IntCounterVec,
     /// Pushes refused by a limit, by which limit (`body_size`, `series_per_group`,
-    /// `total_series`).
+    /// `total_series`, `labels_per_series`, `label_name_length`, `label_value_length`).
     pub limit_rejections: IntCounterVec,
     /// Groups removed, by how (`delete`, `matcher`, `wipe`, `ttl`).
     pub groups_removed: IntCounterVec,
@@ -21,6 +21,8 @@ pub struct GatewayMetrics {
     pub persistence_writes: IntCounterVec,
     /// Unix time of the last successful persistence write.
     pub persistence_last_write: IntGauge,
+    /// Groups of the persistence file skipped at start-up because they were invalid.
+    pub persistence_skipped_groups: IntCounter,
     /// Scrapes of `/metrics` served.
     pub scrapes: IntCounter,
 }
@@ -77,6 +79,14 @@ impl GatewayMetrics {
             persistence_last_write: gauge(
                 "persistence_last_write_timestamp_seconds",
                 "Unix time of the last successful write of the persistence file.",
+            ),
+            persistence_skipped_groups: reg(
+                registry,
+                IntCounter::new(
+                    "metrics_gateway_persistence_skipped_groups_total",
+                    "Groups of the persistence file skipped when loading it because they were invalid.",
+                )
+                .expect("static metric definition"),
             ),
             scrapes: reg(
                 registry,

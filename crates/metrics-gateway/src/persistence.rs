@@ -8,6 +8,12 @@
 //! per-family push times) followed by the group's families in the text format 0.0.4. The
 //! text form round-trips every value exactly (shortest float representation, `NaN`,
 //! `±Inf`). It is not the Pushgateway's file format: migrating keeps no data from it.
+//!
+//! Loading is tolerant of bad groups: a group whose header or metrics cannot be read, or
+//! whose times are not representable (such as the `ttl_seconds` of 2^64 an older version
+//! accepted and wrote), or whose TTL is beyond the maximum a push may ask for, is skipped,
+//! logged with its line and counted; the other groups load. Only a file that is not ours
+//! at all (wrong first line) stops start-up, so it is never overwritten.
 
 use std::{
     collections::BTreeMap,
@@ -22,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     grouping::GroupKey,
     metrics::GatewayMetrics,
-    model::escape_help,
+    model::{escape_help, is_valid_label_name},
     parse::text,
-    store::{unix, Store, StoredFamily},
+    store::{unix, Group, Store, StoredFamily},
 };
 
 const MAGIC: &str = "# metrics-gateway persistence file";
@@ -170,15 +176,32 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PersistenceError
     Ok(())
 }
 
-fn from_unix(secs: f64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0))
+/// A Unix time in seconds as a `SystemTime`, if it is one (finite, not negative,
+/// representable).
+fn from_unix(secs: f64) -> Option<SystemTime> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .and_then(|d| UNIX_EPOCH.checked_add(d))
 }
 
-/// Loads the file into `store`; a missing file is an empty store. Returns the groups loaded.
-pub fn load(path: &Path, store: &Store) -> Result<usize, PersistenceError> {
+/// What [`load`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Groups put into the store.
+    pub loaded: usize,
+    /// Invalid groups left out (each logged with its line).
+    pub skipped: usize,
+}
+
+/// Loads the file into `store`; a missing file is an empty store. Invalid groups are
+/// skipped (see the module documentation); groups with a TTL beyond `max_ttl` too.
+pub fn load(path: &Path, store: &Store, max_ttl: Duration) -> Result<LoadReport, PersistenceError> {
     let data = match std::fs::read_to_string(path) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LoadReport::default()),
         Err(source) => {
             return Err(PersistenceError::Read {
                 path: path.to_path_buf(),
@@ -192,7 +215,7 @@ pub fn load(path: &Path, store: &Store) -> Result<usize, PersistenceError> {
         message,
     };
     if data.is_empty() {
-        return Ok(0);
+        return Ok(LoadReport::default());
     }
     let mut lines = data.split_inclusive('\n').enumerate().peekable();
     match lines.next() {
@@ -204,9 +227,10 @@ pub fn load(path: &Path, store: &Store) -> Result<usize, PersistenceError> {
         _ => return Err(invalid(1, "not a metrics-gateway persistence file".into())),
     }
     let mut groups = Vec::new();
+    let mut skipped = 0;
     while let Some((i, header)) = lines.next() {
-        let rec: GroupRecord =
-            serde_json::from_str(header).map_err(|e| invalid(i + 1, e.to_string()))?;
+        // A group is its header line (JSON, so it starts with `{`, which no line of the
+        // text format does) and every line up to the next header.
         let mut body = String::new();
         while let Some((_, l)) = lines.peek() {
             if l.starts_with('{') {
@@ -215,38 +239,91 @@ pub fn load(path: &Path, store: &Store) -> Result<usize, PersistenceError> {
             body.push_str(l);
             lines.next();
         }
-        let GroupRecord::V1 {
-            key,
-            push_time,
-            push_failure_time,
-            last_push_successful,
-            ttl_seconds,
-            pushed_at,
-        } = rec;
-        let families = text::parse(body.as_bytes())
-            .map_err(|e| invalid(i + 2, format!("group {key:?}: {e}")))?;
-        let stored = families
-            .into_iter()
-            .map(|f| {
-                let at = pushed_at
-                    .get(&f.name)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(push_time);
-                StoredFamily::new(f, from_unix(at))
-            })
-            .collect();
-        groups.push(Store::restored_group(
-            key,
-            stored,
-            push_time,
-            push_failure_time,
-            last_push_successful,
-            ttl_seconds.map(Duration::from_secs_f64),
-        ));
+        match read_group(header, &body, max_ttl) {
+            Ok(g) => groups.push(g),
+            Err(error) => {
+                skipped += 1;
+                tracing::warn!(
+                    file = %path.display(),
+                    line = i + 1,
+                    %error,
+                    "Skipped an invalid group of the persistence file."
+                );
+            }
+        }
     }
-    let n = groups.len();
+    let loaded = groups.len();
     store.restore(groups);
-    Ok(n)
+    Ok(LoadReport { loaded, skipped })
+}
+
+/// One group from its header line and its metrics; the error says what is wrong with it.
+fn read_group(header: &str, body: &str, max_ttl: Duration) -> Result<Group, String> {
+    let rec: GroupRecord = serde_json::from_str(header.trim_end())
+        .map_err(|e| format!("unreadable group header: {e}"))?;
+    let GroupRecord::V1 {
+        key,
+        push_time,
+        push_failure_time,
+        last_push_successful,
+        ttl_seconds,
+        pushed_at,
+    } = rec;
+    let group = format!("group {key:?}");
+    if !key.contains_key("job") {
+        return Err(format!("{group}: the grouping key has no `job`"));
+    }
+    if let Some(name) = key
+        .keys()
+        .find(|k| !is_valid_label_name(k) || k.starts_with("__"))
+    {
+        return Err(format!("{group}: invalid grouping label name {name:?}"));
+    }
+    for (field, v) in [
+        ("push_time", push_time),
+        ("push_failure_time", push_failure_time),
+    ] {
+        if from_unix(v).is_none() {
+            return Err(format!("{group}: `{field}` {v} is not a time"));
+        }
+    }
+    let ttl = match ttl_seconds {
+        None => None,
+        Some(secs) => {
+            let d = (secs.is_finite() && secs >= 0.0)
+                .then(|| Duration::try_from_secs_f64(secs).ok())
+                .flatten()
+                .ok_or_else(|| format!("{group}: `ttl_seconds` {secs} is not a duration"))?;
+            if d > max_ttl {
+                return Err(format!(
+                    "{group}: TTL of {secs}s is longer than the maximum of {} (--push.max-group-ttl)",
+                    promql_parser::util::display_duration(&max_ttl)
+                ));
+            }
+            (!d.is_zero()).then_some(d)
+        }
+    };
+    let families = text::parse(body.as_bytes()).map_err(|e| format!("{group}: {e}"))?;
+    let fallback = from_unix(push_time).unwrap_or(UNIX_EPOCH);
+    let stored = families
+        .into_iter()
+        .map(|f| {
+            let at = pushed_at
+                .get(&f.name)
+                .and_then(|v| v.parse().ok())
+                .and_then(from_unix)
+                .unwrap_or(fallback);
+            StoredFamily::new(f, at)
+        })
+        .collect();
+    Ok(Store::restored_group(
+        key,
+        stored,
+        push_time,
+        push_failure_time,
+        last_push_successful,
+        ttl,
+    ))
 }
 
 /// Saves the store every `interval` when it changed, and once more when `shutdown` fires.
@@ -324,6 +401,7 @@ mod tests {
                     families: text::parse(body.as_bytes()).unwrap(),
                     replace: true,
                     ttl: Some(Duration::from_secs(90)),
+                    limits: Default::default(),
                 },
                 t,
             )
@@ -332,7 +410,7 @@ mod tests {
         let path = dir.path().join("state");
         write_atomic(&path, snapshot(&store).as_bytes()).unwrap();
         let loaded = Store::default();
-        assert_eq!(load(&path, &loaded).unwrap(), 1);
+        assert_eq!(load(&path, &loaded, YEAR).unwrap().loaded, 1);
         let mut a = String::new();
         let mut b = String::new();
         crate::render::render_groups(&store, &mut a);
@@ -361,7 +439,7 @@ mod tests {
             )]);
             write_atomic(&path, snapshot(&s).as_bytes()).unwrap();
             let back = Store::default();
-            load(&path, &back).unwrap();
+            load(&path, &back, YEAR).unwrap();
             back.with_groups(|g, _| {
                 let g = g.values().next().unwrap();
                 assert_eq!(g.push_time.to_bits(), secs.to_bits());
@@ -369,7 +447,60 @@ mod tests {
             });
         }
         std::fs::write(&path, "garbage\n").unwrap();
-        let err = load(&path, &Store::default()).unwrap_err().to_string();
+        let err = load(&path, &Store::default(), YEAR)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+    #[test]
+    fn bad_groups_are_skipped_and_the_good_ones_load() {
+        let header = |job: &str, push_time: &str, ttl: &str| {
+            format!(
+                "{{\"version\":\"1\",\"key\":{{\"job\":\"{job}\"}},\"push_time\":\"{push_time}\",\"push_failure_time\":\"0\",\"last_push_successful\":true,\"ttl_seconds\":{ttl},\"pushed_at\":{{\"m\":\"inf\"}}}}\n"
+            )
+        };
+        let mut file = format!("{MAGIC}, format 1\n");
+        file += &header("good1", "1700000000", "null");
+        file += "# TYPE m gauge\nm{instance=\"\",job=\"good1\"} 1\n";
+        // What an older version wrote for `?ttl=18446744073709551615s`.
+        file += &header("huge_ttl", "1700000000", "\"18446744073709551615\"");
+        file += "m{instance=\"\",job=\"huge_ttl\"} 1\n";
+        file += &header("over_max", "1700000000", "\"31536000000000\"");
+        file += &header("neg_ttl", "1700000000", "\"-1\"");
+        file += &header("nan_time", "NaN", "null");
+        file += &header("inf_time", "inf", "null");
+        file += "{not json at all\n";
+        file += &header("bad_body", "1700000000", "null");
+        file += "m{ 1\n";
+        file += "{\"version\":\"2\",\"key\":{\"job\":\"v2\"}}\n";
+        file += &header("good2", "1700000000", "\"3600\"");
+        file += "m{instance=\"\",job=\"good2\"} 2\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        std::fs::write(&path, file).unwrap();
+        let store = Store::default();
+        let report = load(&path, &store, YEAR).unwrap();
+        assert_eq!(
+            report,
+            LoadReport {
+                loaded: 2,
+                skipped: 8
+            }
+        );
+        store.with_groups(|g, _| {
+            let jobs: Vec<&str> = g.keys().map(|k| k["job"].as_str()).collect();
+            assert_eq!(jobs, vec!["good1", "good2"]);
+            let good2 = g.values().nth(1).unwrap();
+            assert_eq!(good2.ttl, Some(Duration::from_secs(3600)));
+        });
+        // What loaded renders, and the JSON API (TTL expiry time included) is total.
+        let mut out = String::new();
+        crate::render::render_groups(&store, &mut out);
+        assert!(out.contains("m{instance=\"\",job=\"good2\"} 2"), "{out}");
+        let api = crate::render::api_metrics(&store);
+        assert!(api["data"][1]["expires_at"].is_string(), "{api}");
     }
 }

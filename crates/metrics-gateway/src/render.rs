@@ -135,13 +135,29 @@ fn render_time_family(groups: &BTreeMap<GroupKey, Group>, name: &str, out: &mut 
     }
 }
 
-/// RFC 3339 with nanoseconds, like Go's `time.Time` in JSON.
+/// RFC 3339 with nanoseconds, like Go's `time.Time` in JSON. A time chrono cannot represent
+/// (hundreds of thousands of years away) is written as the epoch rather than panicking.
 pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    let dt = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs())
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, d.subsec_nanos())),
+        Err(e) => i64::try_from(e.duration().as_secs())
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(-s, 0)),
+    };
+    dt.unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-fn from_unix(secs: f64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0))
+/// RFC 3339 of a Unix time in seconds, if it is a time chrono can represent.
+fn rfc3339_unix(secs: f64) -> Option<String> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    let d = std::time::Duration::try_from_secs_f64(secs).ok()?;
+    let dt = chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())?;
+    Some(dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 fn labels_json(labels: &[(String, String)]) -> Json {
@@ -222,7 +238,8 @@ pub fn api_metrics(store: &Store) -> Json {
                     fam.insert("metrics".into(), Json::Array(metrics));
                     obj.insert(f.name.clone(), Json::Object(fam));
                 }
-                let stamp = rfc3339(from_unix(g.last_change()));
+                let stamp = rfc3339_unix(g.last_change())
+                    .unwrap_or_else(|| rfc3339(SystemTime::UNIX_EPOCH));
                 for (name, help, v) in [
                     (PUSH_TIME, PUSH_TIME_HELP, g.push_time),
                     (PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, g.push_failure_time),
@@ -237,11 +254,13 @@ pub fn api_metrics(store: &Store) -> Json {
                         }),
                     );
                 }
-                if let Some(ttl) = g.ttl {
-                    obj.insert(
-                        "expires_at".into(),
-                        Json::String(rfc3339(from_unix(g.last_change() + ttl.as_secs_f64()))),
-                    );
+                // Omitted when the expiry is not a representable time (TTLs are bounded, so
+                // only a group restored from a tampered file could get here).
+                if let Some(at) = g
+                    .ttl
+                    .and_then(|ttl| rfc3339_unix(g.last_change() + ttl.as_secs_f64()))
+                {
+                    obj.insert("expires_at".into(), Json::String(at));
                 }
                 Json::Object(obj)
             })
@@ -280,6 +299,7 @@ mod tests {
                         families: text::parse(body.as_bytes()).unwrap(),
                         replace: true,
                         ttl: None,
+                        limits: Default::default(),
                     },
                     t,
                 )

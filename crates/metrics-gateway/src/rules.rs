@@ -4,15 +4,25 @@
 //! recording results and `ALERTS` appear on `/metrics`. Rule files are loaded together
 //! with the config, so SIGHUP / `POST /-/reload` swaps them only when every file is valid.
 //! Also the `promql-test`, `check-rules` and `test-rules` subcommands.
+//!
+//! The evaluator starts with the first config load (at start-up or any later reload) that
+//! names rule files, so adding `rule_files` to a running gateway's config and sending
+//! SIGHUP starts evaluation. Until then nothing is copied out of the store. Its statistics
+//! (`metrics_gateway_rule_storage_*`, `metrics_gateway_notifications_*`) are registered
+//! in the gateway's registry then.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{ConfigError, ConfigHandle, Lifecycle};
-use prometheus::Registry;
+use prometheus::{
+    core::{Collector, Desc},
+    proto::{self, MetricFamily},
+    Registry,
+};
 use promql_engine::labels::Labels;
 use promql_engine::rules::file::{expand_globs, load_files, RuleGroup};
 use promql_engine::rules::manager::EvalSettings;
@@ -20,7 +30,14 @@ use promql_engine::rules::notifier::{Notifier, NotifierConfig};
 use promql_engine::rules::runtime::RuleEngine;
 use promql_engine::MemStorage;
 
-use crate::{grouping::GroupKey, render::ExpositionSource, store::PushObserver, Config, Gateway};
+use crate::{
+    api::{AppState, Settings},
+    grouping::GroupKey,
+    model::is_valid_label_name,
+    render::ExpositionSource,
+    store::{PushObserver, Store},
+    Config, Gateway,
+};
 
 /// Rule-evaluation flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,9 +61,10 @@ pub struct RuleArgs {
     pub evaluation_interval: Duration,
 
     /// External label added to alerts and available as `$externalLabels` (NAME=VALUE;
-    /// repeatable).
-    #[arg(long = "rule.external-label", value_name = "NAME=VALUE")]
-    pub external_labels: Vec<String>,
+    /// repeatable). NAME must be a valid label name; a malformed value stops start-up.
+    #[arg(long = "rule.external-label", value_name = "NAME=VALUE",
+          value_parser = parse_external_label)]
+    pub external_labels: Vec<(String, String)>,
 
     /// URL under which the gateway is reachable (`$externalURL`, alert generator URLs).
     #[arg(long = "web.external-url", value_name = "URL", default_value = "")]
@@ -97,25 +115,39 @@ pub fn run_command(cmd: &Command) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-/// Rule groups loaded by the last successful config load, waiting to be applied.
+/// What the last successful config load found: whether it names rule files, and their
+/// groups.
+struct Loaded {
+    configured: bool,
+    groups: Vec<RuleGroup>,
+}
+
+/// Rule groups loaded by the last successful config load, waiting to be applied, and the
+/// evaluator once it runs.
 #[derive(Default)]
 pub struct RuleSlot {
-    pending: Mutex<Option<Vec<RuleGroup>>>,
+    pending: Mutex<Option<Loaded>>,
+    engine: OnceLock<Arc<RuleEngine>>,
 }
 
 impl RuleSlot {
-    fn put(&self, g: Vec<RuleGroup>) {
+    fn put(&self, l: Loaded) {
         match self.pending.lock() {
-            Ok(mut p) => *p = Some(g),
-            Err(p) => *p.into_inner() = Some(g),
+            Ok(mut p) => *p = Some(l),
+            Err(p) => *p.into_inner() = Some(l),
         }
     }
 
-    fn take(&self) -> Option<Vec<RuleGroup>> {
+    fn take(&self) -> Option<Loaded> {
         match self.pending.lock() {
             Ok(mut p) => p.take(),
             Err(p) => p.into_inner().take(),
         }
+    }
+
+    /// The rule evaluator, once a config naming rule files has been loaded.
+    pub fn engine(&self) -> Option<Arc<RuleEngine>> {
+        self.engine.get().cloned()
     }
 }
 
@@ -133,10 +165,12 @@ pub fn load_rule_files(globs: &[String]) -> Result<Vec<RuleGroup>, ConfigError> 
     })
 }
 
-/// The config handle whose loader also loads (and validates) the rule files, so a reload
-/// with any invalid rule file fails as a whole and keeps the old rules.
+/// The config handle whose loader also checks the config together with the flags
+/// (`settings`) and loads (and validates) the rule files, so a reload with any invalid rule
+/// file fails as a whole and keeps the old rules.
 pub fn config_handle(
     args: &crate::Args,
+    settings: Settings,
     prefix: &str,
     registry: &Registry,
 ) -> Result<(ConfigHandle<Config>, Arc<RuleSlot>), ConfigError> {
@@ -149,6 +183,7 @@ pub fn config_handle(
         registry,
         Arc::new(move || {
             let cfg = common::config::load::<Config>(path.as_deref())?;
+            settings.validate(&cfg.push)?;
             let base = path
                 .as_deref()
                 .and_then(|p| p.parent())
@@ -162,7 +197,10 @@ pub fn config_handle(
                 }
             }));
             let groups = load_rule_files(&all)?;
-            s.put(groups);
+            s.put(Loaded {
+                configured: !all.is_empty(),
+                groups,
+            });
             Ok(cfg)
         }),
     )?;
@@ -236,7 +274,7 @@ impl PushObserver for Feed {
 /// `ALERTS`, recording results and rule-group durations on `/metrics`.
 struct Exposition {
     engine: Arc<RuleEngine>,
-    store: Arc<crate::store::Store>,
+    store: Arc<Store>,
 }
 
 impl ExpositionSource for Exposition {
@@ -245,117 +283,272 @@ impl ExpositionSource for Exposition {
             .store
             .with_groups(|_, index| index.keys().cloned().collect());
         self.engine.render(&|name| pushed.contains(name), out);
+    }
+}
+
+/// The evaluator's statistics as registered metrics, read from the engine at each scrape.
+struct RuleStats {
+    engine: Arc<RuleEngine>,
+    descs: Vec<Desc>,
+}
+
+/// Name, help and type of each [`RuleStats`] metric, in the order `values` returns them.
+const RULE_STATS: [(&str, &str, proto::MetricType); 7] = [
+    (
+        "metrics_gateway_rule_storage_series",
+        "Series held for rule evaluation.",
+        proto::MetricType::GAUGE,
+    ),
+    (
+        "metrics_gateway_rule_storage_samples",
+        "Samples held for rule evaluation.",
+        proto::MetricType::GAUGE,
+    ),
+    (
+        "metrics_gateway_rule_storage_bytes",
+        "Estimated memory of the rule-evaluation store.",
+        proto::MetricType::GAUGE,
+    ),
+    (
+        "metrics_gateway_notifications_sent_total",
+        "Alerts delivered to receivers.",
+        proto::MetricType::COUNTER,
+    ),
+    (
+        "metrics_gateway_notifications_dropped_total",
+        "Alerts dropped because the notification queue was full.",
+        proto::MetricType::COUNTER,
+    ),
+    (
+        "metrics_gateway_notifications_failed_total",
+        "Alerts given up on after retries.",
+        proto::MetricType::COUNTER,
+    ),
+    (
+        "metrics_gateway_notifications_queue_length",
+        "Alerts waiting to be sent.",
+        proto::MetricType::GAUGE,
+    ),
+];
+
+impl RuleStats {
+    fn new(engine: Arc<RuleEngine>) -> Self {
+        let descs = RULE_STATS
+            .iter()
+            .filter_map(|(name, help, _)| {
+                Desc::new(name.to_string(), help.to_string(), vec![], HashMap::new()).ok()
+            })
+            .collect();
+        Self { engine, descs }
+    }
+
+    fn values(&self) -> [f64; 7] {
         let st = self.engine.storage().stats();
         let n = self.engine.notifier();
-        let load = std::sync::atomic::Ordering::Relaxed;
-        out.push_str(&format!(
-            "# HELP metrics_gateway_rule_storage_series Series held for rule evaluation.\n# TYPE metrics_gateway_rule_storage_series gauge\nmetrics_gateway_rule_storage_series {}\n\
-             # HELP metrics_gateway_rule_storage_samples Samples held for rule evaluation.\n# TYPE metrics_gateway_rule_storage_samples gauge\nmetrics_gateway_rule_storage_samples {}\n\
-             # HELP metrics_gateway_rule_storage_bytes Estimated memory of the rule-evaluation store.\n# TYPE metrics_gateway_rule_storage_bytes gauge\nmetrics_gateway_rule_storage_bytes {}\n\
-             # HELP metrics_gateway_notifications_sent_total Alerts delivered to receivers.\n# TYPE metrics_gateway_notifications_sent_total counter\nmetrics_gateway_notifications_sent_total {}\n\
-             # HELP metrics_gateway_notifications_dropped_total Alerts dropped because the notification queue was full.\n# TYPE metrics_gateway_notifications_dropped_total counter\nmetrics_gateway_notifications_dropped_total {}\n\
-             # HELP metrics_gateway_notifications_failed_total Alerts given up on after retries.\n# TYPE metrics_gateway_notifications_failed_total counter\nmetrics_gateway_notifications_failed_total {}\n\
-             # HELP metrics_gateway_notifications_queue_length Alerts waiting to be sent.\n# TYPE metrics_gateway_notifications_queue_length gauge\nmetrics_gateway_notifications_queue_length {}\n",
-            st.series,
-            st.samples,
-            st.bytes,
-            n.stats.sent.load(load),
-            n.stats.dropped.load(load),
-            n.stats.failed.load(load),
-            n.queue_len(),
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        [
+            st.series as f64,
+            st.samples as f64,
+            st.bytes as f64,
+            load(&n.stats.sent) as f64,
+            load(&n.stats.dropped) as f64,
+            load(&n.stats.failed) as f64,
+            n.queue_len() as f64,
+        ]
+    }
+}
+
+impl Collector for RuleStats {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        RULE_STATS
+            .iter()
+            .zip(self.values())
+            .map(|((name, help, kind), v)| {
+                let metric = if *kind == proto::MetricType::COUNTER {
+                    let mut c = proto::Counter::default();
+                    c.set_value(v);
+                    let mut m = proto::Metric::default();
+                    m.set_counter(c);
+                    m
+                } else {
+                    let mut g = proto::Gauge::default();
+                    g.set_value(v);
+                    proto::Metric::from_gauge(g)
+                };
+                let mut mf = MetricFamily::default();
+                mf.set_name(name.to_string());
+                mf.set_help(help.to_string());
+                mf.set_field_type(*kind);
+                mf.set_metric(vec![metric]);
+                mf
+            })
+            .collect()
+    }
+}
+
+/// Parses one `--rule.external-label` value: `NAME=VALUE` with a valid label name.
+pub fn parse_external_label(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if !is_valid_label_name(name) {
+        return Err(format!(
+            "{name:?} is not a valid label name (letters, digits and _, not starting with a digit)"
         ));
     }
+    if name.starts_with("__") {
+        return Err(format!(
+            "label names starting with __ are reserved: {name:?}"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
-fn parse_external_labels(v: &[String]) -> BTreeMap<String, String> {
-    v.iter()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
+/// The external labels of the flags; a name given twice is an error naming it.
+pub fn external_labels(args: &RuleArgs) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in &args.external_labels {
+        if out.insert(k.clone(), v.clone()).is_some() {
+            return Err(ConfigError::invalid(
+                "--rule.external-label",
+                format!("names the label {k:?} twice"),
+            ));
+        }
+    }
+    Ok(out)
 }
 
-/// Starts rule evaluation and notification beside the HTTP server. Without `--rule.file`
-/// nothing runs.
-pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) {
-    if args.rules.rule_files.is_empty() && gw.config.current().rule_files.is_empty() {
-        return;
-    }
-    let external_labels = parse_external_labels(&args.rules.external_labels);
-    let notifier = Notifier::new(NotifierConfig {
-        alertmanagers: args.rules.alertmanager_urls.clone(),
-        webhook: args.rules.webhook_url.clone(),
-        external_labels: external_labels.clone(),
-        external_url: args.rules.external_url.clone(),
-        ..NotifierConfig::default()
-    });
-    let storage = Arc::new(MemStorage::new());
-    let engine = RuleEngine::new(
-        storage.clone(),
-        EvalSettings {
-            interval_ms: args.rules.evaluation_interval.as_millis().max(1) as i64,
-            external_labels,
-            external_url: args.rules.external_url.clone(),
-            ..EvalSettings::default()
-        },
-        notifier.clone(),
-    );
-    if let Some(g) = gw.rules.take() {
-        engine.set_groups(g);
-    }
-    tracing::info!(rules = engine.rule_count(), "Loaded rule files.");
-    let feed = Arc::new(Feed {
-        storage,
-        groups: Mutex::new(HashMap::new()),
-    });
-    gw.store.add_observer(feed.clone());
-    {
-        // Keep live groups visible to the rules, as a scraping Prometheus would see them.
-        let every = args.rules.evaluation_interval.max(Duration::from_secs(1));
-        let stop = lifecycle.shutdown();
-        tokio::spawn(async move {
-            tokio::pin!(stop);
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tick.tick() => feed.refresh(ms(SystemTime::now())),
-                }
-            }
+/// What the evaluator needs from the gateway when it starts.
+#[derive(Clone)]
+struct Context {
+    store: Arc<Store>,
+    state: Arc<AppState>,
+    registry: Registry,
+    slot: Arc<RuleSlot>,
+    rules: RuleArgs,
+    external_labels: BTreeMap<String, String>,
+    lifecycle: Lifecycle,
+}
+
+impl Context {
+    /// Starts the evaluator, the notifier and the feed from the store.
+    fn start_engine(&self) -> Arc<RuleEngine> {
+        let args = &self.rules;
+        let notifier = Notifier::new(NotifierConfig {
+            alertmanagers: args.alertmanager_urls.clone(),
+            webhook: args.webhook_url.clone(),
+            external_labels: self.external_labels.clone(),
+            external_url: args.external_url.clone(),
+            ..NotifierConfig::default()
         });
+        let storage = Arc::new(MemStorage::new());
+        let engine = RuleEngine::new(
+            storage.clone(),
+            EvalSettings {
+                interval_ms: args.evaluation_interval.as_millis().max(1) as i64,
+                external_labels: self.external_labels.clone(),
+                external_url: args.external_url.clone(),
+                ..EvalSettings::default()
+            },
+            notifier.clone(),
+        );
+        let feed = Arc::new(Feed {
+            storage,
+            groups: Mutex::new(HashMap::new()),
+        });
+        self.store.add_observer(feed.clone());
+        {
+            // Keep live groups visible to the rules, as a scraping Prometheus would see them.
+            let every = args.evaluation_interval.max(Duration::from_secs(1));
+            let stop = self.lifecycle.shutdown();
+            tokio::spawn(async move {
+                tokio::pin!(stop);
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tick.tick() => feed.refresh(ms(SystemTime::now())),
+                    }
+                }
+            });
+        }
+        self.state.add_exposition_source(Arc::new(Exposition {
+            engine: engine.clone(),
+            store: self.store.clone(),
+        }));
+        if let Err(error) = self
+            .registry
+            .register(Box::new(RuleStats::new(engine.clone())))
+        {
+            tracing::warn!(%error, "Cannot register the rule statistics.");
+        }
+        tokio::spawn(engine.clone().run(self.lifecycle.shutdown()));
+        tokio::spawn(notifier.run(self.lifecycle.shutdown()));
+        engine
     }
-    gw.state.add_exposition_source(Arc::new(Exposition {
-        engine: engine.clone(),
+
+    /// Applies what a config load found: starts the evaluator the first time rule files
+    /// are named, then swaps the groups.
+    fn apply(&self, loaded: Loaded, started_at_boot: bool) {
+        let engine = match self.slot.engine() {
+            Some(e) => e,
+            None if loaded.configured || !loaded.groups.is_empty() => {
+                let e = self.start_engine();
+                let _ = self.slot.engine.set(e.clone());
+                e
+            }
+            None => return,
+        };
+        engine.set_groups(loaded.groups);
+        if started_at_boot {
+            tracing::info!(rules = engine.rule_count(), "Loaded rule files.");
+        } else {
+            tracing::info!(rules = engine.rule_count(), "Reloaded rule files.");
+        }
+    }
+}
+
+/// Starts rule evaluation beside the HTTP server if the config names rule files, and on
+/// the first later reload that does otherwise; every successful reload swaps the groups.
+/// Must be called within the Tokio runtime.
+pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) -> Result<(), ConfigError> {
+    let ctx = Context {
         store: gw.store.clone(),
-    }));
-    // Apply the rule files of every successful reload.
-    {
-        let engine = engine.clone();
-        let slot = gw.rules.clone();
-        let mut rx = gw.config.subscribe();
-        let stop = lifecycle.shutdown();
-        tokio::spawn(async move {
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    r = rx.changed() => {
-                        if r.is_err() {
-                            return;
-                        }
-                        if let Some(g) = slot.take() {
-                            engine.set_groups(g);
-                            tracing::info!(rules = engine.rule_count(), "Reloaded rule files.");
-                        }
+        state: gw.state.clone(),
+        registry: gw.registry.clone(),
+        slot: gw.rules.clone(),
+        rules: args.rules.clone(),
+        external_labels: external_labels(&args.rules)?,
+        lifecycle: lifecycle.clone(),
+    };
+    // Subscribed before the first take, so no reload slips in between.
+    let mut rx = gw.config.subscribe();
+    if let Some(loaded) = ctx.slot.take() {
+        ctx.apply(loaded, true);
+    }
+    let stop = lifecycle.shutdown();
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                r = rx.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if let Some(loaded) = ctx.slot.take() {
+                        ctx.apply(loaded, false);
                     }
                 }
             }
-        });
-    }
-    tokio::spawn(engine.run(lifecycle.shutdown()));
-    tokio::spawn(notifier.run(lifecycle.shutdown()));
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,8 +29,11 @@ use std::{
 
 use prometheus::Registry;
 
+pub use crate::limits::{LimitError, Limits};
+
 use crate::{
     grouping::GroupKey,
+    limits::{describe, LabelLimits},
     model::{
         expand_samples, go_metric_order, is_valid_label_name, is_valid_metric_name, label_block,
         parse_label_block, render_block, series_identity, Family, Metric, MetricType, Value,
@@ -58,24 +61,15 @@ pub trait PushObserver: Send + Sync {
     fn group_changed(&self, at: SystemTime, group: &GroupKey, samples: &[Sample]);
 }
 
-/// Limits on what one push and the whole store may hold. Zero means unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Limits {
-    /// Series (histogram and summary metrics count as one) in one group.
-    pub max_series_per_group: usize,
-    /// Series in the whole store.
-    pub max_total_series: usize,
-}
-
 /// Why a push was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PushError {
     /// The pushed metrics are invalid or would make the exposition invalid.
     #[error("pushed metrics are invalid or inconsistent with existing metrics: {0}")]
     Inconsistent(String),
-    /// A series limit would be exceeded.
-    #[error("{0}")]
-    Limit(String),
+    /// A limit would be exceeded.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 /// One metric as stored: where its canonical label block (grouping labels included, see
@@ -298,12 +292,11 @@ pub struct Store {
     inner: RwLock<Inner>,
     observers: RwLock<Vec<Arc<dyn PushObserver>>>,
     own: OwnNames,
-    limits: RwLock<Limits>,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Self::new(None, Limits::default())
+        Self::new(None)
     }
 }
 
@@ -316,32 +309,26 @@ pub struct Push {
     pub replace: bool,
     /// The TTL the group gets (None = never expires).
     pub ttl: Option<Duration>,
+    /// The limits this push is checked against (those in effect when it arrived).
+    pub limits: Limits,
 }
 
 fn inconsistent(msg: String) -> PushError {
     PushError::Inconsistent(msg)
 }
 
-fn describe(name: &str, labels: &[(String, String)]) -> String {
-    let mut s = format!("{name}{{");
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&format!("{k}={v:?}"));
-    }
-    s.push('}');
-    s
-}
-
 /// Applies the grouping key to pushed families and checks them on their own (valid names,
-/// no timestamps, no duplicate series, no reserved labels). Families named like the
-/// per-group time gauges are dropped: the store owns those.
+/// no timestamps, no duplicate series, no reserved labels, the label limits). Families
+/// named like the per-group time gauges are dropped: the store owns those. Every check is
+/// linear (or `n log n`) in the labels of a series, however many it has.
 pub fn prepare(
     key: &GroupKey,
     families: Vec<Family>,
     now: SystemTime,
+    limits: LabelLimits,
 ) -> Result<Vec<StoredFamily>, PushError> {
+    // The grouping labels (and `instance`) are labels of every series of the group.
+    limits.check(PUSH_TIME, &Group::new(key.clone()).time_labels)?;
     let mut merged: Vec<Family> = Vec::with_capacity(families.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for mut fam in families {
@@ -360,16 +347,20 @@ pub fn prepare(
                     "pushed metrics must not have timestamps".into(),
                 ));
             }
-            for (i, (k, _)) in m.labels.iter().enumerate() {
+            limits.check(&fam.name, &m.labels)?;
+            // Sorted by name, duplicate names are neighbours.
+            m.labels.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Some(w) = m.labels.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(inconsistent(format!(
+                    "metric {} has two or more labels with the same name: {}",
+                    describe(&fam.name, &m.labels),
+                    w[0].0
+                )));
+            }
+            for (k, _) in &m.labels {
                 if !is_valid_label_name(k) || k.starts_with("__") {
                     return Err(inconsistent(format!(
                         "metric {} has a label with an invalid name: {k}",
-                        describe(&fam.name, &m.labels)
-                    )));
-                }
-                if m.labels[..i].iter().any(|(o, _)| o == k) {
-                    return Err(inconsistent(format!(
-                        "metric {} has two or more labels with the same name: {k}",
                         describe(&fam.name, &m.labels)
                     )));
                 }
@@ -387,6 +378,7 @@ pub fn prepare(
                 }
             }
             apply_key(key, &mut m.labels);
+            limits.check_count(&fam.name, &m.labels)?;
         }
         // A family may appear twice in a protobuf stream; merge like one gather would.
         if let Some(&i) = seen.get(&fam.name) {
@@ -424,15 +416,20 @@ pub fn prepare(
     Ok(out)
 }
 
-/// Grouping labels override body labels; `instance=""` is added when absent.
+/// Grouping labels override body labels; `instance=""` is added when absent. `labels` must
+/// be sorted by name with unique names (as [`prepare`] leaves them); the result is too.
 fn apply_key(key: &GroupKey, labels: &mut Vec<(String, String)>) {
+    let body = labels.len();
+    let find = |labels: &[(String, String)], k: &str| {
+        labels[..body].binary_search_by(|(n, _)| n.as_str().cmp(k))
+    };
     for (k, v) in key {
-        match labels.iter_mut().find(|(n, _)| n == k) {
-            Some(l) => l.1.clone_from(v),
-            None => labels.push((k.clone(), v.clone())),
+        match find(labels, k) {
+            Ok(i) => labels[i].1.clone_from(v),
+            Err(_) => labels.push((k.clone(), v.clone())),
         }
     }
-    if !labels.iter().any(|(n, _)| n == "instance") {
+    if find(labels, "instance").is_err() && !key.contains_key("instance") {
         labels.push(("instance".into(), String::new()));
     }
     labels.sort();
@@ -445,7 +442,7 @@ fn series_of(f: &StoredFamily) -> usize {
 impl Store {
     /// An empty store. `own_registry` holds the gateway's own metrics, which pushes may not
     /// clash with.
-    pub fn new(own_registry: Option<Registry>, limits: Limits) -> Self {
+    pub fn new(own_registry: Option<Registry>) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             observers: RwLock::new(Vec::new()),
@@ -453,7 +450,6 @@ impl Store {
                 registry: own_registry,
                 cache: Mutex::new((None, Arc::default())),
             },
-            limits: RwLock::new(limits),
         }
     }
 
@@ -472,21 +468,6 @@ impl Store {
             Err(p) => p.into_inner().push(observer),
         }
         drop(inner);
-    }
-
-    /// Replaces the limits (config reload).
-    pub fn set_limits(&self, limits: Limits) {
-        match self.limits.write() {
-            Ok(mut l) => *l = limits,
-            Err(p) => *p.into_inner() = limits,
-        }
-    }
-
-    fn limits(&self) -> Limits {
-        match self.limits.read() {
-            Ok(l) => *l,
-            Err(p) => *p.into_inner(),
-        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
@@ -521,9 +502,9 @@ impl Store {
     /// records the failure in the group's `push_failure_time_seconds` and changes nothing
     /// else.
     pub fn push(&self, push: Push, now: SystemTime) -> Result<Stats, PushError> {
-        let prepared = prepare(&push.key, push.families, now);
+        let prepared = prepare(&push.key, push.families, now, push.limits.labels);
         let own = self.own.get();
-        let limits = self.limits();
+        let limits = push.limits;
         let mut inner = self.write();
         let result = prepared.and_then(|fams| {
             let check = Self::check(&inner, &push.key, &fams, push.replace, &own, limits);
@@ -681,18 +662,20 @@ impl Store {
         }
         let series: usize = after.values().map(|f| series_of(f)).sum();
         if limits.max_series_per_group > 0 && series > limits.max_series_per_group {
-            return Err(PushError::Limit(format!(
-                "the group would hold {series} series, more than the limit of {} per group (--push.max-series-per-group)",
-                limits.max_series_per_group
-            )));
+            return Err(LimitError::SeriesPerGroup {
+                series,
+                limit: limits.max_series_per_group,
+            }
+            .into());
         }
         let old_series = old.map_or(0, |g| g.series);
         let total = inner.total_series - old_series + series;
         if limits.max_total_series > 0 && total > limits.max_total_series && series > old_series {
-            return Err(PushError::Limit(format!(
-                "the gateway would hold {total} series, more than the limit of {} in total (--push.max-total-series)",
-                limits.max_total_series
-            )));
+            return Err(LimitError::TotalSeries {
+                total,
+                limit: limits.max_total_series,
+            }
+            .into());
         }
         // Duplicate series across groups: only groups whose keys do not disagree on a label
         // can share a series.
@@ -900,6 +883,7 @@ mod tests {
             families,
             replace: true,
             ttl: None,
+            limits: Limits::default(),
         }
     }
 
@@ -1079,13 +1063,16 @@ mod tests {
 
     #[test]
     fn limits_reject_and_keep_state() {
-        let store = Store::new(
-            None,
-            Limits {
-                max_series_per_group: 2,
-                max_total_series: 3,
-            },
-        );
+        let store = Store::default();
+        let limits = Limits {
+            max_series_per_group: 2,
+            max_total_series: 3,
+            ..Limits::default()
+        };
+        let limited = |key, families| Push {
+            limits,
+            ..push(key, families)
+        };
         let now = SystemTime::now();
         let three = simple_family(
             "x",
@@ -1097,11 +1084,14 @@ mod tests {
             ],
         );
         let err = store
-            .push(push(key(&[("job", "a")]), vec![three]), now)
+            .push(limited(key(&[("job", "a")]), vec![three]), now)
             .unwrap_err();
-        assert!(
-            matches!(err, PushError::Limit(ref m) if m.contains("per group")),
-            "{err}"
+        assert_eq!(
+            err,
+            PushError::Limit(LimitError::SeriesPerGroup {
+                series: 3,
+                limit: 2
+            })
         );
         let two = simple_family(
             "x",
@@ -1109,19 +1099,73 @@ mod tests {
             &[(&[("a", "1")], 1.0), (&[("a", "2")], 1.0)],
         );
         store
-            .push(push(key(&[("job", "a")]), vec![two.clone()]), now)
+            .push(limited(key(&[("job", "a")]), vec![two.clone()]), now)
             .unwrap();
         let err = store
-            .push(push(key(&[("job", "b")]), vec![two.clone()]), now)
+            .push(limited(key(&[("job", "b")]), vec![two.clone()]), now)
             .unwrap_err();
-        assert!(
-            matches!(err, PushError::Limit(ref m) if m.contains("in total")),
-            "{err}"
+        assert_eq!(
+            err,
+            PushError::Limit(LimitError::TotalSeries { total: 4, limit: 3 })
         );
         // Replacing a group with the same size is fine even at the limit.
         store
-            .push(push(key(&[("job", "a")]), vec![two]), now)
+            .push(limited(key(&[("job", "a")]), vec![two]), now)
             .unwrap();
         assert_eq!(store.stats().series, 2);
+    }
+
+    #[test]
+    fn label_limits_count_the_grouping_key_and_duplicates_are_found_among_many_labels() {
+        let store = Store::default();
+        let now = SystemTime::now();
+        let limits = Limits {
+            labels: LabelLimits {
+                max_labels_per_series: 3,
+                ..LabelLimits::NONE
+            },
+            ..Limits::default()
+        };
+        let x =
+            |labels: &[(&str, &str)]| vec![simple_family("x", MetricType::Gauge, &[(labels, 1.0)])];
+        // a, b + job + instance = 4 labels.
+        let err = store
+            .push(
+                Push {
+                    limits,
+                    ..push(key(&[("job", "j")]), x(&[("a", "1"), ("b", "2")]))
+                },
+                now,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PushError::Limit(LimitError::LabelsPerSeries { count: 4, .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(store.stats().series, 0);
+        // Without limits, 80,000 labels with one duplicate name are refused by name.
+        let mut labels: Vec<(String, String)> = (0..80_000)
+            .map(|i| (format!("l{i}"), String::new()))
+            .collect();
+        labels.push(("l79999".into(), "again".into()));
+        let fam = Family {
+            name: "y".into(),
+            help: None,
+            kind: MetricType::Gauge,
+            metrics: vec![Metric {
+                labels,
+                value: Value::Simple(1.0),
+                timestamp_ms: None,
+            }],
+        };
+        let err = store
+            .push(push(key(&[("job", "j")]), vec![fam]), now)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("same name: l79999"), "{msg}");
+        assert!(msg.len() < 400, "the message stays short: {msg}");
     }
 }

@@ -126,7 +126,7 @@ proptest! {
             // Protobuf can carry anything; only what the store accepts must render validly.
             let store = Store::default();
             let key = [("job".to_owned(), "f".to_owned())].into();
-            let _ = store.push(Push { key, families: f, replace: true, ttl: None }, SystemTime::now());
+            let _ = store.push(Push { key, families: f, replace: true, ttl: None, limits: Default::default() }, SystemTime::now());
             let mut out = String::new();
             render_groups(&store, &mut out);
             text::parse(out.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{out}"));
@@ -158,7 +158,7 @@ proptest! {
                 continue;
             }
             if let Ok(families) = text::parse(body.as_bytes()) {
-                let _ = store.push(Push { key, families, replace, ttl: None }, now);
+                let _ = store.push(Push { key, families, replace, ttl: None, limits: Default::default() }, now);
             }
             let mut out = String::new();
             render_groups(&store, &mut out);

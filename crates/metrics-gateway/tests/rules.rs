@@ -136,6 +136,83 @@ fn rule_files_from_the_config_file_are_evaluated_and_reloaded_with_it() {
     wait_metric(&p, "job:m:triple{job=\"a\"}", Some(18.0));
 }
 
+#[test]
+fn rules_added_by_a_reload_start_evaluating_when_none_were_configured_at_start() {
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("alerts.yml"), RULES_V1).unwrap();
+    let cfg = dir.join("config.yml");
+    std::fs::write(&cfg, "push:\n  max_series_per_group: 0\n").unwrap();
+    let cfg_arg = cfg.display().to_string();
+    let p = Proc::start(
+        BIN,
+        &[
+            "--config.file",
+            &cfg_arg,
+            "--rule.evaluation-interval",
+            "1s",
+        ],
+    );
+    let (code, _) = http(p.addr, "PUT", "/metrics/job/a", "m 5\n").unwrap();
+    assert_eq!(code, 200);
+    let body = p.get("/metrics").1;
+    assert!(!body.contains("ALERTS"), "no rules yet:\n{body}");
+    assert!(
+        !body.contains("metrics_gateway_rule_storage_series"),
+        "no evaluator yet:\n{body}"
+    );
+
+    std::fs::write(&cfg, "rule_files: [alerts.yml]\n").unwrap();
+    p.signal("HUP");
+    wait_metric(
+        &p,
+        "ALERTS{alertname=\"MHigh\",alertstate=\"firing\",job=\"a\",severity=\"page\"}",
+        Some(1.0),
+    );
+    let body = wait_metric(&p, "job:m:double{job=\"a\"}", Some(10.0));
+    assert_eq!(
+        metric(&body, "metrics_gateway_config_last_reload_successful"),
+        Some(1.0)
+    );
+    // The evaluator's statistics are registered metrics now, once each.
+    assert_eq!(
+        body.matches("# TYPE metrics_gateway_rule_storage_series gauge")
+            .count(),
+        1,
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE metrics_gateway_notifications_sent_total counter"),
+        "{body}"
+    );
+    // A second reload swaps the rules of the running evaluator.
+    std::fs::write(dir.join("alerts.yml"), RULES_V2).unwrap();
+    p.signal("HUP");
+    wait_metric(&p, "job:m:triple{job=\"a\"}", Some(15.0));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn malformed_external_labels_stop_start_up_naming_them() {
+    for (args, names) in [
+        (&["--rule.external-label=not a label"][..], "not a label"),
+        (&["--rule.external-label=cluster"][..], "cluster"),
+        (&["--rule.external-label=__meta=x"][..], "__meta"),
+        (&["--rule.external-label=1st=x"][..], "1st"),
+        (
+            &["--rule.external-label=dc=a", "--rule.external-label=dc=b"][..],
+            "dc",
+        ),
+    ] {
+        let addr = format!("127.0.0.1:{}", common::testkit::free_port());
+        let mut all = vec!["--web.listen-address", &addr];
+        all.extend_from_slice(args);
+        let (code, out) = run(&all);
+        assert_ne!(code, 0, "{args:?}: {out}");
+        assert!(out.contains(names), "{args:?}: {out}");
+        assert!(out.contains("--rule.external-label"), "{args:?}: {out}");
+    }
+}
+
 fn run(args: &[&str]) -> (i32, String) {
     let o = Command::new(BIN).args(args).output().unwrap();
     (

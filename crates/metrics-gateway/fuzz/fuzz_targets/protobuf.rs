@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let store = Store::default();
     let key = [("job".to_owned(), "fuzz".to_owned())].into();
-    let push = Push { key, families, replace: true, ttl: None };
+    let push = Push { key, families, replace: true, ttl: None, limits: Default::default() };
     let _ = store.push(push, std::time::SystemTime::UNIX_EPOCH);
     let mut out = String::new();
     render_groups(&store, &mut out);

@@ -6,7 +6,10 @@ pub mod text;
 
 use std::io::Read;
 
-use crate::model::Family;
+use crate::{
+    limits::{LabelLimits, LimitError},
+    model::Family,
+};
 
 /// Why a push body could not be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -20,18 +23,22 @@ pub enum ParseError {
     /// The gzip stream is malformed.
     #[error("gzip decoding error: {0}")]
     Gzip(String),
+    /// A series exceeds a label limit (`position`: `line N` or `protobuf message N`).
+    #[error("{position}: {error}")]
+    Limit { position: String, error: LimitError },
     /// The body (after decompression) exceeds the configured limit.
     #[error("request body exceeds the limit of {limit} bytes (--push.max-body-size)")]
     TooLarge { limit: u64 },
 }
 
 /// Decompresses `body` if `content_encoding` says gzip, enforcing `limit` (0 = none) on the
-/// decompressed size, then parses it per `content_type`.
+/// decompressed size, then parses it per `content_type`, refusing series over `labels`.
 pub fn parse_body(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: &[u8],
     limit: u64,
+    labels: LabelLimits,
 ) -> Result<Vec<Family>, ParseError> {
     let inflated;
     let body = if content_encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip")) {
@@ -50,8 +57,8 @@ pub fn parse_body(
         body
     };
     if content_type.is_some_and(proto::is_delimited_protobuf) {
-        proto::parse(body)
+        proto::parse_with(body, labels)
     } else {
-        text::parse(body)
+        text::parse_with(body, labels)
     }
 }

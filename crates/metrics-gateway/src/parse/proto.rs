@@ -8,7 +8,10 @@
 
 use prost::Message;
 
-use crate::model::{Family, Metric, MetricType, Value};
+use crate::{
+    limits::LabelLimits,
+    model::{Family, Metric, MetricType, Value},
+};
 
 use super::ParseError;
 
@@ -131,14 +134,20 @@ pub fn is_delimited_protobuf(content_type: &str) -> bool {
     proto && encoding
 }
 
-/// Decodes a stream of length-delimited MetricFamily messages.
-pub fn parse(mut input: &[u8]) -> Result<Vec<Family>, ParseError> {
+/// Decodes a stream of length-delimited MetricFamily messages without label limits.
+pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
+    parse_with(input, LabelLimits::NONE)
+}
+
+/// Decodes a stream of length-delimited MetricFamily messages, refusing series over
+/// `limits`.
+pub fn parse_with(mut input: &[u8], limits: LabelLimits) -> Result<Vec<Family>, ParseError> {
     let mut out = Vec::new();
     let mut index = 0;
     while !input.is_empty() {
         let mf = MetricFamily::decode_length_delimited(&mut input)
             .map_err(|e| ParseError::Protobuf(format!("message {index}: {e}")))?;
-        out.push(convert(mf, index)?);
+        out.push(convert(mf, index, limits)?);
         index += 1;
     }
     Ok(out)
@@ -154,7 +163,7 @@ pub fn encode(families: &[MetricFamily]) -> Vec<u8> {
     buf
 }
 
-fn convert(mf: MetricFamily, index: usize) -> Result<Family, ParseError> {
+fn convert(mf: MetricFamily, index: usize, limits: LabelLimits) -> Result<Family, ParseError> {
     let name = mf.name.unwrap_or_default();
     let bad = |msg: String| ParseError::Protobuf(format!("message {index} ({name:?}): {msg}"));
     let kind = match mf.r#type.unwrap_or(0) {
@@ -171,6 +180,12 @@ fn convert(mf: MetricFamily, index: usize) -> Result<Family, ParseError> {
         for l in m.label {
             labels.push((l.name.unwrap_or_default(), l.value.unwrap_or_default()));
         }
+        limits
+            .check(&name, &labels)
+            .map_err(|error| ParseError::Limit {
+                position: format!("protobuf message {index}"),
+                error,
+            })?;
         labels.sort();
         let value = match kind {
             MetricType::Counter => Value::Simple(

@@ -6,17 +6,30 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Family, Metric, MetricType, Value};
+use crate::{
+    limits::{LabelLimits, LimitError},
+    model::{Family, Metric, MetricType, Value},
+};
 
 use super::ParseError;
 
-/// Parses a whole push body. Families keep the order of their first appearance.
+/// Parses a whole push body without label limits. Families keep the order of their first
+/// appearance.
 pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
+    parse_with(input, LabelLimits::NONE)
+}
+
+/// Parses a whole push body, refusing a series over `limits` as soon as its labels are
+/// read (the cost of a refused series is bounded by the limit, not by its size).
+pub fn parse_with(input: &[u8], limits: LabelLimits) -> Result<Vec<Family>, ParseError> {
     let text = std::str::from_utf8(input).map_err(|e| ParseError::Text {
         line: line_of(input, e.valid_up_to()),
         message: "invalid UTF-8".into(),
     })?;
-    let mut p = Parser::default();
+    let mut p = Parser {
+        limits,
+        ..Parser::default()
+    };
     let mut rest = text;
     let mut line_no = 0;
     while !rest.is_empty() {
@@ -28,9 +41,15 @@ pub fn parse(input: &[u8]) -> Result<Vec<Family>, ParseError> {
             });
         };
         rest = tail;
-        p.line(line).map_err(|message| ParseError::Text {
-            line: line_no,
-            message,
+        p.line(line).map_err(|message| match p.limit_error.take() {
+            Some(error) => ParseError::Limit {
+                position: format!("line {line_no}"),
+                error,
+            },
+            None => ParseError::Text {
+                line: line_no,
+                message,
+            },
         })?;
     }
     Ok(p.finish())
@@ -53,6 +72,9 @@ struct Fam {
 struct Parser {
     fams: Vec<Fam>,
     by_name: HashMap<String, usize>,
+    limits: LabelLimits,
+    /// Set when a line failed on a limit (its message is also the line's error).
+    limit_error: Option<LimitError>,
 }
 
 impl Default for Family {
@@ -273,10 +295,18 @@ impl Parser {
                     })?;
                     special = Some(f);
                 } else {
-                    if labels.iter().any(|(n, _)| n == lname) {
-                        return Err(format!("duplicate label names for metric {name:?}"));
+                    let checked = self
+                        .limits
+                        .check_label(name, &labels, lname, &value)
+                        .and_then(|()| {
+                            labels.push((lname.to_owned(), value));
+                            self.limits.check_count(name, &labels)
+                        });
+                    if let Err(e) = checked {
+                        let message = e.to_string();
+                        self.limit_error = Some(e);
+                        return Err(message);
                     }
-                    labels.push((lname.to_owned(), value));
                 }
                 c.skip_blank();
                 match c.peek() {
@@ -310,7 +340,11 @@ impl Parser {
                 return Err(format!("spurious string after timestamp: {:?}", c.rest()));
             }
         }
+        // Sorted, duplicate names are neighbours: linear in the labels, however many.
         labels.sort();
+        if labels.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(format!("duplicate label names for metric {name:?}"));
+        }
         let fam = &mut self.fams[idx];
         match kind {
             MetricType::Summary | MetricType::Histogram => {
@@ -515,6 +549,34 @@ mod tests {
         );
         assert_eq!(fams[3].kind, MetricType::Untyped);
         assert_eq!(fams[3].metrics[0].timestamp_ms, Some(1000));
+    }
+
+    #[test]
+    fn label_limits_refuse_a_series_at_the_first_label_over_them() {
+        let limits = LabelLimits {
+            max_labels_per_series: 2,
+            max_label_name_length: 8,
+            max_label_value_length: 4,
+        };
+        assert!(parse_with(b"x{a=\"1\",b=\"2\"} 1\n", limits).is_ok());
+        let e = parse_with(b"ok 1\nx{a=\"1\",b=\"2\",c=\"3\"} 1\n", limits).unwrap_err();
+        let ParseError::Limit { position, error } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (position.as_str(), error.kind()),
+            ("line 2", "labels_per_series")
+        );
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let e = parse_with(b"x{a=\"12345\"} 1\n", limits).unwrap_err();
+        assert!(e.to_string().contains("value of 5 bytes"), "{e}");
+        // Duplicates are still found among many labels (sorted, not compared pairwise).
+        let mut body = String::from("y{");
+        for i in 0..10_000 {
+            body.push_str(&format!("l{i}=\"v\","));
+        }
+        body.push_str("l5=\"w\"} 1\n");
+        assert!(err(&body).contains("duplicate label names"));
     }
 
     #[test]
