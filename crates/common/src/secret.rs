@@ -57,29 +57,30 @@ impl Secret {
     }
 }
 
-/// Whether `text` starts with `secret`, each byte of it written as itself, as `%XX`, or (a
-/// space) as `+`; returns how many bytes of `text` that spelling takes. A match always ends
-/// on a character boundary of `text`: it consumes whole `%XX` triples or bytes equal to
-/// the secret's, which is valid UTF-8.
+/// Whether `text` starts with `secret`, each byte of it written as itself, as `%XX` (either
+/// case) or, a space, as `+`; returns how many bytes of `text` that spelling takes. A match
+/// ends on a character boundary of `text`: it consumes whole `%XX` triples or bytes equal to
+/// the secret's, which is valid UTF-8. A `%` in the secret may be written either way, so
+/// both readings are tried.
 fn encoded_match(text: &[u8], secret: &[u8]) -> Option<usize> {
-    let mut t = 0;
-    for &want in secret {
-        match text.get(t)? {
-            &b if b == want => t += 1,
-            b'+' if want == b' ' => t += 1,
-            b'%' => {
-                let hex = text.get(t + 1..t + 3)?;
-                let decoded: Vec<u8> =
-                    percent_encoding::percent_decode(&[b'%', hex[0], hex[1]]).collect();
-                if decoded.as_slice() != [want] {
-                    return None;
-                }
-                t += 3;
-            }
-            _ => return None,
-        }
+    let Some((&want, rest)) = secret.split_first() else {
+        return Some(0);
+    };
+    let escaped = text
+        .get(..3)
+        .filter(|e| e[0] == b'%')
+        .filter(|e| percent_encoding::percent_decode(e).eq(std::iter::once(want)))
+        .and_then(|_| encoded_match(&text[3..], rest))
+        .map(|n| n + 3);
+    if escaped.is_some() {
+        return escaped;
     }
-    Some(t)
+    let first = *text.first()?;
+    if first == want || (first == b'+' && want == b' ') {
+        encoded_match(&text[1..], rest).map(|n| n + 1)
+    } else {
+        None
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -125,6 +126,9 @@ mod tests {
     #[test]
     fn url_encoded_spellings_are_redacted_too() {
         let s = Secret::new("tok/+ &é=x-1");
+        let pct = Secret::new("a%25b%");
+        assert_eq!(pct.redact_in("[a%25b%]"), "[<secret>]");
+        assert_eq!(pct.redact_in("[a%2525b%25]"), "[<secret>]");
         let spellings = [
             "tok/+ &é=x-1",
             // NON_ALPHANUMERIC, as the DingTalk URL builder writes it.

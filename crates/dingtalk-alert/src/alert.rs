@@ -61,6 +61,29 @@ impl Alert {
         self.status == "resolved"
     }
 
+    /// What the alert holds in memory, roughly: its strings plus a fixed overhead per
+    /// string. What queues are bounded by (`delivery.max_queued_bytes`).
+    pub fn size_bytes(&self) -> usize {
+        const PER_STRING: usize = 24;
+        let kv = |m: &KV| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.len() + 2 * PER_STRING)
+                .sum::<usize>()
+        };
+        kv(&self.labels)
+            + kv(&self.annotations)
+            + [
+                &self.status,
+                &self.starts_at,
+                &self.ends_at,
+                &self.generator_url,
+                &self.fingerprint,
+            ]
+            .iter()
+            .map(|s| s.len() + PER_STRING)
+            .sum::<usize>()
+    }
+
     /// The fingerprint, or the labels when the sender gave none (identity for de-duplication).
     pub fn identity(&self) -> String {
         if self.fingerprint.is_empty() {

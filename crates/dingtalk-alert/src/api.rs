@@ -40,9 +40,12 @@ impl IntoResponse for ApiError {
             ApiError::Enqueue(EnqueueError::UnknownTarget { .. }) => StatusCode::NOT_FOUND,
             ApiError::Enqueue(EnqueueError::Unroutable(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             // Alertmanager retries 5xx: exactly what a full queue or a restart needs.
-            ApiError::Enqueue(EnqueueError::QueueFull(_) | EnqueueError::Closing) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Enqueue(EnqueueError::TooManyAlerts { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Enqueue(
+                EnqueueError::QueueFull(_)
+                | EnqueueError::QueueBytesFull { .. }
+                | EnqueueError::Closing,
+            ) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut resp = (
             status,

@@ -16,6 +16,12 @@ use common::{ConfigError, Secret, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{route::Routes, template::Templates};
+// The config aggregates the settings each concept owns: message types and mentions belong
+// to `message`, routes to `route`. Re-exported so `config::MessageType` keeps working.
+pub use crate::{
+    message::{Mentions, MessageType},
+    route::RouteConfig,
+};
 
 /// Where DingTalk's open API lives; `/robot/send` is appended.
 pub const DEFAULT_BASE_URL: &str = "https://oapi.dingtalk.com";
@@ -32,6 +38,8 @@ const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const DEFAULT_TOO_FAST_PAUSE: Duration = Duration::from_secs(60);
 const DEFAULT_TOO_FAST_ATTEMPTS: u32 = 12;
 const DEFAULT_MAX_QUEUED_ALERTS: usize = 10_000;
+const DEFAULT_MAX_QUEUED_BYTES: usize = 16 << 20;
+const DEFAULT_MAX_ALERTS_PER_REQUEST: usize = 10_000;
 
 /// The YAML configuration of dingtalk-alert. Every field has a default, so an empty file (or
 /// none) is valid.
@@ -88,51 +96,6 @@ pub struct TargetConfig {
     pub text_template_file: Option<PathBuf>,
 }
 
-/// DingTalk robot message types this gateway sends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MessageType {
-    /// `msgtype: markdown` (title + markdown text).
-    #[default]
-    #[serde(rename = "markdown")]
-    Markdown,
-    /// `msgtype: text` (plain text).
-    #[serde(rename = "text")]
-    Text,
-    /// `msgtype: actionCard` (markdown text with one button to Alertmanager).
-    #[serde(rename = "actionCard")]
-    ActionCard,
-}
-
-/// @-mentions for a target.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Mentions {
-    /// Mobile numbers to @ (`atMobiles`; `@<mobile>` is added to the text so it notifies).
-    pub mobiles: Vec<String>,
-    /// DingTalk user ids to @ (`atUserIds`).
-    pub user_ids: Vec<String>,
-    /// @ everyone (`isAtAll`).
-    pub all: bool,
-    /// Also mention on messages that only carry resolved alerts.
-    pub on_resolved: bool,
-}
-
-/// One label-based route.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RouteConfig {
-    /// Labels that must equal these values.
-    #[serde(rename = "match")]
-    pub matches: BTreeMap<String, String>,
-    /// Labels that must fully match these regular expressions.
-    pub match_re: BTreeMap<String, String>,
-    /// Where matching alerts go.
-    pub targets: Vec<String>,
-    /// Keep evaluating later routes after this one matched.
-    #[serde(rename = "continue")]
-    pub continue_matching: bool,
-}
-
 /// How messages are delivered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -159,6 +122,11 @@ pub struct DeliveryConfig {
     pub max_body_bytes: usize,
     /// Alerts a target may hold waiting for delivery; beyond it Alertmanager gets 503.
     pub max_queued_alerts: usize,
+    /// Bytes of alerts (labels, annotations, URLs) a target may hold waiting for delivery;
+    /// beyond it Alertmanager gets 503 and retries.
+    pub max_queued_bytes: usize,
+    /// Alerts one webhook request (or preview) may carry; more is refused with 413.
+    pub max_alerts_per_request: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -173,6 +141,8 @@ impl Default for DeliveryConfig {
             messages_per_minute: DINGTALK_MAX_PER_MINUTE,
             max_body_bytes: DINGTALK_MAX_BODY_BYTES,
             max_queued_alerts: DEFAULT_MAX_QUEUED_ALERTS,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_alerts_per_request: DEFAULT_MAX_ALERTS_PER_REQUEST,
         }
     }
 }
@@ -207,6 +177,18 @@ impl ServiceConfig for Config {
         if d.max_queued_alerts == 0 {
             return Err(ConfigError::invalid(
                 "delivery.max_queued_alerts",
+                "must be greater than zero",
+            ));
+        }
+        if d.max_queued_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "delivery.max_queued_bytes",
+                "must be greater than zero",
+            ));
+        }
+        if d.max_alerts_per_request == 0 {
+            return Err(ConfigError::invalid(
+                "delivery.max_alerts_per_request",
                 "must be greater than zero",
             ));
         }
@@ -313,6 +295,17 @@ pub struct Robot {
     pub token: Secret,
     /// Signing secret, if any.
     pub secret: Option<Secret>,
+}
+
+impl Target {
+    /// What the message builder needs to know about the target.
+    pub fn style(&self) -> crate::message::Style<'_> {
+        crate::message::Style {
+            message_type: self.message_type,
+            keyword: self.keyword.as_deref(),
+            mentions: &self.mentions,
+        }
+    }
 }
 
 impl std::fmt::Debug for Robot {

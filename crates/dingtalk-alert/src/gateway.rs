@@ -17,7 +17,6 @@ use std::{
     time::Duration,
 };
 
-use rand::Rng;
 use tokio::{
     sync::{watch, Notify},
     time::Instant,
@@ -47,8 +46,19 @@ pub enum EnqueueError {
     #[error("unknown target `{name}`; configured targets: [{}]", known.join(", "))]
     UnknownTarget { name: String, known: Vec<String> },
     /// The target's queue is full; Alertmanager should retry.
-    #[error("the queue of target `{0}` is full")]
+    #[error("the queue of target `{0}` is full (`delivery.max_queued_alerts`); retry later")]
     QueueFull(String),
+    /// The target's queue holds as many bytes of alerts as it may; Alertmanager should retry.
+    #[error("the queue of target `{target}` is full: it holds {queued} bytes of alerts and this request adds {incoming}, over `delivery.max_queued_bytes` ({max}); retry later")]
+    QueueBytesFull {
+        target: String,
+        queued: usize,
+        incoming: usize,
+        max: usize,
+    },
+    /// One request carries more alerts than a request may.
+    #[error("the payload carries {count} alerts; at most {max} are accepted per request (`delivery.max_alerts_per_request`)")]
+    TooManyAlerts { count: usize, max: usize },
     /// An alert matches no route and there is no fallback target.
     #[error("alert {0} matches no route and `fallback_targets` is empty")]
     Unroutable(String),
@@ -60,6 +70,8 @@ pub enum EnqueueError {
 struct Queued {
     alert: Alert,
     origin: Arc<Origin>,
+    /// What it counts against `delivery.max_queued_bytes`.
+    size: usize,
     accepted: Instant,
     attempts: u32,
     too_fast: u32,
@@ -70,6 +82,8 @@ struct QueueState {
     items: VecDeque<Queued>,
     keys: HashSet<(String, bool)>,
     in_flight: usize,
+    /// Bytes of `items` plus those in flight.
+    bytes: usize,
 }
 
 struct TargetQueue {
@@ -117,7 +131,7 @@ fn compose_k(target: &Target, alerts: &[(&Alert, &Origin)], max_bytes: usize) ->
     let ctx = MessageCtx::new(&target.name, alerts.iter().copied(), target.templates.tz());
     let (rendered, template_error) = render(target, &ctx);
     let body = message::build(
-        target,
+        target.style(),
         &rendered,
         Dress {
             firing: ctx.is_firing(),
@@ -132,32 +146,84 @@ fn compose_k(target: &Target, alerts: &[(&Alert, &Origin)], max_bytes: usize) ->
     }
 }
 
+/// Whether the first `k` alerts fit in one body without truncation; adds `k` to `work`
+/// (alerts rendered), which is what composing costs.
+fn fits_k(
+    target: &Target,
+    alerts: &[(&Alert, &Origin)],
+    max_bytes: usize,
+    work: &mut usize,
+) -> bool {
+    *work += alerts.len();
+    let ctx = MessageCtx::new(&target.name, alerts.iter().copied(), target.templates.tz());
+    let (rendered, _) = render(target, &ctx);
+    let dress = Dress {
+        firing: ctx.is_firing(),
+        link: &ctx.external_url,
+    };
+    message::untruncated_len(target.style(), &rendered, dress) <= max_bytes
+}
+
+/// How many of `alerts` (a prefix, at least one) go in the next message: the longest prefix
+/// that fits without truncation, found by doubling and then bisecting, so that a message of
+/// `k` alerts costs O(k log k) alerts rendered whatever the length of the queue (rendering
+/// the whole queue for every message made previews quadratic).
+fn fitting_prefix(
+    target: &Target,
+    alerts: &[(&Alert, &Origin)],
+    max_bytes: usize,
+    work: &mut usize,
+) -> usize {
+    let n = alerts.len();
+    if n <= 1 || !fits_k(target, &alerts[..1], max_bytes, work) {
+        return n.min(1);
+    }
+    let mut good = 1;
+    let mut bad = None;
+    while good < n {
+        let k = (good * 2).min(n);
+        if fits_k(target, &alerts[..k], max_bytes, work) {
+            good = k;
+        } else {
+            bad = Some(k);
+            break;
+        }
+    }
+    if let Some(mut bad) = bad {
+        while bad - good > 1 {
+            let mid = good + (bad - good) / 2;
+            if fits_k(target, &alerts[..mid], max_bytes, work) {
+                good = mid;
+            } else {
+                bad = mid;
+            }
+        }
+    }
+    good
+}
+
 /// Renders the longest prefix of `alerts` that fits in one body without truncation (at
 /// least one alert, truncated if it alone is too long).
 pub fn compose(target: &Target, alerts: &[(&Alert, &Origin)], max_bytes: usize) -> Composed {
-    let all = compose_k(target, alerts, max_bytes);
-    if !all.body.truncated || alerts.len() <= 1 {
-        return all;
+    let k = fitting_prefix(target, alerts, max_bytes, &mut 0);
+    compose_k(target, &alerts[..k], max_bytes)
+}
+
+fn compose_all_counted(
+    target: &Target,
+    alerts: &[(&Alert, &Origin)],
+    max_bytes: usize,
+    work: &mut usize,
+) -> Vec<Composed> {
+    let mut out = Vec::new();
+    let mut rest = alerts;
+    while !rest.is_empty() {
+        let k = fitting_prefix(target, rest, max_bytes, work).max(1);
+        *work += k;
+        out.push(compose_k(target, &rest[..k], max_bytes));
+        rest = &rest[k..];
     }
-    let (mut lo, mut hi) = (1usize, alerts.len() - 1);
-    let mut best = compose_k(target, &alerts[..1], max_bytes);
-    if best.body.truncated {
-        return best;
-    }
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        let c = compose_k(target, &alerts[..mid], max_bytes);
-        if c.body.truncated {
-            hi = mid - 1;
-        } else {
-            best = c;
-            lo = mid;
-        }
-    }
-    if best.alerts != lo {
-        best = compose_k(target, &alerts[..lo], max_bytes);
-    }
-    best
+    out
 }
 
 /// Splits a whole notification into the messages it would become (render preview).
@@ -166,14 +232,7 @@ pub fn compose_all(
     alerts: &[(&Alert, &Origin)],
     max_bytes: usize,
 ) -> Vec<Composed> {
-    let mut out = Vec::new();
-    let mut rest = alerts;
-    while !rest.is_empty() {
-        let c = compose(target, rest, max_bytes);
-        rest = &rest[c.alerts.max(1)..];
-        out.push(c);
-    }
-    out
+    compose_all_counted(target, alerts, max_bytes, &mut 0)
 }
 
 /// The delivery engine shared by the HTTP handlers and the workers.
@@ -240,6 +299,7 @@ impl Gateway {
                 learned_cap: AtomicUsize::new(0),
             });
             self.metrics.queue_alerts.with_label_values(&[name]).set(0);
+            self.metrics.queue_bytes.with_label_values(&[name]).set(0);
             queues.insert(name.clone(), q.clone());
             tokio::spawn(self.clone().worker(q, target.clone()));
         }
@@ -275,6 +335,7 @@ impl Gateway {
         if !compiled.targets.contains_key(target) {
             return Err(self.unknown(target));
         }
+        check_count(&n, &compiled.delivery)?;
         let (origin, alerts) = split(n);
         self.push(target, alerts, origin, &compiled.delivery)
     }
@@ -282,6 +343,7 @@ impl Gateway {
     /// Queues each alert of `n` for the targets its labels route it to.
     pub fn enqueue_routed(&self, n: Notification) -> Result<BTreeMap<String, usize>, EnqueueError> {
         let compiled = self.compiled();
+        check_count(&n, &compiled.delivery)?;
         let (origin, alerts) = split(n);
         let mut per_target: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
         for a in alerts {
@@ -296,9 +358,12 @@ impl Gateway {
         // Check room everywhere first so a partly accepted request is unlikely.
         for (t, alerts) in &per_target {
             let q = self.queue(t).ok_or_else(|| self.unknown(t))?;
-            if q.lock().items.len() + alerts.len() > compiled.delivery.max_queued_alerts {
-                self.reject(t, alerts.len(), "queue_full");
-                return Err(EnqueueError::QueueFull(t.clone()));
+            let incoming = alerts_size(alerts, &origin);
+            let s = q.lock();
+            if let Err(e) = room(t, &s, alerts.len(), incoming, &compiled.delivery) {
+                drop(s);
+                self.refuse(t, alerts.len(), &e);
+                return Err(e);
             }
         }
         let mut out = BTreeMap::new();
@@ -307,6 +372,14 @@ impl Gateway {
             out.insert(t, n);
         }
         Ok(out)
+    }
+
+    fn refuse(&self, target: &str, n: usize, e: &EnqueueError) {
+        let reason = match e {
+            EnqueueError::QueueBytesFull { .. } => "queue_bytes_full",
+            _ => "queue_full",
+        };
+        self.reject(target, n, reason);
     }
 
     fn reject(&self, target: &str, n: usize, reason: &str) {
@@ -337,14 +410,17 @@ impl Gateway {
         let count = alerts.len();
         let now = Instant::now();
         let mut dedup = 0u64;
-        let depth = {
+        let origin_size = origin_size(&origin);
+        let incoming = alerts_size(&alerts, &origin);
+        let (depth, bytes) = {
             let mut s = q.lock();
-            if s.items.len() + count > delivery.max_queued_alerts {
+            if let Err(e) = room(target, &s, count, incoming, delivery) {
                 drop(s);
-                self.reject(target, count, "queue_full");
-                return Err(EnqueueError::QueueFull(target.to_string()));
+                self.refuse(target, count, &e);
+                return Err(e);
             }
             for alert in alerts {
+                let size = alert.size_bytes() + origin_size;
                 let key = (alert.identity(), alert.is_resolved());
                 if s.keys.contains(&key) {
                     if let Some(existing) = s
@@ -352,22 +428,26 @@ impl Gateway {
                         .iter_mut()
                         .find(|x| x.alert.identity() == key.0 && x.alert.is_resolved() == key.1)
                     {
+                        let old = std::mem::replace(&mut existing.size, size);
                         existing.alert = alert;
                         existing.origin = origin.clone();
+                        s.bytes = (s.bytes + size).saturating_sub(old);
                         dedup += 1;
                         continue;
                     }
                 }
                 s.keys.insert(key);
+                s.bytes += size;
                 s.items.push_back(Queued {
                     alert,
                     origin: origin.clone(),
+                    size,
                     accepted: now,
                     attempts: 0,
                     too_fast: 0,
                 });
             }
-            s.items.len() + s.in_flight
+            (s.items.len() + s.in_flight, s.bytes)
         };
         self.metrics
             .alerts_received
@@ -383,6 +463,10 @@ impl Gateway {
             .queue_alerts
             .with_label_values(&[target])
             .set(depth as i64);
+        self.metrics
+            .queue_bytes
+            .with_label_values(&[target])
+            .set(bytes as i64);
         q.notify.notify_one();
         Ok(count)
     }
@@ -394,6 +478,7 @@ impl Gateway {
             .targets
             .get(target)
             .ok_or_else(|| self.unknown(target))?;
+        check_count(&n, &compiled.delivery)?;
         let (origin, alerts) = split(n);
         let pairs: Vec<(&Alert, &Origin)> = alerts.iter().map(|a| (a, &*origin)).collect();
         Ok(compose_all(t, &pairs, compiled.delivery.max_body_bytes))
@@ -592,7 +677,7 @@ impl Gateway {
                     bytes = composed.body.bytes.len(),
                     "Message delivered."
                 );
-                self.finish(q, n);
+                self.finish(q, n, batch.iter().map(|b| b.size).sum());
                 None
             }
             Outcome::Retry {
@@ -624,7 +709,7 @@ impl Gateway {
                     .inc();
                 tracing::warn!(dingtalk_target = name, alerts = batch.len(), reason, detail = %redact(&detail), retry_in = ?pause, "Delivery failed; will retry.");
                 self.give_back(q, batch);
-                self.finish(q, 0);
+                self.finish(q, 0, 0);
                 Some(pause)
             }
             Outcome::TooLong { detail } => {
@@ -650,7 +735,7 @@ impl Gateway {
                     .inc();
                 tracing::warn!(dingtalk_target = name, bytes = sent, new_cap = cap, detail = %redact(&detail), "DingTalk says the message is too long; resending smaller.");
                 self.give_back(q, batch);
-                self.finish(q, 0);
+                self.finish(q, 0, 0);
                 None
             }
             Outcome::Fatal { reason, detail } => {
@@ -676,7 +761,7 @@ impl Gateway {
             first_alerts = %names.join(", "),
             "Alerts could not be delivered to DingTalk; giving up on them."
         );
-        self.finish(q, n);
+        self.finish(q, n, batch.iter().map(|b| b.size).sum());
     }
 
     /// Puts unsent alerts back at the front, in order.
@@ -693,29 +778,29 @@ impl Gateway {
         }
     }
 
-    /// Marks `n` in-flight alerts done and updates the depth gauge.
-    fn finish(&self, q: &TargetQueue, n: usize) {
-        let depth = {
+    /// Marks `n` in-flight alerts of `bytes` done and updates the depth gauges.
+    fn finish(&self, q: &TargetQueue, n: usize, bytes: usize) {
+        let (depth, queued_bytes) = {
             let mut s = q.lock();
             s.in_flight -= n.min(s.in_flight);
-            s.items.len() + s.in_flight
+            s.bytes -= bytes.min(s.bytes);
+            (s.items.len() + s.in_flight, s.bytes)
         };
         self.metrics
             .queue_alerts
             .with_label_values(&[&q.name])
             .set(depth as i64);
+        self.metrics
+            .queue_bytes
+            .with_label_values(&[&q.name])
+            .set(queued_bytes as i64);
     }
 }
 
-/// Capped exponential backoff with jitter: `min(max, base·2^(n-1))`, then a random point in
-/// its upper half.
+/// The delay before retrying after failed attempt `attempt` (1-based): the suite's capped
+/// exponential backoff with jitter from `backoff_base` up to `backoff_max`.
 pub fn backoff(d: &DeliveryConfig, attempt: u32) -> Duration {
-    let exp = d
-        .backoff_base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(d.backoff_max);
-    let half = capped / 2;
-    half + half.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+    common::backoff::capped_jittered(d.backoff_base, d.backoff_max, attempt.saturating_sub(1))
 }
 
 fn split(n: Notification) -> (Arc<Origin>, Vec<Alert>) {
@@ -731,6 +816,56 @@ fn split(n: Notification) -> (Arc<Origin>, Vec<Alert>) {
     )
 }
 
+/// Refuses a request that carries more alerts than one request may.
+fn check_count(n: &Notification, delivery: &DeliveryConfig) -> Result<(), EnqueueError> {
+    if n.alerts.len() > delivery.max_alerts_per_request {
+        return Err(EnqueueError::TooManyAlerts {
+            count: n.alerts.len(),
+            max: delivery.max_alerts_per_request,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `target`'s queue has room for `count` more alerts of `incoming` bytes.
+fn room(
+    target: &str,
+    s: &QueueState,
+    count: usize,
+    incoming: usize,
+    delivery: &DeliveryConfig,
+) -> Result<(), EnqueueError> {
+    if s.items.len() + count > delivery.max_queued_alerts {
+        return Err(EnqueueError::QueueFull(target.to_string()));
+    }
+    if s.bytes.saturating_add(incoming) > delivery.max_queued_bytes {
+        return Err(EnqueueError::QueueBytesFull {
+            target: target.to_string(),
+            queued: s.bytes,
+            incoming,
+            max: delivery.max_queued_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// The part of a notification every one of its alerts keeps a reference to, charged to each
+/// (an over-estimate, which is what a bound wants).
+fn origin_size(o: &Origin) -> usize {
+    o.receiver.len()
+        + o.external_url.len()
+        + o.group_key.len()
+        + o.group_labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn alerts_size(alerts: &[Alert], origin: &Origin) -> usize {
+    let o = origin_size(origin);
+    alerts.iter().map(|a| a.size_bytes() + o).sum()
+}
+
 fn describe(a: &Alert) -> String {
     let name = a.labels.get("alertname").map(String::as_str).unwrap_or("?");
     format!("{name}[{}]", a.identity())
@@ -739,6 +874,64 @@ fn describe(a: &Alert) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target() -> Target {
+        let c = crate::config::load_str(
+            "targets: {t: {access_token: x}}",
+            std::path::Path::new("t.yml"),
+            &crate::config::FlagTarget {
+                base_url: "http://x".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let t = &c.compiled.unwrap().targets["t"];
+        Target {
+            name: t.name.clone(),
+            robot: t.robot.clone(),
+            keyword: None,
+            message_type: t.message_type,
+            mentions: t.mentions.clone(),
+            templates: crate::template::Templates::new(t.message_type, None, None, chrono_tz::UTC)
+                .unwrap(),
+        }
+    }
+
+    fn alerts(n: usize) -> Vec<Alert> {
+        (0..n)
+            .map(|i| Alert {
+                status: "firing".into(),
+                labels: [("alertname".to_string(), format!("A{i:05}"))].into(),
+                annotations: [("summary".to_string(), "s".repeat(i % 300))].into(),
+                fingerprint: format!("{i:08}"),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn composing_a_preview_renders_each_alert_a_bounded_number_of_times() {
+        let t = target();
+        let origin = Origin::default();
+        for n in [500, 2_000] {
+            let list = alerts(n);
+            let pairs: Vec<(&Alert, &Origin)> = list.iter().map(|a| (a, &origin)).collect();
+            let mut work = 0;
+            let out = compose_all_counted(&t, &pairs, 20_000, &mut work);
+            assert_eq!(out.iter().map(|c| c.alerts).sum::<usize>(), n);
+            // Doubling then bisecting: about k·log k per message of k alerts. Rendering the
+            // whole rest for every message (as before) is about n²/k: ~60 000 per alert here.
+            assert!(work < 30 * n, "{n} alerts: {work} alerts rendered");
+            // Every message but the last is full: one more alert would not fit untruncated.
+            let mut start = 0;
+            for c in &out[..out.len() - 1] {
+                assert!(!c.body.truncated);
+                let next = compose_k(&t, &pairs[start..start + c.alerts + 1], 20_000);
+                assert!(next.body.truncated, "a message could carry one more alert");
+                start += c.alerts;
+            }
+        }
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

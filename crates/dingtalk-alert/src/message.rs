@@ -1,12 +1,57 @@
 //! Turning a rendered message into a DingTalk robot request body: message type, keyword,
 //! @-mentions, and the size cap (truncation with a note of what was cut).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{
-    config::{MessageType, Target},
-    template::Rendered,
-};
+/// DingTalk robot message types this gateway sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageType {
+    /// `msgtype: markdown` (title + markdown text).
+    #[default]
+    #[serde(rename = "markdown")]
+    Markdown,
+    /// `msgtype: text` (plain text).
+    #[serde(rename = "text")]
+    Text,
+    /// `msgtype: actionCard` (markdown text with one button to Alertmanager).
+    #[serde(rename = "actionCard")]
+    ActionCard,
+}
+
+/// @-mentions for a target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mentions {
+    /// Mobile numbers to @ (`atMobiles`; `@<mobile>` is added to the text so it notifies).
+    pub mobiles: Vec<String>,
+    /// DingTalk user ids to @ (`atUserIds`).
+    pub user_ids: Vec<String>,
+    /// @ everyone (`isAtAll`).
+    pub all: bool,
+    /// Also mention on messages that only carry resolved alerts.
+    pub on_resolved: bool,
+}
+
+/// A rendered message before it becomes a DingTalk body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Title (markdown/actionCard; the notification preview).
+    pub title: String,
+    /// Body text.
+    pub text: String,
+}
+
+/// What a message looks like on one target: its type, keyword and mentions.
+#[derive(Debug, Clone, Copy)]
+pub struct Style<'a> {
+    /// Message type.
+    pub message_type: MessageType,
+    /// Keyword the robot requires, if any.
+    pub keyword: Option<&'a str>,
+    /// Mentions.
+    pub mentions: &'a Mentions,
+}
 
 /// A request body ready to send.
 #[derive(Debug, Clone)]
@@ -33,8 +78,8 @@ pub struct Dress<'a> {
     pub link: &'a str,
 }
 
-fn mention_suffix(target: &Target, firing: bool) -> (String, Value) {
-    let m = &target.mentions;
+fn mention_suffix(target: Style<'_>, firing: bool) -> (String, Value) {
+    let m = target.mentions;
     if !(firing || m.on_resolved) || target.message_type == MessageType::ActionCard {
         return (String::new(), Value::Null);
     }
@@ -57,7 +102,7 @@ fn mention_suffix(target: &Target, firing: bool) -> (String, Value) {
     (suffix, at)
 }
 
-fn assemble(target: &Target, title: &str, text: &str, at: &Value, link: &str) -> Value {
+fn assemble(target: Style<'_>, title: &str, text: &str, at: &Value, link: &str) -> Value {
     let mut body = match target.message_type {
         MessageType::Markdown => json!({
             "msgtype": "markdown",
@@ -97,21 +142,43 @@ fn floor_boundary(s: &str, n: usize) -> usize {
 
 /// Builds the body for `rendered`, keeping it within `max_bytes` by cutting the end of the
 /// text (the mentions and keyword stay) and saying how much was cut.
-pub fn build(target: &Target, rendered: &Rendered, dress: Dress<'_>, max_bytes: usize) -> Body {
+/// Title and text with the keyword added where it is missing.
+fn dressed_text(target: Style<'_>, rendered: &Rendered) -> (String, String) {
     let mut title = if rendered.title.is_empty() {
         "Alert".to_string()
     } else {
         rendered.title.clone()
     };
     let mut text = rendered.text.clone();
-    if let Some(kw) = &target.keyword {
-        if !text.contains(kw.as_str()) {
+    if let Some(kw) = target.keyword {
+        if !text.contains(kw) {
             text = format!("{kw}\n\n{text}");
         }
-        if !title.contains(kw.as_str()) {
+        if !title.contains(kw) {
             title = format!("{kw} {title}");
         }
     }
+    (title, text)
+}
+
+/// The size of the body for `rendered` before any truncation: what decides whether it fits.
+pub fn untruncated_len(target: Style<'_>, rendered: &Rendered, dress: Dress<'_>) -> usize {
+    let (title, text) = dressed_text(target, rendered);
+    let (suffix, at) = mention_suffix(target, dress.firing);
+    to_bytes(&assemble(
+        target,
+        &title,
+        &format!("{text}{suffix}"),
+        &at,
+        dress.link,
+    ))
+    .len()
+}
+
+/// Builds the body for `rendered`, keeping it within `max_bytes` by cutting the end of the
+/// text (the mentions and keyword stay) and saying how much was cut.
+pub fn build(target: Style<'_>, rendered: &Rendered, dress: Dress<'_>, max_bytes: usize) -> Body {
+    let (mut title, text) = dressed_text(target, rendered);
     let (suffix, at) = mention_suffix(target, dress.firing);
     let full = assemble(target, &title, &format!("{text}{suffix}"), &at, dress.link);
     let bytes = to_bytes(&full);
@@ -164,20 +231,28 @@ pub fn build(target: &Target, rendered: &Rendered, dress: Dress<'_>, max_bytes: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Mentions, template::Templates};
+
+    struct Target {
+        message_type: MessageType,
+        keyword: Option<String>,
+        mentions: Mentions,
+    }
+
+    impl Target {
+        fn style(&self) -> Style<'_> {
+            Style {
+                message_type: self.message_type,
+                keyword: self.keyword.as_deref(),
+                mentions: &self.mentions,
+            }
+        }
+    }
 
     fn target(kind: MessageType, mentions: Mentions, keyword: Option<&str>) -> Target {
         Target {
-            name: "t".into(),
-            robot: crate::config::Robot {
-                send_url: common::Secret::new("http://x/robot/send?access_token=a"),
-                token: common::Secret::new("a"),
-                secret: None,
-            },
             keyword: keyword.map(String::from),
             message_type: kind,
             mentions,
-            templates: Templates::new(kind, None, None, chrono_tz::UTC).unwrap(),
         }
     }
 
@@ -197,7 +272,7 @@ mod tests {
     fn message_types_have_dingtalks_shape() {
         let m = Mentions::default();
         let md = build(
-            &target(MessageType::Markdown, m.clone(), None),
+            target(MessageType::Markdown, m.clone(), None).style(),
             &rendered("hi"),
             FIRING,
             20_000,
@@ -208,7 +283,7 @@ mod tests {
             json!({"msgtype":"markdown","markdown":{"title":"[FIRING:1] X","text":"hi"}})
         );
         let tx = build(
-            &target(MessageType::Text, m.clone(), None),
+            target(MessageType::Text, m.clone(), None).style(),
             &rendered("hi"),
             FIRING,
             20_000,
@@ -216,7 +291,7 @@ mod tests {
         .json();
         assert_eq!(tx, json!({"msgtype":"text","text":{"content":"hi"}}));
         let ac = build(
-            &target(MessageType::ActionCard, m, None),
+            target(MessageType::ActionCard, m, None).style(),
             &rendered("hi"),
             FIRING,
             20_000,
@@ -234,7 +309,7 @@ mod tests {
             ..Mentions::default()
         };
         let t = target(MessageType::Markdown, m, None);
-        let b = build(&t, &rendered("body"), FIRING, 20_000).json();
+        let b = build(t.style(), &rendered("body"), FIRING, 20_000).json();
         assert_eq!(b["at"]["atMobiles"], json!(["13800000000"]));
         assert_eq!(b["at"]["atUserIds"], json!(["u42"]));
         assert_eq!(b["at"]["isAtAll"], json!(false));
@@ -244,7 +319,7 @@ mod tests {
             .ends_with("@13800000000 @u42"));
         // Resolved-only messages do not page anyone by default.
         let quiet = build(
-            &t,
+            t.style(),
             &rendered("body"),
             Dress {
                 firing: false,
@@ -259,9 +334,9 @@ mod tests {
     #[test]
     fn keyword_is_always_present() {
         let t = target(MessageType::Text, Mentions::default(), Some("告警"));
-        let b = build(&t, &rendered("disk full"), FIRING, 20_000).json();
+        let b = build(t.style(), &rendered("disk full"), FIRING, 20_000).json();
         assert_eq!(b["text"]["content"], "告警\n\ndisk full");
-        let b = build(&t, &rendered("已有告警"), FIRING, 20_000).json();
+        let b = build(t.style(), &rendered("已有告警"), FIRING, 20_000).json();
         assert_eq!(b["text"]["content"], "已有告警");
     }
 
@@ -274,7 +349,7 @@ mod tests {
         let t = target(MessageType::Markdown, m, Some("alert"));
         // Multi-byte text and characters JSON escapes, to exercise both.
         let text = "磁盘\"满\"\n".repeat(5_000);
-        let b = build(&t, &rendered(&text), FIRING, 20_000);
+        let b = build(t.style(), &rendered(&text), FIRING, 20_000);
         assert!(b.truncated);
         assert!(b.bytes.len() <= 20_000, "{}", b.bytes.len());
         assert!(
@@ -287,6 +362,6 @@ mod tests {
         assert!(out.starts_with("alert\n\n磁盘"), "{}", &out[..40]);
         assert!(out.contains("bytes of this message were cut"), "{out}");
         assert!(out.ends_with("@13800000000"));
-        assert!(!build(&t, &rendered("short"), FIRING, 20_000).truncated);
+        assert!(!build(t.style(), &rendered("short"), FIRING, 20_000).truncated);
     }
 }

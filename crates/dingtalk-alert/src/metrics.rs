@@ -31,6 +31,8 @@ pub struct Metrics {
     pub template_errors: IntCounterVec,
     /// Alerts waiting for delivery, by target.
     pub queue_alerts: IntGaugeVec,
+    /// Bytes of alerts waiting for delivery (labels, annotations, URLs), by target.
+    pub queue_bytes: IntGaugeVec,
     /// Times a send had to wait for the per-robot rate limit.
     pub rate_limit_waits: IntCounterVec,
     /// Seconds spent waiting for the per-robot rate limit.
@@ -68,6 +70,15 @@ impl Metrics {
         )
         .expect("static metric definition");
         let _ = registry.register(Box::new(queue_alerts.clone()));
+        let queue_bytes = IntGaugeVec::new(
+            Opts::new(
+                format!("{prefix}_queue_bytes"),
+                "Bytes of alerts (labels, annotations, URLs) waiting for delivery, by target; bounded by `delivery.max_queued_bytes`.",
+            ),
+            t,
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(queue_bytes.clone()));
         let rate_limit_wait_seconds = prometheus::CounterVec::new(
             Opts::new(
                 format!("{prefix}_rate_limit_wait_seconds_total"),
@@ -110,7 +121,7 @@ impl Metrics {
                 registry,
                 prefix,
                 "alerts_rejected_total",
-                "Alerts refused with 503 (queue full, shutting down), by target and reason.",
+                "Alerts refused with 503 (queue full, queue bytes full, shutting down), by target and reason.",
                 tr,
             ),
             alerts_delivered: counter(
@@ -177,6 +188,7 @@ impl Metrics {
                 t,
             ),
             queue_alerts,
+            queue_bytes,
             rate_limit_waits: counter(
                 registry,
                 prefix,

@@ -1,9 +1,28 @@
 //! Label-based routing of single alerts to targets (`POST /dingtalk/send`).
 
+use std::collections::BTreeMap;
+
 use common::ConfigError;
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
-use crate::{alert::KV, config::RouteConfig};
+use crate::alert::KV;
+
+/// One label-based route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Labels that must equal these values.
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    /// Labels that must fully match these regular expressions.
+    pub match_re: BTreeMap<String, String>,
+    /// Where matching alerts go.
+    pub targets: Vec<String>,
+    /// Keep evaluating later routes after this one matched.
+    #[serde(rename = "continue")]
+    pub continue_matching: bool,
+}
 
 #[derive(Debug)]
 struct Route {

@@ -13,9 +13,10 @@ use chrono_tz::Tz;
 use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
+pub use crate::message::Rendered;
 use crate::{
     alert::{Alert, KV},
-    config::MessageType,
+    message::MessageType,
 };
 
 /// Default title for every message type.
@@ -295,15 +296,6 @@ impl std::fmt::Debug for Templates {
             .field("tz", &self.tz)
             .finish()
     }
-}
-
-/// A rendered message before it becomes a DingTalk body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    /// Title (markdown/actionCard; the notification preview).
-    pub title: String,
-    /// Body text.
-    pub text: String,
 }
 
 impl Templates {

@@ -4,78 +4,12 @@
 mod support;
 
 use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::Arc,
+    process::Command,
     time::{Duration, Instant},
 };
 
-use common::testkit::{self, http};
-use dingtalk_alert::transport::SystemClock;
-use support::{payload, RobotCfg, Script, StandIn};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dingtalk-alert");
-
-struct Gw {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Gw {
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Gw {
-        let port = testkit::free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let dir = testkit::tempfile_dir();
-        let log = dir.join("stderr.log");
-        let child = Command::new(BIN)
-            .arg("--web.listen-address")
-            .arg(addr.to_string())
-            .args(args)
-            .envs(envs.iter().copied())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let gw = Gw { child, addr, log };
-        testkit::wait_for(
-            || matches!(http(gw.addr, "GET", "/-/healthy", ""), Ok((200, _))),
-            "gateway healthy",
-        );
-        gw
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, String) {
-        http(self.addr, "POST", path, body).unwrap()
-    }
-
-    fn get(&self, path: &str) -> String {
-        http(self.addr, "GET", path, "").unwrap().1
-    }
-
-    fn metric(&self, series: &str) -> f64 {
-        testkit::metric(&self.get("/metrics"), series).unwrap_or(0.0)
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn standin() -> (StandIn, String) {
-    let s = StandIn::new(Arc::new(SystemClock));
-    let base = s.serve_in_background();
-    (s, base)
-}
+use common::testkit;
+use support::{payload, standin, Gw, RobotCfg, Script};
 
 fn sample_body() -> String {
     // The body a real Alertmanager 0.25 sent, when the reference copy is around.

@@ -12,9 +12,13 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+use common::testkit::{self, http};
 
 use axum::{
     body::Bytes,
@@ -23,7 +27,7 @@ use axum::{
     Router,
 };
 use base64::Engine;
-use dingtalk_alert::transport::{BoxFuture, Clock, Reply, Transport, TransportError};
+use dingtalk_alert::transport::{BoxFuture, Clock, Reply, SystemClock, Transport, TransportError};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -425,4 +429,66 @@ pub fn payload(prefix: &str, n: usize, status: &str) -> Value {
         "commonLabels": {"severity": "critical"}, "commonAnnotations": {},
         "externalURL": "http://am.example:9093", "alerts": alerts,
     })
+}
+
+/// The real `dingtalk-alert` binary on a free loopback port, its stderr in a file.
+pub struct Gw {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Gw {
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Gw {
+        let port = testkit::free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let dir = testkit::tempfile_dir();
+        let log = dir.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_dingtalk-alert"))
+            .arg("--web.listen-address")
+            .arg(addr.to_string())
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let gw = Gw { child, addr, log };
+        testkit::wait_for(
+            || matches!(http(gw.addr, "GET", "/-/healthy", ""), Ok((200, _))),
+            "gateway healthy",
+        );
+        gw
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        http(self.addr, "POST", path, body).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        http(self.addr, "GET", path, "").unwrap().1
+    }
+
+    pub fn metric(&self, series: &str) -> f64 {
+        testkit::metric(&self.get("/metrics"), series).unwrap_or(0.0)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A stand-in serving on loopback from its own thread; returns it and its base URL.
+pub fn standin() -> (StandIn, String) {
+    let s = StandIn::new(Arc::new(SystemClock));
+    let base = s.serve_in_background();
+    (s, base)
 }
