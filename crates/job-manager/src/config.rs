@@ -10,6 +10,7 @@ const DEFAULT_UNSTABLE_WINDOW: Duration = Duration::from_secs(600);
 const DEFAULT_UNSTABLE_RESTARTS: u64 = 3;
 const DEFAULT_CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(180);
 const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
+const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// The YAML configuration of job-manager. Every field has a default, so an empty file (or none)
 /// is valid.
@@ -24,6 +25,24 @@ pub struct Config {
     pub artifacts: ArtifactsConfig,
     /// The metrics-gateway whose metric groups of stopped deployments are deleted.
     pub metrics_gateway: MetricsGatewayConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Largest accepted JSON or YAML request body in bytes (413 beyond). Artifact uploads
+    /// have their own limit, `artifacts.max_upload_bytes`. Applied at reload.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +120,12 @@ impl ServiceConfig for Config {
         if self.artifacts.max_upload_bytes == 0 {
             return Err(ConfigError::invalid(
                 "artifacts.max_upload_bytes",
+                "must be greater than zero",
+            ));
+        }
+        if self.api.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "api.max_body_bytes",
                 "must be greater than zero",
             ));
         }

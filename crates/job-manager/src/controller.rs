@@ -609,12 +609,7 @@ impl<F: Flink> Controller<F> {
         {
             Ok(r) => r,
             Err(e) => {
-                return self.job_failed_to_start(
-                    &rec,
-                    job,
-                    "spec.template.spec.".to_string() + &e,
-                    true,
-                )
+                return self.job_failed_to_start(&rec, job, format!("spec.template.spec.{e}"), true)
             }
         };
         // 1. A cluster to run on.
@@ -652,7 +647,14 @@ impl<F: Flink> Controller<F> {
                             match template::render_log4j(spec.template.spec.logging.as_ref(), &ctx)
                             {
                                 Ok(l) => l,
-                                Err(e) => return self.job_failed_to_start(&rec, job, e, true),
+                                Err(e) => {
+                                    return self.job_failed_to_start(
+                                        &rec,
+                                        job,
+                                        format!("spec.template.spec.{e}"),
+                                        true,
+                                    )
+                                }
                             };
                         let ns = d.metadata.namespace.clone();
                         let dep = d.id().to_string();

@@ -252,6 +252,7 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         config.clone(),
         metrics,
     );
+        config: config.clone(),
     let ctl = tokio::spawn(controller.run(lifecycle.shutdown()));
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;
     let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(config));
@@ -261,3 +262,6 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     served?;
     Ok(())
 }
+    // Read once; nothing this process starts later may inherit it (local Flink processes
+    // also get a cleared environment, see `target`).
+    std::env::remove_var(BOOTSTRAP_ENV);

@@ -6,6 +6,13 @@
 //!   logs in `<data-dir>/logs/<namespace>/<deploymentId>/<jobId>/` (for log-shipper to tail).
 //!   The daemons outlive a crash of the manager; the cluster's address is stored with the
 //!   job, so a restarted manager finds it again.
+//!
+//! The `local` target runs the user's JAR as the manager's own OS user: it is for trusted
+//! single-team machines. What it does keep apart: Flink's scripts start with a cleared
+//! environment plus [`INHERITED_ENV`] (the manager's tokens and secrets stay behind), user
+//! `envVars` that change the loader, the shell start-up, the JVM or the variables the manager
+//! owns are refused ([`refused_env_var`]), configuration keys must match `[A-Za-z0-9_.-]+`
+//! ([`check_config_key`]) and `config.yaml` is written by a YAML serializer.
 
 use std::{
     collections::BTreeMap,
@@ -29,6 +36,85 @@ pub enum Error {
     },
     #[error("cannot allocate a port on 127.0.0.1: {0}")]
     Port(std::io::Error),
+    #[error("spec.template.spec.kubernetes.pods.envVars: {name} is not allowed on the local target: {reason}")]
+    RefusedEnv { name: String, reason: &'static str },
+    #[error("spec.template.spec.flinkConfiguration key {0:?} is invalid: keys are letters, digits, '_', '.' and '-'")]
+    BadConfigKey(String),
+    #[error("cannot write the Flink configuration: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// Variables of the manager's own environment that Flink's scripts get (besides `LC_*` and
+/// the `FLINK_*` the manager sets); everything else stays behind.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "JAVA_HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+];
+
+/// Whether the manager passes its own variable `name` on to Flink's scripts.
+fn inherited(name: &str) -> bool {
+    INHERITED_ENV.contains(&name) || name.starts_with("LC_")
+}
+
+/// Why a user environment variable (`kubernetes.pods.envVars`) may not be set on the local
+/// target, if it may not. Refused: what changes the dynamic loader (`LD_*`, `DYLD_*`), the
+/// shell's start-up or parsing (`BASH_ENV`, `ENV`, `BASH_FUNC_*`, `SHELLOPTS`, …), which JVM
+/// runs and what it loads (`JAVA_TOOL_OPTIONS`, `_JAVA_OPTIONS`, `JDK_JAVA_OPTIONS`,
+/// `JAVA_HOME`, `CLASSPATH`), `PATH`, and every `FLINK_*` (the manager owns Flink's script
+/// variables: `FLINK_CONF_DIR`, `FLINK_LOG_DIR`, …; Flink options go in `flinkConfiguration`).
+pub fn refused_env_var(name: &str) -> Option<&'static str> {
+    const SHELL: &[&str] = &[
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PROMPT_COMMAND",
+        "POSIXLY_CORRECT",
+    ];
+    const JVM: &[&str] = &[
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "JAVA_HOME",
+        "CLASSPATH",
+    ];
+    if name.starts_with("LD_") || name.starts_with("DYLD_") {
+        Some("it changes what the dynamic loader loads into every process")
+    } else if SHELL.contains(&name) || name.starts_with("BASH_FUNC_") || name.starts_with("BASH_") {
+        Some("it runs or changes shell code in Flink's start scripts")
+    } else if JVM.contains(&name) {
+        Some("it changes which JVM runs or what it loads; set JVM options in flinkConfiguration (env.java.opts.all)")
+    } else if name == "PATH" {
+        Some("the manager owns PATH")
+    } else if name.starts_with("FLINK_") {
+        Some("the manager owns Flink's script variables; set Flink options in flinkConfiguration")
+    } else {
+        None
+    }
+}
+
+/// Checks a Flink configuration key: `[A-Za-z0-9_.-]+`.
+pub fn check_config_key(key: &str) -> Result<(), Error> {
+    let ok = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadConfigKey(key.to_string()))
+    }
 }
 
 /// What a local cluster is started with.
@@ -122,6 +208,18 @@ impl LocalClusters {
     /// Writes the cluster's config and starts its JobManager and TaskManager in the
     /// background. Returns where it will answer; readiness is polled by the caller.
     pub fn start(&self, spec: &LocalSpec<'_>) -> Result<ClusterRef, Error> {
+        // Validated by the API; checked again for deployments stored before it was.
+        for e in spec.env {
+            if let Some(reason) = refused_env_var(&e.name) {
+                return Err(Error::RefusedEnv {
+                    name: e.name.clone(),
+                    reason,
+                });
+            }
+        }
+        for k in spec.flink_configuration.keys() {
+            check_config_key(k)?;
+        }
         let home = self.home()?.to_path_buf();
         let dir = self.data_dir.join("local").join(spec.job_id);
         let log_dir = self
@@ -224,7 +322,7 @@ impl LocalClusters {
         ] {
             cfg.insert(k.into(), v);
         }
-        let yaml = render_yaml(&cfg);
+        let yaml = render_yaml(&cfg)?;
         write(&conf.join("config.yaml"), yaml.as_bytes())?;
         write(&conf.join("log4j.properties"), spec.log4j.as_bytes())?;
         write(
@@ -269,6 +367,7 @@ impl LocalClusters {
             .unwrap_or_default();
         let env: Vec<(String, String)> = env
             .iter()
+            .filter(|e| refused_env_var(&e.name).is_none())
             .map(|e| (e.name.clone(), e.value.clone()))
             .collect();
         tokio::spawn(async move {
@@ -348,6 +447,20 @@ async fn run_script(
     action: &str,
 ) {
     let mut cmd = tokio::process::Command::new("bash");
+    // A cleared environment: the manager's own variables (its bootstrap token, cloud and
+    // DingTalk credentials) must not reach the job. The user's variables come next, then the
+    // ones the manager owns, so that nothing the user sets can replace those.
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if k.to_str().is_some_and(inherited) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in env {
+        if refused_env_var(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
     cmd.arg(home.join("bin").join(script))
         .arg(action)
         .env("FLINK_HOME", home)
@@ -370,9 +483,6 @@ async fn run_script(
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
         }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
     }
     match cmd.status().await {
         Ok(status) if status.success() => {
@@ -423,14 +533,13 @@ fn shipped_java_opts(home: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Flat `key: value` YAML, every value quoted (Flink parses standard YAML).
-fn render_yaml(cfg: &BTreeMap<String, String>) -> String {
-    let mut out = String::from("# Rendered by job-manager; do not edit.\n");
-    for (k, v) in cfg {
-        let q = serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
-        out.push_str(&format!("{k}: {q}\n"));
-    }
-    out
+/// Flat `key: value` YAML written by the serializer, so that no key or value can break out
+/// of its line (Flink parses standard YAML).
+fn render_yaml(cfg: &BTreeMap<String, String>) -> Result<String, Error> {
+    Ok(format!(
+        "# Rendered by job-manager; do not edit.\n{}",
+        serde_yaml::to_string(cfg)?
+    ))
 }
 
 #[cfg(test)]
@@ -447,9 +556,22 @@ mod tests {
         let y = render_yaml(&BTreeMap::from([(
             "a.b".to_string(),
             "x: \"y\"".to_string(),
-        )]));
+        )]))
+        .unwrap();
         let parsed: BTreeMap<String, String> = serde_yaml::from_str(&y).unwrap();
         assert_eq!(parsed["a.b"], "x: \"y\"");
+        // Whatever a key or value holds, it stays one entry.
+        let tricky = BTreeMap::from([
+            (
+                "k\nrest.port".to_string(),
+                "1\nrest.bind-address: 0.0.0.0".to_string(),
+            ),
+            ("n".to_string(), "10".to_string()),
+            ("b".to_string(), "true".to_string()),
+        ]);
+        let parsed: BTreeMap<String, String> =
+            serde_yaml::from_str(&render_yaml(&tricky).unwrap()).unwrap();
+        assert_eq!(parsed, tricky);
     }
 
     #[tokio::test]
@@ -466,7 +588,7 @@ mod tests {
         for s in ["jobmanager.sh", "taskmanager.sh"] {
             std::fs::write(
                 home.join("bin").join(s),
-                format!("echo \"{s} $1 conf=$FLINK_CONF_DIR ident=$FLINK_IDENT_STRING team=$TEAM\" >> \"$FLINK_LOG_DIR/calls\"\n"),
+                format!("env > \"$FLINK_LOG_DIR/env-{s}\"\necho \"{s} $1 conf=$FLINK_CONF_DIR ident=$FLINK_IDENT_STRING team=$TEAM\" >> \"$FLINK_LOG_DIR/calls\"\n"),
             )
             .unwrap();
         }
@@ -535,6 +657,93 @@ mod tests {
         assert!(text.contains("taskmanager.sh start"), "{text}");
         assert!(text.contains("ident=job-1 team=payments"), "{text}");
         assert!(text.contains(&format!("conf={}", conf.display())), "{text}");
+        // The scripts see the allow-list, the manager's FLINK_* and the user's variables;
+        // nothing else of this process (cargo's CARGO_* variables, for one).
+        let env = std::fs::read_to_string(log_dir.join("env-jobmanager.sh")).unwrap();
+        for line in env.lines() {
+            let name = line.split('=').next().unwrap_or_default();
+            assert!(
+                inherited(name)
+                    || name.starts_with("FLINK_")
+                    || ["TEAM", "PWD", "SHLVL", "_", "OLDPWD"].contains(&name)
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{name} leaked into Flink's environment:\n{env}"
+            );
+        }
+        assert!(env.contains("TEAM=payments"), "{env}");
+        if std::env::var_os("PATH").is_some() {
+            assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+        }
+    }
+
+    #[test]
+    fn local_start_refuses_loader_variables_and_bad_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("flink");
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        std::fs::write(home.join("bin/jobmanager.sh"), "").unwrap();
+        let l = LocalClusters::new(Some(home), &dir.path().join("data"));
+        let cfg = BTreeMap::new();
+        let env = [EnvVar {
+            name: "LD_PRELOAD".into(),
+            value: "/tmp/evil.so".into(),
+        }];
+        let mut spec = LocalSpec {
+            namespace: "default",
+            deployment_id: "dep-1",
+            job_id: "job-1",
+            flink_configuration: &cfg,
+            parallelism: 1,
+            jobmanager_memory: None,
+            taskmanager_memory: None,
+            log4j: "",
+            env: &env,
+            savepoint_dir: "file:///sp",
+            checkpoint_dir: "file:///ck",
+            metrics_gateway: None,
+        };
+        let err = l.start(&spec).unwrap_err().to_string();
+        assert!(err.contains("LD_PRELOAD"), "{err}");
+        let bad = BTreeMap::from([("a\nrest.port".to_string(), "1".to_string())]);
+        spec.env = &[];
+        spec.flink_configuration = &bad;
+        let err = l.start(&spec).unwrap_err().to_string();
+        assert!(err.contains("flinkConfiguration key"), "{err}");
+        assert!(!dir
+            .path()
+            .join("data/local/job-1/conf/config.yaml")
+            .exists());
+    }
+
+    #[test]
+    fn env_policy_refuses_what_changes_code_and_keeps_the_rest() {
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+            "BASH_ENV",
+            "ENV",
+            "BASH_FUNC_ls%%",
+            "SHELLOPTS",
+            "JAVA_TOOL_OPTIONS",
+            "_JAVA_OPTIONS",
+            "JDK_JAVA_OPTIONS",
+            "JAVA_HOME",
+            "PATH",
+            "FLINK_CONF_DIR",
+            "FLINK_ENV_JAVA_OPTS",
+        ] {
+            assert!(refused_env_var(name).is_some(), "{name} must be refused");
+        }
+        for name in ["TEAM", "KAFKA_BOOTSTRAP", "TZ", "HADOOP_USER_NAME"] {
+            assert!(refused_env_var(name).is_none(), "{name} must be allowed");
+        }
+        for key in ["pipeline.name", "state.backend.type", "a_b-c.1"] {
+            assert!(check_config_key(key).is_ok(), "{key}");
+        }
+        for key in ["", "a b", "a\nb", "a:b", "a#b", "ä"] {
+            assert!(check_config_key(key).is_err(), "{key:?}");
+        }
     }
 
     #[test]

@@ -1,13 +1,55 @@
 //! Placeholders (`{{ namespace }}`, `{{ deploymentId }}`, `{{ deploymentName }}`,
 //! `{{ jobId }}`) in Flink configuration values and the log4j2 template, rendered with
 //! minijinja; `mainArgs` splitting.
+//!
+//! Rendering is bounded: at most [`FUEL`] template instructions (minijinja's fuel) and
+//! [`MAX_RENDERED_BYTES`] of output per text, so a nested `range()` in a configuration value
+//! is refused in milliseconds instead of stalling the caller.
 
-use std::collections::BTreeMap;
+use std::{cell::Cell, collections::BTreeMap};
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::model::Logging;
+
+/// Template instructions one text may execute (a log4j2 template with a hundred loggers
+/// needs a few thousand).
+pub const FUEL: u64 = 100_000;
+/// Largest rendered text.
+pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+/// Why a text could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A syntax error or an unknown placeholder (minijinja's message, with the line).
+    #[error("{0}")]
+    Template(String),
+    #[error(
+        "rendering needs more than {FUEL} template steps (a loop too long?); simplify the template"
+    )]
+    OutOfFuel,
+    #[error("renders to more than {MAX_RENDERED_BYTES} bytes")]
+    TooLarge,
+    #[error("unterminated quote")]
+    UnterminatedQuote,
+    /// The same, in a named field (`flinkConfiguration["k"]`).
+    #[error("{field}: {source}")]
+    In {
+        field: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    fn within(self, field: impl Into<String>) -> Self {
+        Error::In {
+            field: field.into(),
+            source: Box::new(self),
+        }
+    }
+}
 
 /// The values placeholders resolve to.
 #[derive(Debug, Clone, Serialize)]
@@ -19,19 +61,21 @@ pub struct Context {
     pub job_id: String,
 }
 
-fn env() -> Environment<'static> {
+fn env(fuel: u64) -> Environment<'static> {
     let mut e = Environment::new();
     // A misspelt placeholder is an error, not an empty string.
     e.set_undefined_behavior(UndefinedBehavior::Strict);
+    e.set_fuel(Some(fuel));
     e
 }
 
-/// Checks that `text` is a valid template (at validation time, before any job exists).
-pub fn check(text: &str) -> Result<(), String> {
-    let e = env();
-    e.template_from_str(text)
+/// Checks that `text` is a valid template (at validation time, before any job exists):
+/// it parses, names only known placeholders and renders within the bounds.
+pub fn check(text: &str) -> Result<(), Error> {
+    env(FUEL)
+        .template_from_str(text)
         .map(|_| ())
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| Error::Template(describe(&err)))?;
     // Render with sample values to catch unknown placeholders early.
     let ctx = Context {
         namespace: "ns".into(),
@@ -39,19 +83,55 @@ pub fn check(text: &str) -> Result<(), String> {
         deployment_name: "name".into(),
         job_id: "job".into(),
     };
-    render_with(&e, text, &ctx, &BTreeMap::new()).map(|_| ())
+    render_with(&Cell::new(FUEL), text, &ctx, &BTreeMap::new()).map(|_| ())
 }
 
+fn describe(err: &minijinja::Error) -> String {
+    let mut s = err.to_string();
+    if let Some(d) = err.detail() {
+        s = format!("{s} ({d})");
+    }
+    s
+}
+
+/// An output that refuses to grow past [`MAX_RENDERED_BYTES`].
+struct Bounded {
+    out: Vec<u8>,
+    overflow: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflow = true;
+            return Err(std::io::Error::other("rendered text too large"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders `text`, spending from `fuel` (shared by the texts of one configuration).
 fn render_with(
-    e: &Environment<'_>,
+    fuel: &Cell<u64>,
     text: &str,
     ctx: &Context,
     extra: &BTreeMap<&str, minijinja::Value>,
-) -> Result<String, String> {
+) -> Result<String, Error> {
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(text.to_string());
     }
-    let t = e.template_from_str(text).map_err(|err| err.to_string())?;
+    if fuel.get() == 0 {
+        return Err(Error::OutOfFuel);
+    }
+    let e = env(fuel.get());
+    let t = e
+        .template_from_str(text)
+        .map_err(|err| Error::Template(describe(&err)))?;
     let mut values: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
     values.insert("namespace", ctx.namespace.clone().into());
     values.insert("deploymentId", ctx.deployment_id.clone().into());
@@ -60,39 +140,51 @@ fn render_with(
     for (k, v) in extra {
         values.insert(k, v.clone());
     }
-    t.render(values).map_err(|err| {
-        let mut s = err.to_string();
-        if let Some(d) = err.detail() {
-            s = format!("{s} ({d})");
+    let mut out = Bounded {
+        out: Vec::new(),
+        overflow: false,
+    };
+    let rendered = t
+        .render_captured_to(values, &mut out)
+        .map(|c| c.state().fuel_levels().map_or(0, |(used, _)| used));
+    match rendered {
+        Ok(consumed) => {
+            fuel.set(fuel.get().saturating_sub(consumed));
+            String::from_utf8(out.out)
+                .map_err(|_| Error::Template("rendered text is not UTF-8".into()))
         }
-        s
-    })
+        Err(_) if out.overflow => Err(Error::TooLarge),
+        Err(err) if err.kind() == ErrorKind::OutOfFuel => Err(Error::OutOfFuel),
+        Err(err) => Err(Error::Template(describe(&err))),
+    }
 }
 
 /// Renders one text (e.g. `mainArgs`).
-pub fn render(text: &str, ctx: &Context) -> Result<String, String> {
-    render_with(&env(), text, ctx, &BTreeMap::new())
+pub fn render(text: &str, ctx: &Context) -> Result<String, Error> {
+    render_with(&Cell::new(FUEL), text, ctx, &BTreeMap::new())
 }
 
-/// Renders every value of a Flink configuration.
+/// Renders every value of a Flink configuration (all values share one [`FUEL`] budget);
+/// errors name the key (`flinkConfiguration["k"]: …`).
 pub fn render_config(
     config: &BTreeMap<String, String>,
     ctx: &Context,
-) -> Result<BTreeMap<String, String>, String> {
-    let e = env();
+) -> Result<BTreeMap<String, String>, Error> {
+    let fuel = Cell::new(FUEL);
     config
         .iter()
         .map(|(k, v)| {
-            render_with(&e, v, ctx, &BTreeMap::new())
+            render_with(&fuel, v, ctx, &BTreeMap::new())
                 .map(|r| (k.clone(), r))
-                .map_err(|err| format!("flinkConfiguration[\"{k}\"]: {err}"))
+                .map_err(|err| err.within(format!("flinkConfiguration[\"{k}\"]")))
         })
         .collect()
 }
 
 /// The log4j2 properties for a job: the custom template if given (with `rootLoggerLogLevel`
 /// and `userConfiguredLoggers` available), else the default profile with `log4jLoggers`.
-pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, String> {
+/// Errors name `logging.log4j2ConfigurationTemplate`.
+pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, Error> {
     let loggers = logging.map(|l| l.log4j_loggers.clone()).unwrap_or_default();
     let root = loggers
         .get("")
@@ -112,8 +204,8 @@ pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, 
         "userConfiguredLoggers",
         minijinja::Value::from_serialize(&user),
     );
-    render_with(&env(), &template, ctx, &extra)
-        .map_err(|err| format!("logging.log4j2ConfigurationTemplate: {err}"))
+    render_with(&Cell::new(FUEL), &template, ctx, &extra)
+        .map_err(|err| err.within("logging.log4j2ConfigurationTemplate"))
 }
 
 /// The default logging profile: a size-rolled file under Flink's `log.file`.
@@ -140,7 +232,7 @@ logger.user{{ loop.index }}.level = {{ l.level }}
 "#;
 
 /// Splits `mainArgs` like a shell would (whitespace, single and double quotes).
-pub fn split_args(s: &str) -> Result<Vec<String>, String> {
+pub fn split_args(s: &str) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -178,7 +270,7 @@ pub fn split_args(s: &str) -> Result<Vec<String>, String> {
         }
     }
     if quote.is_some() {
-        return Err("unterminated quote".into());
+        return Err(Error::UnterminatedQuote);
     }
     if in_word {
         out.push(cur);
@@ -214,7 +306,7 @@ mod tests {
             "file:///ck/default/d-1/j-9"
         );
         let bad = BTreeMap::from([("k".to_string(), "{{ deploymentIdd }}".to_string())]);
-        let err = render_config(&bad, &ctx()).unwrap_err();
+        let err = render_config(&bad, &ctx()).unwrap_err().to_string();
         assert!(err.contains("flinkConfiguration[\"k\"]"), "{err}");
         assert!(check("{{ deploymentId").is_err());
     }
@@ -246,6 +338,49 @@ mod tests {
             render_log4j(Some(&custom), &ctx()).unwrap(),
             "root=WARN ns=default"
         );
+    }
+
+    #[test]
+    fn rendering_is_bounded_by_fuel_and_output_size() {
+        let started = std::time::Instant::now();
+        let nested =
+            "{% for i in range(12000) %}{% for j in range(12000) %}x{% endfor %}{% endfor %}";
+        let err = render_config(
+            &BTreeMap::from([("k".to_string(), nested.to_string())]),
+            &ctx(),
+        )
+        .unwrap_err();
+        assert!(matches!(&err, Error::In { source, .. } if matches!(**source, Error::OutOfFuel)));
+        assert!(
+            err.to_string()
+                .starts_with("flinkConfiguration[\"k\"]: rendering needs more than"),
+            "{err}"
+        );
+        assert!(matches!(check(nested), Err(Error::OutOfFuel)));
+        // One instruction that writes more than the limit.
+        assert!(matches!(check("{{ 'x' * 2000000 }}"), Err(Error::TooLarge)));
+        // The values of one configuration share the budget: many values that each stay under
+        // it still run out together.
+        let loop_ = "{% for i in range(30000) %}{% endfor %}";
+        let many: BTreeMap<String, String> = (0..10)
+            .map(|i| (format!("k{i}"), loop_.to_string()))
+            .collect();
+        assert!(check(loop_).is_ok());
+        assert!(render_config(&many, &ctx()).is_err());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // The default log4j profile with many loggers stays well within the budget.
+        let logging = Logging {
+            logging_profile: None,
+            log4j_loggers: (0..200)
+                .map(|i| (format!("org.x{i}"), "INFO".to_string()))
+                .collect(),
+            log4j2_configuration_template: None,
+        };
+        assert!(render_log4j(Some(&logging), &ctx()).is_ok());
     }
 
     #[test]

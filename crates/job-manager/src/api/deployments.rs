@@ -21,7 +21,7 @@ use crate::{
         Role, SavepointOrigin, TargetKind,
     },
     store::{DeploymentRecord, Tables, Write1},
-    template,
+    target, template,
 };
 
 /// `?labelSelector=` on lists.
@@ -129,33 +129,10 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
             "spec.template.spec.artifact.jarUri {uri:?} is not supported: use file://, http:// or https:// (upload JARs to /artifacts/v1/namespaces/{ns}/artifacts:upload)"
         )));
     }
-    if let Some(args) = &ts.artifact.main_args {
-        template::check(args)
-            .map_err(|e| ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}")))?;
-        template::split_args(args)
-            .map_err(|e| ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}")))?;
-    }
-    for (k, v) in &ts.flink_configuration {
-        template::check(v).map_err(|e| {
-            ApiError::invalid(format!(
-                "spec.template.spec.flinkConfiguration[\"{k}\"]: {e}"
-            ))
-        })?;
+    for k in ts.flink_configuration.keys() {
+        target::check_config_key(k).map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     if let Some(l) = &ts.logging {
-        if let Some(tpl) = &l.log4j2_configuration_template {
-            template::render_log4j(
-                Some(l),
-                &template::Context {
-                    namespace: "ns".into(),
-                    deployment_id: "id".into(),
-                    deployment_name: "name".into(),
-                    job_id: "job".into(),
-                },
-            )
-            .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
-            let _ = tpl;
-        }
         for (logger, level) in &l.log4j_loggers {
             let lv = level.to_ascii_uppercase();
             if ![
@@ -171,9 +148,20 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
     }
     if let Some(k) = &ts.kubernetes {
         for (i, e) in k.pods.env_vars.iter().enumerate() {
-            if e.name.is_empty() || e.name.contains('=') {
+            let name_ok = e.name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+                && e.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if !name_ok {
                 return Err(ApiError::invalid(format!(
-                    "spec.template.spec.kubernetes.pods.envVars[{i}].name must be a non-empty name without '='"
+                    "spec.template.spec.kubernetes.pods.envVars[{i}].name {:?} is invalid: use letters, digits, '_', '-' and '.', not starting with a digit",
+                    e.name
+                )));
+            }
+            if e.value.contains('\0') {
+                return Err(ApiError::invalid(format!(
+                    "spec.template.spec.kubernetes.pods.envVars[{i}].value of {} must not contain a NUL character",
+                    e.name
                 )));
             }
         }
@@ -200,6 +188,17 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
             s.deployment_target_name
         )));
     };
+    if target.spec.kind == TargetKind::Local {
+        let env = ts.kubernetes.iter().flat_map(|k| &k.pods.env_vars);
+        for (i, e) in env.enumerate() {
+            if let Some(reason) = target::refused_env_var(&e.name) {
+                return Err(ApiError::invalid(format!(
+                    "spec.template.spec.kubernetes.pods.envVars[{i}].name {} is not allowed on the local target {:?}: {reason}",
+                    e.name, s.deployment_target_name
+                )));
+            }
+        }
+    }
     if s.state == DesiredState::Suspended && target.spec.kind == TargetKind::Session {
         let has_dir = ts
             .flink_configuration
@@ -214,6 +213,80 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Checks the templates of a deployment (syntax, known placeholders, the rendering bounds)
+/// by rendering them with sample values. Runs outside the store's lock: rendering is
+/// bounded by the template fuel but not free, and other writes must not wait for it.
+pub fn check_templates(d: &Deployment) -> Result<(), ApiError> {
+    let ts = &d.spec.template.spec;
+    if let Some(args) = &ts.artifact.main_args {
+        let field = |e: template::Error| {
+            ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}"))
+        };
+        template::check(args).map_err(field)?;
+        template::split_args(args).map_err(field)?;
+    }
+    let sample = template::Context {
+        namespace: "ns".into(),
+        deployment_id: "id".into(),
+        deployment_name: "name".into(),
+        job_id: "job".into(),
+    };
+    template::render_config(&ts.flink_configuration, &sample)
+        .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
+    if let Some(l) = &ts.logging {
+        if l.log4j2_configuration_template.is_some() {
+            template::render_log4j(Some(l), &sample)
+                .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`check_templates`] looked at.
+type TemplateInputs<'a> = (
+    Option<&'a String>,
+    &'a BTreeMap<String, String>,
+    Option<&'a crate::model::Logging>,
+);
+
+fn template_inputs(d: &Deployment) -> TemplateInputs<'_> {
+    let ts = &d.spec.template.spec;
+    (
+        ts.artifact.main_args.as_ref(),
+        &ts.flink_configuration,
+        ts.logging.as_ref(),
+    )
+}
+
+/// Builds a deployment from a request under the store's read lock, checks its templates
+/// with no lock held, then builds it again inside the write transaction and commits it if
+/// its templates are still the ones checked (the defaults or the deployment may have
+/// changed meanwhile; then it starts over, a few times).
+fn transact_checked<R>(
+    st: &AppState,
+    build: impl Fn(&Tables) -> Result<Deployment, ApiError>,
+    commit: impl Fn(&Tables, Deployment) -> Result<(Vec<Write1>, R), ApiError>,
+) -> Result<R, ApiError> {
+    for _ in 0..3 {
+        let candidate = build(&st.store.read())?;
+        check_templates(&candidate)?;
+        let done = st.store.transact(|t| {
+            let d = build(t)?;
+            if template_inputs(&d) != template_inputs(&candidate) {
+                return Ok((vec![], None));
+            }
+            let (writes, out) = commit(t, d)?;
+            Ok((writes, Some(out)))
+        })?;
+        if let Some(out) = done {
+            return Ok(out);
+        }
+    }
+    Err(ApiError::conflict(
+        "the deployment or the namespace's deployment defaults kept changing while this request was checked; retry",
+    ))
 }
 
 /// The built-in defaults every namespace starts with.
@@ -303,14 +376,14 @@ pub async fn create_deployment(
     Doc(body): Doc,
 ) -> ApiResult {
     caller.require(&ns, Role::Editor)?;
-    let d = st.store.transact(|t| {
+    let mut body = body;
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
+    let build = |t: &Tables| {
         let mut merged = builtin_defaults();
         if let Some(def) = t.defaults.get(&ns) {
             deep_merge(&mut merged, def);
-        }
-        let mut body = body;
-        if let Some(o) = body.as_object_mut() {
-            o.remove("status");
         }
         deep_merge(&mut merged, &body);
         let mut d: Deployment = decode(merged)?;
@@ -327,6 +400,9 @@ pub async fn create_deployment(
             )));
         }
         d.metadata.namespace = ns.clone();
+        Ok(d)
+    };
+    let commit = |t: &Tables, mut d: Deployment| {
         let id = match d.metadata.id {
             Some(id) if t.deployments.contains_key(&id) => {
                 return Err(ApiError::conflict(format!(
@@ -356,7 +432,8 @@ pub async fn create_deployment(
             control: Control::default(),
         };
         Ok((vec![Write1::Deployment(rec)], d))
-    })?;
+    };
+    let d = transact_checked(&st, build, commit)?;
     st.waker.wake(d.id());
     ok(StatusCode::CREATED, d)
 }
@@ -368,11 +445,13 @@ pub async fn patch_deployment(
     Doc(patch): Doc,
 ) -> ApiResult {
     caller.require(&ns, Role::Editor)?;
-    let d = st.store.transact(|t| {
+    let build = |t: &Tables| {
         let rec = find(t, &ns, &key)?;
         let cur = &rec.deployment;
         if let Some(rv) = patch.pointer("/metadata/resourceVersion") {
-            let want = rv.as_u64().ok_or_else(|| ApiError::invalid("metadata.resourceVersion must be a non-negative integer"))?;
+            let want = rv.as_u64().ok_or_else(|| {
+                ApiError::invalid("metadata.resourceVersion must be a non-negative integer")
+            })?;
             if want != cur.metadata.resource_version {
                 return Err(ApiError::conflict(format!(
                     "metadata.resourceVersion {want} is stale: the deployment is at {}; re-read it and retry",
@@ -386,7 +465,7 @@ pub async fn patch_deployment(
             o.remove("status");
         }
         merge_patch(&mut v, &patch);
-        let mut d: Deployment = decode(v)?;
+        let d: Deployment = decode(v)?;
         if d.metadata.id != cur.metadata.id {
             return Err(ApiError::invalid("metadata.id cannot be changed"));
         }
@@ -394,10 +473,21 @@ pub async fn patch_deployment(
             return Err(ApiError::invalid("metadata.namespace cannot be changed"));
         }
         validate(&d, t)?;
+        Ok(d)
+    };
+    let commit = |t: &Tables, mut d: Deployment| {
+        let rec = find(t, &ns, &key)?;
+        let cur = &rec.deployment;
         if d.metadata.name != cur.metadata.name
-            && t.deployments.values().any(|r| r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name)
+            && t.deployments.values().any(|r| {
+                r.deployment.metadata.namespace == ns
+                    && r.deployment.metadata.name == d.metadata.name
+            })
         {
-            return Err(ApiError::conflict(format!("metadata.name {:?} is already used in namespace {ns}", d.metadata.name)));
+            return Err(ApiError::conflict(format!(
+                "metadata.name {:?} is already used in namespace {ns}",
+                d.metadata.name
+            )));
         }
         d.status = cur.status.clone();
         d.metadata.created_at = cur.metadata.created_at;
@@ -414,7 +504,8 @@ pub async fn patch_deployment(
             control: rec.control.clone(),
         };
         Ok((vec![Write1::Deployment(rec)], d))
-    })?;
+    };
+    let d = transact_checked(&st, build, commit)?;
     st.waker.wake(d.id());
     ok(StatusCode::OK, d)
 }

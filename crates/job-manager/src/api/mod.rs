@@ -11,12 +11,13 @@ pub mod access;
 pub mod artifacts;
 pub mod auth;
 pub mod deployments;
+mod yaml_bound;
 
 use std::{path::PathBuf, sync::Arc};
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request},
+    extract::{FromRequest, FromRequestParts, Request},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
@@ -38,6 +39,8 @@ pub struct AppState {
     pub proxy_user_header: Option<String>,
     /// Largest accepted artifact.
     pub max_upload_bytes: u64,
+    /// The live configuration (reloadable fields are read from it per request).
+    pub config: common::ConfigHandle<crate::Config>,
     pub metrics: Metrics,
 }
 
@@ -119,17 +122,60 @@ pub fn list<T: Serialize>(items: Vec<T>) -> ApiResult {
 }
 
 /// A JSON or YAML request body, as a JSON value.
+///
+/// Extracting it is guarded, in this order, so that a body cannot hurt the manager before
+/// the caller is known to be allowed to send one:
+/// 1. the caller is authenticated (401) and has at least the editor role in the URL's
+///    namespace, or is the bootstrap token on routes without one (403): every route that
+///    takes a body needs that much, and handlers check their exact role afterwards;
+/// 2. the body is at most `api.max_body_bytes` (413 naming the limit);
+/// 3. it is parsed with a bound on what it may expand to (YAML anchors and aliases), see
+///    [`parse_doc`].
 pub struct Doc(pub Value);
 
-impl<S: Send + Sync> FromRequest<S> for Doc {
+impl FromRequest<AppState> for Doc {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let yaml = is_yaml(req.headers());
-        let bytes = Bytes::from_request(req, state)
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let caller = auth::Caller::from_request_parts(&mut parts, state).await?;
+        let ns = axum::extract::RawPathParams::from_request_parts(&mut parts, state)
             .await
-            .map_err(|e| ApiError::new(e.status(), "BadRequest", e.body_text()))?;
-        parse_doc(&bytes, yaml).map(Doc)
+            .ok()
+            .and_then(|p| {
+                p.iter()
+                    .find(|(k, _)| *k == "ns")
+                    .map(|(_, v)| v.to_string())
+            });
+        match ns {
+            Some(ns) => caller.require(&ns, crate::model::Role::Editor)?,
+            None => caller.require_admin()?,
+        }
+        let limit = state.config.current().api.max_body_bytes;
+        let bytes = read_limited(body, limit).await?;
+        parse_doc(&bytes, is_yaml(&parts.headers)).map(Doc)
+    }
+}
+
+/// Reads a body of at most `limit` bytes (413 beyond, before reading the rest).
+async fn read_limited(body: axum::body::Body, limit: u64) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("request body is larger than the limit of {limit} bytes (api.max_body_bytes)"),
+        )
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("cannot read the request body: {e}"),
+        )),
     }
 }
 
@@ -140,13 +186,27 @@ fn is_yaml(h: &HeaderMap) -> bool {
 }
 
 /// Parses a body; errors name the line for YAML and JSON alike.
+///
+/// A YAML body may not expand beyond its own size: nodes plus string bytes are counted
+/// while the value is built, and at twice the body's length (plus a little) parsing stops
+/// with a 400. A body without anchors and aliases never gets there (every node and every
+/// character of a string costs at least one byte of source); a "billion laughs" body of
+/// aliases to aliases is refused after building at most that much.
 pub fn parse_doc(bytes: &[u8], yaml: bool) -> Result<Value, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::invalid("request body is empty"));
     }
     if yaml {
-        serde_yaml::from_slice::<Value>(bytes)
-            .map_err(|e| ApiError::invalid(format!("invalid YAML body: {e}")))
+        let budget = std::cell::Cell::new(bytes.len().saturating_mul(2).saturating_add(64));
+        let de = serde_yaml::Deserializer::from_slice(bytes);
+        match serde::de::DeserializeSeed::deserialize(yaml_bound::Bounded(&budget), de) {
+            Ok(v) => Ok(v),
+            Err(_) if budget.get() == 0 => Err(ApiError::invalid(format!(
+                "YAML body expands to more than twice its size ({} bytes): anchors and aliases (&name, *name) are not accepted in request bodies",
+                bytes.len()
+            ))),
+            Err(e) => Err(ApiError::invalid(format!("invalid YAML body: {e}"))),
+        }
     } else {
         serde_json::from_slice::<Value>(bytes)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))

@@ -48,6 +48,41 @@ impl Manager {
         }
     }
 
+    /// Like [`Manager::start`], with extra environment variables for the process.
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Manager {
+        std::fs::create_dir_all(data).unwrap();
+        let token_file = data.join("bootstrap-token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let config = data.join("config.yml");
+        if !config.exists() {
+            std::fs::write(&config, "controller:\n  poll_interval: 300ms\n").unwrap();
+        }
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], common::testkit::free_port()).into();
+        let child = std::process::Command::new(BIN)
+            .arg("--web.listen-address")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--bootstrap-token-file")
+            .arg(&token_file)
+            .arg("--config.file")
+            .arg(&config)
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn job-manager");
+        let mut proc = Proc { child, addr };
+        proc.wait_healthy(Duration::from_secs(30));
+        Manager {
+            base: format!("http://{addr}"),
+            proc,
+            data: data.to_path_buf(),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// Kills the process with SIGKILL (no cleanup of any kind).
     pub fn kill9(mut self) {
         self.proc.signal("KILL");
