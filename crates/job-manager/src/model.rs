@@ -190,6 +190,10 @@ pub struct TemplateSpec {
     pub logging: Option<Logging>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSpec>,
+    /// TaskManagers to run on a Kubernetes target (VVP's `numberOfTaskManagers`); unset:
+    /// `ceil(parallelism / taskmanager.numberOfTaskSlots)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_task_managers: Option<i64>,
 }
 
 impl Default for TemplateSpec {
@@ -201,6 +205,7 @@ impl Default for TemplateSpec {
             flink_configuration: BTreeMap::new(),
             logging: None,
             kubernetes: None,
+            number_of_task_managers: None,
         }
     }
 }
@@ -224,6 +229,12 @@ pub struct Artifact {
     pub flink_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flink_image_tag: Option<String>,
+    /// Image registry of the Flink image (Kubernetes targets), e.g. `registry.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flink_image_registry: Option<String>,
+    /// Image repository of the Flink image (Kubernetes targets), e.g. `flink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flink_image_repository: Option<String>,
 }
 
 impl Default for Artifact {
@@ -235,6 +246,8 @@ impl Default for Artifact {
             main_args: None,
             flink_version: None,
             flink_image_tag: None,
+            flink_image_registry: None,
+            flink_image_repository: None,
         }
     }
 }
@@ -278,8 +291,19 @@ pub struct Logging {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubernetesSpec {
+    /// Options for the generated pods (exclusive with the pod templates).
     #[serde(default)]
     pub pods: PodSpec,
+    /// Labels on the Kubernetes objects of a job (Jobs, Deployments, Services); the suite's
+    /// own labels take precedence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// A Kubernetes `PodTemplateSpec` merged over the generated JobManager pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_manager_pod_template: Option<serde_json::Value>,
+    /// A Kubernetes `PodTemplateSpec` merged over the generated TaskManager pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_manager_pod_template: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -291,6 +315,27 @@ pub struct PodSpec {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub env_vars: Vec<EnvVar>,
+    /// Node labels the pods must match (Kubernetes targets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// A Kubernetes `Affinity` (Kubernetes targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<serde_json::Value>,
+    /// Kubernetes `Toleration`s (Kubernetes targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<serde_json::Value>,
+    /// Kubernetes `Volume`s added to the pods (Kubernetes targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<serde_json::Value>,
+    /// Kubernetes `VolumeMount`s added to the Flink container (Kubernetes targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<serde_json::Value>,
+    /// Kubernetes `LocalObjectReference`s (`{name: SECRET}`) to pull the image with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<serde_json::Value>,
+    /// A Kubernetes `PodSecurityContext` (Kubernetes targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -584,6 +629,17 @@ pub struct TargetSpec {
     /// Default savepoint directory for deployments on this target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_dir: Option<String>,
+    /// Where a Kubernetes target runs its jobs (VVP's `spec.kubernetes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesTarget>,
+}
+
+/// The Kubernetes part of a deployment target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesTarget {
+    /// The Kubernetes namespace the jobs' objects are created in (it must exist).
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

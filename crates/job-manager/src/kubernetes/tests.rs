@@ -1,0 +1,122 @@
+//! Builder tests that need the crate's internals; the rendered output is tested end to end
+//! in `tests/kubernetes_render.rs`.
+
+use uuid::Uuid;
+
+use super::*;
+use crate::model::Deployment;
+
+fn deployment() -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "orders", "namespace": "default", "id": "5d6b1f6e-0000-4000-8000-000000000001"},
+        "spec": {"template": {"spec": {
+            "artifact": {"kind": "JAR", "jarUri": "https://repo.example.com/orders-1.0.jar", "entryClass": "com.example.Orders"},
+            "parallelism": 2
+        }}}
+    }))
+    .unwrap()
+}
+
+fn request(d: &Deployment) -> JobRequest<'_> {
+    let job = Uuid::parse_str("0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a").unwrap();
+    JobRequest {
+        deployment: d,
+        target_namespace: "flink-jobs",
+        job_id: job,
+        flink_job_id: job.simple().to_string(),
+        restore: None,
+        savepoint_dir: None,
+        checkpoint_dir: None,
+        metrics_gateway_url: None,
+        artifact_store: None,
+    }
+}
+
+#[test]
+fn owner_references_point_at_the_jobmanager_job() {
+    let d = deployment();
+    let mut o = build(&request(&d), &Settings::default()).unwrap();
+    assert!(o.service.metadata.owner_references.is_none());
+    o.set_owner("uid-1");
+    for m in [
+        &o.config_map.metadata,
+        &o.service.metadata,
+        &o.taskmanager.metadata,
+    ] {
+        let r = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(r.kind, "Job");
+        assert_eq!(r.api_version, "batch/v1");
+        assert_eq!(r.uid, "uid-1");
+        assert_eq!(r.name, o.jobmanager.metadata.name.clone().unwrap());
+        assert_eq!(r.controller, Some(true));
+    }
+    assert!(o.jobmanager.metadata.owner_references.is_none());
+}
+
+#[test]
+fn store_artifacts_are_fetched_from_the_manager_with_the_token_secret() {
+    let mut d = deployment();
+    d.spec.template.spec.artifact.jar_uri =
+        "file:///var/lib/job-manager/artifacts/default/my job.jar".into();
+    let err = build(&request(&d), &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("artifact.jarUri"), "{err}");
+    assert!(err.contains("--manager-url"), "{err}");
+    let mut r = request(&d);
+    r.artifact_store = Some(ArtifactStore {
+        base_url: "http://job-manager.flink-suite:8080/".into(),
+        token_secret: ArtifactStore::token_secret_name(r.job_id),
+        token_key: "token".into(),
+    });
+    let o = build(&r, &Settings::default()).unwrap();
+    let pod = o.jobmanager.spec.unwrap().template.spec.unwrap();
+    let init = &pod.init_containers.unwrap()[0];
+    let args = init.args.clone().unwrap();
+    assert_eq!(
+        args.last().unwrap(),
+        "http://job-manager.flink-suite:8080/artifacts/v1/namespaces/default/artifacts:download?filename=my%20job.jar"
+    );
+    assert!(args.contains(&"Authorization: Bearer $(JOB_MANAGER_ARTIFACT_TOKEN)".to_string()));
+    assert!(
+        args.contains(&"/opt/flink/usrlib/myjob.jar".to_string()),
+        "{args:?}"
+    );
+    let env = &init.env.clone().unwrap()[0];
+    let secret = env.value_from.clone().unwrap().secret_key_ref.unwrap();
+    assert_eq!(secret.name, format!("job-{}-artifact-token", r.job_id));
+    d.spec.template.spec.artifact.jar_uri = "oss://bucket/job.jar".into();
+    let err = build(&request(&d), &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("http:// or https://"), "{err}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let mut d = deployment();
+    d.spec.template.spec.artifact.flink_version = Some("one point twenty".into());
+    let err = build(&request(&d), &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("spec.template.spec.artifact.flinkVersion:"),
+        "{err}"
+    );
+    let mut d = deployment();
+    d.spec.template.spec.resources = Some(crate::model::Resources {
+        jobmanager: None,
+        taskmanager: Some(crate::model::ResourceSpec {
+            cpu: Some(0.0),
+            memory: None,
+        }),
+    });
+    let err = build(&request(&d), &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("resources.taskmanager.cpu"), "{err}");
+    let d = deployment();
+    let mut r = request(&d);
+    r.flink_job_id = "not-hex".into();
+    assert!(build(&r, &Settings::default()).is_err());
+}
