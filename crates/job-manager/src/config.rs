@@ -11,6 +11,7 @@ const DEFAULT_UNSTABLE_RESTARTS: u64 = 3;
 const DEFAULT_CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(180);
 const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The YAML configuration of job-manager. Every field has a default, so an empty file (or none)
 /// is valid.
@@ -84,14 +85,45 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArtifactsConfig {
-    /// Largest accepted upload in bytes (413 beyond).
+    /// Largest accepted upload in bytes (413 beyond); also the cap of a remote download.
     pub max_upload_bytes: u64,
+    /// Remote (`http://`, `https://`) jarUris. Unset lists: remote jarUris are refused, only
+    /// artifacts of the namespace's own store (`file:` URIs) can run.
+    pub remote: RemoteArtifactsConfig,
 }
 
 impl Default for ArtifactsConfig {
     fn default() -> Self {
         Self {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            remote: RemoteArtifactsConfig::default(),
+        }
+    }
+}
+
+/// Which remote jarUris the manager may download. Both a scheme and the host must be listed.
+/// Loopback, link-local, unspecified, multicast and cloud metadata addresses
+/// (`169.254.169.254`, `100.100.100.200`) are refused, also when a listed host name resolves
+/// to them, unless the address itself is listed in `allowed_hosts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteArtifactsConfig {
+    /// `http` and/or `https`. Empty (the default): remote jarUris are refused.
+    pub allowed_schemes: Vec<String>,
+    /// Host names (`repo.example.com`), subdomain wildcards (`*.example.com`) or IP
+    /// addresses (`10.0.0.7`) that jarUris may name.
+    pub allowed_hosts: Vec<String>,
+    /// Time limit of one download (connect, headers and body).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for RemoteArtifactsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_schemes: Vec::new(),
+            allowed_hosts: Vec::new(),
+            timeout: DEFAULT_REMOTE_TIMEOUT,
         }
     }
 }
@@ -120,6 +152,29 @@ impl ServiceConfig for Config {
         if self.artifacts.max_upload_bytes == 0 {
             return Err(ConfigError::invalid(
                 "artifacts.max_upload_bytes",
+                "must be greater than zero",
+            ));
+        }
+        let remote = &self.artifacts.remote;
+        for (i, scheme) in remote.allowed_schemes.iter().enumerate() {
+            if !["http", "https"].contains(&scheme.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("artifacts.remote.allowed_schemes[{i}]"),
+                    format!("{scheme:?} is not supported: use http or https"),
+                ));
+            }
+        }
+        for (i, host) in remote.allowed_hosts.iter().enumerate() {
+            if let Err(why) = crate::artifacts::remote::check_host_pattern(host) {
+                return Err(ConfigError::invalid(
+                    format!("artifacts.remote.allowed_hosts[{i}]"),
+                    why,
+                ));
+            }
+        }
+        if remote.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "artifacts.remote.timeout",
                 "must be greater than zero",
             ));
         }

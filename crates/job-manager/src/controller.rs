@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
+    artifacts,
     flink::{Flink, FlinkError, Operation, RunRequest},
     metrics::Metrics,
     model::{
@@ -94,6 +95,8 @@ pub struct Settings {
     pub cluster_start_timeout: Duration,
     /// metrics-gateway base URL; dead deployments' metric groups are deleted there.
     pub metrics_gateway: Option<String>,
+    /// The artifact policy (which jarUris may run, the download limits).
+    pub artifacts: crate::config::ArtifactsConfig,
 }
 
 impl Default for Settings {
@@ -104,6 +107,7 @@ impl Default for Settings {
             unstable_window: Duration::from_secs(600),
             cluster_start_timeout: Duration::from_secs(180),
             metrics_gateway: None,
+            artifacts: Default::default(),
         }
     }
 }
@@ -141,6 +145,9 @@ pub enum Error {
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Flink's id of an uploaded JAR and the file's (modified, length) at that time.
+type UploadedJar = (String, Option<(std::time::SystemTime, u64)>);
+
 /// The controller.
 pub struct Controller<F> {
     store: Arc<Store>,
@@ -149,7 +156,9 @@ pub struct Controller<F> {
     waker: Arc<Waker>,
     settings: Arc<dyn Fn() -> Settings + Send + Sync>,
     data_dir: PathBuf,
-    jars: Mutex<HashMap<(String, PathBuf), String>>,
+    /// Flink's jar id per (cluster, file), with the file's (modified, length) at upload: an
+    /// artifact replaced with `?overwrite=true` is uploaded again.
+    jars: Mutex<HashMap<(String, PathBuf), UploadedJar>>,
     /// Local clusters whose daemons this process launched or checked.
     launched: Mutex<std::collections::HashSet<Uuid>>,
     http: reqwest::Client,
@@ -403,6 +412,32 @@ impl<F: Flink> Controller<F> {
                     .default_savepoint_dir(&d.metadata.namespace, &d.id().to_string()),
             ),
             _ => None,
+        }
+    }
+
+    /// The savepoint directory the manager itself configured for `d` (the target's
+    /// `savepointDir`, or the `local` target's per-deployment directory), as a `file:` URI.
+    /// `None` when the deployment chose its own directory in `flinkConfiguration` or the
+    /// target has none: then retention deletes no files.
+    fn managed_savepoint_dir(&self, d: &Deployment) -> Option<String> {
+        let cfg = &d.spec.template.spec.flink_configuration;
+        if cfg.contains_key("execution.checkpointing.savepoint-dir")
+            || cfg.contains_key("state.savepoints.dir")
+        {
+            return None;
+        }
+        let t = self.store.read();
+        let target = t.targets.get(&(
+            d.metadata.namespace.clone(),
+            d.spec.deployment_target_name.clone(),
+        ))?;
+        match (&target.spec.savepoint_dir, target.spec.kind) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, TargetKind::Local) => Some(
+                self.local
+                    .default_savepoint_dir(&d.metadata.namespace, &d.id().to_string()),
+            ),
+            (None, _) => None,
         }
     }
 
@@ -856,7 +891,10 @@ impl<F: Flink> Controller<F> {
     ) -> Result<()> {
         let d = &rec.deployment;
         let spec = &job.spec.deployment_spec.template.spec;
-        let jar = match self.resolve_jar(&spec.artifact.jar_uri).await {
+        let jar = match self
+            .resolve_jar(&d.metadata.namespace, &spec.artifact.jar_uri)
+            .await
+        {
             Ok(p) => p,
             Err(e) => return self.job_failed_to_start(rec, job, e, true),
         };
@@ -941,11 +979,15 @@ impl<F: Flink> Controller<F> {
 
     async fn upload(&self, rest: &str, jar: &std::path::Path) -> Result<String, FlinkError> {
         let key = (rest.to_string(), jar.to_path_buf());
-        if let Some(id) = self
+        let version = std::fs::metadata(jar)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if let Some((id, _)) = self
             .jars
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
+            .filter(|(_, v)| version.is_some() && *v == version)
         {
             return Ok(id.clone());
         }
@@ -953,52 +995,32 @@ impl<F: Flink> Controller<F> {
         self.jars
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, id.clone());
+            .insert(key, (id.clone(), version));
         Ok(id)
     }
 
-    /// A local path for a jarUri (`file://`, an absolute path, or `http(s)://`, downloaded
-    /// into `<data-dir>/jar-cache`).
-    async fn resolve_jar(&self, uri: &str) -> Result<PathBuf, String> {
-        if let Some(p) = uri.strip_prefix("file://") {
-            let path = PathBuf::from(p);
-            return if path.is_file() {
-                Ok(path)
-            } else {
-                Err(format!(
-                    "spec.template.spec.artifact.jarUri {uri}: no such file"
-                ))
-            };
-        }
-        if uri.starts_with('/') {
-            return Ok(PathBuf::from(uri));
-        }
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            use sha2::Digest;
-            let name = hex::encode(sha2::Sha256::digest(uri.as_bytes()));
-            let dir = self.data_dir.join("jar-cache");
-            let path = dir.join(format!("{name}.jar"));
-            if path.is_file() {
-                return Ok(path);
+    /// A local path for a jarUri, checked again here (defence in depth: the API checked it
+    /// when it was set, but the store, the config or the file may have changed since): a
+    /// file of the namespace's own artifact store, or an allowed remote URI downloaded into
+    /// `<data-dir>/jar-cache` with the address checks and limits of [`artifacts::remote`].
+    async fn resolve_jar(&self, namespace: &str, uri: &str) -> Result<PathBuf, String> {
+        let cfg = (self.settings)().artifacts;
+        let field = "spec.template.spec.artifact.jarUri";
+        match artifacts::check(&self.data_dir, namespace, uri, &cfg) {
+            Ok(artifacts::JarRef::Stored(path)) => Ok(path),
+            Ok(artifacts::JarRef::Remote(url)) => {
+                artifacts::remote::fetch(url.as_str(), &cfg, &self.data_dir.join("jar-cache"))
+                    .await
+                    .map_err(|e| {
+                        self.metrics.jar_uris_refused.inc();
+                        format!("{field} {e}")
+                    })
             }
-            let resp = self
-                .http
-                .get(uri)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| format!("cannot download jarUri {uri}: {e}"))?;
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| format!("cannot download jarUri {uri}: {e}"))?;
-            crate::store::write_atomic(&dir, &format!("{name}.jar"), &bytes)
-                .map_err(|e| e.to_string())?;
-            return Ok(path);
+            Err(e) => {
+                self.metrics.jar_uris_refused.inc();
+                Err(format!("{field} {e}"))
+            }
         }
-        Err(format!(
-            "spec.template.spec.artifact.jarUri {uri}: unsupported scheme"
-        ))
     }
 
     /// A start attempt failed: retry with a fresh Flink job id, or give up after
@@ -1666,14 +1688,35 @@ impl<F: Flink> Controller<F> {
         if old.is_empty() {
             return Ok(());
         }
+        let root = self.managed_savepoint_dir(d);
         for s in &old {
-            if let Some(p) = s
-                .status
-                .location
-                .as_deref()
-                .and_then(|l| l.strip_prefix("file://"))
-            {
-                let _ = std::fs::remove_dir_all(p);
+            let Some(location) = s.status.location.as_deref() else {
+                continue;
+            };
+            match deletable_savepoint(root.as_deref(), location) {
+                Ok(Some(path)) => {
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    if let Err(error) = removed {
+                        tracing::warn!(deployment = %d.id(), %location, %error, "Cannot delete an expired savepoint.");
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    self.metrics.savepoint_deletions_refused.inc();
+                    self.event(
+                        d,
+                        s.metadata.job_id,
+                        "SavepointNotDeleted",
+                        format!(
+                            "Expired savepoint {} at {location} was left alone: {why}.",
+                            s.metadata.id
+                        ),
+                    );
+                }
             }
         }
         self.store.write(
@@ -1693,6 +1736,59 @@ impl<F: Flink> Controller<F> {
         );
         Ok(())
     }
+}
+
+/// The local path of a `file:` URI (`file:///p`, `file://localhost/p`, `file:/p`).
+fn local_path(uri: &str) -> Option<PathBuf> {
+    let rest = uri.strip_prefix("file:")?;
+    let p = match rest.strip_prefix("//") {
+        Some(after) => after.strip_prefix("localhost").unwrap_or(after),
+        None => rest,
+    };
+    p.starts_with('/').then(|| PathBuf::from(p))
+}
+
+/// Where an expired savepoint may be deleted: strictly inside `root` (the directory the
+/// manager configured) after resolving symlinks, never `root` itself. `Ok(None)`: already
+/// gone. `Err`: why it is left alone.
+pub fn deletable_savepoint(root: Option<&str>, location: &str) -> Result<Option<PathBuf>, String> {
+    let Some(root) = root else {
+        return Err("the deployment's savepoint directory is not one the manager configured (set in flinkConfiguration or absent), so the manager deletes no savepoint files".into());
+    };
+    let Some(root_path) = local_path(root) else {
+        return Err(format!(
+            "the savepoint directory {root} is not a local file: directory"
+        ));
+    };
+    let Some(path) = local_path(location) else {
+        return Err("the location is not a local file: path".into());
+    };
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err("the location contains `..`".into());
+    }
+    let root_canon = std::fs::canonicalize(&root_path)
+        .map_err(|e| format!("the savepoint directory {root} cannot be resolved: {e}"))?;
+    let canon = match std::fs::canonicalize(&path) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if path.starts_with(&root_path) {
+                Ok(None)
+            } else {
+                Err(format!("it is outside the savepoint directory {root}"))
+            };
+        }
+        Err(e) => return Err(format!("it cannot be resolved: {e}")),
+    };
+    if canon == root_canon || !canon.starts_with(&root_canon) {
+        return Err(format!(
+            "it resolves to {}, which is not inside the savepoint directory {root}",
+            canon.display()
+        ));
+    }
+    Ok(Some(canon))
 }
 
 fn state_name(s: DeploymentState) -> &'static str {

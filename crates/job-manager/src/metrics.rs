@@ -12,6 +12,10 @@ pub struct Metrics {
     pub savepoints_triggered: IntCounter,
     pub deployments_failed: IntCounter,
     pub auth_denied: IntCounter,
+    /// jarUris refused (outside the namespace's store, remote not allowed, forbidden address).
+    pub jar_uris_refused: IntCounter,
+    /// Savepoint locations retention left alone (outside the manager's savepoint directory).
+    pub savepoint_deletions_refused: IntCounter,
 }
 
 impl Metrics {
@@ -52,6 +56,14 @@ impl Metrics {
                 "Deployments that went to FAILED.",
             ),
             auth_denied: counter("auth_denied_total", "API requests refused with 401 or 403."),
+            jar_uris_refused: counter(
+                "jar_uris_refused_total",
+                "jarUris refused by the API or the controller (outside the namespace's artifact store, remote URI not allowed, forbidden address, download limit).",
+            ),
+            savepoint_deletions_refused: counter(
+                "savepoint_deletions_refused_total",
+                "Savepoint locations that retention did not delete because they are outside the savepoint directory the manager configured.",
+            ),
         }
     }
 }

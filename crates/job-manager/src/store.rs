@@ -31,6 +31,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} already exists")]
+    Exists { path: PathBuf },
     #[error("corrupt store file {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("cannot encode {what}: {source}")]
@@ -140,6 +142,7 @@ pub enum Write1 {
     RemoveTarget(String, String),
     RemoveToken(String, String),
     RemoveNamespace(String),
+    RemoveDefaults(String),
 }
 
 impl Store {
@@ -335,6 +338,20 @@ impl Store {
         t.event_lines.remove(&deployment);
     }
 
+    /// Drops every event recorded in namespace `ns` (when the namespace is deleted).
+    pub fn remove_namespace_events(&self, ns: &str) {
+        let ids: Vec<Uuid> = self
+            .read()
+            .events
+            .iter()
+            .filter(|(_, l)| l.iter().any(|e| e.metadata.namespace == ns))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.remove_events(id);
+        }
+    }
+
     fn persist(&self, w: &Write1) -> Result<()> {
         match w {
             Write1::Deployment(r) => self.put(Kind::Deployment, &r.deployment.id().to_string(), r),
@@ -354,6 +371,7 @@ impl Store {
             Write1::RemoveTarget(ns, n) => self.remove(Kind::Target, &key2(ns, n)),
             Write1::RemoveToken(ns, n) => self.remove(Kind::Token, &key2(ns, n)),
             Write1::RemoveNamespace(n) => self.remove(Kind::Namespace, n),
+            Write1::RemoveDefaults(n) => self.remove(Kind::Defaults, n),
         }
     }
 
@@ -426,6 +444,9 @@ fn apply(t: &mut Tables, w: Write1) {
         Write1::RemoveNamespace(n) => {
             t.namespaces.remove(&n);
         }
+        Write1::RemoveDefaults(n) => {
+            t.defaults.remove(&n);
+        }
     }
 }
 
@@ -473,25 +494,73 @@ fn load<T: DeserializeOwned>(root: &Path, kind: Kind) -> Result<Vec<T>> {
     Ok(out)
 }
 
-/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync of the directory.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+/// A temporary file name in `dir` for `name`, unique within this process and across
+/// processes, so concurrent writers of one name never share a temporary file.
+fn temp_name(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".{name}.{}.{n}.tmp", std::process::id())
+}
+
+/// Writes `bytes` to a fresh temporary file in `dir` and syncs it.
+fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     mkdir(dir)?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let dest = dir.join(name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
+    let tmp = dir.join(temp_name(name));
+    let io = |source| Error::Io {
+        path: tmp.clone(),
+        source,
     };
-    {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    Ok(tmp)
+}
+
+fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(dir, name, bytes)?;
+    let dest = dir.join(name);
+    if let Err(source) = fs::rename(&tmp, &dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::Io { path: dest, source });
+    }
+    sync_dir(dir);
     Ok(())
+}
+
+/// Like [`write_atomic`], but refuses ([`Error::Exists`]) when `dir/name` exists; of
+/// concurrent writers of one name exactly one succeeds.
+pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(dir, name, bytes)?;
+    let dest = dir.join(name);
+    // A hard link is created atomically and never replaces an existing name.
+    let linked = fs::hard_link(&tmp, &dest);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(dir);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Exists { path: dest })
+        }
+        Err(source) => Err(Error::Io { path: dest, source }),
+    }
 }
 
 #[cfg(test)]
@@ -568,6 +637,42 @@ mod tests {
             list.last().unwrap().spec.message,
             format!("event {}", n - 1)
         );
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_name_never_share_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    let bytes = vec![i; 256 * 1024];
+                    for _ in 0..10 {
+                        write_atomic(&d, "same.jar", &bytes).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        // The file holds exactly one writer's bytes, and no temp file is left behind.
+        let got = fs::read(d.join("same.jar")).unwrap();
+        assert_eq!(got.len(), 256 * 1024);
+        assert!(got.iter().all(|b| *b == got[0]));
+        let names: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("same.jar")]);
+        // write_new refuses an existing name and leaves it as it was.
+        let e = write_new(&d, "same.jar", b"other").unwrap_err();
+        assert!(matches!(e, Error::Exists { .. }), "{e}");
+        assert_eq!(fs::read(d.join("same.jar")).unwrap(), got);
+        write_new(&d, "new.jar", b"new").unwrap();
+        assert_eq!(fs::read(d.join("new.jar")).unwrap(), b"new");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 2);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct Harness {
     pub controller: Arc<Controller<FakeFlink>>,
     pub flink: Arc<FakeFlink>,
     pub router: Router,
-    /// A jar file usable as `jarUri` (`file://…`).
+    /// A jar file of the `default` namespace's artifact store, usable as `jarUri` there
+    /// (`file://…`).
     pub jar_uri: String,
 }
 
@@ -39,7 +40,11 @@ impl Harness {
         let metrics = Metrics::register("job_manager", &registry);
         let (state, controller) =
             crate::assemble(store, flink.clone(), data_dir, None, handle, metrics);
-        let jar = data_dir.join("test-job.jar");
+        // In the `default` namespace's artifact store, where jarUris must point.
+        let store = crate::artifacts::dir(data_dir, crate::DEFAULT_NAMESPACE);
+        std::fs::create_dir_all(&store).expect("artifact store");
+        let store = std::fs::canonicalize(&store).expect("artifact store");
+        let jar = store.join("test-job.jar");
         if !jar.exists() {
             std::fs::write(&jar, b"PK\x03\x04 not really a jar").expect("write jar");
         }

@@ -258,13 +258,13 @@ async fn every_route_enforces_the_role_matrix_for_every_caller() {
             Some(
                 json!({"metadata": {"name": "sess"}, "spec": {"type": "session", "restUrl": "http://127.0.0.1:1"}}),
             ),
-            Need::Editor,
+            Need::Owner,
         ),
         (
             "DELETE",
             format!("{ns}/deployment-targets/missing"),
             None,
-            Need::Editor,
+            Need::Owner,
         ),
         (
             "PUT",

@@ -141,7 +141,6 @@ pub fn local_target(ns: &str) -> DeploymentTarget {
             kind: TargetKind::Local,
             rest_url: None,
             savepoint_dir: None,
-            kubernetes: None,
         },
     })
 }
@@ -192,6 +191,9 @@ pub async fn create_namespace(
     n.metadata.created_at = Some(Utc::now());
     n.metadata.resource_version = 1;
     n.metadata.id = Some(uuid::Uuid::new_v4());
+    if !st.store.read().namespaces.contains_key(&n.metadata.name) {
+        remove_namespace_files(&st, &n.metadata.name);
+    }
     let n = st.store.transact(|t| {
         if t.namespaces.contains_key(&n.metadata.name) {
             return Err(ApiError::conflict(format!(
@@ -199,7 +201,11 @@ pub async fn create_namespace(
                 n.metadata.name
             )));
         }
-        Ok((new_namespace_writes(n.clone()), n))
+        // Anything an earlier namespace of this name left behind (before deletion cleaned
+        // up) goes, so the new namespace starts empty.
+        let mut w = namespace_leftovers(t, &n.metadata.name);
+        w.extend(new_namespace_writes(n.clone()));
+        Ok((w, n))
     })?;
     ok(StatusCode::CREATED, n)
 }
@@ -243,6 +249,52 @@ pub async fn patch_namespace(
     ok(StatusCode::OK, n)
 }
 
+/// What a namespace leaves in the store besides its own record: targets, tokens, defaults,
+/// and the jobs and savepoint records of its (already deleted) deployments.
+fn namespace_leftovers(t: &crate::store::Tables, ns: &str) -> Vec<Write1> {
+    let mut w: Vec<Write1> = t
+        .targets
+        .keys()
+        .filter(|(n, _)| n == ns)
+        .map(|(n, name)| Write1::RemoveTarget(n.clone(), name.clone()))
+        .collect();
+    w.extend(
+        t.tokens
+            .keys()
+            .filter(|(n, _)| n == ns)
+            .map(|(n, name)| Write1::RemoveToken(n.clone(), name.clone())),
+    );
+    if t.defaults.contains_key(ns) {
+        w.push(Write1::RemoveDefaults(ns.to_string()));
+    }
+    w.extend(
+        t.jobs
+            .values()
+            .filter(|j| j.metadata.namespace == ns)
+            .map(|j| Write1::RemoveJob(j.metadata.id)),
+    );
+    w.extend(
+        t.savepoints
+            .values()
+            .filter(|s| s.metadata.namespace == ns)
+            .map(|s| Write1::RemoveSavepoint(s.metadata.id)),
+    );
+    w
+}
+
+/// Removes a namespace's files outside the store: its events and its artifact store.
+fn remove_namespace_files(st: &AppState, ns: &str) {
+    st.store.remove_namespace_events(ns);
+    let dir = crate::artifacts::dir(&st.data_dir, ns);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::error!(namespace = %ns, dir = %dir.display(), %error, "Cannot remove the artifacts of a deleted namespace.")
+        }
+    }
+}
+
 pub async fn delete_namespace(
     State(st): State<AppState>,
     caller: Caller,
@@ -266,22 +318,13 @@ pub async fn delete_namespace(
                 "namespace {ns} still has deployments; delete them first"
             )));
         }
-        let mut w: Vec<Write1> = t
-            .targets
-            .keys()
-            .filter(|(n, _)| *n == ns)
-            .map(|(n, name)| Write1::RemoveTarget(n.clone(), name.clone()))
-            .collect();
-        w.extend(
-            t.tokens
-                .keys()
-                .filter(|(n, _)| *n == ns)
-                .map(|(n, name)| Write1::RemoveToken(n.clone(), name.clone())),
-        );
-        Ok((w, n))
+        Ok((namespace_leftovers(t, &ns), n))
     })?;
     // The namespace file itself.
     st.store
         .transact(|_| Ok((vec![Write1::RemoveNamespace(ns.clone())], ())))?;
+    // Defaults, artifacts and events go with it: a namespace created again with this name
+    // starts empty.
+    remove_namespace_files(&st, &ns);
     ok(StatusCode::OK, n)
 }

@@ -13,31 +13,57 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{auth::Caller, ok, ApiError, ApiResult, AppState};
-use crate::model::Role;
+use crate::{
+    artifacts,
+    model::{Deployment, Role},
+    store,
+};
 
 #[derive(Debug, Deserialize)]
 pub struct FileQuery {
     filename: Option<String>,
 }
 
+/// `?overwrite=true` lets an upload replace an artifact of the same name.
+#[derive(Debug, Deserialize, Default)]
+pub struct UploadQuery {
+    #[serde(default)]
+    overwrite: bool,
+}
+
+/// The namespace's store directory, absolute (symlinks resolved when it exists), so that the
+/// `file://` URIs handed out are usable as they are.
 fn dir(st: &AppState, ns: &str) -> std::path::PathBuf {
-    st.data_dir.join("artifacts").join(ns)
+    let d = artifacts::dir(&st.data_dir, ns);
+    std::fs::canonicalize(&d)
+        .or_else(|_| std::path::absolute(&d))
+        .unwrap_or(d)
 }
 
 fn check_filename(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "filename {name:?} is invalid: use letters, digits and ._-+ (no path separators)"
-        )))
+    artifacts::check_filename(name).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// Checks the jarUri of a deployment that is created (`before` is `None`) or changed. An
+/// unchanged jarUri is not checked again, so that a deployment whose JAR was deleted can
+/// still be suspended or cancelled; the controller checks it before every start anyway.
+/// 400 naming `spec.template.spec.artifact.jarUri` and why.
+pub fn check_deployment_jar(
+    st: &AppState,
+    d: &Deployment,
+    before: Option<&Deployment>,
+) -> Result<(), ApiError> {
+    let uri = &d.spec.template.spec.artifact.jar_uri;
+    if before.is_some_and(|b| &b.spec.template.spec.artifact.jar_uri == uri) {
+        return Ok(());
     }
+    let cfg = st.config.current();
+    artifacts::check(&st.data_dir, &d.metadata.namespace, uri, &cfg.artifacts)
+        .map(|_| ())
+        .map_err(|e| {
+            st.metrics.jar_uris_refused.inc();
+            ApiError::invalid(format!("spec.template.spec.artifact.jarUri {e}"))
+        })
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -123,10 +149,17 @@ pub async fn upload(
     State(st): State<AppState>,
     caller: Caller,
     Path(ns): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
     caller.require(&ns, Role::Editor)?;
+    let Query(q) = query.map_err(|e| {
+        ApiError::invalid(format!(
+            "query parameter overwrite must be true or false: {}",
+            e.body_text()
+        ))
+    })?;
     let limit = st.max_upload_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -161,12 +194,36 @@ pub async fn upload(
     if content.is_empty() {
         return Err(ApiError::invalid("field `file` is empty"));
     }
+    let content = body.slice_ref(content);
     let d = dir(&st, &ns);
-    crate::store::write_atomic(&d, &filename, content).map_err(ApiError::internal)?;
+    let (dir2, name2, overwrite) = (d.clone(), filename.clone(), q.overwrite);
+    let bytes = content.clone();
+    // Each upload writes its own temporary file; without `overwrite` the rename into place
+    // refuses an existing name atomically, so of two concurrent uploads one wins.
+    let written = tokio::task::spawn_blocking(move || {
+        if overwrite {
+            store::write_atomic(&dir2, &name2, &bytes)
+        } else {
+            store::write_new(&dir2, &name2, &bytes)
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match written {
+        Ok(()) => {}
+        Err(store::Error::Exists { .. }) => {
+            return Err(ApiError::conflict(format!(
+                "artifact {filename} already exists in namespace {ns}: upload it under a new name, or add ?overwrite=true to replace it"
+            )))
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    }
     let path = d.join(&filename);
     let mut m =
         meta(&path, &ns, &filename).ok_or_else(|| ApiError::internal("artifact vanished"))?;
-    m["sha256"] = json!(hex::encode(Sha256::digest(content)));
+    // What this request stored (a concurrent overwrite may already have replaced it).
+    m["size"] = json!(content.len());
+    m["sha256"] = json!(hex::encode(Sha256::digest(&content)));
     ok(StatusCode::CREATED, m)
 }
 
@@ -196,7 +253,8 @@ fn named(st: &AppState, ns: &str, q: &FileQuery) -> Result<(String, std::path::P
         .ok_or_else(|| ApiError::invalid("query parameter filename is required"))?;
     check_filename(&name)?;
     let path = dir(st, ns).join(&name);
-    if !path.is_file() {
+    // Only regular files: nothing in the store may lead elsewhere.
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
         return Err(ApiError::not_found(format!(
             "artifact {name} not found in namespace {ns}"
         )));
@@ -264,5 +322,6 @@ mod tests {
         assert_eq!(content, b"PK\x03\x04data");
         assert!(file_part(b"--XX--", "multipart/form-data; boundary=XX").is_err());
         assert!(check_filename("../x.jar").is_err());
+        assert!(check_filename(".hidden.jar").is_err());
     }
 }

@@ -44,6 +44,8 @@ struct Inner {
     fail_savepoints: Option<(u32, String)>,
     /// The next N job submissions are refused with this message.
     fail_runs: Option<(u32, String)>,
+    /// Locations the next completed savepoints report (then the default one).
+    savepoint_locations: std::collections::VecDeque<String>,
     next: u64,
 }
 
@@ -163,13 +165,24 @@ impl FakeFlink {
                     }
                 }
                 Operation::Completed {
-                    location: format!("file:///fake/savepoints/savepoint-{trigger}"),
+                    location: i
+                        .savepoint_locations
+                        .pop_front()
+                        .unwrap_or_else(|| format!("file:///fake/savepoints/savepoint-{trigger}")),
                 }
             }
         };
         if let Some(o) = i.ops.get_mut(trigger) {
             o.result = Some(result);
         }
+    }
+
+    /// The next completed savepoints report these locations, in order (as a Flink that lies,
+    /// or writes where it was not told to, would).
+    pub fn report_savepoint_locations(&self, locations: &[&str]) {
+        self.lock()
+            .savepoint_locations
+            .extend(locations.iter().map(|l| l.to_string()));
     }
 
     /// Completes every held operation.
