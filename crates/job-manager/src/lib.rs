@@ -15,15 +15,20 @@
 //! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health).
 //! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].
 //! - [`target`]: deployment targets; `local` starts a standalone cluster per job.
+//! - [`kubernetes`]: the Kubernetes target's objects (ConfigMap, JobManager Job and Service,
+//!   TaskManager Deployment) built from a deployment without a cluster, and its RBAC.
+//! - [`cli`]: the `render` and `rbac` subcommands beside the server.
 //! - [`template`]: placeholders in Flink configuration and the log4j2 template.
 //! - [`metrics`]: the service's own metrics.
 //! - [`testing`]: an in-process manager over the fake Flink (tests, benchmark).
 
 pub mod api;
 pub mod artifacts;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod flink;
+pub mod kubernetes;
 pub mod metrics;
 pub mod model;
 pub mod store;

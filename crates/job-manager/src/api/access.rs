@@ -141,6 +141,7 @@ pub fn local_target(ns: &str) -> DeploymentTarget {
             kind: TargetKind::Local,
             rest_url: None,
             savepoint_dir: None,
+            kubernetes: None,
         },
     })
 }
