@@ -13,9 +13,14 @@
 //!   Deployment; [`build`] makes them all.
 //! - [`rbac`]: every permission the manager uses in a target namespace (one list) and the
 //!   Role/RoleBinding that grants them.
+//! - [`cluster`]: the live client: server-side apply of a job's objects, teardown, Flink
+//!   REST through the Service or the API server's proxy.
+//! - [`observe`]: one watcher per Kubernetes namespace; pod states as conditions.
 
+pub mod cluster;
 pub mod flink_conf;
 pub mod objects;
+pub mod observe;
 pub mod pods;
 pub mod rbac;
 pub mod settings;

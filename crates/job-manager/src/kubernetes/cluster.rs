@@ -1,0 +1,525 @@
+//! The live Kubernetes client of the Kubernetes target: applies a Job's objects, tears them
+//! down, observes their pods and says where Flink's REST API answers.
+//!
+//! - Credentials come from the standard inference ([`kube::Config::infer`]: `KUBECONFIG` or
+//!   `~/.kube/config`, else the in-cluster service account), optionally with a kubeconfig
+//!   context ([`KubeCluster::connect`]); tests hand in a client ([`KubeCluster::new`]).
+//! - [`KubeCluster::ensure`] applies the objects with server-side apply (field manager
+//!   [`FIELD_MANAGER`], forced) in dependency order: ConfigMap, JobManager Job, then the
+//!   ConfigMap again, the Service and the TaskManager Deployment owned by the Job's uid. Apply
+//!   is idempotent and the names derive from the fixed job id, so a manager that crashed
+//!   mid-start adopts what exists and creates nothing twice.
+//! - [`KubeCluster::teardown`] deletes the Job with `propagationPolicy: Background`, so the
+//!   garbage collector removes what it owns (and the ConfigMap, in case a crash left it
+//!   without owner).
+//! - [`KubeCluster::observe`] reads the pods of a job from a reflector fed by one
+//!   `kube-runtime` watcher per Kubernetes namespace ([`super::observe`]).
+//! - [`KubeCluster::flink_rest_base_url`]: the JobManager Service's cluster DNS name, or with
+//!   [`FlinkRestAccess::Proxy`] the API server's service proxy.
+//!
+//! Every (verb, resource) used here is granted by [`super::rbac::PERMISSIONS`] (tested by
+//! recording the fake API server's requests).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use k8s_openapi::api::{
+    batch::v1::Job as K8sJob,
+    core::v1::{ConfigMap, Pod},
+};
+use kube::{
+    api::{DeleteParams, Patch, PatchParams},
+    Api, Client, Resource,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
+
+use super::{
+    config_map_name,
+    flink_conf::REST_PORT,
+    jobmanager_name,
+    observe::{ClusterObservation, NamespaceWatch},
+    JobObjects,
+};
+
+/// The field manager of every apply.
+pub const FIELD_MANAGER: &str = "job-manager";
+/// The name of the JobManager Service's REST port (used by the service proxy path).
+pub const REST_PORT_NAME: &str = "rest";
+
+/// How the manager reaches Flink's REST API of a job on Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlinkRestAccess {
+    /// The JobManager Service's cluster DNS name (a manager running in the cluster).
+    #[default]
+    Service,
+    /// The API server's service proxy (a manager outside the cluster, tests).
+    Proxy,
+}
+
+/// Which job's objects, in which Kubernetes namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobRef {
+    /// The Kubernetes namespace (the target's `spec.kubernetes.namespace`).
+    pub namespace: String,
+    /// The job id the object names and the `flink-suite.io/job-id` label carry.
+    pub job_id: Uuid,
+}
+
+/// Why a Kubernetes call failed, in terms a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The target namespace does not exist (the API server's 404 on the namespace).
+    #[error("Kubernetes namespace {namespace} does not exist: create it (kubectl create namespace {namespace}) or change the deployment target's spec.kubernetes.namespace")]
+    NamespaceMissing { namespace: String },
+    /// RBAC does not allow the call. `verb` and `resource` are those the API server's
+    /// authorizer names (apply of a new object also needs `create`), else the call's own.
+    #[error("job-manager is not allowed to {verb} {resource} in Kubernetes namespace {namespace} (the API server answered: {message}); grant it with the Role printed by `job-manager rbac --namespace {namespace}`")]
+    Forbidden {
+        verb: String,
+        /// `resource` or `resource.group` (as kubectl spells it).
+        resource: String,
+        namespace: String,
+        message: String,
+    },
+    /// The API server refused the request (a 4xx other than the above).
+    #[error("Kubernetes refused to {verb} {resource} {name} in namespace {namespace}: {message} ({code})")]
+    Rejected {
+        verb: &'static str,
+        resource: String,
+        name: String,
+        namespace: String,
+        code: u16,
+        /// The API server's message and reason.
+        message: String,
+    },
+    /// The API server did not answer, or answered 5xx / 408 / 429.
+    #[error("Kubernetes API unavailable while trying to {verb} {resource} in namespace {namespace}: {source}")]
+    Unavailable {
+        verb: &'static str,
+        resource: String,
+        namespace: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// An object to apply has no name.
+    #[error("the {kind} to apply has no metadata.name")]
+    Unnamed { kind: &'static str },
+    /// Credentials could not be loaded.
+    #[error("cannot load Kubernetes credentials{}: {message}", context.as_ref().map(|c| format!(" for context {c}")).unwrap_or_default())]
+    Credentials {
+        context: Option<String>,
+        message: String,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether retrying the same call later may succeed (API server down, 5xx, 408, 429, a
+    /// write conflict). A missing namespace or permission needs the user.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } => true,
+            Error::Rejected { code, .. } => *code == 409,
+            _ => false,
+        }
+    }
+
+    /// Classifies a failed call from what the API server answered.
+    pub(crate) fn from_kube(
+        e: kube::Error,
+        verb: &'static str,
+        resource: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Self {
+        match e {
+            kube::Error::Api(s) if s.code == 404 && is_namespace_missing(&s, namespace) => {
+                Error::NamespaceMissing {
+                    namespace: namespace.to_string(),
+                }
+            }
+            kube::Error::Api(s) if s.is_forbidden() => {
+                let (verb, resource) = denied(&s.message, verb, resource);
+                Error::Forbidden {
+                    verb,
+                    resource,
+                    namespace: namespace.to_string(),
+                    message: s.message.clone(),
+                }
+            }
+            kube::Error::Api(s)
+                if s.code >= 500 || s.code == 408 || s.code == 429 || s.code == 0 =>
+            {
+                Error::Unavailable {
+                    verb,
+                    resource: resource.to_string(),
+                    namespace: namespace.to_string(),
+                    source: Box::new(kube::Error::Api(s)),
+                }
+            }
+            kube::Error::Api(s) => Error::Rejected {
+                verb,
+                resource: resource.to_string(),
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                code: s.code,
+                message: format!("{} ({})", s.message, s.reason),
+            },
+            other => Error::Unavailable {
+                verb,
+                resource: resource.to_string(),
+                namespace: namespace.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+/// The verb and resource a 403 is about. The RBAC authorizer's message has a fixed form,
+/// `... cannot VERB resource "RESOURCE" in API group "GROUP" ...`; when the message is not of
+/// that form the call's own verb and resource are named.
+pub(crate) fn denied(message: &str, verb: &str, resource: &str) -> (String, String) {
+    let parsed = (|| {
+        let rest = &message[message.find(" cannot ")? + " cannot ".len()..];
+        let (v, rest) = rest.split_once(" resource \"")?;
+        let (r, rest) = rest.split_once('"')?;
+        let group = rest
+            .strip_prefix(" in API group \"")
+            .and_then(|g| g.split_once('"'))
+            .map(|(g, _)| g)
+            .unwrap_or_default();
+        let valid = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-'))
+        };
+        (valid(v) && valid(r)).then(|| {
+            let r = if group.is_empty() {
+                r.to_string()
+            } else {
+                format!("{r}.{group}")
+            };
+            (v.to_string(), r)
+        })
+    })();
+    parsed.unwrap_or_else(|| (verb.to_string(), resource.to_string()))
+}
+
+/// A 404 whose details name the namespace itself (`namespaces "X" not found`), not the object.
+fn is_namespace_missing(s: &kube::core::Status, namespace: &str) -> bool {
+    s.details
+        .as_ref()
+        .is_some_and(|d| d.kind == "namespaces" && (d.name.is_empty() || d.name == namespace))
+}
+
+/// The client of one Kubernetes cluster (one credential set); namespaces are per call.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: Client,
+    /// The API server's base URL (for service proxy URLs), without a trailing `/`.
+    api_url: String,
+    flink_rest: FlinkRestAccess,
+    watches: Arc<Mutex<BTreeMap<String, Arc<NamespaceWatch>>>>,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("api_url", &self.api_url)
+            .field("flink_rest", &self.flink_rest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCluster {
+    /// Connects with the standard inference (`KUBECONFIG` / `~/.kube/config`, else the
+    /// in-cluster service account); with `context`, that kubeconfig context.
+    pub async fn connect(context: Option<&str>, flink_rest: FlinkRestAccess) -> Result<Self> {
+        let cred_err = |message: String| Error::Credentials {
+            context: context.map(str::to_string),
+            message,
+        };
+        let config = match context {
+            Some(c) => {
+                let opts = kube::config::KubeConfigOptions {
+                    context: Some(c.to_string()),
+                    ..Default::default()
+                };
+                kube::Config::from_kubeconfig(&opts)
+                    .await
+                    .map_err(|e| cred_err(e.to_string()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| cred_err(e.to_string()))?,
+        };
+        let api_url = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| cred_err(e.to_string()))?;
+        Ok(Self::new(client, &api_url, flink_rest))
+    }
+
+    /// A cluster over an existing client whose API server answers at `api_url`.
+    pub fn new(client: Client, api_url: &str, flink_rest: FlinkRestAccess) -> Self {
+        Self {
+            client,
+            api_url: api_url.trim_end_matches('/').to_string(),
+            flink_rest,
+            watches: Arc::default(),
+        }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Applies a job's objects (idempotent; adopts what exists). Returns the JobManager
+    /// Job's uid, which owns the rest.
+    pub async fn ensure(&self, job: &JobRef, objects: &JobObjects) -> Result<String> {
+        let ns = job.namespace.as_str();
+        let jobs: Api<K8sJob> = Api::namespaced(self.client.clone(), ns);
+        let jm_name = name_of(&objects.jobmanager, "Job")?;
+        let existing = jobs
+            .get_opt(&jm_name)
+            .await
+            .map_err(|e| Error::from_kube(e, "get", "jobs", &jm_name, ns))?;
+        let uid = match existing.and_then(|j| j.metadata.uid) {
+            Some(uid) => {
+                tracing::info!(namespace = ns, job = %jm_name, "Adopting the existing JobManager Job.");
+                uid
+            }
+            None => {
+                // The JobManager mounts the ConfigMap: it comes first, without an owner yet.
+                self.apply(ns, &objects.config_map, "configmaps").await?;
+                let created = self.apply(ns, &objects.jobmanager, "jobs").await?;
+                created.metadata.uid.ok_or_else(|| Error::Rejected {
+                    verb: "patch",
+                    resource: "jobs".into(),
+                    name: jm_name.clone(),
+                    namespace: ns.into(),
+                    code: 200,
+                    message: "the applied Job came back without metadata.uid".into(),
+                })?
+            }
+        };
+        let mut owned = objects.clone();
+        owned.set_owner(&uid);
+        // Re-applying the Job adopts one a crashed manager created (same spec, same name).
+        self.apply(ns, &owned.jobmanager, "jobs").await?;
+        self.apply(ns, &owned.config_map, "configmaps").await?;
+        self.apply(ns, &owned.service, "services").await?;
+        self.apply(ns, &owned.taskmanager, "deployments").await?;
+        Ok(uid)
+    }
+
+    /// Server-side apply of one object (forced: the manager owns these objects).
+    async fn apply<K>(&self, ns: &str, obj: &K, resource: &'static str) -> Result<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let name = name_of(obj, resource)?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let mut body = obj.clone();
+        // The API server sets these; sending them would be a precondition or a conflict.
+        body.meta_mut().resource_version = None;
+        body.meta_mut().namespace = None;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| Error::from_kube(e, "patch", resource, &name, ns))
+    }
+
+    /// Deletes a job's objects: the JobManager Job with background propagation (the garbage
+    /// collector removes the Service, Deployment, ConfigMap and pods it owns) and the
+    /// ConfigMap directly (a crash may have left it without owner). Absent objects are fine.
+    pub async fn teardown(&self, job: &JobRef) -> Result<()> {
+        let ns = job.namespace.as_str();
+        let name = jobmanager_name(job.job_id);
+        let dp = DeleteParams::background();
+        let jobs: Api<K8sJob> = Api::namespaced(self.client.clone(), ns);
+        match jobs.delete(&name, &dp).await {
+            Ok(_) => {
+                tracing::info!(namespace = ns, job = %name, "Deleted the JobManager Job and what it owns.")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 && !is_namespace_missing(&s, ns) => {}
+            Err(e) => return Err(Error::from_kube(e, "delete", "jobs", &name, ns)),
+        }
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let cm = config_map_name(job.job_id);
+        match cms.delete(&cm, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::from_kube(e, "delete", "configmaps", &cm, ns)),
+        }
+        Ok(())
+    }
+
+    /// What the pods of a job look like now, from the namespace's watcher (started on first
+    /// use). Until the watcher's first list completes, `synced` is false.
+    pub fn observe(&self, job: &JobRef) -> ClusterObservation {
+        self.watch(&job.namespace).observe(&job.job_id.to_string())
+    }
+
+    /// The watcher of a namespace, started on first use.
+    pub fn watch(&self, namespace: &str) -> Arc<NamespaceWatch> {
+        let mut w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        w.entry(namespace.to_string())
+            .or_insert_with(|| {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+                Arc::new(NamespaceWatch::start(api, namespace))
+            })
+            .clone()
+    }
+
+    /// Flink's REST base URL of a job (no trailing `/`).
+    pub fn flink_rest_base_url(&self, job: &JobRef) -> String {
+        let svc = jobmanager_name(job.job_id);
+        match self.flink_rest {
+            FlinkRestAccess::Service => {
+                format!("http://{svc}.{}.svc:{REST_PORT}", job.namespace)
+            }
+            FlinkRestAccess::Proxy => format!(
+                "{}/api/v1/namespaces/{}/services/{svc}:{REST_PORT_NAME}/proxy",
+                self.api_url, job.namespace
+            ),
+        }
+    }
+
+    /// A GET of Flink's REST API through the API server's service proxy, with the
+    /// client's credentials (`path` like `/overview`). Returns the status and body.
+    pub async fn flink_rest_via_proxy(&self, job: &JobRef, path: &str) -> Result<(u16, String)> {
+        let svc = jobmanager_name(job.job_id);
+        let uri = format!(
+            "/api/v1/namespaces/{}/services/{svc}:{REST_PORT_NAME}/proxy{path}",
+            job.namespace
+        );
+        let unavailable = |source: kube::Error| Error::Unavailable {
+            verb: "get",
+            resource: "services/proxy".into(),
+            namespace: job.namespace.clone(),
+            source: Box::new(source),
+        };
+        let req = axum::http::Request::get(uri)
+            .body(kube::client::Body::empty())
+            .map_err(|e| unavailable(kube::Error::HttpError(e)))?;
+        let res = self.client.send(req).await.map_err(unavailable)?;
+        let status = res.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .map_err(unavailable)?
+            .to_bytes();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        if status == 403 {
+            let message = serde_json::from_str::<kube::core::Status>(&body)
+                .map(|s| s.message)
+                .unwrap_or_default();
+            let (verb, resource) = denied(&message, "get", "services/proxy");
+            return Err(Error::Forbidden {
+                verb,
+                resource,
+                namespace: job.namespace.clone(),
+                message,
+            });
+        }
+        Ok((status, body))
+    }
+}
+
+fn name_of<K: Resource>(obj: &K, kind: &'static str) -> Result<String> {
+    obj.meta()
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or(Error::Unnamed { kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str, kind: &str, name: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("m", reason)
+                .with_code(code)
+                .with_details(kube::core::response::StatusDetails {
+                    name: name.into(),
+                    group: String::new(),
+                    kind: kind.into(),
+                    uid: String::new(),
+                    causes: vec![],
+                    retry_after_seconds: 0,
+                })
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_missing_namespace_is_told_apart_from_a_missing_object() {
+        let e = Error::from_kube(
+            status(404, "NotFound", "namespaces", "flink-jobs"),
+            "patch",
+            "configmaps",
+            "c",
+            "flink-jobs",
+        );
+        assert_eq!(
+            e.to_string().split(':').next().unwrap(),
+            "Kubernetes namespace flink-jobs does not exist"
+        );
+        let e = Error::from_kube(
+            status(404, "NotFound", "jobs", "job-1-jobmanager"),
+            "get",
+            "jobs",
+            "job-1-jobmanager",
+            "flink-jobs",
+        );
+        assert!(matches!(e, Error::Rejected { code: 404, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_denial_names_the_authorizers_verb_and_resource() {
+        let m = "deployments.apps \"job-1-taskmanager\" is forbidden: User \"system:serviceaccount:flink-suite:job-manager\" cannot create resource \"deployments\" in API group \"apps\" in the namespace \"flink-jobs\"";
+        assert_eq!(
+            denied(m, "patch", "deployments"),
+            ("create".into(), "deployments.apps".into())
+        );
+        let m = "services \"x\" is forbidden: User \"u\" cannot get resource \"services/proxy\" in API group \"\" in the namespace \"n\"";
+        assert_eq!(
+            denied(m, "get", "services/proxy"),
+            ("get".into(), "services/proxy".into())
+        );
+        // Another authorizer's wording: the call's own verb and resource.
+        assert_eq!(
+            denied("access denied by webhook", "patch", "jobs"),
+            ("patch".into(), "jobs".into())
+        );
+    }
+
+    #[test]
+    fn only_outages_and_conflicts_are_transient() {
+        let t = |code, reason| {
+            Error::from_kube(
+                status(code, reason, "jobs", "j"),
+                "patch",
+                "jobs",
+                "j",
+                "ns",
+            )
+            .is_transient()
+        };
+        assert!(t(503, "ServiceUnavailable"));
+        assert!(t(429, "TooManyRequests"));
+        assert!(t(409, "Conflict"));
+        assert!(!t(403, "Forbidden"));
+        assert!(!t(422, "Invalid"));
+    }
+}
