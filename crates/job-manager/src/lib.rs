@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`config`]: the YAML configuration file.
+//! - [`artifacts`]: the per-namespace artifact store and what a `jarUri` may point at
+//!   ([`artifacts::remote`]: allowed remote URIs and their capped download).
 //! - [`model`]: the resources (Deployment, Job, Savepoint, Event, DeploymentTarget,
 //!   Namespace, ApiToken) in VVP AppManager v1 shapes.
 //! - [`store`]: the durable embedded store under `--data-dir` (atomic, versioned files).
@@ -13,14 +15,20 @@
 //! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health).
 //! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].
 //! - [`target`]: deployment targets; `local` starts a standalone cluster per job.
+//! - [`kubernetes`]: the Kubernetes target's objects (ConfigMap, JobManager Job and Service,
+//!   TaskManager Deployment) built from a deployment without a cluster, and its RBAC.
+//! - [`cli`]: the `render` and `rbac` subcommands beside the server.
 //! - [`template`]: placeholders in Flink configuration and the log4j2 template.
 //! - [`metrics`]: the service's own metrics.
 //! - [`testing`]: an in-process manager over the fake Flink (tests, benchmark).
 
 pub mod api;
+pub mod artifacts;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod flink;
+pub mod kubernetes;
 pub mod metrics;
 pub mod model;
 pub mod store;
@@ -62,6 +70,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const LOCAL_TARGET: &str = "local";
 /// Environment variable holding the bootstrap owner token.
 pub const BOOTSTRAP_ENV: &str = "JOB_MANAGER_BOOTSTRAP_TOKEN";
+/// Shortest accepted bootstrap token (characters).
+pub const MIN_BOOTSTRAP_TOKEN_LEN: usize = 16;
 
 /// Command-line flags.
 #[derive(Debug, Clone, Parser)]
@@ -115,11 +125,18 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the bootstrap token from {origin} is {len} characters long; at least {MIN_BOOTSTRAP_TOKEN_LEN} are required (e.g. the output of `openssl rand -hex 32`)")]
+    TokenTooShort { origin: String, len: usize },
 }
 
 /// Opens the store and makes sure the `default` namespace (with its `local` target) exists
-/// and the bootstrap token, if given, is registered.
+/// and the bootstrap token, if given, is registered. Without one, a bootstrap token stored
+/// by an earlier start is revoked: removing it from the config or environment takes its
+/// power away at the next start.
 pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Store>, Error> {
+    if let Some(secret) = bootstrap {
+        check_bootstrap_len(secret, "the configuration")?;
+    }
     let store = Store::open(data_dir)?;
     let mut writes = vec![];
     {
@@ -148,6 +165,14 @@ pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Sto
                     secret_hash: hash,
                 }));
             }
+        } else {
+            let key = (auth::ADMIN_NAMESPACE.to_string(), "bootstrap".to_string());
+            if t.tokens.contains_key(&key) {
+                tracing::warn!(
+                    "Revoked the bootstrap token of an earlier start: none is configured now."
+                );
+                writes.push(Write1::RemoveToken(key.0, key.1));
+            }
         }
     }
     if !writes.is_empty() {
@@ -156,21 +181,44 @@ pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Sto
     Ok(Arc::new(store))
 }
 
-/// The bootstrap token from the file flag or the environment.
+fn check_bootstrap_len(secret: &Secret, origin: &str) -> Result<(), Error> {
+    let len = secret.expose().chars().count();
+    if len < MIN_BOOTSTRAP_TOKEN_LEN {
+        return Err(Error::TokenTooShort {
+            origin: origin.to_string(),
+            len,
+        });
+    }
+    Ok(())
+}
+
+/// The bootstrap token from the file flag or the environment; one shorter than
+/// [`MIN_BOOTSTRAP_TOKEN_LEN`] is an error naming where it came from (never the token).
 pub fn bootstrap_token(args: &Args) -> Result<Option<Secret>, Error> {
-    if let Some(path) = &args.bootstrap_token_file {
+    let (token, origin) = if let Some(path) = &args.bootstrap_token_file {
         let text = std::fs::read_to_string(path).map_err(|source| Error::TokenFile {
             path: path.clone(),
             source,
         })?;
         let t = text.trim();
-        return Ok((!t.is_empty()).then(|| Secret::new(t)));
+        (
+            (!t.is_empty()).then(|| Secret::new(t)),
+            format!("--bootstrap-token-file {}", path.display()),
+        )
+    } else {
+        (
+            std::env::var(BOOTSTRAP_ENV)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            BOOTSTRAP_ENV.to_string(),
+        )
+    };
+    if let Some(t) = &token {
+        check_bootstrap_len(t, &origin)?;
     }
-    Ok(std::env::var(BOOTSTRAP_ENV)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .map(Secret::new))
+    Ok(token)
 }
 
 /// The controller settings a config implies.
@@ -181,6 +229,7 @@ pub fn settings(c: &Config) -> Settings {
         unstable_window: c.controller.unstable_window,
         cluster_start_timeout: c.controller.cluster_start_timeout,
         metrics_gateway: c.metrics_gateway.url.clone(),
+        artifacts: c.artifacts.clone(),
     }
 }
 

@@ -414,6 +414,7 @@ pub async fn create_deployment(
         };
         d.metadata.id = Some(id);
         validate(&d, t)?;
+        super::artifacts::check_deployment_jar(&st, &d, None)?;
         if t.deployments.values().any(|r| {
             r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name
         }) {
@@ -478,6 +479,7 @@ pub async fn patch_deployment(
         let rec = find(t, &ns, &key)?;
         let cur = &rec.deployment;
         validate(&d, t)?;
+        super::artifacts::check_deployment_jar(&st, &d, Some(cur))?;
         if d.metadata.name != cur.metadata.name
             && t.deployments.values().any(|r| {
                 r.deployment.metadata.namespace == ns
@@ -563,6 +565,13 @@ pub async fn clone_deployment(
         d.metadata.modified_at = Some(now);
         d.spec.state = DesiredState::Cancelled;
         d.status = DeploymentStatus::default();
+        // The copy must be a valid deployment itself; above all its longer name.
+        validate(&d, t).map_err(|e| {
+            ApiError::invalid(format!(
+                "cannot clone deployment {:?}: the copy {}",
+                src.metadata.name, e.message
+            ))
+        })?;
         Ok((
             vec![Write1::Deployment(DeploymentRecord {
                 deployment: d.clone(),
@@ -781,7 +790,9 @@ pub async fn create_target(
     Path(ns): Path<String>,
     Doc(body): Doc,
 ) -> ApiResult {
-    caller.require(&ns, Role::Editor)?;
+    // Owner only, as in Ververica Platform: a target decides where jobs run (a session
+    // target's restUrl), so editors may list and read targets but not change them.
+    caller.require(&ns, Role::Owner)?;
     let mut target: DeploymentTarget = decode(body)?;
     check_name("metadata.name", &target.metadata.name)?;
     match target.spec.kind {
@@ -824,7 +835,9 @@ pub async fn delete_target(
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
-    caller.require(&ns, Role::Editor)?;
+    // Owner only, as in Ververica Platform: a target decides where jobs run (a session
+    // target's restUrl), so editors may list and read targets but not change them.
+    caller.require(&ns, Role::Owner)?;
     let v = st.store.transact(|t| {
         let v = t
             .targets
