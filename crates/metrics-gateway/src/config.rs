@@ -1,8 +1,9 @@
 //! The service's configuration file.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use common::{ConfigError, ServiceConfig};
+use promql_engine::rules::file::RuleGroup;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
@@ -25,6 +26,11 @@ pub struct Config {
     /// are relative to this file's directory). Added to those of `--rule.file`, reloaded
     /// with this file.
     pub rule_files: Vec<String>,
+    /// The rule groups of `rule_files` and `--rule.file`, loaded and validated with this
+    /// config ([`crate::rules::config_handle`]); `None` when neither names a file. Not part
+    /// of the file.
+    #[serde(skip)]
+    pub rules: Option<Arc<Vec<RuleGroup>>>,
 }
 
 /// Group expiry and limits (`push:` in the config file).

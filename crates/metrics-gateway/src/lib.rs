@@ -241,7 +241,7 @@ pub struct Gateway {
     pub registry: Registry,
     /// The config file handle (reloaded on SIGHUP / `POST /-/reload`).
     pub config: ConfigHandle<Config>,
-    /// Rule files loaded with the config, waiting to be applied ([`rules::start`]).
+    /// The rule evaluator once rules are loaded ([`rules::start`]).
     pub rules: Arc<rules::RuleSlot>,
     args: Args,
 }
@@ -257,8 +257,8 @@ impl Gateway {
 pub fn build(args: &Args, lifecycle: &Lifecycle) -> Result<Gateway, Error> {
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
     let settings = args.settings();
-    let (config, rule_slot) =
-        rules::config_handle(args, settings.clone(), INFO.metric_prefix, &registry)?;
+    let config = rules::config_handle(args, settings.clone(), INFO.metric_prefix, &registry)?;
+    let rule_slot = Arc::new(rules::RuleSlot::default());
     let metrics = metrics::GatewayMetrics::register(&registry);
     let store = Arc::new(store::Store::new(Some(registry.clone())));
     if !args.persistence_file.is_empty() {

@@ -115,36 +115,14 @@ pub fn run_command(cmd: &Command) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-/// What the last successful config load found: whether it names rule files, and their
-/// groups.
-struct Loaded {
-    configured: bool,
-    groups: Vec<RuleGroup>,
-}
-
-/// Rule groups loaded by the last successful config load, waiting to be applied, and the
-/// evaluator once it runs.
+/// The rule evaluator, once a config naming rule files has been loaded (shared with the
+/// components that read rules and alerts).
 #[derive(Default)]
 pub struct RuleSlot {
-    pending: Mutex<Option<Loaded>>,
     engine: OnceLock<Arc<RuleEngine>>,
 }
 
 impl RuleSlot {
-    fn put(&self, l: Loaded) {
-        match self.pending.lock() {
-            Ok(mut p) => *p = Some(l),
-            Err(p) => *p.into_inner() = Some(l),
-        }
-    }
-
-    fn take(&self) -> Option<Loaded> {
-        match self.pending.lock() {
-            Ok(mut p) => p.take(),
-            Err(p) => p.into_inner().take(),
-        }
-    }
-
     /// The rule evaluator, once a config naming rule files has been loaded.
     pub fn engine(&self) -> Option<Arc<RuleEngine>> {
         self.engine.get().cloned()
@@ -166,23 +144,21 @@ pub fn load_rule_files(globs: &[String]) -> Result<Vec<RuleGroup>, ConfigError> 
 }
 
 /// The config handle whose loader also checks the config together with the flags
-/// (`settings`) and loads (and validates) the rule files, so a reload with any invalid rule
-/// file fails as a whole and keeps the old rules.
+/// (`settings`) and loads (and validates) the rule files into [`Config::rules`], so a
+/// reload with any invalid rule file fails as a whole and keeps the old rules.
 pub fn config_handle(
     args: &crate::Args,
     settings: Settings,
     prefix: &str,
     registry: &Registry,
-) -> Result<(ConfigHandle<Config>, Arc<RuleSlot>), ConfigError> {
-    let slot = Arc::new(RuleSlot::default());
+) -> Result<ConfigHandle<Config>, ConfigError> {
     let path = args.common.config_file.clone();
     let globs = args.rules.rule_files.clone();
-    let s = slot.clone();
     let handle = ConfigHandle::with_loader(
         prefix,
         registry,
         Arc::new(move || {
-            let cfg = common::config::load::<Config>(path.as_deref())?;
+            let mut cfg = common::config::load::<Config>(path.as_deref())?;
             settings.validate(&cfg.push)?;
             let base = path
                 .as_deref()
@@ -197,14 +173,11 @@ pub fn config_handle(
                 }
             }));
             let groups = load_rule_files(&all)?;
-            s.put(Loaded {
-                configured: !all.is_empty(),
-                groups,
-            });
+            cfg.rules = (!all.is_empty()).then(|| Arc::new(groups));
             Ok(cfg)
         }),
     )?;
-    Ok((handle, slot))
+    Ok(handle)
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -492,19 +465,19 @@ impl Context {
         engine
     }
 
-    /// Applies what a config load found: starts the evaluator the first time rule files
-    /// are named, then swaps the groups.
-    fn apply(&self, loaded: Loaded, started_at_boot: bool) {
-        let engine = match self.slot.engine() {
-            Some(e) => e,
-            None if loaded.configured || !loaded.groups.is_empty() => {
+    /// Applies the rules of a loaded config: starts the evaluator the first time rule
+    /// files are named, then swaps the groups.
+    fn apply(&self, rules: Option<&Arc<Vec<RuleGroup>>>, started_at_boot: bool) {
+        let engine = match (self.slot.engine(), rules) {
+            (Some(e), _) => e,
+            (None, Some(_)) => {
                 let e = self.start_engine();
                 let _ = self.slot.engine.set(e.clone());
                 e
             }
-            None => return,
+            (None, None) => return,
         };
-        engine.set_groups(loaded.groups);
+        engine.set_groups(rules.map(|g| g.as_ref().clone()).unwrap_or_default());
         if started_at_boot {
             tracing::info!(rules = engine.rule_count(), "Loaded rule files.");
         } else {
@@ -526,11 +499,10 @@ pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) -> Result<
         external_labels: external_labels(&args.rules)?,
         lifecycle: lifecycle.clone(),
     };
-    // Subscribed before the first take, so no reload slips in between.
+    // The config seen first is marked seen: a reload after it is a change.
     let mut rx = gw.config.subscribe();
-    if let Some(loaded) = ctx.slot.take() {
-        ctx.apply(loaded, true);
-    }
+    let first = rx.borrow_and_update().clone();
+    ctx.apply(first.rules.as_ref(), true);
     let stop = lifecycle.shutdown();
     tokio::spawn(async move {
         tokio::pin!(stop);
@@ -541,9 +513,8 @@ pub fn start(gw: &Gateway, args: &crate::Args, lifecycle: &Lifecycle) -> Result<
                     if r.is_err() {
                         return;
                     }
-                    if let Some(loaded) = ctx.slot.take() {
-                        ctx.apply(loaded, false);
-                    }
+                    let cfg = rx.borrow_and_update().clone();
+                    ctx.apply(cfg.rules.as_ref(), false);
                 }
             }
         }
