@@ -14,6 +14,8 @@
 //! - [`api`]: HTTP handlers and [`api::AppState`].
 //! - [`persistence`]: `--persistence.file` (atomic, versioned, survives `kill -9`).
 //! - [`metrics`]: our own metrics.
+//! - [`query`]: the Prometheus HTTP query API (`/api/v1/query`, `query_range`, series,
+//!   labels, rules, alerts, buildinfo) over a compressed in-memory history.
 //! - [`rules`]: Prometheus alerting and recording rules over what is pushed (the
 //!   `promql-engine` evaluator fed by a [`store::PushObserver`], ALERTS on `/metrics`,
 //!   notifications), the rule flags and the `promql-test`/`check-rules`/`test-rules`
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod persistence;
+pub mod query;
 pub mod render;
 pub mod rules;
 pub mod store;
@@ -120,6 +123,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub rules: rules::RuleArgs,
+
+    #[command(flatten)]
+    pub query: query::QueryArgs,
 
     #[command(subcommand)]
     pub command: Option<rules::Command>,
@@ -243,13 +249,15 @@ pub struct Gateway {
     pub config: ConfigHandle<Config>,
     /// The rule evaluator once rules are loaded ([`rules::start`]).
     pub rules: Arc<rules::RuleSlot>,
+    /// The query API's state and history ([`query::start`]).
+    pub query: Arc<query::QueryState>,
     args: Args,
 }
 
 impl Gateway {
     /// The HTTP routes of the gateway (without the shared lifecycle endpoints).
     pub fn router(&self) -> Router {
-        api::app(self.state.clone())
+        api::app(self.state.clone()).merge(query::routes(self.query.clone()))
     }
 }
 
@@ -284,7 +292,14 @@ pub fn build(args: &Args, lifecycle: &Lifecycle) -> Result<Gateway, Error> {
         lifecycle.clone(),
     ));
     metrics.sizes(store.stats());
+    let query = Arc::new(query::QueryState::new(
+        store.clone(),
+        rule_slot.clone(),
+        args.query.clone(),
+        &registry,
+    ));
     Ok(Gateway {
+        query,
         store,
         state,
         registry,
@@ -360,6 +375,7 @@ pub async fn serve(gw: Gateway, lifecycle: Lifecycle) -> Result<(), Error> {
 /// Runs the service until `lifecycle` asks it to stop.
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let gw = build(&args, &lifecycle)?;
+    query::start(&gw.query, &lifecycle);
     rules::start(&gw, &args, &lifecycle)?;
     serve(gw, lifecycle).await
 }

@@ -356,6 +356,21 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Checks the limit with `extra` samples held on top of the step's, without counting
+    /// them.
+    fn check_samples_with(&self, extra: usize) -> Result<()> {
+        let max = self.limits.max_samples;
+        let now = self
+            .step_samples
+            .get()
+            .saturating_add(self.held.get())
+            .saturating_add(extra);
+        if max > 0 && now > max {
+            return Err(Error::TooManySamples);
+        }
+        Ok(())
+    }
+
     fn check_deadline(&self) -> Result<()> {
         match self.limits.deadline {
             Some(d) if std::time::Instant::now() >= d => Err(Error::Timeout),
@@ -538,6 +553,7 @@ impl<'a> Ctx<'a> {
         let mut ts = (mint.div_euclid(step) + 1) * step;
         let mut map: HashMap<Labels, usize> = HashMap::new();
         let mut out: Vec<RangeSeries> = Vec::new();
+        let mut held = 0usize;
         while ts <= rt {
             let v = self.eval(&sq.expr, ts)?;
             let samples = match v {
@@ -555,6 +571,10 @@ impl<'a> Ctx<'a> {
                     ))
                 }
             };
+            // The subquery's result so far counts against the sample limit (not kept
+            // in the step's count: it is released once the enclosing call reduces it).
+            held += samples.len();
+            self.check_samples_with(held)?;
             for s in samples {
                 let idx = match map.get(&s.labels) {
                     Some(&i) => i,

@@ -265,6 +265,16 @@ fn query_limits_stop_a_query_that_loads_too_much_or_runs_too_long() {
             .unwrap_err(),
         Error::TooManySamples
     );
+    // A subquery's points count while it is built.
+    let q = "count_over_time(vector(1)[100s:1s])";
+    let e = parse(q).unwrap();
+    assert!(eng.instant_limited(&st, q, &e, at, &lim(100)).is_ok());
+    assert_eq!(
+        eng.instant_limited(&st, q, &e, at, &lim(99)).unwrap_err(),
+        Error::TooManySamples
+    );
+    let q = "m";
+    let e = parse(q).unwrap();
     // A deadline already passed stops evaluation with Prometheus's timeout error.
     let past = QueryLimits {
         deadline: Some(std::time::Instant::now()),
