@@ -9,6 +9,11 @@
 //! - [`eval`]: the evaluator ([`Engine`]), selectors and binary operators.
 //! - `aggregate` / `functions`: aggregation operators and functions.
 //! - [`promqltest`]: the conformance runner for Prometheus's `.test` format.
+//! - [`rules`]: Prometheus alerting and recording rules: rule files ([`rules::file`]),
+//!   the group evaluator and alert state machine ([`rules::manager`]), the running engine
+//!   metrics-gateway embeds ([`rules::runtime`]), alert templates ([`rules::template`]),
+//!   notifiers to Alertmanager and webhooks ([`rules::notifier`]) and promtool's
+//!   `test rules` ([`rules::unittest`]).
 
 pub mod aggregate;
 pub mod eval;
