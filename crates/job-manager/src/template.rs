@@ -208,7 +208,8 @@ pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, 
         .map_err(|err| err.within("logging.log4j2ConfigurationTemplate"))
 }
 
-/// The default logging profile: a size-rolled file under Flink's `log.file`.
+/// The default logging profile: a file under Flink's `log.file` rolled at 5 MB, keeping one
+/// rolled file (`size=5MB`, `max=1`).
 pub const DEFAULT_LOG4J: &str = r#"# Rendered by job-manager for deployment {{ deploymentName }} ({{ deploymentId }}), job {{ jobId }}.
 monitorInterval = 30
 rootLogger.level = {{ rootLoggerLogLevel }}
@@ -222,9 +223,9 @@ appender.main.layout.type = PatternLayout
 appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5level %-60c %x - %m%n
 appender.main.policies.type = Policies
 appender.main.policies.size.type = SizeBasedTriggeringPolicy
-appender.main.policies.size.size = 100MB
+appender.main.policies.size.size = 5MB
 appender.main.strategy.type = DefaultRolloverStrategy
-appender.main.strategy.max = 5
+appender.main.strategy.max = 1
 {% for l in userConfiguredLoggers %}
 logger.user{{ loop.index }}.name = {{ l.name }}
 logger.user{{ loop.index }}.level = {{ l.level }}

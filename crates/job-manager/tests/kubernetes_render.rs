@@ -406,6 +406,15 @@ fn flink_configuration_is_written_in_the_format_of_the_version() {
         "{log4j}"
     );
     assert!(log4j.contains("appender.console.type = CONSOLE"), "{log4j}");
+    // By default the newest 5 MB are kept: roll at 5 MB, one rolled file.
+    assert!(
+        log4j.contains("appender.main.policies.size.size = 5MB\n"),
+        "{log4j}"
+    );
+    assert!(
+        log4j.contains("appender.main.strategy.max = 1\n"),
+        "{log4j}"
+    );
     // A value flink-conf.yaml would cut at '#' is refused for 1.17, naming the key.
     let dir = tempfile::tempdir().unwrap();
     let doc = document(
@@ -532,7 +541,14 @@ fn pod_templates_merge_over_the_generated_pods() {
         main.image.as_deref().unwrap().starts_with("flink:1.20"),
         "generated fields stay"
     );
-    assert_eq!(main.env.as_ref().unwrap()[0].name, "JAVA_TOOL_OPTIONS");
+    let env: Vec<_> = main
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(env, ["JOB_MANAGER_RPC_ADDRESS", "JAVA_TOOL_OPTIONS"]);
     assert_eq!(main.args.as_ref().unwrap()[0], "standalone-job");
     let tm = o.deployment.spec.unwrap().template.spec.unwrap();
     assert_eq!(tm.node_selector.unwrap()["node-pool"], "flink-tm");

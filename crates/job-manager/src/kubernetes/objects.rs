@@ -263,6 +263,7 @@ pub fn build(req: &JobRequest<'_>, settings: &Settings) -> Result<JobObjects> {
     };
     let mut jm_pod = pod(
         &image,
+        &jm_name,
         args,
         &[
             ("rpc", flink_conf::RPC_PORT),
@@ -280,6 +281,7 @@ pub fn build(req: &JobRequest<'_>, settings: &Settings) -> Result<JobObjects> {
     let tm_args = vec!["taskmanager".to_string()];
     let mut tm_pod = pod(
         &image,
+        &jm_name,
         tm_args,
         &[("rpc", flink_conf::TASKMANAGER_RPC_PORT)],
         flink_conf::TASKMANAGER_RPC_PORT,
@@ -600,6 +602,7 @@ fn fetcher(jar: &JarSource, settings: &Settings) -> Container {
 #[allow(clippy::too_many_arguments)]
 fn pod(
     image: &str,
+    service: &str,
     args: Vec<String>,
     ports: &[(&str, i32)],
     liveness_port: i32,
@@ -619,6 +622,13 @@ fn pod(
         image: Some(image.into()),
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(args),
+        // The images' entrypoint writes this into Flink's configuration when it can (it
+        // defaults to the pod's host name, which TaskManagers cannot reach).
+        env: Some(vec![EnvVar {
+            name: "JOB_MANAGER_RPC_ADDRESS".into(),
+            value: Some(service.into()),
+            value_from: None,
+        }]),
         ports: Some(
             ports
                 .iter()
