@@ -386,6 +386,10 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
         Some(d) => Some(d),
         None => eff.group_ttl,
     };
+    // A gzip body's size says nothing about what it inflates to: always off the workers.
+    let gzip = content_encoding
+        .as_deref()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
     let limits = eff.limits;
     let store = s.store.clone();
     let group = key.clone();
@@ -408,7 +412,7 @@ async fn push_inner(s: &AppState, req: Request) -> Result<Response, ApiError> {
         };
         Ok(store.push(push, SystemTime::now()))
     };
-    let outcome = if body_len > BLOCKING_BODY_BYTES {
+    let outcome = if gzip || body_len > BLOCKING_BODY_BYTES {
         tokio::task::spawn_blocking(work).await.map_err(|error| {
             tracing::error!(%error, "Push task failed.");
             ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())

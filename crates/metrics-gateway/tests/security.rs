@@ -209,6 +209,19 @@ fn a_series_with_80000_labels_is_refused_and_the_gateway_keeps_serving() {
     );
     assert_refused(&r, &["80000 labels", "--push.max-labels-per-series"]);
 
+    // The same gzip-compressed (it inflates off the async workers).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let r = request(
+        p.addr,
+        "PUT",
+        "/metrics/job/big",
+        &[("Content-Encoding", "gzip")],
+        &gz,
+    );
+    assert_refused(&r, &["more than the limit of 64 per series"]);
+
     // Name and value lengths.
     let long_name = format!("m{{{}=\"v\"}} 1\n", "n".repeat(300));
     assert_refused(
@@ -240,7 +253,7 @@ fn a_series_with_80000_labels_is_refused_and_the_gateway_keeps_serving() {
             &exposition,
             "metrics_gateway_limit_rejections_total{limit=\"labels_per_series\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         metric(
