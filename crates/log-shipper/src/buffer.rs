@@ -9,7 +9,7 @@
 
 use std::{
     collections::VecDeque,
-    io::{self, Write},
+    io,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime},
@@ -162,16 +162,7 @@ impl DiskBuffer {
         let seq = self.next_seq;
         self.next_seq += 1;
         let path = self.path(seq);
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        common::fs::write_atomic(&path, &body)?;
         self.bytes += body.len() as u64;
         self.queue.push_back(Entry {
             seq,

@@ -8,7 +8,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -90,36 +89,18 @@ impl Checkpoint {
         }
     }
 
-    /// Writes it: temp file, fsync, rename, fsync of the directory.
+    /// Writes it: temp file, fsync, rename, fsync of the directory
+    /// ([`common::fs::write_atomic`]).
     pub fn store(&self, state: &State) -> Result<()> {
-        let io = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = self
-            .path
-            .with_extension(format!("json.{}.tmp", std::process::id()));
         let body =
             serde_json::to_vec(&Document::V1(state.clone())).map_err(|e| Error::Invalid {
                 path: self.path.clone(),
                 message: e.to_string(),
             })?;
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&body).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        common::fs::write_atomic(&self.path, &body).map_err(|e| Error::Io {
+            path: e.path,
+            source: e.source,
+        })
     }
 }
 

@@ -212,16 +212,11 @@ impl PodLabels {
                 labels: p.labels.to_labels(),
             })
             .collect();
-        let tmp = path.with_extension("json.tmp");
+        // Durable like a checkpoint: temp file, fsync, rename, directory fsync, so a crash
+        // or power loss leaves the old list or the new one, never an empty or torn file.
         let res = serde_json::to_vec(&saved)
             .map_err(std::io::Error::other)
-            .and_then(|b| {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::write(&tmp, b)?;
-                std::fs::rename(&tmp, path)
-            });
+            .and_then(|b| common::fs::write_atomic(path, &b).map_err(std::io::Error::from));
         if let Err(error) = res {
             tracing::warn!(file = %path.display(), %error, "Cannot remember the pods seen.");
         }

@@ -9,10 +9,15 @@
 //! - [`route`]: one sink's pipeline: discover → tail → multiline → batch → send → checkpoint.
 //! - [`checkpoint`]: versioned, atomically replaced progress files.
 //! - [`buffer`]: the bounded outage buffer on disk.
-//! - [`sinks`]: local directory, SLS (`sinks::sls`, with `sinks::sls::proto` and signing),
-//!   OSS (`sinks::oss`).
+//! - [`kubernetes`]: Kubernetes mode: the suite's pods on this node listed from the API,
+//!   their container logs under `/var/log/pods` labelled from them, the pods seen remembered
+//!   in `{data-dir}/kubernetes-pods.json`.
+//! - [`sinks`]: local directory (`sinks::dir`), SLS (`sinks::sls`, with `sinks::sls::proto`
+//!   and `sinks::lz4`), OSS (`sinks::oss`); the Alibaba Cloud signer both cloud sinks use
+//!   (`sinks::alibaba`).
 //! - [`metrics`]: the shipper's own metrics.
-//! - [`config`]: the YAML configuration file.
+//! - [`config`]: the YAML configuration file; a reload applies every field (the pipeline
+//!   restarts on the new file where it left off) or fails naming the field.
 
 pub mod buffer;
 pub mod checkpoint;

@@ -578,7 +578,28 @@ async fn lister_sends_the_token_and_selectors_and_labels_name_the_sls_topic() {
     let state = dir.path().join("state/kubernetes-pods.json");
     let saving = PodLabels::new(cfg.pod_log_dir.clone(), Arc::new(StaticLabels::default()))
         .with_state_file(state.clone());
-    saving.set_pods(lister.list().await.unwrap());
+    let listed = lister.list().await.unwrap();
+    saving.set_pods(listed.clone());
+    // The pod list is replaced, never rewritten in place (temp file, fsync, rename): a link
+    // to the old file keeps the old list, and no temporary file is left behind.
+    let before = std::fs::read(&state).unwrap();
+    let old = dir.path().join("kubernetes-pods.old");
+    std::fs::hard_link(&state, &old).unwrap();
+    let mut moved = listed;
+    moved[0].ip = Some("10.1.0.99".into());
+    saving.set_pods(moved);
+    assert_eq!(
+        std::fs::read(&old).unwrap(),
+        before,
+        "state file written in place"
+    );
+    let now = String::from_utf8(std::fs::read(&state).unwrap()).unwrap();
+    assert!(now.contains("10.1.0.99"), "{now}");
+    let leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(leftovers, ["kubernetes-pods.json"]);
     let restarted = PodLabels::new(cfg.pod_log_dir.clone(), Arc::new(StaticLabels::default()))
         .with_state_file(state);
     let l = restarted.labels_for(&path);

@@ -2,11 +2,14 @@
 //!
 //! - [`dir`]: a local directory, one output file per input file (the embedded default);
 //! - [`sls`]: Alibaba Cloud Log Service PutLogs (protobuf LogGroup, lz4, signature v1/v4);
-//! - [`oss`]: Alibaba Cloud OSS appendable objects with position tracking.
+//! - [`oss`]: Alibaba Cloud OSS appendable objects with position tracking;
+//! - [`alibaba`]: the Alibaba Cloud request signer (V1 / V4) and endpoints OSS and SLS share;
+//! - [`lz4`]: the SDK-identical lz4 block compressor SLS bodies use.
 //!
 //! A sink keeps its durable position state (output lengths, append positions) in the map
 //! it is handed, which is checkpointed together with the file offsets, atomically.
 
+pub mod alibaba;
 pub mod dir;
 pub mod lz4;
 pub mod oss;
@@ -68,9 +71,20 @@ pub fn backoff(retry: Retry, attempt: u32) -> Duration {
         Retry::Throttled => (Duration::from_secs(1), Duration::from_secs(60)),
         Retry::Fatal => (Duration::from_secs(60), Duration::from_secs(60)),
     };
-    let exp = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    let half = exp / 2;
-    half + half.mul_f64(rand::random::<f64>())
+    common::backoff::capped_jittered(base, cap, attempt)
+}
+
+/// A batch's identity for retry bookkeeping (which parts of a batch in flight a retry can
+/// skip), shared by the SLS and OSS sinks.
+pub fn batch_id(batch: &[Record]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in batch {
+        r.stream.path.hash(&mut h);
+        r.event.end.hash(&mut h);
+        r.event.data.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A configured sink.

@@ -17,19 +17,14 @@
 
 use std::{collections::BTreeMap, collections::HashSet, time::Duration};
 
-use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
-use super::{
-    sls::{batch_id, hmac_sha256, v4_key},
-    Retry, SendError,
-};
+use super::{alibaba, batch_id, Retry, SendError};
 use crate::{
     config::{OssConfig, SignVersion},
     record::Record,
 };
-use common::Secret;
 
 /// Characters kept as is in an object key in a URL (RFC 3986 unreserved plus `/`).
 const KEY: &AsciiSet = &NON_ALPHANUMERIC
@@ -50,26 +45,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
 }
 
-/// Signs OSS requests.
-#[derive(Debug, Clone)]
-pub struct Signer {
-    /// AccessKey id.
-    pub access_key_id: String,
-    /// AccessKey secret.
-    pub access_key_secret: Secret,
-    /// V1 or V4.
-    pub version: SignVersion,
-    /// Region (V4).
-    pub region: String,
-}
+pub use super::alibaba::Signer;
 
-fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
-    use hmac::{Hmac, Mac};
-    let mut m = <Hmac<sha1::Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
+/// OSS's canonical requests, signed with the shared [`Signer`].
 impl Signer {
     /// Signs `method` on `/{bucket}/{key}` with sub-resources `query` (`[("append", None),
     /// ("position", Some("0"))]`) and `extra` headers (`Range`, ...; not signed in V1/V4 unless
@@ -112,10 +90,7 @@ impl Signer {
                     resource.push_str(&query_str);
                 }
                 let sts = format!("{method}\n\n\n{date}\n{resource}");
-                let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha1(
-                    self.access_key_secret.expose().as_bytes(),
-                    sts.as_bytes(),
-                ));
+                let sig = self.v1_signature(&sts);
                 headers.push((
                     "authorization".into(),
                     format!("OSS {}:{sig}", self.access_key_id),
@@ -146,8 +121,7 @@ impl Signer {
                     "OSS4-HMAC-SHA256\n{datetime}\n{scope}\n{}",
                     hex::encode(Sha256::digest(creq.as_bytes()))
                 );
-                let k = v4_key(self.access_key_secret.expose(), &day, &self.region, "oss");
-                let sig = hex::encode(hmac_sha256(&k, sts.as_bytes()));
+                let sig = self.v4_signature(&day, "oss", &sts);
                 headers.push((
                     "Authorization".into(),
                     format!(
@@ -208,7 +182,7 @@ impl OssSink {
     /// From the config; credentials from config, file or environment.
     pub fn from_config(c: &OssConfig) -> Result<Self, common::ConfigError> {
         let (id, secret) = c.credentials.resolve("sinks.oss")?;
-        let (base, host) = super::sls::endpoint(&c.endpoint, &c.bucket);
+        let (base, host) = alibaba::endpoint(&c.endpoint, &c.bucket);
         let client = reqwest::Client::builder()
             .timeout(c.timeout)
             .connect_timeout(Duration::from_secs(10))

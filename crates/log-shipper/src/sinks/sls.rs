@@ -14,18 +14,14 @@ use std::{
     time::Duration,
 };
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use sha1::Sha1;
 use sha2::Sha256;
 
-use super::{Retry, SendError};
+use super::{alibaba, batch_id, Retry, SendError};
 use crate::{
     config::{SignVersion, SlsConfig},
     record::Record,
 };
-use common::Secret;
 
 /// The `LogGroup` protobuf of the SLS API (proto2), derived by hand.
 pub mod proto {
@@ -97,39 +93,7 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-/// What signs requests.
-#[derive(Debug, Clone)]
-pub struct Signer {
-    /// AccessKey id.
-    pub access_key_id: String,
-    /// AccessKey secret.
-    pub access_key_secret: Secret,
-    /// v1 or v4.
-    pub version: SignVersion,
-    /// Region (v4).
-    pub region: String,
-}
-
-fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = <Hmac<Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// HMAC-SHA256.
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// The v4 signing key: `aliyun_v4{secret}` → date → region → product → `aliyun_v4_request`.
-pub fn v4_key(secret: &str, date: &str, region: &str, product: &str) -> Vec<u8> {
-    let k = hmac_sha256(format!("aliyun_v4{secret}").as_bytes(), date.as_bytes());
-    let k = hmac_sha256(&k, region.as_bytes());
-    let k = hmac_sha256(&k, product.as_bytes());
-    hmac_sha256(&k, b"aliyun_v4_request")
-}
+pub use super::alibaba::Signer;
 
 /// Builds a signed PutLogs request for `group` at time `now` (`Date` / `x-log-date`).
 pub fn build_request(
@@ -178,10 +142,7 @@ pub fn build_request_raw(
                 sts.push_str(&format!("{k}:{v}\n"));
             }
             sts.push_str(&path);
-            let sig = base64::engine::general_purpose::STANDARD.encode(hmac_sha1(
-                signer.access_key_secret.expose().as_bytes(),
-                sts.as_bytes(),
-            ));
+            let sig = signer.v1_signature(&sts);
             headers.push((
                 "Authorization".into(),
                 format!("LOG {}:{sig}", signer.access_key_id),
@@ -224,13 +185,7 @@ pub fn build_request_raw(
                 "SLS4-HMAC-SHA256\n{datetime}\n{scope}\n{}",
                 hex::encode(Sha256::digest(creq.as_bytes()))
             );
-            let key = v4_key(
-                signer.access_key_secret.expose(),
-                &date,
-                &signer.region,
-                "sls",
-            );
-            let sig = hex::encode(hmac_sha256(&key, sts.as_bytes()));
+            let sig = signer.v4_signature(&date, "sls", &sts);
             headers.push((
                 "Authorization".into(),
                 format!(
@@ -437,36 +392,6 @@ pub struct SlsSink {
     progress: Option<(u64, HashSet<usize>)>,
 }
 
-/// A batch's identity for retry bookkeeping.
-pub fn batch_id(batch: &[Record]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for r in batch {
-        r.stream.path.hash(&mut h);
-        r.event.end.hash(&mut h);
-        r.event.data.hash(&mut h);
-    }
-    h.finish()
-}
-
-/// `(base URL, host)` for an endpoint: a bare host gets `{prefix}.` and `https://`; a URL
-/// is used as is, with `{prefix}.{authority}` as the signed host.
-pub fn endpoint(endpoint: &str, prefix: &str) -> (String, String) {
-    if let Some(rest) = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-    {
-        let authority = rest.trim_end_matches('/');
-        (
-            endpoint.trim_end_matches('/').to_string(),
-            format!("{prefix}.{authority}"),
-        )
-    } else {
-        let host = format!("{prefix}.{}", endpoint.trim_end_matches('/'));
-        (format!("https://{host}"), host)
-    }
-}
-
 impl SlsSink {
     /// From the config; credentials from config, file or environment.
     pub fn from_config(
@@ -474,7 +399,7 @@ impl SlsSink {
         utc_offset_seconds: i32,
     ) -> Result<Self, common::ConfigError> {
         let (id, secret) = c.credentials.resolve("sinks.sls")?;
-        let (base, host) = endpoint(&c.endpoint, &c.project);
+        let (base, host) = alibaba::endpoint(&c.endpoint, &c.project);
         let client = reqwest::Client::builder()
             .timeout(c.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -639,20 +564,5 @@ mod tests {
             .collect();
         assert_eq!(got.len(), 2);
         assert_eq!(got, expected);
-    }
-
-    #[test]
-    fn endpoints_put_the_project_in_the_host() {
-        assert_eq!(
-            endpoint("cn-hangzhou.log.aliyuncs.com", "p"),
-            (
-                "https://p.cn-hangzhou.log.aliyuncs.com".into(),
-                "p.cn-hangzhou.log.aliyuncs.com".into()
-            )
-        );
-        assert_eq!(
-            endpoint("http://127.0.0.1:9/", "p"),
-            ("http://127.0.0.1:9".into(), "p.127.0.0.1:9".into())
-        );
     }
 }
