@@ -1,40 +1,129 @@
-//! The shipped deployment files stay true to the binaries: every container's args parse
-//! with the component's own flag parser, ports and probes match the shared runtime, labels
-//! use the shared vocabulary, and the Prometheus / Alertmanager files pass the real
-//! `promtool` and `amtool`.
+//! The shipped deployment (deploy/) stays true to the binaries and to itself.
+//!
+//! Every overlay under deploy/kubernetes/overlays is rendered by the small kustomize model in
+//! `deploy/kustomize.rs` (and, when kubectl is installed, compared with `kubectl kustomize`).
+//! Then: every object is valid and labelled; no reference dangles (ConfigMaps, Secrets and
+//! their keys, PVCs, ServiceAccounts, RBAC roles, Ingress backends, Service selectors and
+//! ports, `host:port` of in-cluster Services in args and config files); every container's
+//! args of our images parse with the binary's own parser (`<crate>::Args`, the type each
+//! `main.rs` calls `Args::parse()` on, so the same clap definition) and every path they name
+//! exists in the mounted ConfigMap/Secret; the config files parse and validate with the
+//! components' own loaders; ports and probes match; the Prometheus and Alertmanager
+//! configs, laid out as their pods mount them, pass `promtool check config` and `amtool
+//! check-config`; the rule files pass `promtool check rules`, our checker and their unit
+//! tests under both engines; Grafana's provisioning is complete and every dashboard query
+//! parses as PromQL; the Dockerfile builds every image the manifests run.
+
+#[path = "deploy/kustomize.rs"]
+mod kustomize;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::Command,
 };
 
 use clap::Parser;
+use kustomize::{pod_spec, Object, Render};
 use serde_yaml::Value;
 
+const OVERLAYS: &[&str] = &["ack", "minimal"];
+const COMPONENTS: &[&str] = &[
+    "job-manager",
+    "metrics-gateway",
+    "dingtalk-alert",
+    "log-shipper",
+];
+const MONITORING: &[&str] = &["prometheus", "alertmanager", "grafana", "influxdb"];
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "IngressClass",
+];
+
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+    repo_dir().join("deploy")
 }
 
-fn manifests() -> Vec<(PathBuf, Value)> {
-    let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(deploy_dir().join("kubernetes"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if !v.is_null() {
-                out.push((path.clone(), v));
-            }
-        }
+fn render(overlay: &str) -> Render {
+    let dir = deploy_dir().join("kubernetes/overlays").join(overlay);
+    kustomize::build(&dir).unwrap_or_else(|e| panic!("overlay {overlay}: {e}"))
+}
+
+fn renders() -> Vec<(&'static str, Render)> {
+    OVERLAYS.iter().map(|o| (*o, render(o))).collect()
+}
+
+fn find<'a>(objs: &'a [Object], kind: &str, ns: &str, name: &str) -> Option<&'a Object> {
+    objs.iter()
+        .find(|o| o.kind() == kind && o.name() == name && (ns.is_empty() || o.namespace() == ns))
+}
+
+fn seq(v: &Value) -> Vec<Value> {
+    v.as_sequence().cloned().unwrap_or_default()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    seq(v)
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("not a string: {a:?}"))
+        })
+        .collect()
+}
+
+/// Keys of a ConfigMap's `data`/`binaryData` or a Secret's `data`/`stringData`.
+fn keys(o: &Object) -> BTreeSet<String> {
+    ["data", "stringData", "binaryData"]
+        .iter()
+        .filter_map(|f| o.doc[*f].as_mapping())
+        .flat_map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)))
+        .collect()
+}
+
+fn data<'a>(o: &'a Object, key: &str) -> &'a str {
+    o.doc["data"][key]
+        .as_str()
+        .or(o.doc["stringData"][key].as_str())
+        .unwrap_or_else(|| panic!("{}: no key {key}", o.describe()))
+}
+
+/// All containers (and init containers) of a pod spec.
+fn containers(spec: &Value) -> Vec<Value> {
+    let mut v = seq(&spec["initContainers"]);
+    v.extend(seq(&spec["containers"]));
+    v
+}
+
+/// Our component a container runs, from its image `…/flink-suite/<component>:<tag>`.
+fn our_component(c: &Value) -> Option<&'static str> {
+    let image = c["image"].as_str()?;
+    let (name, _) = kustomize::split_image(image);
+    let (path, last) = name.rsplit_once('/')?;
+    if !path.ends_with("flink-suite") {
+        return None;
     }
-    out
+    COMPONENTS
+        .iter()
+        .chain(["flink-suite"].iter())
+        .find(|c| **c == last)
+        .copied()
 }
 
-use serde::Deserialize;
+fn workloads(objs: &[Object]) -> Vec<(&Object, &Value)> {
+    objs.iter()
+        .filter_map(|o| pod_spec(&o.doc).map(|s| (o, s)))
+        .collect()
+}
 
 fn parse_args(component: &str, args: &[String]) -> Result<(), String> {
     let mut argv = vec![component.to_string()];
@@ -44,7 +133,21 @@ fn parse_args(component: &str, args: &[String]) -> Result<(), String> {
         "dingtalk-alert" => dingtalk_alert::Args::try_parse_from(&argv).map(|_| ()),
         "log-shipper" => log_shipper::Args::try_parse_from(&argv).map(|_| ()),
         "job-manager" => job_manager::Args::try_parse_from(&argv).map(|_| ()),
+        "flink-suite" => suite::Args::try_parse_from(&argv).map(|_| ()),
         other => panic!("unknown component {other}"),
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// Validates a config file's text with the component's own loader.
+fn validate_config(component: &str, text: &str, origin: &Path) -> Result<(), String> {
+    use common::config::from_yaml_str;
+    let r = match component {
+        "metrics-gateway" => from_yaml_str::<metrics_gateway::Config>(text, origin).map(|_| ()),
+        "dingtalk-alert" => from_yaml_str::<dingtalk_alert::Config>(text, origin).map(|_| ()),
+        "log-shipper" => from_yaml_str::<log_shipper::Config>(text, origin).map(|_| ()),
+        "job-manager" => from_yaml_str::<job_manager::Config>(text, origin).map(|_| ()),
+        other => panic!("no config loader for {other}"),
     };
     r.map_err(|e| e.to_string())
 }
@@ -60,124 +163,1184 @@ fn default_port(component: &str) -> u16 {
     info.default_listen_addr().port()
 }
 
+/// `--flag=value` → value.
+fn flag<'a>(args: &'a [String], name: &str) -> Vec<&'a str> {
+    let prefix = format!("{name}=");
+    args.iter()
+        .filter_map(|a| a.strip_prefix(&prefix))
+        .collect()
+}
+
+/// `*` wildcard match of one file name.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            name.starts_with(head)
+                && (0..=name.len() - head.len()).any(|i| wildcard(tail, &name[head.len() + i..]))
+        }
+    }
+}
+
+/// What a path inside a container resolves to.
+#[derive(Debug)]
+enum Mounted<'a> {
+    /// A file of a ConfigMap or Secret volume: the object and key.
+    Key(&'a Object, String),
+    /// A writable volume (emptyDir, PVC, hostPath).
+    Writable,
+    /// Not under any volume mount (the image's own file system).
+    Image,
+}
+
+fn resolve<'a>(objs: &'a [Object], ns: &str, spec: &Value, c: &Value, path: &str) -> Mounted<'a> {
+    let best = seq(&c["volumeMounts"])
+        .into_iter()
+        .filter(|m| {
+            let mp = m["mountPath"].as_str().unwrap_or("");
+            path == mp || path.starts_with(&format!("{}/", mp.trim_end_matches('/')))
+        })
+        .max_by_key(|m| m["mountPath"].as_str().unwrap_or("").len());
+    let Some(m) = best else {
+        return Mounted::Image;
+    };
+    let mp = m["mountPath"].as_str().unwrap_or("");
+    let rel = path[mp.len()..].trim_start_matches('/').to_string();
+    let vol = seq(&spec["volumes"])
+        .into_iter()
+        .find(|v| v["name"] == m["name"])
+        .unwrap_or_else(|| panic!("volumeMount {:?} has no volume", m["name"]));
+    let lookup = |kind: &str, name: &Value| {
+        let name = name.as_str().unwrap_or("");
+        find(objs, kind, ns, name).unwrap_or_else(|| panic!("{kind} {ns}/{name} is not defined"))
+    };
+    if !vol["configMap"].is_null() {
+        Mounted::Key(lookup("ConfigMap", &vol["configMap"]["name"]), rel)
+    } else if !vol["secret"].is_null() {
+        Mounted::Key(lookup("Secret", &vol["secret"]["secretName"]), rel)
+    } else {
+        Mounted::Writable
+    }
+}
+
+/// Writes the ConfigMap/Secret volumes of a container under `root` + mountPath, as the
+/// kubelet lays them out, so real tools can read the files where the pod reads them.
+fn materialize(objs: &[Object], ns: &str, spec: &Value, c: &Value, root: &Path) {
+    for m in seq(&c["volumeMounts"]) {
+        let mp = m["mountPath"].as_str().unwrap_or("");
+        let dir = root.join(mp.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Mounted::Key(o, _) = resolve(objs, ns, spec, c, mp) {
+            for k in keys(o) {
+                std::fs::write(dir.join(&k), data(o, &k)).unwrap();
+            }
+        }
+    }
+}
+
 #[test]
-fn kubernetes_manifests_match_the_binaries_and_the_label_vocabulary() {
-    let docs = manifests();
-    assert!(docs.len() >= 10, "manifests found: {}", docs.len());
-    let mut workloads = 0;
-    for (path, doc) in &docs {
-        let where_ = format!(
-            "{} {}/{}",
-            path.display(),
-            doc["kind"].as_str().unwrap_or("?"),
-            doc["metadata"]["name"].as_str().unwrap_or("?")
+fn every_overlay_renders_with_the_workloads_the_suite_needs() {
+    for (overlay, r) in renders() {
+        assert!(
+            r.files.len() >= 10,
+            "{overlay}: files reached {}",
+            r.files.len()
         );
-        assert!(doc["apiVersion"].is_string(), "{where_}: apiVersion");
-        assert_eq!(
-            doc["metadata"]["labels"][common::labels::PART_OF].as_str(),
-            Some(common::labels::PART_OF_VALUE),
-            "{where_}: part-of label"
-        );
-        let kind = doc["kind"].as_str().unwrap_or_default();
-        if kind != "Namespace" {
-            assert_eq!(
-                doc["metadata"]["namespace"].as_str(),
-                Some("flink-suite"),
-                "{where_}"
+        let names: Vec<&str> = workloads(&r.objects)
+            .iter()
+            .map(|(o, _)| o.name())
+            .collect();
+        for c in COMPONENTS {
+            assert!(
+                names.iter().any(|n| n.contains(c)),
+                "{overlay}: no {c} in {names:?}"
             );
         }
-        if kind == "Deployment" || kind == "DaemonSet" {
-            workloads += 1;
-            let c = &doc["spec"]["template"]["spec"]["containers"][0];
-            let name = c["name"].as_str().unwrap();
-            let args: Vec<String> = c["args"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string())
-                .collect();
-            parse_args(name, &args).unwrap_or_else(|e| panic!("{where_}: args rejected: {e}"));
-            let port = default_port(name);
+        for m in MONITORING {
+            let present = names.iter().any(|n| n.contains(m));
+            assert_eq!(
+                present,
+                overlay == "ack",
+                "{overlay}: {m} workload present = {present} ({names:?})"
+            );
+        }
+        // Every file it reached is valid YAML (the JSON dashboards are YAML too).
+        for f in &r.files {
+            let text = std::fs::read_to_string(f).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                <Value as serde::Deserialize>::deserialize(doc)
+                    .unwrap_or_else(|e| panic!("{overlay}: {}: {e}", f.display()));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_object_is_labelled_and_namespaced() {
+    for (overlay, r) in renders() {
+        let namespaces: BTreeSet<&str> = r
+            .objects
+            .iter()
+            .filter(|o| o.kind() == "Namespace")
+            .map(|o| o.name())
+            .collect();
+        for o in &r.objects {
+            let w = format!("{overlay}: {}", o.describe());
+            assert!(o.doc["apiVersion"].is_string(), "{w}: apiVersion");
+            assert_eq!(
+                o.doc["metadata"]["labels"][common::labels::PART_OF].as_str(),
+                Some(common::labels::PART_OF_VALUE),
+                "{w}: part-of label"
+            );
+            if CLUSTER_SCOPED.contains(&o.kind()) {
+                assert!(
+                    o.namespace().is_empty(),
+                    "{w}: cluster-scoped with a namespace"
+                );
+            } else {
+                assert!(
+                    namespaces.contains(o.namespace()),
+                    "{w}: namespace {:?} is not one the overlay creates ({namespaces:?})",
+                    o.namespace()
+                );
+            }
+            if let Some(spec) = pod_spec(&o.doc) {
+                let tpl = &o.doc["spec"]["template"]["metadata"]["labels"];
+                for (k, v) in o.doc["spec"]["selector"]["matchLabels"]
+                    .as_mapping()
+                    .into_iter()
+                    .flatten()
+                {
+                    assert_eq!(
+                        &tpl[k], v,
+                        "{w}: selector {k:?} does not match the pod labels"
+                    );
+                }
+                assert!(!containers(spec).is_empty(), "{w}: no containers");
+            }
+        }
+    }
+}
+
+/// `host:port` references to in-cluster Services in a text (args, env values, config files):
+/// `name`, `name.namespace`, `name.namespace.svc[.cluster.local]`, with or without a scheme.
+/// Hosts in other domains and IP addresses are not ours to check.
+fn service_refs(
+    text: &str,
+    own_ns: &str,
+    namespaces: &BTreeSet<&str>,
+) -> Vec<(String, String, u16)> {
+    let mut out = Vec::new();
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "-.:/_".contains(c);
+    for token in text.split(|c: char| !token_char(c)) {
+        let t = token
+            .strip_prefix("http://")
+            .or(token.strip_prefix("https://"))
+            .unwrap_or(token);
+        let hostport = t.split('/').next().unwrap_or("");
+        let Some((host, port)) = hostport.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        if !host.starts_with(|c: char| c.is_ascii_lowercase()) || host == "localhost" {
+            continue;
+        }
+        let parts: Vec<&str> = host.split('.').collect();
+        let ns = match parts.as_slice() {
+            [_] => own_ns,
+            [_, ns] | [_, ns, "svc"] | [_, ns, "svc", "cluster", "local"]
+                if namespaces.contains(ns) =>
+            {
+                ns
+            }
+            _ => continue,
+        };
+        out.push((parts[0].to_string(), ns.to_string(), port));
+    }
+    out
+}
+
+fn check_service_ref(objs: &[Object], w: &str, name: &str, ns: &str, port: u16) {
+    let svc = find(objs, "Service", ns, name).unwrap_or_else(|| {
+        panic!("{w}: refers to {name}:{port} but Service {ns}/{name} is not defined")
+    });
+    let ports: Vec<u64> = seq(&svc.doc["spec"]["ports"])
+        .iter()
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert!(
+        ports.contains(&u64::from(port)),
+        "{w}: refers to {name}:{port} but Service {ns}/{name} has ports {ports:?}"
+    );
+}
+
+#[test]
+fn no_reference_dangles() {
+    for (overlay, r) in renders() {
+        let objs = &r.objects;
+        let namespaces: BTreeSet<&str> = objs
+            .iter()
+            .filter(|o| o.kind() == "Namespace")
+            .map(|o| o.name())
+            .collect();
+        let need = |w: &str, kind: &str, ns: &str, name: &str| -> &Object {
+            find(objs, kind, ns, name)
+                .unwrap_or_else(|| panic!("{overlay}: {w}: {kind} {ns}/{name} is not defined"))
+        };
+        let need_key = |w: &str, kind: &str, ns: &str, name: &str, key: &str| {
+            let o = need(w, kind, ns, name);
             assert!(
-                args.contains(&format!("--web.listen-address=0.0.0.0:{port}")),
-                "{where_}: listens on the default port {port}"
+                keys(o).contains(key),
+                "{overlay}: {w}: {kind} {ns}/{name} has no key {key:?} (has {:?})",
+                keys(o)
             );
-            assert_eq!(
-                c["ports"][0]["containerPort"].as_u64(),
-                Some(port.into()),
-                "{where_}"
+        };
+        let mut refs_checked = 0;
+        for (o, spec) in workloads(objs) {
+            let ns = o.namespace();
+            let w = o.describe();
+            if let Some(sa) = spec["serviceAccountName"].as_str() {
+                need(&w, "ServiceAccount", ns, sa);
+            }
+            let volumes = seq(&spec["volumes"]);
+            for v in &volumes {
+                if let Some(n) = v["configMap"]["name"].as_str() {
+                    need(&w, "ConfigMap", ns, n);
+                }
+                if let Some(n) = v["secret"]["secretName"].as_str() {
+                    need(&w, "Secret", ns, n);
+                }
+                if let Some(n) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                    need(&w, "PersistentVolumeClaim", ns, n);
+                }
+                for s in seq(&v["projected"]["sources"]) {
+                    if let Some(n) = s["configMap"]["name"].as_str() {
+                        need(&w, "ConfigMap", ns, n);
+                    }
+                    if let Some(n) = s["secret"]["name"].as_str() {
+                        need(&w, "Secret", ns, n);
+                    }
+                }
+            }
+            for c in containers(spec) {
+                let wc = format!("{w} container {}", c["name"].as_str().unwrap_or("?"));
+                for m in seq(&c["volumeMounts"]) {
+                    assert!(
+                        volumes.iter().any(|v| v["name"] == m["name"]),
+                        "{overlay}: {wc}: volumeMount {:?} names no volume",
+                        m["name"]
+                    );
+                }
+                for e in seq(&c["envFrom"]) {
+                    if let Some(n) = e["configMapRef"]["name"].as_str() {
+                        need(&wc, "ConfigMap", ns, n);
+                    }
+                    if let Some(n) = e["secretRef"]["name"].as_str() {
+                        need(&wc, "Secret", ns, n);
+                    }
+                }
+                let mut texts = strings(&c["args"]);
+                texts.extend(strings(&c["command"]));
+                for e in seq(&c["env"]) {
+                    let vf = &e["valueFrom"];
+                    if let (Some(n), Some(k)) = (
+                        vf["configMapKeyRef"]["name"].as_str(),
+                        vf["configMapKeyRef"]["key"].as_str(),
+                    ) {
+                        need_key(&wc, "ConfigMap", ns, n, k);
+                    }
+                    if let (Some(n), Some(k)) = (
+                        vf["secretKeyRef"]["name"].as_str(),
+                        vf["secretKeyRef"]["key"].as_str(),
+                    ) {
+                        need_key(&wc, "Secret", ns, n, k);
+                    }
+                    if let Some(v) = e["value"].as_str() {
+                        texts.push(v.to_string());
+                    }
+                }
+                for t in &texts {
+                    for (svc, sns, port) in service_refs(t, ns, &namespaces) {
+                        check_service_ref(objs, &format!("{overlay}: {wc}: {t}"), &svc, &sns, port);
+                        refs_checked += 1;
+                    }
+                }
+            }
+        }
+        // Service names in configuration files (Prometheus targets, webhook URLs, datasources).
+        for o in objs.iter().filter(|o| o.kind() == "ConfigMap") {
+            for k in keys(o) {
+                for (svc, sns, port) in service_refs(data(o, &k), o.namespace(), &namespaces) {
+                    check_service_ref(
+                        objs,
+                        &format!("{overlay}: {} key {k}", o.describe()),
+                        &svc,
+                        &sns,
+                        port,
+                    );
+                    refs_checked += 1;
+                }
+            }
+        }
+        for o in objs {
+            let w = o.describe();
+            match o.kind() {
+                "Ingress" => {
+                    let mut backends = Vec::new();
+                    for rule in seq(&o.doc["spec"]["rules"]) {
+                        for p in seq(&rule["http"]["paths"]) {
+                            backends.push(p["backend"]["service"].clone());
+                        }
+                    }
+                    backends.push(o.doc["spec"]["defaultBackend"]["service"].clone());
+                    for b in backends.iter().filter(|b| !b.is_null()) {
+                        let name = b["name"].as_str().unwrap_or("");
+                        let svc = need(&w, "Service", o.namespace(), name);
+                        let ports = seq(&svc.doc["spec"]["ports"]);
+                        let port = &b["port"];
+                        assert!(
+                            ports
+                                .iter()
+                                .any(|p| (port["name"].is_string() && p["name"] == port["name"])
+                                    || (port["number"].is_u64() && p["port"] == port["number"])),
+                            "{overlay}: {w}: backend port {port:?} is not a port of Service {name}"
+                        );
+                    }
+                }
+                "RoleBinding" | "ClusterRoleBinding" => {
+                    let rr = &o.doc["roleRef"];
+                    let kind = rr["kind"].as_str().unwrap_or("");
+                    let ns = if kind == "Role" { o.namespace() } else { "" };
+                    need(&w, kind, ns, rr["name"].as_str().unwrap_or(""));
+                    for s in seq(&o.doc["subjects"]) {
+                        if s["kind"] == "ServiceAccount" {
+                            need(
+                                &w,
+                                "ServiceAccount",
+                                s["namespace"].as_str().unwrap_or(o.namespace()),
+                                s["name"].as_str().unwrap_or(""),
+                            );
+                        }
+                    }
+                }
+                "Service" => {
+                    let selector = o.doc["spec"]["selector"]
+                        .as_mapping()
+                        .cloned()
+                        .unwrap_or_default();
+                    assert!(!selector.is_empty(), "{overlay}: {w}: no selector");
+                    let pods: Vec<&Value> = workloads(objs)
+                        .into_iter()
+                        .filter(|(wl, _)| wl.namespace() == o.namespace())
+                        .filter(|(wl, _)| {
+                            let labels = &wl.doc["spec"]["template"]["metadata"]["labels"];
+                            selector.iter().all(|(k, v)| &labels[k] == v)
+                        })
+                        .map(|(_, s)| s)
+                        .collect();
+                    assert!(!pods.is_empty(), "{overlay}: {w}: selects no pods");
+                    for p in seq(&o.doc["spec"]["ports"]) {
+                        let tp = if p["targetPort"].is_null() {
+                            &p["port"]
+                        } else {
+                            &p["targetPort"]
+                        };
+                        for spec in &pods {
+                            assert!(
+                                containers(spec).iter().any(|c| seq(&c["ports"]).iter().any(|cp| {
+                                    (tp.is_string() && cp["name"] == *tp)
+                                        || (tp.is_u64() && cp["containerPort"] == *tp)
+                                })),
+                                "{overlay}: {w}: targetPort {tp:?} is not a port of the selected pods"
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // ack: the gateway's Alertmanager, job-manager's gateway URL, Prometheus's targets,
+        // Alertmanager's webhooks, Grafana's datasources...; minimal: the first two.
+        let expected = if overlay == "ack" { 10 } else { 2 };
+        assert!(
+            refs_checked >= expected,
+            "{overlay}: only {refs_checked} host:port references found"
+        );
+    }
+}
+
+#[test]
+fn service_refs_reads_the_forms_the_manifests_use() {
+    let ns: BTreeSet<&str> = ["flink-suite", "flink-jobs"].into();
+    let refs = service_refs(
+        r#"--alertmanager.url=http://alertmanager:9093 url: http://metrics-gateway.flink-suite.svc:9091/x
+           targets: ["grafana:3000", "localhost:9090"] --web.listen-address=0.0.0.0:9091
+           endpoint: oss-cn-hangzhou-internal.aliyuncs.com url: https://oapi.dingtalk.com:443/robot"#,
+        "flink-suite",
+        &ns,
+    );
+    assert_eq!(
+        refs,
+        vec![
+            ("alertmanager".to_string(), "flink-suite".to_string(), 9093),
+            (
+                "metrics-gateway".to_string(),
+                "flink-suite".to_string(),
+                9091
+            ),
+            ("grafana".to_string(), "flink-suite".to_string(), 3000),
+        ]
+    );
+}
+
+#[test]
+fn our_containers_args_parse_with_the_binaries_parsers_and_their_files_exist() {
+    let mut seen = BTreeSet::new();
+    for (overlay, r) in renders() {
+        let objs = &r.objects;
+        for (o, spec) in workloads(objs) {
+            for c in containers(spec) {
+                let Some(component) = our_component(&c) else {
+                    continue;
+                };
+                let w = format!(
+                    "{overlay}: {} container {}",
+                    o.describe(),
+                    c["name"].as_str().unwrap_or("?")
+                );
+                let args = strings(&c["args"]);
+                parse_args(component, &args).unwrap_or_else(|e| panic!("{w}: args rejected: {e}"));
+                seen.insert(component);
+                // Listens on its default port, which the container exposes.
+                let port = default_port(component);
+                assert_eq!(
+                    flag(&args, "--web.listen-address"),
+                    vec![format!("0.0.0.0:{port}").as_str()],
+                    "{w}"
+                );
+                assert!(
+                    seq(&c["ports"])
+                        .iter()
+                        .any(|p| p["containerPort"].as_u64() == Some(port.into())),
+                    "{w}: port {port} not exposed"
+                );
+                assert_eq!(
+                    c["livenessProbe"]["httpGet"]["path"].as_str(),
+                    Some("/-/healthy"),
+                    "{w}"
+                );
+                assert_eq!(
+                    c["readinessProbe"]["httpGet"]["path"].as_str(),
+                    Some("/-/ready"),
+                    "{w}"
+                );
+                // The config file is mounted and valid for the component's own loader.
+                let config = flag(&args, "--config.file");
+                assert_eq!(config.len(), 1, "{w}: one --config.file");
+                match resolve(objs, o.namespace(), spec, &c, config[0]) {
+                    Mounted::Key(cm, key) => {
+                        assert!(
+                            keys(cm).contains(&key),
+                            "{w}: {} has no key {key}",
+                            cm.describe()
+                        );
+                        validate_config(component, data(cm, &key), Path::new(config[0]))
+                            .unwrap_or_else(|e| panic!("{w}: {}: {e}", config[0]));
+                    }
+                    other => panic!("{w}: --config.file {} is {other:?}", config[0]),
+                }
+                // Every absolute path in the args exists where the container will look.
+                for a in &args {
+                    let Some((name, value)) = a.split_once('=') else {
+                        continue;
+                    };
+                    if !value.starts_with('/') {
+                        continue;
+                    }
+                    match resolve(objs, o.namespace(), spec, &c, value) {
+                        Mounted::Key(src, key) => {
+                            let hits: Vec<String> = keys(src)
+                                .into_iter()
+                                .filter(|k| wildcard(&key, k))
+                                .collect();
+                            assert!(
+                                !hits.is_empty(),
+                                "{w}: {name}={value}: {} holds no file {key:?} ({:?})",
+                                src.describe(),
+                                keys(src)
+                            );
+                            if src.kind() == "Secret" || name.contains("token") {
+                                for k in &hits {
+                                    assert!(
+                                        name == "--bootstrap-token-file"
+                                            || !data(src, k).trim().is_empty(),
+                                        "{w}: {name}: {} key {k} is empty",
+                                        src.describe()
+                                    );
+                                }
+                            }
+                        }
+                        Mounted::Writable => {}
+                        Mounted::Image => panic!("{w}: {name}={value} is not on any volume"),
+                    }
+                }
+                // Our containers are unprivileged and read-only (log-shipper reads
+                // kubelet's root-owned logs as root, with no capability but reading).
+                let sc = &c["securityContext"];
+                assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false), "{w}");
+                assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{w}");
+                assert_eq!(strings(&sc["capabilities"]["drop"]), vec!["ALL"], "{w}");
+                if component != "log-shipper" {
+                    assert_eq!(
+                        spec["securityContext"]["runAsNonRoot"].as_bool(),
+                        Some(true),
+                        "{w}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), COMPONENTS.len(), "components checked: {seen:?}");
+}
+
+#[test]
+fn every_container_has_resources_ports_and_probes_that_match() {
+    for (overlay, r) in renders() {
+        for (o, spec) in workloads(&r.objects) {
+            for c in containers(spec) {
+                let w = format!(
+                    "{overlay}: {} container {}",
+                    o.describe(),
+                    c["name"].as_str().unwrap_or("?")
+                );
+                let res = &c["resources"];
+                assert!(!res["requests"]["cpu"].is_null(), "{w}: cpu request");
+                assert!(!res["requests"]["memory"].is_null(), "{w}: memory request");
+                assert!(!res["limits"]["memory"].is_null(), "{w}: memory limit");
+                let ports = seq(&c["ports"]);
+                for probe in ["livenessProbe", "readinessProbe"] {
+                    let p = &c[probe]["httpGet"]["port"];
+                    assert!(!p.is_null(), "{w}: {probe} missing");
+                    assert!(
+                        ports.iter().any(|cp| (p.is_string() && cp["name"] == *p)
+                            || (p.is_u64() && cp["containerPort"] == *p)),
+                        "{w}: {probe} port {p:?} is not a container port"
+                    );
+                }
+                assert!(
+                    c["image"]
+                        .as_str()
+                        .is_some_and(|i| kustomize::split_image(i).1.is_some()),
+                    "{w}: image without a tag"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn job_manager_and_log_shipper_may_do_what_the_kubernetes_target_needs() {
+    for (overlay, r) in renders() {
+        let objs = &r.objects;
+        // (namespace, apiGroup, resource) → verbs granted to a ServiceAccount.
+        let granted = |sa_ns: &str, sa: &str| {
+            let mut g: BTreeMap<(String, String, String), BTreeSet<String>> = BTreeMap::new();
+            for b in objs.iter().filter(|o| o.kind().ends_with("RoleBinding")) {
+                if !seq(&b.doc["subjects"]).iter().any(|s| {
+                    s["kind"] == "ServiceAccount" && s["name"] == sa && s["namespace"] == sa_ns
+                }) {
+                    continue;
+                }
+                let scope = if b.kind() == "RoleBinding" {
+                    b.namespace()
+                } else {
+                    "*"
+                };
+                let rr = &b.doc["roleRef"];
+                let role_ns = if rr["kind"] == "Role" {
+                    b.namespace()
+                } else {
+                    ""
+                };
+                let role = find(
+                    objs,
+                    rr["kind"].as_str().unwrap_or(""),
+                    role_ns,
+                    rr["name"].as_str().unwrap_or(""),
+                )
+                .unwrap_or_else(|| panic!("{overlay}: {} binds an undefined role", b.describe()));
+                for rule in seq(&role.doc["rules"]) {
+                    for group in strings(&rule["apiGroups"]) {
+                        for res in strings(&rule["resources"]) {
+                            g.entry((scope.to_string(), group.clone(), res))
+                                .or_default()
+                                .extend(strings(&rule["verbs"]));
+                        }
+                    }
+                }
+            }
+            g
+        };
+        let may = |g: &BTreeMap<(String, String, String), BTreeSet<String>>,
+                   ns: &str,
+                   group: &str,
+                   res: &str,
+                   verbs: &[&str]| {
+            verbs.iter().all(|v| {
+                [ns, "*"].iter().any(|scope| {
+                    g.get(&(scope.to_string(), group.to_string(), res.to_string()))
+                        .is_some_and(|s| s.contains(*v) || s.contains("*"))
+                })
+            })
+        };
+        let jm = granted("flink-suite", "job-manager");
+        let crud = [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ];
+        for (group, res, verbs) in [
+            ("", "configmaps", &crud[..]),
+            ("", "services", &crud[..]),
+            ("", "pods", &crud[..]),
+            ("", "pods/log", &["get"][..]),
+            ("", "events", &["get", "list", "watch", "create"][..]),
+            ("", "services/proxy", &["get", "create"][..]),
+            ("batch", "jobs", &crud[..]),
+            ("apps", "deployments", &crud[..]),
+        ] {
+            assert!(
+                may(&jm, "flink-jobs", group, res, verbs),
+                "{overlay}: job-manager may not {verbs:?} {res}.{group} in flink-jobs"
             );
-            assert_eq!(
-                c["livenessProbe"]["httpGet"]["path"].as_str(),
-                Some("/-/healthy")
+            assert!(
+                !may(&jm, "kube-system", group, res, &["get"]),
+                "{overlay}: job-manager's {res} rights must not be cluster-wide"
             );
-            assert_eq!(
-                c["readinessProbe"]["httpGet"]["path"].as_str(),
-                Some("/-/ready")
+        }
+        assert!(
+            may(&jm, "*", "", "namespaces", &["get"]),
+            "{overlay}: job-manager cannot read namespaces"
+        );
+
+        // log-shipper lists the pods of every namespace it is told to watch.
+        let ls = granted("flink-suite", "log-shipper");
+        let ds =
+            find(objs, "DaemonSet", "flink-suite", "log-shipper").expect("log-shipper DaemonSet");
+        let args = strings(&ds.doc["spec"]["template"]["spec"]["containers"][0]["args"]);
+        let watched = flag(&args, "--kubernetes.namespace");
+        assert!(
+            !watched.is_empty(),
+            "{overlay}: log-shipper watches no namespace"
+        );
+        for ns in watched {
+            assert!(
+                may(&ls, ns, "", "pods", &["get", "list", "watch"]),
+                "{overlay}: log-shipper cannot list pods in {ns}"
             );
         }
     }
-    assert_eq!(workloads, 4, "one workload per component");
+}
+
+/// `100m` → bytes (NGINX sizes: k, m, g; no suffix = bytes).
+fn nginx_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (&s[..], 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+#[test]
+fn the_ingress_lets_a_50_mb_jar_through_to_job_manager() {
+    for (overlay, r) in renders() {
+        let objs = &r.objects;
+        let cm =
+            find(objs, "ConfigMap", "flink-suite", "job-manager").expect("job-manager ConfigMap");
+        let config: job_manager::Config =
+            common::config::from_yaml_str(data(cm, "config.yml"), Path::new("config.yml")).unwrap();
+        let limit = config.artifacts.max_upload_bytes;
+        assert!(
+            limit >= 50 << 20,
+            "{overlay}: job-manager accepts only {limit} bytes"
+        );
+        let ingresses: Vec<&Object> = objs
+            .iter()
+            .filter(|o| o.kind() == "Ingress")
+            .filter(|o| {
+                seq(&o.doc["spec"]["rules"]).iter().any(|r| {
+                    seq(&r["http"]["paths"])
+                        .iter()
+                        .any(|p| p["backend"]["service"]["name"] == "job-manager")
+                })
+            })
+            .collect();
+        assert!(
+            !ingresses.is_empty(),
+            "{overlay}: no Ingress routes to job-manager"
+        );
+        for i in ingresses {
+            let v = i.doc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{overlay}: {}: no proxy-body-size", i.describe()));
+            let bytes = nginx_size(v).unwrap_or_else(|| panic!("{overlay}: proxy-body-size {v:?}"));
+            assert!(
+                bytes >= limit && bytes >= 50 << 20,
+                "{overlay}: proxy-body-size {v} < {limit} bytes"
+            );
+        }
+    }
+    assert_eq!(nginx_size("100m"), Some(100 << 20));
+    assert_eq!(nginx_size("50M"), Some(50 << 20));
+    assert_eq!(nginx_size("1g"), Some(1 << 30));
 }
 
 fn tool(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/usr/local/bin"]
+    ["/usr/bin", "/usr/local/bin", "/bin"]
         .iter()
         .map(|d| Path::new(d).join(name))
         .find(|p| p.exists())
 }
 
-#[test]
-fn prometheus_and_alertmanager_files_pass_the_real_checkers() {
-    let Some(promtool) = tool("promtool") else {
-        eprintln!("SKIP: promtool is not installed (Debian package prometheus)");
-        return;
-    };
-    let d = deploy_dir();
-    let out = Command::new(&promtool)
-        .arg("check")
-        .arg("config")
-        .arg(d.join("prometheus/prometheus.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    match tool("amtool") {
-        None => eprintln!("SKIP amtool part: amtool is not installed (prometheus-alertmanager)"),
-        Some(amtool) => {
-            let out = Command::new(amtool)
-                .arg("check-config")
-                .arg(d.join("alertmanager/alertmanager.yml"))
-                .output()
-                .unwrap();
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+/// The pod spec and first container of a workload.
+fn workload<'a>(objs: &'a [Object], name: &str) -> (&'a Object, &'a Value, Value) {
+    let (o, spec) = workloads(objs)
+        .into_iter()
+        .find(|(o, _)| o.name() == name)
+        .unwrap_or_else(|| panic!("no workload {name}"));
+    (o, spec, spec["containers"][0].clone())
+}
+
+#[test]
+fn rule_files_are_named_as_the_seed_names_them_and_load_where_they_are_mounted() {
+    for (overlay, r) in renders() {
+        let objs = &r.objects;
+        let rules = find(objs, "ConfigMap", "flink-suite", "flink-rules").expect("flink-rules");
+        let names = keys(rules);
+        assert!(
+            names.iter().any(|k| wildcard("alerting_rules-*.yaml", k)),
+            "{overlay}: {names:?}"
+        );
+        assert!(
+            names.iter().any(|k| wildcard("recording_rule*.yaml", k)),
+            "{overlay}: {names:?}"
+        );
+        for k in &names {
             assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+                wildcard("alerting_rules-*.yaml", k) || wildcard("recording_rule*.yaml", k),
+                "{overlay}: rule file {k} is not named alerting_rules-*.yaml / recording_rule*.yaml"
             );
         }
+        // The gateway's --rule.file globs, laid out as its pod mounts them, load every rule
+        // file through the gateway's own loader.
+        let (o, spec, c) = workload(objs, "metrics-gateway");
+        let root = common::testkit::tempfile_dir();
+        materialize(objs, o.namespace(), spec, &c, &root);
+        let globs: Vec<String> = flag(&strings(&c["args"]), "--rule.file")
+            .iter()
+            .map(|g| root.join(g.trim_start_matches('/')).display().to_string())
+            .collect();
+        let groups = metrics_gateway::rules::load_rule_files(&globs)
+            .unwrap_or_else(|e| panic!("{overlay}: gateway rule files: {e}"));
+        let rule_count: usize = groups.iter().map(|g| g.rules.len()).sum();
+        assert_eq!(rule_count, 6, "{overlay}: rules loaded by the gateway");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
 
 #[test]
-fn every_dashboard_query_is_valid_promql() {
-    for file in ["flink-jobs.json", "flink-suite.json"] {
-        let path = deploy_dir().join("grafana").join(file);
-        let dash: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let panels = dash["panels"].as_array().unwrap();
-        assert!(!panels.is_empty(), "{file}");
-        for p in panels {
-            for t in p["targets"].as_array().unwrap() {
-                let expr = t["expr"].as_str().unwrap();
-                let concrete = expr
-                    .replace("$namespace", "default")
-                    .replace("$deploymentId", "x");
-                promql_parser::parser::parse(&concrete)
-                    .unwrap_or_else(|e| panic!("{file} panel {:?}: {expr}: {e}", p["title"]));
+fn prometheus_config_as_mounted_passes_promtool() {
+    let r = render("ack");
+    let objs = &r.objects;
+    let (o, spec, c) = workload(objs, "prometheus");
+    let root = common::testkit::tempfile_dir();
+    materialize(objs, o.namespace(), spec, &c, &root);
+    let args = strings(&c["args"]);
+    let config = root.join(flag(&args, "--config.file")[0].trim_start_matches('/'));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cfg: Value = serde_yaml::from_str(&text).unwrap();
+    let gateway_job = seq(&cfg["scrape_configs"])
+        .into_iter()
+        .find(|j| {
+            seq(&j["static_configs"])
+                .iter()
+                .any(|s| strings(&s["targets"]).contains(&"metrics-gateway:9091".to_string()))
+        })
+        .expect("a scrape job for metrics-gateway");
+    assert_eq!(
+        gateway_job["honor_labels"].as_bool(),
+        Some(true),
+        "the gateway is scraped with honor_labels"
+    );
+    assert!(
+        seq(&cfg["scrape_configs"])
+            .iter()
+            .any(|j| !j["kubernetes_sd_configs"].is_null()),
+        "Kubernetes discovery"
+    );
+    assert!(
+        strings(
+            &cfg["remote_write"]
+                .as_sequence()
+                .map(|s| s.iter().map(|r| r["url"].clone()).collect())
+                .map(Value::Sequence)
+                .unwrap_or(Value::Null)
+        )
+        .iter()
+        .any(|u| u.starts_with("http://influxdb:8086/api/v1/prom/write")),
+        "remote write to InfluxDB"
+    );
+    // Kubernetes discovery blocks use Prometheus's documented roles and fields.
+    for job in seq(&cfg["scrape_configs"]) {
+        for sd in seq(&job["kubernetes_sd_configs"]) {
+            let roles = [
+                "node",
+                "service",
+                "pod",
+                "endpoints",
+                "endpointslice",
+                "ingress",
+            ];
+            assert!(
+                roles.contains(&sd["role"].as_str().unwrap_or("")),
+                "{:?}: role",
+                job["job_name"]
+            );
+            for k in sd.as_mapping().unwrap().keys() {
+                let allowed = [
+                    "role",
+                    "namespaces",
+                    "selectors",
+                    "api_server",
+                    "kubeconfig_file",
+                    "attach_metadata",
+                ];
+                assert!(
+                    allowed.contains(&k.as_str().unwrap_or("")),
+                    "{:?}: field {k:?}",
+                    job["job_name"]
+                );
+            }
+            for ns in strings(&sd["namespaces"]["names"]) {
+                assert!(
+                    find(objs, "Namespace", "", &ns).is_some(),
+                    "discovery in undefined namespace {ns}"
+                );
+            }
+            for sel in seq(&sd["selectors"]) {
+                assert!(
+                    roles.contains(&sel["role"].as_str().unwrap_or("")),
+                    "selector role"
+                );
+            }
+        }
+    }
+    // Prometheus's ServiceAccount may discover pods.
+    let sa = spec["serviceAccountName"]
+        .as_str()
+        .expect("prometheus serviceAccountName");
+    assert!(
+        objs.iter()
+            .filter(|b| b.kind() == "ClusterRoleBinding")
+            .any(|b| {
+                seq(&b.doc["subjects"]).iter().any(|s| s["name"] == sa)
+                    && find(
+                        objs,
+                        "ClusterRole",
+                        "",
+                        b.doc["roleRef"]["name"].as_str().unwrap_or(""),
+                    )
+                    .is_some_and(|role| {
+                        seq(&role.doc["rules"]).iter().any(|r| {
+                            strings(&r["resources"]).contains(&"pods".to_string())
+                                && strings(&r["verbs"]).contains(&"list".to_string())
+                        })
+                    })
+            }),
+        "prometheus may list pods"
+    );
+    // The relative rule_files globs find the files where the pod mounts them.
+    let mut rule_files = Vec::new();
+    for g in strings(&cfg["rule_files"]) {
+        let pattern = config.parent().unwrap().join(&g);
+        let dir = pattern.parent().unwrap();
+        let file_pattern = pattern.file_name().unwrap().to_str().unwrap();
+        let hits: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .collect::<Vec<PathBuf>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| wildcard(file_pattern, p.file_name().unwrap().to_str().unwrap()))
+            .collect();
+        assert!(
+            !hits.is_empty(),
+            "rule_files {g} matches nothing where the pod mounts the rules"
+        );
+        rule_files.extend(hits);
+    }
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = promql_engine::rules::file::check_rules(&rule_files, &mut out, &mut err);
+    assert_eq!(
+        code,
+        0,
+        "{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    match tool("promtool") {
+        None => {
+            eprintln!("SKIP promtool part: promtool is not installed (Debian package prometheus)")
+        }
+        Some(promtool) => {
+            let out = Command::new(&promtool)
+                .args(["check", "config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            let mut text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !out.status.success() && text.contains("field kubernetes_sd_configs not found") {
+                // Debian builds Prometheus without Kubernetes discovery (the upstream image
+                // the manifests run has it): check everything else, each Kubernetes
+                // discovery replaced by a static target; the discovery blocks themselves are
+                // checked above against Prometheus's documented roles and fields.
+                eprintln!("NOTE: this promtool has no Kubernetes discovery (Debian build); kubernetes_sd_configs replaced by static targets for `promtool check config`");
+                let mut stripped = cfg.clone();
+                for job in stripped["scrape_configs"].as_sequence_mut().unwrap() {
+                    if let Some(m) = job.as_mapping_mut() {
+                        if m.remove("kubernetes_sd_configs").is_some() {
+                            m.insert(
+                                "static_configs".into(),
+                                serde_yaml::from_str("[{targets: ['discovered:8080']}]").unwrap(),
+                            );
+                        }
+                    }
+                }
+                std::fs::write(&config, serde_yaml::to_string(&stripped).unwrap()).unwrap();
+                text = run_ok(
+                    Command::new(&promtool)
+                        .args(["check", "config"])
+                        .arg(&config),
+                );
+            } else {
+                assert!(out.status.success(), "promtool check config:\n{text}");
+            }
+            assert!(text.contains("SUCCESS"), "{text}");
+            assert!(
+                text.contains("rules found"),
+                "promtool saw no rule file: {text}"
+            );
+            run_ok(
+                Command::new(&promtool)
+                    .args(["check", "rules"])
+                    .args(&rule_files),
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn alertmanager_config_as_mounted_passes_amtool_and_routes_to_dingtalk_alert() {
+    let r = render("ack");
+    let objs = &r.objects;
+    let (o, spec, c) = workload(objs, "alertmanager");
+    let root = common::testkit::tempfile_dir();
+    materialize(objs, o.namespace(), spec, &c, &root);
+    let config = root.join(flag(&strings(&c["args"]), "--config.file")[0].trim_start_matches('/'));
+    let cfg: Value = serde_yaml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    // Every webhook goes to a target dingtalk-alert defines: `default` comes from its
+    // --dingtalk.access-token(-file) flag.
+    let (_, _, dt) = workload(objs, "dingtalk-alert");
+    let dt_args = strings(&dt["args"]);
+    let has_default = !flag(&dt_args, "--dingtalk.access-token-file").is_empty()
+        || !flag(&dt_args, "--dingtalk.access-token").is_empty();
+    let mut webhooks = 0;
+    for recv in seq(&cfg["receivers"]) {
+        for wh in seq(&recv["webhook_configs"]) {
+            let url = wh["url"].as_str().unwrap();
+            let path = url
+                .strip_prefix("http://dingtalk-alert:8060")
+                .unwrap_or_else(|| panic!("{url}"));
+            let target = path
+                .strip_prefix("/dingtalk/")
+                .and_then(|p| p.strip_suffix("/send"))
+                .unwrap_or_else(|| panic!("{url}: not dingtalk-alert's /dingtalk/<target>/send"));
+            assert!(
+                target == "default" && has_default,
+                "{url}: target {target} is not defined"
+            );
+            webhooks += 1;
+        }
+    }
+    assert!(webhooks > 0, "no webhook to dingtalk-alert");
+    // metrics-gateway alerts through Alertmanager in this overlay.
+    let (_, _, gw) = workload(objs, "metrics-gateway");
+    let gw_args = strings(&gw["args"]);
+    assert_eq!(
+        flag(&gw_args, "--alertmanager.url"),
+        vec!["http://alertmanager:9093"]
+    );
+    assert!(
+        flag(&gw_args, "--notifier.webhook-url").is_empty(),
+        "alerts would arrive twice"
+    );
+    match tool("amtool") {
+        None => eprintln!(
+            "SKIP amtool part: amtool is not installed (Debian package prometheus-alertmanager)"
+        ),
+        Some(amtool) => {
+            let text = run_ok(Command::new(amtool).arg("check-config").arg(&config));
+            assert!(text.contains("SUCCESS"), "{text}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn minimal_overlay_alerts_dingtalk_alert_directly() {
+    let r = render("minimal");
+    let (_, _, gw) = workload(&r.objects, "metrics-gateway");
+    let args = strings(&gw["args"]);
+    assert!(
+        flag(&args, "--alertmanager.url").is_empty(),
+        "no Alertmanager in minimal"
+    );
+    assert_eq!(
+        flag(&args, "--notifier.webhook-url"),
+        vec!["http://dingtalk-alert:8060/dingtalk/default/send"]
+    );
+}
+
+#[test]
+fn grafana_provisioning_is_complete_and_every_dashboard_query_is_valid_promql() {
+    let r = render("ack");
+    let objs = &r.objects;
+    let (o, spec, c) = workload(objs, "grafana");
+    let root = common::testkit::tempfile_dir();
+    materialize(objs, o.namespace(), spec, &c, &root);
+    let prov = root.join("etc/grafana/provisioning");
+    let ds: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(prov.join("datasources/datasources.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ds["apiVersion"].as_u64(), Some(1));
+    let sources = seq(&ds["datasources"]);
+    for s in &sources {
+        for k in ["name", "type", "url", "access", "uid"] {
+            assert!(s[k].is_string(), "datasource {:?}: {k}", s["name"]);
+        }
+    }
+    let by_url = |url: &str| {
+        sources
+            .iter()
+            .find(|s| s["url"] == url)
+            .unwrap_or_else(|| panic!("no datasource {url}"))
+    };
+    assert_eq!(by_url("http://metrics-gateway:9091")["type"], "prometheus");
+    assert_eq!(by_url("http://prometheus:9090")["type"], "prometheus");
+    assert_eq!(by_url("http://influxdb:8086")["type"], "influxdb");
+    assert_eq!(
+        sources
+            .iter()
+            .filter(|s| s["isDefault"].as_bool() == Some(true))
+            .count(),
+        1
+    );
+
+    let dp: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(prov.join("dashboards/dashboards.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dp["apiVersion"].as_u64(), Some(1));
+    let providers = seq(&dp["providers"]);
+    assert!(!providers.is_empty());
+    let mut dashboards = 0;
+    for p in providers {
+        assert_eq!(p["type"], "file");
+        let path = p["options"]["path"].as_str().expect("provider path");
+        let dir = root.join(path.trim_start_matches('/'));
+        for e in std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("provider path {path} is not mounted: {e}"))
+        {
+            let f = e.unwrap().path();
+            let dash: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&f).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            dashboards += 1;
+            check_dashboard(&f.display().to_string(), &dash);
+        }
+    }
+    assert!(dashboards >= 2, "dashboards provisioned: {dashboards}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn check_dashboard(file: &str, dash: &serde_json::Value) {
+    assert!(
+        dash["uid"].is_string() && dash["title"].is_string(),
+        "{file}: uid and title"
+    );
+    let panels = dash["panels"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{file}: panels"));
+    assert!(!panels.is_empty(), "{file}");
+    let concrete = |expr: &str| {
+        expr.replace("$__rate_interval", "1m")
+            .replace("$__interval", "1m")
+            .replace("$__range", "1h")
+            .replace("${namespace}", "default")
+            .replace("$namespace", "default")
+            .replace("${deploymentId}", "x")
+            .replace("$deploymentId", "x")
+    };
+    for p in panels {
+        for t in p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{file}: {:?} targets", p["title"]))
+        {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: {:?}: no expr", p["title"]));
+            let e = concrete(expr);
+            assert!(
+                !e.contains('$'),
+                "{file}: {:?}: unknown variable in {expr}",
+                p["title"]
+            );
+            promql_parser::parser::parse(&e)
+                .unwrap_or_else(|err| panic!("{file} panel {:?}: {expr}: {err}", p["title"]));
+        }
+    }
+    for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = v["query"]["query"].as_str() {
+            // label_values(<selector>, label) is Grafana's, not PromQL: check the selector.
+            if let Some(inner) = q
+                .strip_prefix("label_values(")
+                .and_then(|s| s.strip_suffix(')'))
+            {
+                let (sel, _) = inner.rsplit_once(',').unwrap_or((inner, ""));
+                promql_parser::parser::parse(&concrete(sel))
+                    .unwrap_or_else(|e| panic!("{file}: variable query {q}: {e}"));
             }
         }
     }
@@ -186,24 +1349,24 @@ fn every_dashboard_query_is_valid_promql() {
 #[test]
 fn shipped_alert_rules_pass_our_checker_and_their_unit_tests_under_both_engines() {
     let rules = deploy_dir().join("prometheus/rules");
+    let files = [
+        rules.join("recording_rules-flink.yaml"),
+        rules.join("alerting_rules-flink.yaml"),
+    ];
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code =
-        promql_engine::rules::file::check_rules(&[rules.join("flink.yml")], &mut out, &mut err);
-    assert_eq!(
-        code,
-        0,
+    let code = promql_engine::rules::file::check_rules(&files, &mut out, &mut err);
+    let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out),
         String::from_utf8_lossy(&err)
     );
-    assert!(String::from_utf8_lossy(&out).contains("SUCCESS: 6 rules found"));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("SUCCESS: 1 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 5 rules found"), "{text}");
 
+    let tests = deploy_dir().join("prometheus/tests/flink.test.yml");
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = promql_engine::rules::unittest::test_rules(
-        &[deploy_dir().join("prometheus/tests/flink.test.yml")],
-        &mut out,
-        &mut err,
-    );
+    let code = promql_engine::rules::unittest::test_rules(&[&tests], &mut out, &mut err);
     assert_eq!(
         code,
         0,
@@ -217,15 +1380,205 @@ fn shipped_alert_rules_pass_our_checker_and_their_unit_tests_under_both_engines(
             eprintln!("SKIP promtool part: promtool is not installed (Debian package prometheus)")
         }
         Some(promtool) => {
-            let out = Command::new(promtool)
-                .args(["test", "rules"])
-                .arg(deploy_dir().join("prometheus/tests/flink.test.yml"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stdout)
+            run_ok(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
+            run_ok(
+                Command::new(&promtool)
+                    .args(["check", "rules"])
+                    .args(&files),
+            );
+        }
+    }
+}
+
+#[test]
+fn dingtalk_token_in_args_the_seeds_way_parses() {
+    let r = render("ack");
+    let mut dt = find(&r.objects, "Deployment", "flink-suite", "dingtalk-alert")
+        .expect("dingtalk-alert")
+        .doc
+        .clone();
+    let patch_file = deploy_dir().join("kubernetes/examples/dingtalk-token-in-args.yaml");
+    let patch: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&patch_file).unwrap()).unwrap();
+    kustomize::strategic_merge(&mut dt, &patch, "").unwrap();
+    let c = &dt["spec"]["template"]["spec"]["containers"][0];
+    let args = strings(&c["args"]);
+    assert_eq!(flag(&args, "--dingtalk.access-token").len(), 1, "{args:?}");
+    parse_args("dingtalk-alert", &args).unwrap_or_else(|e| panic!("{}: {e}", patch_file.display()));
+    // The rest of the container is the base's.
+    assert_eq!(
+        c["image"],
+        find(&r.objects, "Deployment", "flink-suite", "dingtalk-alert")
+            .unwrap()
+            .doc["spec"]["template"]["spec"]["containers"][0]["image"]
+    );
+    assert_eq!(flag(&args, "--web.listen-address"), vec!["0.0.0.0:8060"]);
+}
+
+#[test]
+fn the_dockerfile_builds_every_image_the_manifests_run() {
+    let text =
+        std::fs::read_to_string(repo_dir().join("Dockerfile")).expect("Dockerfile at the root");
+    let stages: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("FROM ")?;
+            rest.split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .find(|w| w[0].eq_ignore_ascii_case("AS"))
+                .map(|w| w[1])
+        })
+        .collect();
+    let mut images = BTreeSet::new();
+    for (_, r) in renders() {
+        for (_, spec) in workloads(&r.objects) {
+            for c in containers(spec) {
+                if let Some(comp) = our_component(&c) {
+                    images.insert(comp);
+                    assert!(
+                        c["command"].is_null(),
+                        "{comp}: the image's ENTRYPOINT runs the binary"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(images.len(), COMPONENTS.len(), "{images:?}");
+    let manifest = |krate: &str| {
+        std::fs::read_to_string(repo_dir().join("crates").join(krate).join("Cargo.toml")).unwrap()
+    };
+    for comp in COMPONENTS.iter().chain(["flink-suite"].iter()) {
+        assert!(
+            stages.contains(comp),
+            "Dockerfile has no stage `{comp}` ({stages:?})"
+        );
+        assert!(
+            text.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{comp}\"]")),
+            "stage {comp}: ENTRYPOINT runs /usr/local/bin/{comp}"
+        );
+        let package = if *comp == "flink-suite" {
+            "suite"
+        } else {
+            comp
+        };
+        assert!(
+            text.contains(&format!("-p {package}")),
+            "the build stage builds {package}"
+        );
+        assert!(
+            manifest(package).contains(&format!("name = \"{package}\"")),
+            "crate {package}"
+        );
+    }
+    assert!(
+        manifest("suite").contains("name = \"flink-suite\""),
+        "the flink-suite binary"
+    );
+    assert!(
+        text.contains("--locked") && text.contains("--release"),
+        "release build from Cargo.lock"
+    );
+    let user = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
+        .expect("USER");
+    assert!(
+        !user.starts_with('0') && !user.starts_with("root"),
+        "non-root runtime user {user}"
+    );
+    let ignore = std::fs::read_to_string(repo_dir().join(".dockerignore")).expect(".dockerignore");
+    for must in ["target", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == must),
+            ".dockerignore leaves out {must}"
+        );
+    }
+}
+
+#[test]
+fn our_renderer_agrees_with_kubectl_kustomize() {
+    let kubectl = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.exists())
+        })
+        .unwrap_or(None);
+    let Some(kubectl) = kubectl else {
+        eprintln!(
+            "SKIP: kubectl is not installed (its `kubectl kustomize` is the reference renderer)"
+        );
+        return;
+    };
+    for (overlay, r) in renders() {
+        let dir = deploy_dir().join("kubernetes/overlays").join(overlay);
+        let out = Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("unknown command") {
+                eprintln!("SKIP: this kubectl has no kustomize");
+                return;
+            }
+            panic!("kubectl kustomize {overlay}: {err}");
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut theirs = BTreeMap::new();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+            let key = (
+                v["kind"].as_str().unwrap_or("").to_string(),
+                v["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            );
+            theirs.insert(key, v);
+        }
+        let ours: BTreeMap<_, _> = r
+            .objects
+            .iter()
+            .map(|o| {
+                (
+                    (
+                        o.kind().to_string(),
+                        o.namespace().to_string(),
+                        o.name().to_string(),
+                    ),
+                    o,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{overlay}: objects differ"
+        );
+        for (key, o) in &ours {
+            let t = &theirs[key];
+            if o.kind() == "Secret" {
+                assert_eq!(
+                    keys(o),
+                    t["data"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(k, _)| k.as_str().map(str::to_string))
+                        .collect(),
+                    "{overlay}: {key:?} keys"
+                );
+                continue;
+            }
+            assert_eq!(
+                &o.doc, t,
+                "{overlay}: {key:?} differs from kubectl kustomize's"
             );
         }
     }
