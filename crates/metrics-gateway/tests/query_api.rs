@@ -212,7 +212,7 @@ fn errors_have_prometheus_types_codes_and_messages() {
     assert_eq!(s, 400);
     assert_eq!(
         e,
-        "invalid parameter \"time\": cannot parse \"yesterday\" to a valid timestamp"
+        "invalid parameter \"time\": Invalid time value for 'time': cannot parse \"yesterday\" to a valid timestamp"
     );
     let (s, _, e) = error_of(&p, "/api/v1/query_range?query=up&start=10&end=20");
     assert_eq!(s, 400);
@@ -500,4 +500,305 @@ fn rules_alerts_and_recording_results_from_seed_named_rule_files() {
         },
         "ALERTS in the history",
     );
+}
+
+const PROMETHEUS: &str = "prometheus";
+
+/// Debian's Prometheus scraping `target` every second with `honor_labels`, on a free port.
+struct RealPrometheus {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RealPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn real_prometheus(target: std::net::SocketAddr) -> Option<RealPrometheus> {
+    let found = std::process::Command::new("which")
+        .arg(PROMETHEUS)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!(
+            "SKIP differential query test: `prometheus` is not on PATH (apt install prometheus)"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gateway\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = common::testkit::free_port();
+    let child = std::process::Command::new(PROMETHEUS)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    Some(RealPrometheus {
+        child,
+        addr: ([127, 0, 0, 1], port).into(),
+        _dir: dir,
+    })
+}
+
+/// GET against any address; `None` while it does not answer.
+fn get_at(addr: std::net::SocketAddr, path: &str) -> Option<(u16, Value)> {
+    let (status, body) = common::testkit::http(addr, "GET", path, "").ok()?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// A query result as (labels as JSON text) → values (one for a vector, several for a matrix).
+fn by_series(data: &Value) -> std::collections::BTreeMap<String, Vec<(f64, f64)>> {
+    let point = |p: &Value| {
+        (
+            p[0].as_f64().unwrap(),
+            p[1].as_str().unwrap().parse::<f64>().unwrap(),
+        )
+    };
+    match data["resultType"].as_str() {
+        Some("scalar") => [("scalar".to_owned(), vec![point(&data["result"])])].into(),
+        _ => data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let pts = match s.get("values") {
+                    Some(v) => v.as_array().unwrap().iter().map(point).collect(),
+                    None => vec![point(&s["value"])],
+                };
+                (s["metric"].to_string(), pts)
+            })
+            .collect(),
+    }
+}
+
+fn same(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+const FLINK_JM: &str = "# TYPE flink_jobmanager_job_uptime gauge
+flink_jobmanager_job_uptime{job_name=\"wordcount\",jobId=\"j1\"} 120000
+# TYPE flink_jobmanager_job_numRestarts counter
+flink_jobmanager_job_numRestarts{job_name=\"wordcount\",jobId=\"j1\"} 3
+# TYPE flink_jobmanager_job_numberOfCompletedCheckpoints counter
+flink_jobmanager_job_numberOfCompletedCheckpoints{job_name=\"wordcount\",jobId=\"j1\"} 40
+# TYPE flink_jobmanager_job_numberOfFailedCheckpoints counter
+flink_jobmanager_job_numberOfFailedCheckpoints{job_name=\"wordcount\",jobId=\"j1\"} 2
+# TYPE flink_jobmanager_job_lastCheckpointDuration gauge
+flink_jobmanager_job_lastCheckpointDuration{job_name=\"wordcount\",jobId=\"j1\"} 1534
+# TYPE req_seconds histogram
+req_seconds_bucket{le=\"0.1\"} 5
+req_seconds_bucket{le=\"0.5\"} 9
+req_seconds_bucket{le=\"1\"} 12
+req_seconds_bucket{le=\"+Inf\"} 13
+req_seconds_sum 7.5
+req_seconds_count 13
+";
+
+fn flink_tm(tm: &str, heap_used: f64, records: u64) -> String {
+    format!(
+        "# TYPE flink_taskmanager_job_task_numRecordsIn counter
+flink_taskmanager_job_task_numRecordsIn{{job_name=\"wordcount\",task_name=\"source\",tm_id=\"{tm}\"}} {records}
+# TYPE flink_taskmanager_job_task_numRecordsOut counter
+flink_taskmanager_job_task_numRecordsOut{{job_name=\"wordcount\",task_name=\"source\",tm_id=\"{tm}\"}} {}
+# TYPE flink_taskmanager_job_task_backPressuredTimeMsPerSecond gauge
+flink_taskmanager_job_task_backPressuredTimeMsPerSecond{{job_name=\"wordcount\",task_name=\"source\",tm_id=\"{tm}\"}} {}
+# TYPE flink_taskmanager_Status_JVM_Memory_Heap_Used gauge
+flink_taskmanager_Status_JVM_Memory_Heap_Used{{tm_id=\"{tm}\"}} {heap_used}
+# TYPE flink_taskmanager_Status_JVM_Memory_Heap_Max gauge
+flink_taskmanager_Status_JVM_Memory_Heap_Max{{tm_id=\"{tm}\"}} 1073741824
+",
+        records * 2,
+        records % 1000
+    )
+}
+
+/// Every dashboard query and rule expression of deploy/ that reads pushed series (the
+/// dashboard variables `$namespace`/`$deploymentId` as `.*`), plus a few more shapes.
+const DIFF_QUERIES: &[&str] = &[
+    "flink_jobmanager_job_uptime{namespace=~\".*\", deploymentId=~\".*\"} / 1000",
+    "increase(flink_jobmanager_job_numRestarts{namespace=~\".*\", deploymentId=~\".*\"}[10m])",
+    "increase(flink_jobmanager_job_numberOfCompletedCheckpoints{namespace=~\".*\", deploymentId=~\".*\"}[15m])",
+    "increase(flink_jobmanager_job_numberOfFailedCheckpoints{namespace=~\".*\", deploymentId=~\".*\"}[15m])",
+    "flink_jobmanager_job_lastCheckpointDuration{namespace=~\".*\", deploymentId=~\".*\"} / 1000",
+    "sum by (job_name) (rate(flink_taskmanager_job_task_numRecordsIn{namespace=~\".*\", deploymentId=~\".*\"}[1m]))",
+    "sum by (job_name) (rate(flink_taskmanager_job_task_numRecordsOut{namespace=~\".*\", deploymentId=~\".*\"}[1m]))",
+    "max by (job_name, task_name) (flink_taskmanager_job_task_backPressuredTimeMsPerSecond{namespace=~\".*\", deploymentId=~\".*\"})",
+    "flink_taskmanager_Status_JVM_Memory_Heap_Used{namespace=~\".*\", deploymentId=~\".*\"} / flink_taskmanager_Status_JVM_Memory_Heap_Max{namespace=~\".*\", deploymentId=~\".*\"}",
+    "count(count by (job, instance) (push_time_seconds))",
+    "sum by (namespace, deploymentId, jobId, job_name) (increase(flink_jobmanager_job_numRestarts[10m]))",
+    "increase(flink_jobmanager_job_numberOfFailedCheckpoints[15m]) >= 0",
+    "time() - max by (job) (push_time_seconds{job=~\"flink.*\"})",
+    "flink_taskmanager_Status_JVM_Memory_Heap_Used / flink_taskmanager_Status_JVM_Memory_Heap_Max > 0.4",
+    "histogram_quantile(0.9, sum by (le) (req_seconds_bucket))",
+    "req_seconds_sum / req_seconds_count",
+    "topk(1, flink_taskmanager_Status_JVM_Memory_Heap_Used)",
+    "max_over_time(flink_taskmanager_Status_JVM_Memory_Heap_Used[2s])",
+    "count by (__name__) ({__name__=~\"flink_.*\"})",
+    "scalar(sum(flink_taskmanager_Status_JVM_Memory_Heap_Max)) * 2",
+];
+
+#[test]
+fn differential_against_a_real_prometheus_scraping_the_gateway() {
+    let gw = ours(&["--storage.record-interval", "1s"]);
+    let jm = "/metrics/job/flink-jm/namespace/prod/deploymentId/d-1";
+    let tm =
+        |n: &str| format!("/metrics/job/flink-tm/instance/{n}/namespace/prod/deploymentId/d-1");
+    put(&gw, jm, FLINK_JM);
+    put(&gw, &tm("tm-1"), &flink_tm("tm-1", 4e8, 1000));
+    put(&gw, &tm("tm-2"), &flink_tm("tm-2", 6e8, 2500));
+    let Some(prom) = real_prometheus(gw.addr) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = |expr: &str, want: &str| {
+        get_at(prom.addr, &format!("/api/v1/query?query={}", enc(expr)))
+            .is_some_and(|(_, v)| v["data"]["result"][0]["value"][1] == want)
+    };
+    while !seen("count(flink_taskmanager_Status_JVM_Memory_Heap_Used)", "2") {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t0 = now_ms() + 1000;
+    std::thread::sleep(Duration::from_millis(2500));
+    // A change half-way: the gateway records it at the push, Prometheus at its next scrape.
+    let tc = now_ms();
+    put(&gw, &tm("tm-1"), &flink_tm("tm-1", 9e8, 1000));
+    let tm1_heap = "flink_taskmanager_Status_JVM_Memory_Heap_Used{tm_id=\"tm-1\"}";
+    while !seen(tm1_heap, "900000000") {
+        assert!(Instant::now() < deadline, "Prometheus never saw the change");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tc2 = now_ms();
+    std::thread::sleep(Duration::from_millis(2500));
+    let t_end = now_ms() - 200;
+
+    let ask = |addr: std::net::SocketAddr, path: &str| {
+        let (status, v) = get_at(addr, path).unwrap_or_else(|| panic!("{addr} {path}"));
+        assert_eq!(status, 200, "{addr} {path}: {v}");
+        by_series(&v["data"])
+    };
+    let mut compared = 0;
+    for q in DIFF_QUERIES {
+        let path = format!("/api/v1/query?query={}&time={}", enc(q), secs(t_end));
+        let (ours_r, theirs) = (ask(gw.addr, &path), ask(prom.addr, &path));
+        assert_eq!(
+            ours_r.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "series of {q}"
+        );
+        for (k, a) in &ours_r {
+            let b = &theirs[k];
+            assert!(
+                same(a[0].1, b[0].1) && a[0].0 == b[0].0,
+                "{q} {k}: ours {a:?}, Prometheus {b:?}"
+            );
+        }
+        compared += ours_r.len();
+    }
+    assert!(compared >= 20, "only {compared} series compared");
+
+    // Range queries over the scraped window, step 1s: equal at every step outside the
+    // moments between the change's push and Prometheus's scrape of it.
+    for q in [
+        "flink_taskmanager_Status_JVM_Memory_Heap_Used / flink_taskmanager_Status_JVM_Memory_Heap_Max",
+        "sum by (job) (flink_taskmanager_Status_JVM_Memory_Heap_Used)",
+        "count(count by (job, instance) (push_time_seconds))",
+    ] {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=1",
+            enc(q),
+            secs(t0),
+            secs(t_end)
+        );
+        let (ours_r, theirs) = (ask(gw.addr, &path), ask(prom.addr, &path));
+        assert_eq!(
+            ours_r.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "series of {q}"
+        );
+        for (k, a) in &ours_r {
+            let b: std::collections::BTreeMap<i64, f64> = theirs[k]
+                .iter()
+                .map(|&(t, v)| ((t * 1000.0).round() as i64, v))
+                .collect();
+            let mut steps = 0;
+            for &(t, v) in a {
+                let t = (t * 1000.0).round() as i64;
+                if t >= tc && t <= tc2 + 1000 {
+                    continue;
+                }
+                let w = b.get(&t).unwrap_or_else(|| panic!("{q} {k}: Prometheus has no point at {t}"));
+                assert!(same(v, *w), "{q} {k} at {t}: ours {v}, Prometheus {w}");
+                steps += 1;
+            }
+            assert!(steps >= 3, "{q} {k}: only {steps} steps compared");
+        }
+    }
+
+    // Errors: same status and errorType; the messages Prometheus words itself agree.
+    for (path, same_text) in [
+        ("/api/v1/query?query=sum(".to_owned(), false),
+        ("/api/v1/query?query=up&time=yesterday".to_owned(), true),
+        (
+            "/api/v1/query_range?query=up&start=20&end=10&step=1".to_owned(),
+            true,
+        ),
+        (
+            "/api/v1/query_range?query=up&start=10&end=20&step=0".to_owned(),
+            true,
+        ),
+        (
+            "/api/v1/query_range?query=up&start=0&end=100000&step=1".to_owned(),
+            true,
+        ),
+        (
+            "/api/v1/query_range?query=up%5B1m%5D&start=0&end=10&step=1".to_owned(),
+            false,
+        ),
+        ("/api/v1/series".to_owned(), true),
+        ("/api/v1/labels?start=soon".to_owned(), true),
+        (
+            "/api/v1/query_range?query=up&start=soon&end=1&step=1".to_owned(),
+            true,
+        ),
+    ] {
+        let (s1, a) = get_at(gw.addr, &path).unwrap();
+        let (s2, b) = get_at(prom.addr, &path).unwrap();
+        assert_eq!(
+            (s1, &a["errorType"]),
+            (s2, &b["errorType"]),
+            "{path}: {a} vs {b}"
+        );
+        if same_text {
+            assert_eq!(a["error"], b["error"], "{path}");
+        } else {
+            assert!(
+                a["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("invalid parameter \"query\""),
+                "{a}"
+            );
+        }
+    }
 }

@@ -70,11 +70,15 @@ impl Params {
             .collect()
     }
 
-    /// A timestamp parameter in ms, `default` when absent.
+    /// An optional timestamp parameter in ms, `default` when absent (`time` of
+    /// `/api/v1/query`, `start`/`end` of the metadata endpoints; Prometheus words their
+    /// errors with an extra "Invalid time value for" that `query_range` does not use).
     pub fn time(&self, name: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(name) {
             None => Ok(default),
-            Some(s) => parse_time(s).map_err(|e| ApiError::bad_param(name, e)),
+            Some(s) => parse_time(s).map_err(|e| {
+                ApiError::bad_param(name, format!("Invalid time value for '{name}': {e}"))
+            }),
         }
     }
 
