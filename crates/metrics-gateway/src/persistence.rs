@@ -30,7 +30,7 @@ use crate::{
     metrics::GatewayMetrics,
     model::{escape_help, is_valid_label_name},
     parse::text,
-    store::{unix, Group, Store, StoredFamily},
+    store::{from_unix, unix, Group, Store, StoredFamily},
 };
 
 const MAGIC: &str = "# metrics-gateway persistence file";
@@ -174,17 +174,6 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PersistenceError
         }
     }
     Ok(())
-}
-
-/// A Unix time in seconds as a `SystemTime`, if it is one (finite, not negative,
-/// representable).
-fn from_unix(secs: f64) -> Option<SystemTime> {
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    Duration::try_from_secs_f64(secs)
-        .ok()
-        .and_then(|d| UNIX_EPOCH.checked_add(d))
 }
 
 /// What [`load`] did.

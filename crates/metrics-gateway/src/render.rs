@@ -13,8 +13,8 @@ use crate::{
         parse_label_block, render_block, MetricType, Value,
     },
     store::{
-        unix, Group, Store, StoredMetric, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP, PUSH_TIME,
-        PUSH_TIME_HELP,
+        from_unix, unix, Group, Store, StoredMetric, PUSH_FAILURE_TIME, PUSH_FAILURE_TIME_HELP,
+        PUSH_TIME, PUSH_TIME_HELP,
     },
 };
 
@@ -138,26 +138,24 @@ fn render_time_family(groups: &BTreeMap<GroupKey, Group>, name: &str, out: &mut 
 /// RFC 3339 with nanoseconds, like Go's `time.Time` in JSON. A time chrono cannot represent
 /// (hundreds of thousands of years away) is written as the epoch rather than panicking.
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs())
-            .ok()
-            .and_then(|s| chrono::DateTime::from_timestamp(s, d.subsec_nanos())),
-        Err(e) => i64::try_from(e.duration().as_secs())
-            .ok()
-            .and_then(|s| chrono::DateTime::from_timestamp(-s, 0)),
-    };
-    dt.unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    rfc3339_checked(t)
+        .unwrap_or_else(|| rfc3339_checked(SystemTime::UNIX_EPOCH).unwrap_or_default())
 }
 
-/// RFC 3339 of a Unix time in seconds, if it is a time chrono can represent.
-fn rfc3339_unix(secs: f64) -> Option<String> {
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    let d = std::time::Duration::try_from_secs_f64(secs).ok()?;
-    let dt = chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())?;
+/// RFC 3339 of `t`, if it is a time chrono can represent.
+fn rfc3339_checked(t: SystemTime) -> Option<String> {
+    let dt = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => {
+            chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())
+        }
+        Err(e) => chrono::DateTime::from_timestamp(-i64::try_from(e.duration().as_secs()).ok()?, 0),
+    }?;
     Some(dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// RFC 3339 of a Unix time in seconds, if it is a representable time.
+fn rfc3339_unix(secs: f64) -> Option<String> {
+    from_unix(secs).and_then(rfc3339_checked)
 }
 
 fn labels_json(labels: &[(String, String)]) -> Json {
@@ -325,6 +323,54 @@ push_time_seconds{instance=\"\",job=\"j0\"} 1.795531207e+09\npush_time_seconds{i
         assert_eq!(
             g["push_time_seconds"]["metrics"][0]["value"],
             "1.795531207e+09"
+        );
+    }
+
+    #[test]
+    fn the_json_api_is_total_for_any_ttl_and_time_a_group_holds() {
+        let store = Store::default();
+        let group = |job: &str, push_time: f64, ttl: Duration| {
+            Store::restored_group(
+                [("job".to_string(), job.to_string())].into(),
+                vec![],
+                push_time,
+                0.0,
+                true,
+                Some(ttl),
+            )
+        };
+        store.restore(vec![
+            group("max", 1_795_531_207.0, Duration::MAX),
+            group("far", 1e300, Duration::from_secs(60)),
+            group("nan", f64::NAN, Duration::from_secs(60)),
+            group("ok", 1_795_531_207.0, Duration::from_secs(60)),
+        ]);
+        let api = api_metrics(&store);
+        let by_job = |job: &str| {
+            api["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["labels"]["job"] == job)
+                .unwrap()
+                .clone()
+        };
+        // A NaN push time counts as 0 (`f64::max`): an expiry a minute after the epoch.
+        assert_eq!(by_job("nan")["expires_at"], "1970-01-01T00:01:00Z");
+        for job in ["max", "far"] {
+            assert!(by_job(job).get("expires_at").is_none(), "{job}: {api}");
+        }
+        assert_eq!(by_job("ok")["expires_at"], "2026-11-24T14:41:07Z");
+        assert_eq!(
+            by_job("far")["push_time_seconds"]["time_stamp"],
+            "1970-01-01T00:00:00Z"
+        );
+        let mut out = String::new();
+        render_groups(&store, &mut out);
+        assert!(out.contains("push_time_seconds{instance=\"\",job=\"far\"} 1e+300"));
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 2)),
+            "1970-01-01T00:00:00Z"
         );
     }
 }

@@ -228,6 +228,17 @@ pub fn unix(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The time of Unix seconds, if it is one: finite, not negative, representable (never
+/// panics, whatever a persistence file or a TTL holds).
+pub fn from_unix(secs: f64) -> Option<SystemTime> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .and_then(|d| UNIX_EPOCH.checked_add(d))
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     groups: BTreeMap<GroupKey, Group>,

@@ -360,17 +360,11 @@ pub fn render(cfg: &BTreeMap<String, String>, version: FlinkVersion) -> Result<S
             });
         }
         if version.reads_config_yaml() {
-            let key = serde_json::to_string(k).unwrap_or_default();
-            let key = if k
+            let plain = k
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c))
-            {
-                k.clone()
-            } else {
-                key
-            };
-            let value = serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
-            out.push_str(&format!("{key}: {value}\n"));
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            let key = if plain { k.clone() } else { yaml_quote(k) };
+            out.push_str(&format!("{key}: {}\n", yaml_quote(v)));
         } else {
             if v.contains(['\n', '\r']) || v.contains('#') {
                 return Err(Error::Invalid {
@@ -388,6 +382,33 @@ pub fn render(cfg: &BTreeMap<String, String>, version: FlinkVersion) -> Result<S
         }
     }
     Ok(out)
+}
+
+/// A YAML double-quoted scalar that YAML 1.1 and 1.2 readers (Flink's SnakeYAML) read back
+/// as `s`: quotes, backslashes and every character that is not plainly printable in both
+/// versions (controls, DEL, C1, the Unicode line separators, BOM, non-characters) are
+/// escaped.
+fn yaml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        let u = c as u32;
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            _ if u < 0x20
+                || (0x7f..=0x9f).contains(&u)
+                || matches!(u, 0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff) =>
+            {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -514,5 +535,72 @@ mod tests {
             .to_string();
         assert!(err.contains("flinkConfiguration[\"a\"]"), "{err}");
         assert!(render(&bad, FlinkVersion::new(1, 19)).is_ok());
+    }
+
+    /// Flink's line parser for `flink-conf.yaml` (before 1.19): comments from `#`, the key
+    /// before the first `": "`, both trimmed; lines without a value are skipped.
+    fn legacy_parse(text: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let conf = line.split('#').next().unwrap_or_default().trim();
+            let Some((k, v)) = conf.split_once(": ") else {
+                continue;
+            };
+            let (k, v) = (k.trim(), v.trim());
+            if !k.is_empty() && !v.is_empty() {
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+        out
+    }
+
+    fn usable_key(k: &str) -> bool {
+        !k.trim().is_empty() && !k.contains(['\n', '#']) && !k.contains(": ")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn config_yaml_reads_back_every_value(
+            cfg in proptest::collection::btree_map(
+                r"[a-z][a-z0-9._-]{0,20}|\PC{1,12}",
+                r"\PC{0,16}|[\s\S]{0,16}|[\u{0}-\u{ff}\u{2028}\u{2029}\u{feff}]{0,8}",
+                0..8,
+            )
+        ) {
+            let cfg: BTreeMap<String, String> =
+                cfg.into_iter().filter(|(k, _)| usable_key(k)).collect();
+            let text = render(&cfg, FlinkVersion::new(1, 20)).unwrap();
+            let back: BTreeMap<String, String> = serde_yaml::from_str(&text).map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(format!("{e}\n{text}"))
+            })?;
+            proptest::prop_assert_eq!(back, cfg);
+        }
+
+        #[test]
+        fn flink_conf_yaml_is_read_as_written_or_refused(
+            cfg in proptest::collection::btree_map(
+                "[a-z][a-z0-9._-]{0,20}",
+                r"[ -~]{0,20}|\PC{0,8}|[a-z #:\n]{0,8}",
+                0..8,
+            )
+        ) {
+            match render(&cfg, FlinkVersion::new(1, 17)) {
+                Ok(text) => {
+                    let expected: BTreeMap<String, String> = cfg
+                        .iter()
+                        .filter(|(_, v)| !v.trim().is_empty())
+                        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+                        .collect();
+                    proptest::prop_assert_eq!(legacy_parse(&text), expected);
+                }
+                Err(e) => {
+                    proptest::prop_assert!(
+                        cfg.values().any(|v| v.contains(['#', '\n', '\r'])),
+                        "refused a writable value: {}",
+                        e
+                    );
+                }
+            }
+        }
     }
 }
