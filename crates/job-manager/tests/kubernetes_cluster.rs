@@ -214,6 +214,21 @@ async fn a_restarted_manager_adopts_a_half_started_job_and_creates_nothing_twice
     assert_rbac_covers(&fake);
 }
 
+#[tokio::test]
+async fn objects_carrying_a_stale_resource_version_still_apply() {
+    let (fake, cluster) = start(Scenario::Healthy).await;
+    cluster.ensure(&job(), &objects()).await.unwrap();
+    // Objects read back earlier (e.g. from a previous life) carry an old resourceVersion;
+    // sent as is, the API server would take it as a precondition and answer 409.
+    let mut stale = objects();
+    stale.jobmanager.metadata.resource_version = Some("1".into());
+    stale.service.metadata.resource_version = Some("1".into());
+    stale.taskmanager.metadata.resource_version = Some("1".into());
+    stale.config_map.metadata.resource_version = Some("1".into());
+    cluster.ensure(&job(), &stale).await.unwrap();
+    assert_rbac_covers(&fake);
+}
+
 async fn condition_of(scenario: Scenario, reason: Reason) -> (String, Option<String>) {
     let (fake, cluster) = start(scenario).await;
     cluster.ensure(&job(), &objects()).await.unwrap();

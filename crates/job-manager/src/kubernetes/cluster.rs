@@ -33,7 +33,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
     Api, Client, Resource,
 };
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
@@ -49,8 +49,10 @@ pub const FIELD_MANAGER: &str = "job-manager";
 /// The name of the JobManager Service's REST port (used by the service proxy path).
 pub const REST_PORT_NAME: &str = "rest";
 
-/// How the manager reaches Flink's REST API of a job on Kubernetes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the manager reaches Flink's REST API of a job on Kubernetes
+/// (`kubernetes.flinkRest: service | proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FlinkRestAccess {
     /// The JobManager Service's cluster DNS name (a manager running in the cluster).
     #[default]

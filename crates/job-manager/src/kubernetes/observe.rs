@@ -360,3 +360,80 @@ pub fn observe_pods<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> ClusterObser
     obs.conditions.sort_by_key(|c| c.reason);
     obs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(component: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "job-1-taskmanager-7d9f-x2", "labels": {labels::COMPONENT: component}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failing_jar_download_names_the_init_container_and_its_exit() {
+        let p = pod(
+            "taskmanager",
+            serde_json::json!({
+                "phase": "Pending",
+                "initContainerStatuses": [{"name": "fetch-jar", "image": "curl", "ready": false,
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                    "lastState": {"terminated": {"exitCode": 22, "reason": "Error"}}}],
+                "containerStatuses": [{"name": "flink-main-container", "image": "flink", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}],
+            }),
+        );
+        let obs = observe_pods([&p]);
+        assert_eq!(obs.conditions.len(), 1, "{:?}", obs.conditions);
+        let c = &obs.conditions[0];
+        assert_eq!(c.reason, Reason::CrashLoopBackOff);
+        assert!(
+            c.message.starts_with("TaskManager pod job-1-taskmanager-7d9f-x2: init container fetch-jar keeps crashing (restarted 3 times, last exit code 22 (Error))"),
+            "{}",
+            c.message
+        );
+        assert!(!obs.jobmanager_ready());
+    }
+
+    #[test]
+    fn an_oom_kill_outranks_the_crash_loop_it_causes_and_points_at_the_right_memory() {
+        let p = pod(
+            "taskmanager",
+            serde_json::json!({
+                "phase": "Running",
+                "containerStatuses": [{"name": "flink-main-container", "image": "flink", "ready": false,
+                    "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+                    "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}],
+            }),
+        );
+        let obs = observe_pods([&p]);
+        assert_eq!(obs.conditions.len(), 1);
+        assert_eq!(obs.conditions[0].reason, Reason::OomKilled);
+        assert!(obs.conditions[0]
+            .message
+            .contains("raise spec.template.spec.resources.taskmanager.memory"));
+    }
+
+    #[test]
+    fn healthy_and_starting_pods_have_no_conditions() {
+        let running = pod(
+            "jobmanager",
+            serde_json::json!({"phase": "Running", "containerStatuses": [{"name": "m", "image": "flink",
+                "ready": true, "restartCount": 0, "state": {"running": {}}}]}),
+        );
+        let creating = pod(
+            "taskmanager",
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "m", "image": "flink",
+                "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        );
+        let obs = observe_pods([&running, &creating]);
+        assert!(obs.conditions.is_empty(), "{:?}", obs.conditions);
+        assert!(obs.jobmanager_ready());
+        assert_eq!(obs.pods[1].phase, "Pending");
+    }
+}
