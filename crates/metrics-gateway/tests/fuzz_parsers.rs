@@ -1,15 +1,17 @@
 //! Property-based fuzzing of the push parsers and the store (a proptest harness; the same
 //! entry points as `fuzz/fuzz_targets/*` for cargo-fuzz). Arbitrary bytes never panic;
 //! anything accepted renders to an exposition that parses back to the same exposition; a
-//! store fed random pushes keeps a valid, parseable `/metrics`.
+//! store fed random pushes keeps a valid, parseable `/metrics`; label limits refuse exactly
+//! the series over them.
 //!
 //! `FUZZ_CASES=N` raises the number of cases (default 256, quick enough for CI).
 
 use std::time::{Duration, SystemTime};
 
 use metrics_gateway::{
+    limits::LabelLimits,
     model::{render_metric, Family},
-    parse::{proto, text},
+    parse::{proto, text, ParseError},
     render::render_groups,
     store::{Push, Store},
 };
@@ -137,6 +139,37 @@ proptest! {
     fn exposition_shaped_input_parses_to_a_fixpoint(body in exposition()) {
         if let Ok(f) = text::parse(body.as_bytes()) {
             check_fixpoint(f);
+        }
+    }
+
+    #[test]
+    fn label_limits_refuse_exactly_the_series_over_them(
+        body in exposition(),
+        max_labels in 0usize..3,
+        max_name in 0usize..3,
+        max_value in 0usize..3,
+    ) {
+        let limits = LabelLimits {
+            max_labels_per_series: max_labels,
+            max_label_name_length: max_name,
+            max_label_value_length: max_value,
+        };
+        let over = |fams: &[Family]| {
+            fams.iter()
+                .flat_map(|f| f.metrics.iter().map(move |m| (f, m)))
+                .any(|(f, m)| limits.check(&f.name, &m.labels).is_err())
+        };
+        match (text::parse(body.as_bytes()), text::parse_with(body.as_bytes(), limits)) {
+            (Ok(free), Ok(limited)) => {
+                prop_assert_eq!(render(&free), render(&limited));
+                prop_assert!(!over(&limited), "a series over the limits got through:\n{}", body);
+            }
+            (Ok(free), Err(ParseError::Limit { .. })) => {
+                prop_assert!(over(&free), "refused though within the limits:\n{}", body);
+            }
+            (Ok(_), Err(e)) => prop_assert!(false, "limits changed a valid body's error: {}", e),
+            (Err(_), Ok(_)) => prop_assert!(false, "limits made an invalid body valid"),
+            (Err(_), Err(_)) => {}
         }
     }
 
