@@ -12,7 +12,8 @@
 //! configs, laid out as their pods mount them, pass `promtool check config` and `amtool
 //! check-config`; the rule files pass `promtool check rules`, our checker and their unit
 //! tests under both engines; Grafana's provisioning is complete and every dashboard query
-//! parses as PromQL; the Dockerfile builds every image the manifests run.
+//! parses as PromQL; Prometheus's and Alertmanager's args name flags their (Debian) binaries
+//! know; the Dockerfile builds every image the manifests run.
 
 #[path = "deploy/kustomize.rs"]
 mod kustomize;
@@ -1590,5 +1591,38 @@ fn our_renderer_agrees_with_kubectl_kustomize() {
                 "{overlay}: {key:?} differs from kubectl kustomize's"
             );
         }
+    }
+}
+
+#[test]
+fn monitoring_containers_args_are_flags_their_binaries_know() {
+    // Debian's builds (what CI installs) of the same programs the images run: with `--help`
+    // last, kingpin rejects an unknown flag and otherwise prints help without starting.
+    let r = render("ack");
+    for (workload_name, binaries) in [
+        ("prometheus", &["prometheus"][..]),
+        (
+            "alertmanager",
+            &["prometheus-alertmanager", "alertmanager"][..],
+        ),
+    ] {
+        let Some(bin) = binaries.iter().find_map(|b| tool(b)) else {
+            eprintln!("SKIP {workload_name}: no {binaries:?} installed (Debian packages prometheus, prometheus-alertmanager)");
+            continue;
+        };
+        let (_, _, c) = workload(&r.objects, workload_name);
+        let args = strings(&c["args"]);
+        assert!(!args.is_empty(), "{workload_name}: no args");
+        run_ok(Command::new(&bin).args(&args).arg("--help"));
+        // The same way of checking refuses a flag the program does not have.
+        let out = Command::new(&bin)
+            .args(["--no-such.flag=1", "--help"])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{}: accepts unknown flags",
+            bin.display()
+        );
     }
 }
