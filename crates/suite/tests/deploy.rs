@@ -813,6 +813,7 @@ fn job_manager_and_log_shipper_may_do_what_the_kubernetes_target_needs() {
             ("", "configmaps", &crud[..]),
             ("", "services", &crud[..]),
             ("", "pods", &crud[..]),
+            ("", "secrets", &["get", "create", "patch", "delete"][..]),
             ("", "pods/log", &["get"][..]),
             ("", "events", &["get", "list", "watch", "create"][..]),
             ("", "services/proxy", &["get", "create"][..]),
