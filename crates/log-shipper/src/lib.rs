@@ -213,6 +213,54 @@ pub fn build_sinks(args: &Args, config: &Config) -> Result<Vec<(Sink, Batch, Buf
     Ok(sinks)
 }
 
+/// Everything a reload can get wrong beyond the file itself, checked by the loader so that
+/// such a reload fails (naming the field) instead of reporting success and keeping the old
+/// pipeline: the sinks (credentials, secret files, endpoints) and the Kubernetes lister.
+fn check_applicable(args: &Args, config: &Config) -> Result<(), common::ConfigError> {
+    build_sinks(args, config).map_err(|e| match e {
+        Error::Config(c) => c,
+        other => common::ConfigError::Other(other.to_string()),
+    })?;
+    if args.kubernetes || config.kubernetes.enabled {
+        let mut k8s = config.kubernetes.clone();
+        k8s.namespaces
+            .extend(args.kubernetes_namespaces.iter().cloned());
+        kubernetes::Lister::new(&k8s)
+            .map_err(|e| common::ConfigError::invalid("kubernetes", e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// What the running pipeline was built from, secrets included (as a digest, so no copy of
+/// them is kept): a reload that changes only a secret, or the contents of a secret file,
+/// restarts the pipeline like any other change.
+fn applied_digest(config: &Config) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(config).unwrap_or_default());
+    let creds = [
+        config
+            .sinks
+            .sls
+            .as_ref()
+            .map(|c| (&c.credentials, "sinks.sls")),
+        config
+            .sinks
+            .oss
+            .as_ref()
+            .map(|c| (&c.credentials, "sinks.oss")),
+    ];
+    for (c, field) in creds.into_iter().flatten() {
+        if let Ok((id, secret)) = c.resolve(field) {
+            h.update(id.as_bytes());
+            h.update([0]);
+            h.update(secret.expose().as_bytes());
+            h.update([0]);
+        }
+    }
+    h.finalize().to_vec()
+}
+
 /// Builds and starts one route per sink of `config`; their tasks stop when `stop` is
 /// cancelled (each stores its checkpoint on the way out).
 fn start_routes(
@@ -296,10 +344,15 @@ async fn stop_routes(
 /// configuration: the routes store their checkpoints, stop, and new ones resume from them.
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
-    let handle = ConfigHandle::<Config>::from_file(
+    let loader_args = args.clone();
+    let handle = ConfigHandle::<Config>::with_loader(
         INFO.metric_prefix,
         &registry,
-        args.common.config_file.clone(),
+        Arc::new(move || {
+            let config = common::config::load::<Config>(loader_args.common.config_file.as_deref())?;
+            check_applicable(&loader_args, &config)?;
+            Ok(config)
+        }),
     )?;
     for g in &args.inputs {
         glob::Pattern::new(g).map_err(|e| Error::Glob {
@@ -308,7 +361,7 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         })?;
     }
     let mut updates = handle.subscribe();
-    let mut config = updates.borrow_and_update().clone();
+    let config = updates.borrow_and_update().clone();
     config.validate()?;
     let metrics = metrics::Metrics::register(&registry);
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;
@@ -316,6 +369,7 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let root = lifecycle.token().child_token();
     let mut stop = root.child_token();
     let mut tasks = start_routes(&args, &config, &metrics, &stop)?;
+    let mut applied = applied_digest(&config);
     let supervisor = {
         let root = root.clone();
         tokio::spawn(async move {
@@ -327,14 +381,13 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
                             break;
                         }
                         let next = updates.borrow_and_update().clone();
-                        if serde_json::to_string(&*next).ok() == serde_json::to_string(&*config).ok() {
+                        // The loader checked that the sinks can be built, so the reload
+                        // failed (and this is not reached) if they cannot.
+                        let digest = applied_digest(&next);
+                        if digest == applied {
                             continue;
                         }
-                        // Check what can fail before stopping the running pipeline.
-                        if let Err(error) = build_sinks(&args, &next) {
-                            tracing::error!(%error, "New configuration cannot be applied; the pipeline keeps running on the old one.");
-                            continue;
-                        }
+                        applied = digest;
                         stop_routes(&stop, std::mem::take(&mut tasks)).await;
                         stop = root.child_token();
                         match start_routes(&args, &next, &metrics, &stop) {
@@ -342,9 +395,13 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
                                 tasks = t;
                                 tracing::info!("Pipeline restarted with the new configuration.");
                             }
-                            Err(error) => tracing::error!(%error, "Pipeline could not be restarted; retrying at the next reload."),
+                            Err(error) => {
+                                // Checkpoint or buffer trouble, not the config: the next
+                                // reload tries again even with the same file.
+                                applied.clear();
+                                tracing::error!(%error, "Pipeline could not be restarted; retrying at the next reload.");
+                            }
                         }
-                        config = next;
                     }
                 }
             }

@@ -619,3 +619,96 @@ fn an_outage_spills_to_disk_drops_oldest_when_full_counted_and_drains_in_order()
         .collect();
     assert_eq!(got, want, "the newest events survive, in order");
 }
+
+/// A reload applies every field, secrets included, or fails naming the field: rotating the
+/// AccessKey secret file and reloading ships with the new secret; a secret file that cannot
+/// be read fails the reload (500, gauge 0) and the running pipeline goes on.
+#[test]
+fn a_reload_applies_a_rotated_secret_file_and_refuses_an_unreadable_one_by_name() {
+    let (standin, port, _rt) = start_standin(vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("jm.log"),
+        "2024-01-01 00:00:00,000 INFO  x [] - hello\n",
+    )
+    .unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "wrong-secret\n").unwrap();
+    let cfg = dir.path().join("config.yml");
+    let write = |secret_file: &std::path::Path| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "labels: {{namespace: ns, deploymentId: dep, jobId: job, pod: flink-tm-0, source: 10.0.0.9}}\n\
+                 sinks:\n  sls:\n    endpoint: http://127.0.0.1:{port}\n    project: my-project\n    logstore: flink-logs\n    \
+                 credentials: {{access_key_id: standin-id, access_key_secret_file: '{}'}}\n    batch: {{max_events: 3, timeout: 200ms}}\n",
+                secret_file.display()
+            ),
+        )
+        .unwrap()
+    };
+    write(&secret);
+    let glob = format!("{}/*.log", logs.display());
+    let data = dir.path().join("data");
+    let p = testkit::Proc::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--input",
+            &glob,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    testkit::wait_for(
+        || standin.lock().unwrap().rejected == ["SignatureNotMatch"],
+        "the wrong secret rejected",
+    );
+
+    // Rotate the secret in the file only: the config text is unchanged.
+    std::fs::write(&secret, "standin-secret\n").unwrap();
+    let (code, body) = testkit::http(p.addr, "POST", "/-/reload", "").unwrap();
+    assert_eq!(code, 200, "{body}");
+    testkit::wait_for(
+        || !standin.lock().unwrap().groups.is_empty(),
+        "shipped with the rotated secret (before the 60 s retry of a rejected signature)",
+    );
+
+    // A secret file that cannot be read: refused by name, nothing changes.
+    let missing = dir.path().join("no-such-secret");
+    write(&missing);
+    let (code, body) = testkit::http(p.addr, "POST", "/-/reload", "").unwrap();
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("sinks.sls.credentials.access_key_secret_file")
+            && body.contains("no-such-secret"),
+        "{body}"
+    );
+    assert_eq!(
+        p.metric("log_shipper_config_last_reload_successful"),
+        Some(0.0)
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("jm.log"))
+        .unwrap();
+    f.write_all(b"2024-01-01 00:00:01,000 INFO  x [] - after the refused reload\n")
+        .unwrap();
+    testkit::wait_for(
+        || {
+            standin
+                .lock()
+                .unwrap()
+                .groups
+                .iter()
+                .flat_map(|g| &g.logs)
+                .flat_map(|l| &l.contents)
+                .any(|c| c.value.contains("after the refused reload"))
+        },
+        "the running pipeline keeps shipping",
+    );
+    assert!(!p.get("/metrics").1.contains("standin-secret"));
+}
