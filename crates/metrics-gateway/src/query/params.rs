@@ -129,11 +129,12 @@ impl Params {
 pub fn parse_message(e: &promql_engine::Error) -> String {
     match e {
         promql_engine::Error::Parse(m) => {
-            // promql-parser's messages lack Prometheus's `parse error:` prefix.
+            // promql-parser's messages carry neither Prometheus's `parse error:` prefix
+            // nor a position (so none is made up here).
             if m.contains("parse error") {
                 m.clone()
             } else {
-                format!("1:1: parse error: {m}")
+                format!("parse error: {m}")
             }
         }
         other => other.to_string(),

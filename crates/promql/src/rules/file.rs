@@ -484,12 +484,62 @@ pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<RuleGroup>, Vec<Rul
     }
 }
 
-/// Expands glob patterns (a pattern without matches that names no file is an error).
+/// Translates a pattern of Go's `filepath.Match` (what Prometheus expands `rule_files`
+/// with) into the `glob` crate's syntax: `[^...]` negates (`[!...]` here), `\x` is a
+/// literal `x` (`[x]` here), and a run of `*` is one `*` (Go has no recursive `**`).
+pub fn go_glob_pattern(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let mut chars = p.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if !cfg!(windows) => match chars.next() {
+                Some(x) if in_class => out.push(x),
+                Some(x) => {
+                    out.push('[');
+                    out.push(x);
+                    out.push(']');
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('!');
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '*' if !in_class => {
+                while chars.peek() == Some(&'*') {
+                    chars.next();
+                }
+                out.push('*');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Expands glob patterns as Prometheus expands `rule_files` (Go's `filepath.Glob`: `*`
+/// and `?` never match `/`, dotfiles match, `[^a-z]` negates); a pattern without magic
+/// characters that names no file is an error (Prometheus would skip it silently).
 pub fn expand_globs(patterns: &[String]) -> Result<Vec<std::path::PathBuf>, String> {
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
     let mut out = Vec::new();
     for p in patterns {
         let mut any = false;
-        let paths = glob::glob(p).map_err(|e| format!("invalid rule file pattern {p:?}: {e}"))?;
+        let paths = glob::glob_with(&go_glob_pattern(p), opts)
+            .map_err(|e| format!("invalid rule file pattern {p:?}: {e}"))?;
         for e in paths {
             let e = e.map_err(|e| e.to_string())?;
             any = true;
@@ -558,6 +608,54 @@ pub fn check_rules<P: AsRef<Path>>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rule_file_globs_expand_as_go_filepath_glob() {
+        let dir = std::env::temp_dir().join(format!(
+            "promql-glob-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in [
+            "alerting_rules-flink.yaml",
+            "recording_rules-flink.yaml",
+            "b.yml",
+            ".hidden.yml",
+            "sub/x.yaml",
+        ] {
+            std::fs::write(dir.join(f), "groups: []\n").unwrap();
+        }
+        let names = |p: &str| -> Vec<String> {
+            expand_globs(&[format!("{}/{p}", dir.display())])
+                .unwrap()
+                .iter()
+                .map(|f| f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names("alerting_rules-*.yaml"),
+            ["alerting_rules-flink.yaml"]
+        );
+        assert_eq!(
+            names("recording_rule*.yaml"),
+            ["recording_rules-flink.yaml"]
+        );
+        // `*` stays within one directory; `**` is just `*`; dotfiles match; `[^...]` negates.
+        assert_eq!(
+            names("*.yaml"),
+            ["alerting_rules-flink.yaml", "recording_rules-flink.yaml"]
+        );
+        assert_eq!(names("**/x.yaml"), ["sub/x.yaml"]);
+        assert_eq!(
+            names("**.yaml"),
+            ["alerting_rules-flink.yaml", "recording_rules-flink.yaml"]
+        );
+        assert_eq!(names("[^ab]*.yml"), [".hidden.yml"]);
+        assert_eq!(names("\\b.yml"), ["b.yml"]);
+        assert!(names("nothing-*.yaml").is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]
