@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::labels::{self, Component};
 use fake_kube::{Access, FakeKube, Scenario};
 use job_manager::kubernetes::{
-    cluster::{Error, FlinkRestAccess, JobRef, KubeCluster},
+    cluster::{DownloadToken, Error, FlinkRestAccess, JobRef, KubeCluster},
     observe::{ClusterObservation, Reason},
     rbac, JobObjects, JobRequest, Settings,
 };
@@ -124,7 +124,7 @@ fn assert_rbac_covers(fake: &FakeKube) {
 #[tokio::test]
 async fn start_applies_the_objects_in_order_labelled_and_owned_by_the_jobmanager_job() {
     let (fake, cluster) = start(Scenario::Healthy).await;
-    let uid = cluster.ensure(&job(), &objects()).await.unwrap();
+    let uid = cluster.ensure(&job(), &objects(), None).await.unwrap();
     assert_eq!(
         fake.created_order(),
         [
@@ -190,11 +190,11 @@ async fn a_restarted_manager_adopts_a_half_started_job_and_creates_nothing_twice
     let creates_before = fake.total_creates();
 
     // The new manager (a new client) starts the same job.
-    let uid = cluster.ensure(&job(), &objs).await.unwrap();
+    let uid = cluster.ensure(&job(), &objs, None).await.unwrap();
     assert_eq!(Some(uid.clone()), first.metadata.uid, "the Job was adopted");
     // And once more, as a reconcile pass after a second crash would.
     let restarted = KubeCluster::new(fake.client(), &fake.url(), FlinkRestAccess::Proxy);
-    assert_eq!(restarted.ensure(&job(), &objs).await.unwrap(), uid);
+    assert_eq!(restarted.ensure(&job(), &objs, None).await.unwrap(), uid);
 
     for (resource, name) in [
         ("configmaps", format!("job-{JOB}-config")),
@@ -217,7 +217,7 @@ async fn a_restarted_manager_adopts_a_half_started_job_and_creates_nothing_twice
 #[tokio::test]
 async fn objects_carrying_a_stale_resource_version_still_apply() {
     let (fake, cluster) = start(Scenario::Healthy).await;
-    cluster.ensure(&job(), &objects()).await.unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
     // Objects read back earlier (e.g. from a previous life) carry an old resourceVersion;
     // sent as is, the API server would take it as a precondition and answer 409.
     let mut stale = objects();
@@ -225,13 +225,13 @@ async fn objects_carrying_a_stale_resource_version_still_apply() {
     stale.service.metadata.resource_version = Some("1".into());
     stale.taskmanager.metadata.resource_version = Some("1".into());
     stale.config_map.metadata.resource_version = Some("1".into());
-    cluster.ensure(&job(), &stale).await.unwrap();
+    cluster.ensure(&job(), &stale, None).await.unwrap();
     assert_rbac_covers(&fake);
 }
 
 async fn condition_of(scenario: Scenario, reason: Reason) -> (String, Option<String>) {
     let (fake, cluster) = start(scenario).await;
-    cluster.ensure(&job(), &objects()).await.unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
     let obs = wait_for(&cluster, |o| {
         o.conditions.iter().any(|c| c.reason == reason)
     })
@@ -288,7 +288,7 @@ async fn unschedulable_pods_carry_the_schedulers_message() {
 #[tokio::test]
 async fn the_watch_sees_a_running_pod_start_crashing() {
     let (fake, cluster) = start(Scenario::Healthy).await;
-    cluster.ensure(&job(), &objects()).await.unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
     wait_for(&cluster, |o| o.jobmanager_ready()).await;
     let lists_before = fake.accesses().iter().filter(|a| a.verb == "list").count();
     let pod = format!("job-{JOB}-jobmanager-0");
@@ -314,7 +314,7 @@ async fn the_watch_sees_a_running_pod_start_crashing() {
 #[tokio::test]
 async fn a_missing_namespace_is_named_and_nothing_is_created() {
     let (fake, cluster) = start(Scenario::NamespaceMissing).await;
-    let err = cluster.ensure(&job(), &objects()).await.unwrap_err();
+    let err = cluster.ensure(&job(), &objects(), None).await.unwrap_err();
     assert!(matches!(err, Error::NamespaceMissing { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -333,7 +333,7 @@ async fn a_forbidden_apply_names_the_missing_verb_and_resource() {
         resource: "services",
     })
     .await;
-    let err = cluster.ensure(&job(), &objects()).await.unwrap_err();
+    let err = cluster.ensure(&job(), &objects(), None).await.unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.starts_with(
@@ -360,7 +360,7 @@ async fn a_forbidden_create_through_apply_names_create() {
         resource: "deployments",
     })
     .await;
-    let err = cluster.ensure(&job(), &objects()).await.unwrap_err();
+    let err = cluster.ensure(&job(), &objects(), None).await.unwrap_err();
     assert!(
         err.to_string()
             .starts_with("job-manager is not allowed to create deployments.apps in Kubernetes namespace flink-jobs"),
@@ -376,7 +376,7 @@ async fn a_forbidden_pod_list_shows_as_a_condition() {
         resource: "pods",
     })
     .await;
-    cluster.ensure(&job(), &objects()).await.unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
     let obs = wait_for(&cluster, |o| !o.conditions.is_empty()).await;
     let c = obs.worst().unwrap();
     assert_eq!(c.reason, Reason::Forbidden);
@@ -394,7 +394,7 @@ async fn a_forbidden_pod_list_shows_as_a_condition() {
 #[tokio::test]
 async fn teardown_deletes_the_job_and_everything_it_owns() {
     let (fake, cluster) = start(Scenario::Healthy).await;
-    cluster.ensure(&job(), &objects()).await.unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
     wait_for(&cluster, |o| o.pods.len() == 3).await;
     cluster.teardown(&job()).await.unwrap();
     for (group, resource) in [
@@ -441,7 +441,7 @@ async fn flink_rest_is_reached_through_the_service_or_the_api_servers_proxy() {
         in_cluster.flink_rest_base_url(&job()),
         format!("http://job-{JOB}-jobmanager.{NS}.svc:8081")
     );
-    cluster.ensure(&job(), &objects()).await.unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
     let (code, body) = cluster
         .flink_rest_via_proxy(&job(), "/overview")
         .await
@@ -456,5 +456,56 @@ async fn flink_rest_is_reached_through_the_service_or_the_api_servers_proxy() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].service, format!("job-{JOB}-jobmanager:rest"));
     assert_eq!(calls[0].path, "/overview");
+    assert_rbac_covers(&fake);
+}
+
+#[tokio::test]
+async fn the_download_token_secret_is_applied_before_the_job_owned_by_it_and_deleted_with_it() {
+    let (fake, cluster) = start(Scenario::Healthy).await;
+    let job_id: Uuid = JOB.parse().unwrap();
+    let secret_name = kubernetes::ArtifactStore::token_secret_name(job_id);
+    let value = common::Secret::new("download-token-0123456789");
+    let token = DownloadToken {
+        secret_name: &secret_name,
+        key: "token",
+        token: &value,
+    };
+    assert!(!format!("{token:?}").contains("download-token-0123456789"));
+    let uid = cluster
+        .ensure(&job(), &objects(), Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.created_order()[..3],
+        [
+            format!("configmaps/job-{JOB}-config"),
+            format!("secrets/{secret_name}"),
+            format!("jobs/job-{JOB}-jobmanager"),
+        ]
+    );
+    let s = fake.object("", "secrets", NS, &secret_name).unwrap();
+    assert_eq!(s["data"]["token"], "ZG93bmxvYWQtdG9rZW4tMDEyMzQ1Njc4OQ==");
+    assert_eq!(s["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+    assert_eq!(s["metadata"]["labels"][labels::JOB_ID], JOB);
+    cluster.teardown(&job()).await.unwrap();
+    assert!(fake.names("", "secrets", NS).is_empty());
+    assert_rbac_covers(&fake);
+}
+
+#[tokio::test]
+async fn a_job_still_being_deleted_is_not_applied_to_until_it_is_gone() {
+    let (fake, cluster) = start(Scenario::Healthy).await;
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
+    let name = format!("job-{JOB}-jobmanager");
+    fake.mark_terminating("batch", "jobs", NS, &name);
+    let patches_before = fake.accesses().iter().filter(|a| a.verb == "patch").count();
+    let err = cluster.ensure(&job(), &objects(), None).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("still being deleted"), "{err}");
+    let patches_after = fake.accesses().iter().filter(|a| a.verb == "patch").count();
+    assert_eq!(
+        patches_before, patches_after,
+        "nothing applied to a dying Job"
+    );
     assert_rbac_covers(&fake);
 }

@@ -5,8 +5,9 @@
 //!   `~/.kube/config`, else the in-cluster service account), optionally with a kubeconfig
 //!   context ([`KubeCluster::connect`]); tests hand in a client ([`KubeCluster::new`]).
 //! - [`KubeCluster::ensure`] applies the objects with server-side apply (field manager
-//!   [`FIELD_MANAGER`], forced) in dependency order: ConfigMap, JobManager Job, then the
-//!   ConfigMap again, the Service and the TaskManager Deployment owned by the Job's uid. Apply
+//!   [`FIELD_MANAGER`], forced) in dependency order: ConfigMap (and the artifact download
+//!   token's Secret), JobManager Job, then those again, the Service and the TaskManager
+//!   Deployment owned by the Job's uid. Apply
 //!   is idempotent and the names derive from the fixed job id, so a manager that crashed
 //!   mid-start adopts what exists and creates nothing twice.
 //! - [`KubeCluster::teardown`] deletes the Job with `propagationPolicy: Background`, so the
@@ -25,9 +26,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use k8s_openapi::api::{
-    batch::v1::Job as K8sJob,
-    core::v1::{ConfigMap, Pod},
+use k8s_openapi::{
+    api::{
+        batch::v1::Job as K8sJob,
+        core::v1::{ConfigMap, Pod, Secret as K8sSecret},
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ByteString,
 };
 use kube::{
     api::{DeleteParams, Patch, PatchParams},
@@ -41,7 +46,7 @@ use super::{
     flink_conf::REST_PORT,
     jobmanager_name,
     observe::{ClusterObservation, NamespaceWatch},
-    JobObjects,
+    ArtifactStore, JobObjects,
 };
 
 /// The field manager of every apply.
@@ -68,6 +73,45 @@ pub struct JobRef {
     pub namespace: String,
     /// The job id the object names and the `flink-suite.io/job-id` label carry.
     pub job_id: Uuid,
+}
+
+/// The read-only artifact download token of a job, kept in a Secret the init container reads
+/// (see [`super::ArtifactStore`]).
+pub struct DownloadToken<'a> {
+    /// `job-<jobId>-artifact-token` ([`super::ArtifactStore::token_secret_name`]).
+    pub secret_name: &'a str,
+    /// The key in the Secret ([`super::ArtifactStore::token_key`]).
+    pub key: &'a str,
+    pub token: &'a common::Secret,
+}
+
+impl std::fmt::Debug for DownloadToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadToken")
+            .field("secret_name", &self.secret_name)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Secret holding a job's download token, labelled like the JobManager Job.
+fn token_secret(objects: &JobObjects, t: &DownloadToken<'_>) -> K8sSecret {
+    K8sSecret {
+        metadata: ObjectMeta {
+            name: Some(t.secret_name.to_string()),
+            labels: objects.jobmanager.metadata.labels.clone(),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            [(
+                t.key.to_string(),
+                ByteString(t.token.expose().as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
 }
 
 /// Why a Kubernetes call failed, in terms a user can act on.
@@ -281,7 +325,12 @@ impl KubeCluster {
 
     /// Applies a job's objects (idempotent; adopts what exists). Returns the JobManager
     /// Job's uid, which owns the rest.
-    pub async fn ensure(&self, job: &JobRef, objects: &JobObjects) -> Result<String> {
+    pub async fn ensure(
+        &self,
+        job: &JobRef,
+        objects: &JobObjects,
+        token: Option<&DownloadToken<'_>>,
+    ) -> Result<String> {
         let ns = job.namespace.as_str();
         let jobs: Api<K8sJob> = Api::namespaced(self.client.clone(), ns);
         let jm_name = name_of(&objects.jobmanager, "Job")?;
@@ -289,14 +338,35 @@ impl KubeCluster {
             .get_opt(&jm_name)
             .await
             .map_err(|e| Error::from_kube(e, "get", "jobs", &jm_name, ns))?;
+        if existing
+            .as_ref()
+            .is_some_and(|j| j.metadata.deletion_timestamp.is_some())
+        {
+            // A teardown is still collecting it: applying now would feed a dying Job.
+            return Err(Error::Rejected {
+                verb: "patch",
+                resource: "jobs".into(),
+                name: jm_name,
+                namespace: ns.into(),
+                code: 409,
+                message:
+                    "the JobManager Job is still being deleted; it is applied again once it is gone"
+                        .into(),
+            });
+        }
+        let mut secret = token.map(|t| token_secret(objects, t));
         let uid = match existing.and_then(|j| j.metadata.uid) {
             Some(uid) => {
                 tracing::info!(namespace = ns, job = %jm_name, "Adopting the existing JobManager Job.");
                 uid
             }
             None => {
-                // The JobManager mounts the ConfigMap: it comes first, without an owner yet.
+                // The JobManager mounts the ConfigMap (and its init container reads the
+                // token): they come first, without an owner yet.
                 self.apply(ns, &objects.config_map, "configmaps").await?;
+                if let Some(secret) = &secret {
+                    self.apply(ns, secret, "secrets").await?;
+                }
                 let created = self.apply(ns, &objects.jobmanager, "jobs").await?;
                 created.metadata.uid.ok_or_else(|| Error::Rejected {
                     verb: "patch",
@@ -313,6 +383,10 @@ impl KubeCluster {
         // Re-applying the Job adopts one a crashed manager created (same spec, same name).
         self.apply(ns, &owned.jobmanager, "jobs").await?;
         self.apply(ns, &owned.config_map, "configmaps").await?;
+        if let Some(secret) = &mut secret {
+            secret.metadata.owner_references = owned.config_map.metadata.owner_references.clone();
+            self.apply(ns, secret, "secrets").await?;
+        }
         self.apply(ns, &owned.service, "services").await?;
         self.apply(ns, &owned.taskmanager, "deployments").await?;
         Ok(uid)
@@ -341,8 +415,9 @@ impl KubeCluster {
     }
 
     /// Deletes a job's objects: the JobManager Job with background propagation (the garbage
-    /// collector removes the Service, Deployment, ConfigMap and pods it owns) and the
-    /// ConfigMap directly (a crash may have left it without owner). Absent objects are fine.
+    /// collector removes the Service, Deployment, ConfigMap, token Secret and pods it owns)
+    /// and the ConfigMap and token Secret directly (a crash may have left them without
+    /// owner). Absent objects are fine.
     pub async fn teardown(&self, job: &JobRef) -> Result<()> {
         let ns = job.namespace.as_str();
         let name = jobmanager_name(job.job_id);
@@ -361,6 +436,13 @@ impl KubeCluster {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(Error::from_kube(e, "delete", "configmaps", &cm, ns)),
+        }
+        let secrets: Api<K8sSecret> = Api::namespaced(self.client.clone(), ns);
+        let secret = ArtifactStore::token_secret_name(job.job_id);
+        match secrets.delete(&secret, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::from_kube(e, "delete", "secrets", &secret, ns)),
         }
         Ok(())
     }

@@ -266,6 +266,22 @@ impl FakeKube {
             .collect()
     }
 
+    /// Marks an object as being deleted (a foreground deletion waiting for its dependents).
+    pub fn mark_terminating(&self, group: &str, resource: &str, ns: &str, name: &str) {
+        let mut g = self.lock();
+        let key = (
+            (group.to_string(), resource.to_string()),
+            ns.to_string(),
+            name.to_string(),
+        );
+        let Some(mut stored) = g.objects.get(&key).cloned() else {
+            panic!("no {resource} {ns}/{name}");
+        };
+        stored.object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
+        let ev = g.put(key, stored, "MODIFIED");
+        let _ = self.events.send(ev);
+    }
+
     /// Replaces a pod's status (what the kubelet would report next); watchers see MODIFIED.
     pub fn set_pod_status(&self, ns: &str, name: &str, status: Value) {
         let mut g = self.lock();
@@ -421,6 +437,7 @@ fn kind_of(group: &str, resource: &str) -> Option<(&'static str, &'static str)> 
         ("", "configmaps") => ("v1", "ConfigMap"),
         ("", "services") => ("v1", "Service"),
         ("", "pods") => ("v1", "Pod"),
+        ("", "secrets") => ("v1", "Secret"),
         ("batch", "jobs") => ("batch/v1", "Job"),
         ("apps", "deployments") => ("apps/v1", "Deployment"),
         _ => return None,
@@ -1001,8 +1018,8 @@ fn check_suite_rules(g: &Inner, ns: &str, kind: &str, obj: &Value) -> Result<(),
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if refs.is_empty() && kind == "ConfigMap" {
-        // The ConfigMap comes before the Job exists; it is adopted once the Job is there.
+    if refs.is_empty() && (kind == "ConfigMap" || kind == "Secret") {
+        // The ConfigMap and Secret come before the Job exists; adopted once it is there.
         return Ok(());
     }
     let ok = refs.iter().any(|r| {
