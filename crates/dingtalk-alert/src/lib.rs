@@ -2,7 +2,10 @@
 //!
 //! # Layout
 //! - [`config`]: the YAML configuration (targets, routes, delivery) and the `default`
-//!   target the `--dingtalk.*` flags define; compiled into [`config::Compiled`].
+//!   target the `--dingtalk.*` flags define; compiled into [`config::Compiled`]. It
+//!   aggregates the settings other modules own (`message::MessageType`,
+//!   `message::Mentions`, `route::RouteConfig`); no module below it imports it back. Every
+//!   field applies on reload.
 //! - [`alert`]: Alertmanager's webhook payload (version 4).
 //! - [`route`]: label-based routing of alerts to targets.
 //! - [`template`]: minijinja templates, the default title/text and the template context.
@@ -13,11 +16,13 @@
 //! - [`outcome`]: what DingTalk's answer (`errcode`) means.
 //! - [`transport`]: the outbound HTTP and clock seams.
 //! - [`api`]: the HTTP endpoints.
+//! - [`dry_run`]: the dry-run sink standing in for DingTalk when no robot is configured.
 //! - [`metrics`]: the service's own metrics.
 
 pub mod alert;
 pub mod api;
 pub mod config;
+pub mod dry_run;
 pub mod gateway;
 pub mod limiter;
 pub mod message;
@@ -90,13 +95,21 @@ pub struct Args {
     #[arg(long = "dingtalk.url", env = "DINGTALK_URL", value_name = "BASE",
           default_value = config::DEFAULT_BASE_URL)]
     pub base_url: String,
+
+    /// With no robot configured (no token, no targets), run a dry-run sink instead of
+    /// refusing alerts: target `default` logs each message, appends it to
+    /// `DIR/dry-run/messages.jsonl` and counts it (`dingtalk_alert_dry_run_messages_total`).
+    #[arg(long = "dry-run.dir", value_name = "DIR")]
+    pub dry_run_dir: Option<std::path::PathBuf>,
 }
 
 impl Args {
     /// The flags the one-process suite uses: defaults, state under `data_dir`.
-    pub fn for_suite(_data_dir: &Path) -> Self {
+    pub fn for_suite(data_dir: &Path) -> Self {
         // Environment variables (a token from a Secret) apply in the suite too.
-        Self::parse_from([INFO.name])
+        let mut a = Self::parse_from([INFO.name]);
+        a.dry_run_dir = Some(data_dir.to_path_buf());
+        a
     }
 
     fn flag_target(&self) -> config::FlagTarget {
@@ -141,10 +154,28 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let handle = ConfigHandle::<Config>::with_loader(
         INFO.metric_prefix,
         &registry,
-        Arc::new(move || config::load(path.as_deref(), &flags)),
+        Arc::new({
+            let dry_run = args.dry_run_dir.is_some();
+            move || {
+                let c = config::load(path.as_deref(), &flags)?;
+                if dry_run {
+                    dry_run::with_dry_run_target(c)
+                } else {
+                    Ok(c)
+                }
+            }
+        }),
     )?;
     let metrics = metrics::Metrics::register(INFO.metric_prefix, &registry);
-    let transport = Arc::new(transport::HttpTransport::new()?);
+    let transport: Arc<dyn transport::Transport> = match &args.dry_run_dir {
+        Some(dir) => Arc::new(dry_run::DryRunTransport::new(
+            transport::HttpTransport::new()?,
+            dir,
+            INFO.metric_prefix,
+            &registry,
+        )),
+        None => Arc::new(transport::HttpTransport::new()?),
+    };
     let gateway = gateway::Gateway::start(
         compiled_of(&handle.current()),
         transport,
@@ -152,7 +183,12 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         metrics,
     );
     for (name, t) in &gateway.compiled().targets {
-        tracing::info!(dingtalk_target = %name, message_type = ?t.message_type, signed = t.robot.secret.is_some(), "DingTalk target configured.");
+        if t.robot.send_url.expose().starts_with(dry_run::SCHEME) {
+            tracing::warn!(dingtalk_target = %name, file = %args.dry_run_dir.as_deref().map(dry_run::messages_file).unwrap_or_default().display(),
+                "No DingTalk robot token configured (set DINGTALK_ACCESS_TOKEN and DINGTALK_SECRET, or targets in the config): dry run, each message is logged and written to the file instead.");
+        } else {
+            tracing::info!(dingtalk_target = %name, message_type = ?t.message_type, signed = t.robot.secret.is_some(), "DingTalk target configured.");
+        }
     }
     let mut updates = handle.subscribe();
     let g = gateway.clone();

@@ -282,3 +282,54 @@ fn sigterm_delivers_what_it_can_within_the_grace_period_and_reports_the_rest() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Every field of the file takes effect on reload (none is restart-only): delivery limits
+/// and a rotated token file apply to the next request without a restart.
+#[test]
+fn a_reload_applies_delivery_limits_and_a_rotated_token_file() {
+    let (s, base) = standin();
+    s.robot("tok-old", RobotCfg::default());
+    s.robot("tok-new", RobotCfg::default());
+    let dir = testkit::tempfile_dir();
+    let tok = dir.join("token");
+    std::fs::write(&tok, "tok-old\n").unwrap();
+    let cfg = dir.join("dingtalk.yml");
+    let write = |max: usize| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "targets: {{a: {{access_token_file: '{}', url: '{base}'}}}}\ndelivery: {{max_alerts_per_request: {max}}}\n",
+                tok.display()
+            ),
+        )
+        .unwrap()
+    };
+    write(10);
+    let gw = Gw::start(&["--config.file", cfg.to_str().unwrap()], &[]);
+    let five = payload("five", 5, "firing").to_string();
+    assert_eq!(gw.post("/dingtalk/a/send", &five).0, 200);
+    testkit::wait_for(
+        || s.accepted().iter().any(|a| a.token == "tok-old"),
+        "delivered with the first token",
+    );
+
+    write(4);
+    std::fs::write(&tok, "tok-new\n").unwrap();
+    assert_eq!(gw.post("/-/reload", "").0, 200);
+    let (code, body) = gw.post("/dingtalk/a/send", &five);
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("at most 4"), "{body}");
+    assert_eq!(
+        gw.post(
+            "/dingtalk/a/send",
+            &payload("four", 4, "firing").to_string()
+        )
+        .0,
+        200
+    );
+    testkit::wait_for(
+        || s.accepted().iter().any(|a| a.token == "tok-new"),
+        "delivered with the rotated token",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
