@@ -561,9 +561,18 @@ impl Store {
             Err(e) => {
                 // A refused push to a new group creates it to hold the failure time, unless
                 // its time gauges would duplicate another group's series (the Pushgateway
-                // creates it anyway and its /metrics then fails for everyone).
+                // creates it anyway and its /metrics then fails for everyone) or it broke a
+                // label limit (the grouping key itself may be what is over it).
+                let label_limit = matches!(
+                    &e,
+                    PushError::Limit(
+                        LimitError::LabelsPerSeries { .. }
+                            | LimitError::LabelNameLength { .. }
+                            | LimitError::LabelValueLength { .. }
+                    )
+                );
                 if !inner.groups.contains_key(&push.key)
-                    && Self::time_series_taken(inner, &push.key)
+                    && (label_limit || Self::time_series_taken(inner, &push.key))
                 {
                     return Err(e);
                 }
@@ -1157,6 +1166,25 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(store.stats().series, 0);
+        // A grouping key over the limit on its own: refused, and no group holds its failure.
+        let wide_key = key(&[("job", "j"), ("a", "1"), ("b", "2")]);
+        let err = store
+            .push(
+                Push {
+                    limits,
+                    ..push(wide_key, vec![])
+                },
+                now,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("push_time_seconds{"), "{err}");
+        assert_eq!(
+            store.stats(),
+            Stats {
+                groups: 0,
+                series: 0
+            }
+        );
         // Without limits, 80,000 labels with one duplicate name are refused by name.
         let mut labels: Vec<(String, String)> = (0..80_000)
             .map(|i| (format!("l{i}"), String::new()))
