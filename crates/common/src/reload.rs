@@ -91,6 +91,9 @@ fn unix_now() -> f64 {
 }
 
 struct Inner<C> {
+    /// The service's name (`job-manager`), for the reload log lines: in the one-process
+    /// suite four services reload on one SIGHUP.
+    service: String,
     loader: Loader<C>,
     tx: watch::Sender<Arc<C>>,
     metrics: ReloadMetrics,
@@ -139,6 +142,7 @@ impl<C: ServiceConfig> ConfigHandle<C> {
         let (tx, _) = watch::channel(Arc::new(initial));
         Ok(Self {
             inner: Arc::new(Inner {
+                service: prefix.replace('_', "-"),
                 loader,
                 tx,
                 metrics,
@@ -172,12 +176,12 @@ impl<C: ServiceConfig> ConfigHandle<C> {
             Ok(config) => {
                 self.inner.tx.send_replace(Arc::new(config));
                 self.inner.metrics.record(true);
-                tracing::info!("Configuration reloaded.");
+                tracing::info!(service = %self.inner.service, "Configuration reloaded.");
                 Ok(())
             }
             Err(error) => {
                 self.inner.metrics.record(false);
-                tracing::error!(%error, "Configuration reload failed; keeping the running configuration.");
+                tracing::error!(service = %self.inner.service, %error, "Configuration reload failed; keeping the running configuration.");
                 Err(error)
             }
         }

@@ -31,11 +31,12 @@ use crate::{lifecycle::Lifecycle, reload::Reload, telemetry};
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    /// The listen address could not be bound. The OS error is part of the message and not
+    /// a `source`, so that a report of the whole chain names it once.
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Accepting connections failed.
     #[error("HTTP server error: {0}")]
@@ -234,7 +235,7 @@ async fn reload_handler(State(r): State<Arc<dyn Reload>>) -> Response {
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(|error| ServeError::Bind { addr, error })
 }
 
 /// Serves `app` with the lifecycle endpoints until the lifecycle asks to stop, then lets

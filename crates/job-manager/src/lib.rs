@@ -273,8 +273,26 @@ pub fn app(state: AppState) -> Router {
     api::router(state)
 }
 
+/// `path` made absolute against the working directory (not canonicalised: symlinks stay).
+/// Flink refuses relative upload directories and `file://./x` is not a URI users can use,
+/// so every path the manager hands to Flink or shows to users derives from absolute ones.
+pub fn absolute_path(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|source| {
+        Error::Store(store::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
 /// Runs the service until `lifecycle` asks it to stop.
-pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
+///
+/// The data directory and `FLINK_HOME` are resolved to absolute paths once, here.
+pub async fn run(mut args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
+    args.data_dir = absolute_path(&args.data_dir)?;
+    if let Some(home) = &args.flink_home {
+        args.flink_home = Some(absolute_path(home)?);
+    }
     let registry = common::telemetry::new_registry(INFO.metric_prefix);
     let config = ConfigHandle::<Config>::from_file(
         INFO.metric_prefix,
