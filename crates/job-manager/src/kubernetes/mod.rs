@@ -9,6 +9,7 @@
 //! - [`settings`]: images per Flink version and the JAR fetcher's image.
 //! - [`flink_conf`]: Flink's configuration, in the format of the Flink version.
 //! - [`pods`]: pod options (`kubernetes.pods`), pod templates, the suite's labels.
+//! - [`fetch`]: the init container that downloads the JAR into the pods.
 //! - [`objects`]: the ConfigMap, the JobManager Job and its Service, the TaskManager
 //!   Deployment; [`build`] makes them all.
 //! - [`rbac`]: every permission the manager uses in a target namespace (one list) and the
@@ -18,6 +19,7 @@
 //! - [`observe`]: one watcher per Kubernetes namespace; pod states as conditions.
 
 pub mod cluster;
+pub mod fetch;
 pub mod flink_conf;
 pub mod objects;
 pub mod observe;

@@ -12,9 +12,8 @@ use k8s_openapi::{
         batch::v1::{Job, JobSpec},
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-            EnvVar, EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-            VolumeMount,
+            EnvVar, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service,
+            ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -24,10 +23,10 @@ use k8s_openapi::{
     },
     Resource,
 };
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::{
     config_map_name,
+    fetch::{fetcher, jar_source, JarSource},
     flink_conf::{self, ConfInput, FlinkVersion, Reporter},
     jobmanager_name,
     pods::{self, Identity, MAIN_CONTAINER},
@@ -43,8 +42,6 @@ pub const USRLIB_DIR: &str = "/opt/flink/usrlib";
 pub const LOG_DIR: &str = "/opt/flink/log";
 /// The log4j file Flink's console scripts in the images read.
 pub const LOG4J_FILE: &str = "log4j-console.properties";
-/// The environment variable the fetcher reads the artifact token from.
-pub const TOKEN_ENV: &str = "JOB_MANAGER_ARTIFACT_TOKEN";
 /// Annotation on the JobManager Job with the Flink job id it runs.
 pub const FLINK_JOB_ID_ANNOTATION: &str = "flink-suite.io/flink-job-id";
 
@@ -136,6 +133,15 @@ pub fn build(req: &JobRequest<'_>, settings: &Settings) -> Result<JobObjects> {
             })
         })
         .transpose()?;
+    if ts.artifact.kind != "JAR" {
+        return Err(invalid(
+            "spec.template.spec.artifact.kind",
+            format!(
+                "{:?} is not supported on Kubernetes targets: use JAR",
+                ts.artifact.kind
+            ),
+        ));
+    }
     if req.flink_job_id.len() != 32 || !req.flink_job_id.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(invalid(
             "jobId",
@@ -452,151 +458,6 @@ fn cpu(field: &str, cpu: Option<f64>) -> Result<Quantity> {
 /// Bytes as a Kubernetes quantity, rounded up to whole MiB.
 fn memory_quantity(bytes: u64) -> Quantity {
     Quantity(format!("{}Mi", bytes.div_ceil(1 << 20)))
-}
-
-/// How the init container gets the JAR.
-#[derive(Debug, Clone)]
-struct JarSource {
-    url: String,
-    file: String,
-    token: Option<SecretKeySelector>,
-}
-
-/// Characters escaped in a query value.
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-fn jar_source(req: &JobRequest<'_>, namespace: &str) -> Result<JarSource> {
-    const FIELD: &str = "spec.template.spec.artifact.jarUri";
-    let uri = req.deployment.spec.template.spec.artifact.jar_uri.trim();
-    if uri.is_empty() {
-        return Err(invalid(FIELD, "must not be empty"));
-    }
-    let file_of = |path: &str| {
-        let last = path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        let clean: String = last
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-            .collect();
-        if clean.is_empty() || clean.starts_with('.') {
-            "job.jar".to_string()
-        } else {
-            clean
-        }
-    };
-    if uri.starts_with("http://") || uri.starts_with("https://") {
-        return Ok(JarSource {
-            url: uri.to_string(),
-            file: file_of(uri),
-            token: None,
-        });
-    }
-    if let Some(path) = uri
-        .strip_prefix("file://")
-        .or(uri.starts_with('/').then_some(uri))
-    {
-        let Some(store) = &req.artifact_store else {
-            return Err(invalid(
-                FIELD,
-                format!(
-                    "{uri:?} is in job-manager's artifact store: the pods download it from the manager, whose URL is needed (job-manager render: --manager-url URL), or use an http(s):// URI"
-                ),
-            ));
-        };
-        let name = path.rsplit('/').next().unwrap_or_default();
-        if name.is_empty() {
-            return Err(invalid(FIELD, format!("{uri:?} names no file")));
-        }
-        let url = format!(
-            "{}/artifacts/v1/namespaces/{}/artifacts:download?filename={}",
-            store.base_url.trim_end_matches('/'),
-            utf8_percent_encode(namespace, QUERY),
-            utf8_percent_encode(name, QUERY)
-        );
-        return Ok(JarSource {
-            url,
-            file: file_of(name),
-            token: Some(SecretKeySelector {
-                name: store.token_secret.clone(),
-                key: store.token_key.clone(),
-                optional: None,
-            }),
-        });
-    }
-    Err(invalid(
-        FIELD,
-        format!(
-            "{uri:?} cannot be fetched by the pods of a Kubernetes target: use http:// or https://, or upload the JAR to job-manager"
-        ),
-    ))
-}
-
-/// The init container that downloads the JAR into the shared `usrlib` volume.
-fn fetcher(jar: &JarSource, settings: &Settings) -> Container {
-    // Kubernetes expands `$(VAR)` in args: escape the URL's own.
-    let url = jar.url.replace("$(", "$$(");
-    let mut args: Vec<String> = [
-        "--fail",
-        "--silent",
-        "--show-error",
-        "--location",
-        "--retry",
-        "5",
-        "--retry-delay",
-        "2",
-        "--output",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(format!("{USRLIB_DIR}/{}", jar.file));
-    let mut env = None;
-    if let Some(secret) = &jar.token {
-        args.extend([
-            "--header".to_string(),
-            format!("Authorization: Bearer $({TOKEN_ENV})"),
-        ]);
-        env = Some(vec![EnvVar {
-            name: TOKEN_ENV.into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(secret.clone()),
-                ..Default::default()
-            }),
-        }]);
-    }
-    args.push(url);
-    let small = BTreeMap::from([
-        ("cpu".to_string(), Quantity("200m".into())),
-        ("memory".to_string(), Quantity("128Mi".into())),
-    ]);
-    Container {
-        name: "fetch-jar".into(),
-        image: Some(settings.fetcher_image.clone()),
-        command: Some(vec!["curl".into()]),
-        args: Some(args),
-        env,
-        resources: Some(ResourceRequirements {
-            requests: Some(small.clone()),
-            limits: Some(small),
-            ..Default::default()
-        }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "flink-usrlib".into(),
-            mount_path: USRLIB_DIR.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

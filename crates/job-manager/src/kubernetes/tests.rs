@@ -115,6 +115,15 @@ fn bad_values_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("resources.taskmanager.cpu"), "{err}");
+    let mut d = deployment();
+    d.spec.template.spec.artifact.kind = "SQLSCRIPT".into();
+    let err = build(&request(&d), &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("spec.template.spec.artifact.kind:"),
+        "{err}"
+    );
     let d = deployment();
     let mut r = request(&d);
     r.flink_job_id = "not-hex".into();
