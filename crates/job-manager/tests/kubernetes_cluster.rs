@@ -509,3 +509,41 @@ async fn a_job_still_being_deleted_is_not_applied_to_until_it_is_gone() {
     );
     assert_rbac_covers(&fake);
 }
+
+#[tokio::test]
+async fn a_kubeconfig_context_picks_the_cluster() {
+    let fake = FakeKube::start(Scenario::Healthy, &[NS]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: other\n\
+             clusters:\n\
+             - name: ack\n  cluster: {{server: \"{}\"}}\n\
+             - name: other\n  cluster: {{server: \"http://127.0.0.1:9\"}}\n\
+             users:\n- name: ci\n  user: {{token: not-checked-by-the-fake}}\n\
+             contexts:\n\
+             - name: ack\n  context: {{cluster: ack, user: ci}}\n\
+             - name: other\n  context: {{cluster: other, user: ci}}\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let cluster = KubeCluster::connect_kubeconfig(&path, Some("ack"), FlinkRestAccess::Proxy)
+        .await
+        .unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
+    assert_eq!(fake.creates("jobs", &format!("job-{JOB}-jobmanager")), 1);
+    assert!(cluster.flink_rest_base_url(&job()).starts_with(&fake.url()));
+
+    let err = KubeCluster::connect_kubeconfig(&path, Some("prod"), FlinkRestAccess::Service)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cannot load Kubernetes credentials for context prod"),
+        "{err}"
+    );
+    assert_rbac_covers(&fake);
+}

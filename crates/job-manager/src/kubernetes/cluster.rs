@@ -255,6 +255,27 @@ pub(crate) fn denied(message: &str, verb: &str, resource: &str) -> (String, Stri
     parsed.unwrap_or_else(|| (verb.to_string(), resource.to_string()))
 }
 
+fn context_options(context: &str) -> kube::config::KubeConfigOptions {
+    kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    }
+}
+
+fn credentials(
+    context: Option<&str>,
+    path: Option<&std::path::Path>,
+    e: impl std::fmt::Display,
+) -> Error {
+    Error::Credentials {
+        context: context.map(str::to_string),
+        message: match path {
+            Some(p) => format!("{}: {e}", p.display()),
+            None => e.to_string(),
+        },
+    }
+}
+
 /// A 404 whose details name the namespace itself (`namespaces "X" not found`), not the object.
 fn is_namespace_missing(s: &kube::core::Status, namespace: &str) -> bool {
     s.details
@@ -285,26 +306,39 @@ impl KubeCluster {
     /// Connects with the standard inference (`KUBECONFIG` / `~/.kube/config`, else the
     /// in-cluster service account); with `context`, that kubeconfig context.
     pub async fn connect(context: Option<&str>, flink_rest: FlinkRestAccess) -> Result<Self> {
-        let cred_err = |message: String| Error::Credentials {
-            context: context.map(str::to_string),
-            message,
-        };
         let config = match context {
-            Some(c) => {
-                let opts = kube::config::KubeConfigOptions {
-                    context: Some(c.to_string()),
-                    ..Default::default()
-                };
-                kube::Config::from_kubeconfig(&opts)
-                    .await
-                    .map_err(|e| cred_err(e.to_string()))?
-            }
+            Some(c) => kube::Config::from_kubeconfig(&context_options(c))
+                .await
+                .map_err(|e| credentials(context, None, e))?,
             None => kube::Config::infer()
                 .await
-                .map_err(|e| cred_err(e.to_string()))?,
+                .map_err(|e| credentials(None, None, e))?,
         };
+        Self::from_config(config, context, flink_rest)
+    }
+
+    /// Connects with the kubeconfig file at `path` (its current context, or `context`).
+    pub async fn connect_kubeconfig(
+        path: &std::path::Path,
+        context: Option<&str>,
+        flink_rest: FlinkRestAccess,
+    ) -> Result<Self> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| credentials(context, Some(path), e))?;
+        let opts = context.map(context_options).unwrap_or_default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &opts)
+            .await
+            .map_err(|e| credentials(context, Some(path), e))?;
+        Self::from_config(config, context, flink_rest)
+    }
+
+    fn from_config(
+        config: kube::Config,
+        context: Option<&str>,
+        flink_rest: FlinkRestAccess,
+    ) -> Result<Self> {
         let api_url = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| cred_err(e.to_string()))?;
+        let client = Client::try_from(config).map_err(|e| credentials(context, None, e))?;
         Ok(Self::new(client, &api_url, flink_rest))
     }
 
