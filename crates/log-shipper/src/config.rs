@@ -51,6 +51,12 @@ pub struct Config {
     pub sinks: Sinks,
     /// Kubernetes pod discovery (container logs of the suite's pods on this node).
     pub kubernetes: crate::kubernetes::KubernetesConfig,
+    /// The log directory of job-manager's `local` target (`{job-manager data dir}/logs`):
+    /// every `{dir}/{namespace}/{deploymentId}/{jobId}/*.log` and `*.out` is followed,
+    /// labelled `namespace`/`deploymentId`/`jobId` from its location and shipped as
+    /// `logs/{namespace}/{deploymentId}/{jobId}/{pod}/{file}`, `pod` being `jobmanager-N` or
+    /// `taskmanager-N` from Flink's file name. flink-suite sets it to its job-manager's.
+    pub local_cluster_logs: Option<PathBuf>,
 }
 
 /// One input glob.
@@ -412,6 +418,7 @@ impl Default for Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             sinks: Sinks::default(),
             kubernetes: crate::kubernetes::KubernetesConfig::default(),
+            local_cluster_logs: None,
         }
     }
 }

@@ -135,6 +135,17 @@ impl Args {
                 ),
             });
         }
+        if let Some(dir) = &config.local_cluster_logs {
+            for ext in ["log", "out"] {
+                v.push(InputSpec {
+                    glob: dir
+                        .join(format!("*/*/*/*.{ext}"))
+                        .to_string_lossy()
+                        .into_owned(),
+                    mode: None,
+                });
+            }
+        }
         if v.is_empty() {
             let home = std::env::var_os("FLINK_HOME")
                 .map(PathBuf::from)
@@ -277,6 +288,13 @@ fn start_routes(
             base,
         }),
         None => Arc::new(StaticLabels(base)),
+    };
+    let labels: Arc<dyn record::LabelSource> = match &config.local_cluster_logs {
+        Some(root) => Arc::new(record::LocalClusterLabels {
+            root: root.clone(),
+            fallback: labels,
+        }),
+        None => labels,
     };
     let labels: Arc<dyn record::LabelSource> = if args.kubernetes || config.kubernetes.enabled {
         let pods = kubernetes::PodLabels::new(config.kubernetes.pod_log_dir.clone(), labels)

@@ -144,6 +144,93 @@ pub trait LabelSource: Send + Sync {
     fn gone(&self, _path: &Path) -> bool {
         false
     }
+
+    /// The file's output name below `logs/{namespace}/{deploymentId}/{jobId}/{pod}/`, when
+    /// the source knows better than "the path below the input glob's fixed directory"
+    /// (job-manager's local clusters: the identity is in the directories, so just the file).
+    fn output_name(&self, _path: &Path) -> Option<String> {
+        None
+    }
+}
+
+/// Labels of the files of job-manager's `local` clusters, taken from where they lie:
+/// `{root}/{namespace}/{deploymentId}/{jobId}/{file}`. The pod is `jobmanager-N` or
+/// `taskmanager-N` after Flink's file name (`flink-{ident}-standalonesession-N-{host}.log`,
+/// `...-taskexecutor-N-...`). Files elsewhere get the `fallback`'s labels.
+pub struct LocalClusterLabels {
+    /// job-manager's `{data-dir}/logs`.
+    pub root: std::path::PathBuf,
+    /// Labels of every other file.
+    pub fallback: Arc<dyn LabelSource>,
+}
+
+impl LocalClusterLabels {
+    /// `(namespace, deploymentId, jobId, file)` of a file under `root`, if it is one.
+    fn parts<'a>(&self, path: &'a Path) -> Option<[&'a str; 4]> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        match parts[..] {
+            [ns, dep, job, file] if !ns.is_empty() && !dep.is_empty() && !job.is_empty() => {
+                Some([ns, dep, job, file])
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `jobmanager-N` / `taskmanager-N` from a Flink daemon's log file name, else `local`.
+fn local_pod(file: &str) -> String {
+    let name = file.to_lowercase();
+    let (component, marker) = if name.contains("-standalonesession-") {
+        ("jobmanager", "-standalonesession-")
+    } else if name.contains("-taskexecutor-") {
+        ("taskmanager", "-taskexecutor-")
+    } else {
+        return "local".into();
+    };
+    let n = name
+        .split_once(marker)
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "0".into());
+    format!("{component}-{n}")
+}
+
+impl LabelSource for LocalClusterLabels {
+    fn labels_for(&self, path: &Path) -> Labels {
+        let mut l = self.fallback.labels_for(path);
+        if let Some([ns, dep, job, file]) = self.parts(path) {
+            l.namespace = Some(ns.to_string());
+            l.deployment_id = Some(dep.to_string());
+            l.job_id = Some(job.to_string());
+            l.pod = Some(local_pod(file));
+            l.component = StaticLabels::default().labels_for(path).component;
+        }
+        l
+    }
+
+    fn accepts(&self, path: &Path) -> bool {
+        self.parts(path).is_some() || self.fallback.accepts(path)
+    }
+
+    fn cri(&self, path: &Path) -> bool {
+        self.parts(path).is_none() && self.fallback.cri(path)
+    }
+
+    fn gone(&self, path: &Path) -> bool {
+        self.parts(path).is_none() && self.fallback.gone(path)
+    }
+
+    fn output_name(&self, path: &Path) -> Option<String> {
+        match self.parts(path) {
+            Some([.., file]) => Some(file.to_string()),
+            None => self.fallback.output_name(path),
+        }
+    }
 }
 
 /// The same labels for every file (from the config and the environment). The component is
@@ -426,6 +513,37 @@ mod tests {
         std::fs::write(&f, "app=\"other\"\n").unwrap();
         let l = src.labels_for(Path::new("x.log"));
         assert_eq!(l.topic(), "", "a foreign pod's labels are not used");
+    }
+
+    #[test]
+    fn local_cluster_files_are_labelled_from_their_location() {
+        let src = LocalClusterLabels {
+            root: "/data/job-manager/logs".into(),
+            fallback: Arc::new(StaticLabels::default()),
+        };
+        let p =
+            Path::new("/data/job-manager/logs/default/d-1/j-1/flink-j-1-taskexecutor-0-host.log");
+        let l = src.labels_for(p);
+        assert_eq!(l.topic(), "default:d-1:j-1");
+        assert_eq!(l.pod.as_deref(), Some("taskmanager-0"));
+        assert_eq!(l.component.as_deref(), Some("taskmanager"));
+        let info = StreamInfo {
+            path: p.display().to_string(),
+            file_name: "flink-j-1-taskexecutor-0-host.log".into(),
+            relative: src.output_name(p).unwrap(),
+            labels: l,
+        };
+        assert_eq!(
+            info.object_path(true),
+            "logs/default/d-1/j-1/taskmanager-0/flink-j-1-taskexecutor-0-host.log"
+        );
+        let jm = src.labels_for(Path::new(
+            "/data/job-manager/logs/ns/d/j/flink-j-standalonesession-1-h.out",
+        ));
+        assert_eq!(jm.pod.as_deref(), Some("jobmanager-1"));
+        let other = Path::new("/data/job-manager/logs/ns/d/x.log");
+        assert_eq!(src.labels_for(other).topic(), "");
+        assert_eq!(src.output_name(other), None);
     }
 
     #[test]

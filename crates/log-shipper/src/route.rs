@@ -185,8 +185,8 @@ impl Route {
         }
         let path = PathBuf::from(stream.as_ref());
         let input = self.cfg.inputs.iter().find(|i| i.matches(&path));
-        let relative = input
-            .and_then(|i| path.strip_prefix(i.base()).ok().map(Path::to_path_buf))
+        let relative = (self.cfg.labels.output_name(&path).map(PathBuf::from))
+            .or_else(|| input.and_then(|i| path.strip_prefix(i.base()).ok().map(Path::to_path_buf)))
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from(path.file_name().unwrap_or_default()));
         let mut relative = relative.to_string_lossy().into_owned();
@@ -567,10 +567,13 @@ impl Route {
 
 fn orphan_info(path: &str, inputs: &[InputSpec], labels: &dyn LabelSource) -> Arc<StreamInfo> {
     let p = Path::new(path);
-    let relative = inputs
-        .iter()
-        .find(|i| i.matches(p))
-        .and_then(|i| p.strip_prefix(i.base()).ok().map(Path::to_path_buf))
+    let relative = (labels.output_name(p).map(PathBuf::from))
+        .or_else(|| {
+            inputs
+                .iter()
+                .find(|i| i.matches(p))
+                .and_then(|i| p.strip_prefix(i.base()).ok().map(Path::to_path_buf))
+        })
         .unwrap_or_else(|| PathBuf::from(p.file_name().unwrap_or_default()));
     Arc::new(StreamInfo {
         path: path.to_string(),
