@@ -78,6 +78,7 @@ fn string_list<'a>(items: impl Iterator<Item = &'a str>, limit: usize) -> Succes
 
 /// `GET|POST /api/v1/series`.
 pub async fn series(State(s): State<Arc<QueryState>>, p: Params) -> Response {
+    super::flush(&s).await;
     let r = (|| {
         let limit = p.limit("limit")?;
         let all = selected(&s, &p, true)?;
@@ -105,6 +106,7 @@ pub async fn series(State(s): State<Arc<QueryState>>, p: Params) -> Response {
 
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(State(s): State<Arc<QueryState>>, p: Params) -> Response {
+    super::flush(&s).await;
     let r = (|| {
         let limit = p.limit("limit")?;
         let all = selected(&s, &p, false)?;
@@ -120,6 +122,7 @@ pub async fn label_values(
     Path(name): Path<String>,
     p: Params,
 ) -> Response {
+    super::flush(&s).await;
     let r = (|| {
         let name = unescape_label_name(&name)
             .filter(|n| !n.is_empty())

@@ -107,12 +107,14 @@ where
         .map_err(|_| timed_out())?
         .map_err(|e| super::response::internal("waiting for a query slot", &e))?;
     let history = s.history.clone();
+    let feed = s.feed.clone();
     let limits = QueryLimits {
         deadline: Some(deadline),
         max_samples: s.args.max_samples,
     };
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        feed.flush();
         f(&*history, &limits)
     })
     .await

@@ -232,69 +232,35 @@ impl History {
     /// Records a sample. A sample at the timestamp of the series' newest one replaces it;
     /// an older one is refused and counted.
     pub fn append(&self, labels: &Labels, t: i64, v: f64) {
-        let max_bytes = self.limits().max_bytes;
-        let mut guard = self.write();
-        let inner = &mut *guard;
-        if !inner.series.contains_key(labels) {
-            let name = labels.name().unwrap_or("").to_string();
-            inner
-                .by_name
-                .entry(name)
-                .or_default()
-                .insert(labels.clone());
-            inner.series.insert(labels.clone(), SeriesBuf::new());
-            inner.bytes += SERIES_OVERHEAD + labels.heap_bytes() + Chunk::new().heap_bytes();
-        }
-        let Some(buf) = inner.series.get_mut(labels) else {
-            return;
-        };
-        match buf.pending {
-            Some((pt, _)) if t == pt => {
-                buf.pending = Some((t, v));
-                return;
-            }
-            Some((pt, _)) if t < pt => {
-                inner.stats.out_of_order += 1;
-                return;
-            }
-            _ => {}
-        }
-        if buf.pending.is_none() && buf.newest().is_some_and(|n| t <= n) {
-            inner.stats.out_of_order += 1;
-            return;
-        }
-        inner.samples += 1;
-        let Some((pt, pv)) = buf.pending.replace((t, v)) else {
-            return;
-        };
-        if buf.open.is_full() {
-            let mut sealed = std::mem::replace(&mut buf.open, Chunk::new());
-            let before = sealed.heap_bytes();
-            sealed.shrink();
-            inner.bytes = inner.bytes + sealed.heap_bytes() + Chunk::new().heap_bytes() - before;
-            buf.chunks.push_back(sealed);
-        }
-        let was_empty = buf.open.is_empty();
-        let before = buf.open.heap_bytes();
-        buf.open.append(pt, pv);
-        inner.bytes = inner.bytes + buf.open.heap_bytes() - before;
-        if was_empty {
-            inner.chunks += 1;
-        }
-        if max_bytes > 0 && inner.bytes > max_bytes {
-            evict(inner, max_bytes - max_bytes / 10);
-        }
+        self.apply(vec![Op::Sample(labels.clone(), t, v)]);
     }
 
     /// Marks a series stale at `t` unless it is stale already or unknown.
     pub fn mark_stale(&self, labels: &Labels, t: i64) {
-        let needs = self
-            .read()
-            .series
-            .get(labels)
-            .is_some_and(|b| b.last_value().is_some_and(|v| !is_stale(v)));
-        if needs {
-            self.append(labels, t, stale_nan());
+        self.apply(vec![Op::Stale(labels.clone(), t)]);
+    }
+
+    /// Applies `ops` in order under one write lock.
+    pub fn apply(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let max_bytes = self.limits().max_bytes;
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        for op in ops {
+            match op {
+                Op::Sample(l, t, v) => append_locked(inner, max_bytes, &l, t, v),
+                Op::Stale(l, t) => {
+                    let live = inner
+                        .series
+                        .get(&l)
+                        .is_some_and(|b| b.last_value().is_some_and(|v| !is_stale(v)));
+                    if live {
+                        append_locked(inner, max_bytes, &l, t, stale_nan());
+                    }
+                }
+            }
         }
     }
 
@@ -367,6 +333,67 @@ impl History {
             }
         }
         out.into_iter().collect()
+    }
+}
+
+/// One write to the history.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// A sample (labels, ms, value).
+    Sample(Labels, i64, f64),
+    /// A staleness marker at ms, written only if the series is live.
+    Stale(Labels, i64),
+}
+
+fn append_locked(inner: &mut Inner, max_bytes: usize, labels: &Labels, t: i64, v: f64) {
+    if !inner.series.contains_key(labels) {
+        let name = labels.name().unwrap_or("").to_string();
+        inner
+            .by_name
+            .entry(name)
+            .or_default()
+            .insert(labels.clone());
+        inner.series.insert(labels.clone(), SeriesBuf::new());
+        inner.bytes += SERIES_OVERHEAD + labels.heap_bytes() + Chunk::new().heap_bytes();
+    }
+    let Some(buf) = inner.series.get_mut(labels) else {
+        return;
+    };
+    match buf.pending {
+        Some((pt, _)) if t == pt => {
+            buf.pending = Some((t, v));
+            return;
+        }
+        Some((pt, _)) if t < pt => {
+            inner.stats.out_of_order += 1;
+            return;
+        }
+        _ => {}
+    }
+    if buf.pending.is_none() && buf.newest().is_some_and(|n| t <= n) {
+        inner.stats.out_of_order += 1;
+        return;
+    }
+    inner.samples += 1;
+    let Some((pt, pv)) = buf.pending.replace((t, v)) else {
+        return;
+    };
+    if buf.open.is_full() {
+        let mut sealed = std::mem::replace(&mut buf.open, Chunk::new());
+        let before = sealed.heap_bytes();
+        sealed.shrink();
+        inner.bytes = inner.bytes + sealed.heap_bytes() + Chunk::new().heap_bytes() - before;
+        buf.chunks.push_back(sealed);
+    }
+    let was_empty = buf.open.is_empty();
+    let before = buf.open.heap_bytes();
+    buf.open.append(pt, pv);
+    inner.bytes = inner.bytes + buf.open.heap_bytes() - before;
+    if was_empty {
+        inner.chunks += 1;
+    }
+    if max_bytes > 0 && inner.bytes > max_bytes {
+        evict(inner, max_bytes - max_bytes / 10);
     }
 }
 
@@ -454,11 +481,21 @@ pub fn unix_ms(t: SystemTime) -> i64 {
     }
 }
 
+/// Ops held for the history before a push path would wait for it: above this the push
+/// that adds more applies them itself (back-pressure rather than drops).
+const MAX_PENDING_OPS: usize = 2_000_000;
+
 /// Feeds the history from the store: records every group change and, on
 /// [`HistoryFeed::record`], every live series' current value.
+///
+/// A push only queues its samples ([`PushObserver::group_changed`] runs under the store's
+/// lock, so it must never wait for a query reading the history); the queue is applied by
+/// [`HistoryFeed::flush`], which readers call before they read and the recorder calls
+/// every second.
 pub struct HistoryFeed {
     history: std::sync::Arc<History>,
     groups: Mutex<HashMap<GroupKey, Vec<(Labels, f64)>>>,
+    pending: Mutex<Vec<Op>>,
 }
 
 impl HistoryFeed {
@@ -467,6 +504,7 @@ impl HistoryFeed {
         Self {
             history,
             groups: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -477,12 +515,29 @@ impl HistoryFeed {
         }
     }
 
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Op>> {
+        match self.pending.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Applies the queued samples to the history.
+    pub fn flush(&self) {
+        let ops = std::mem::take(&mut *self.pending());
+        self.history.apply(ops);
+    }
+
     /// Records the current value of every series of every live group at `t` (ms).
     pub fn record(&self, t: i64) {
-        let snapshot: Vec<(Labels, f64)> = self.groups().values().flatten().cloned().collect();
-        for (l, v) in &snapshot {
-            self.history.append(l, t, *v);
-        }
+        let snapshot: Vec<Op> = self
+            .groups()
+            .values()
+            .flatten()
+            .map(|(l, v)| Op::Sample(l.clone(), t, *v))
+            .collect();
+        self.pending().extend(snapshot);
+        self.flush();
     }
 }
 
@@ -493,22 +548,32 @@ impl PushObserver for HistoryFeed {
             .iter()
             .map(|(l, v)| (Labels::new(l.iter().cloned()), *v))
             .collect();
-        for (l, v) in &now {
-            self.history.append(l, t, *v);
-        }
+        let mut ops: Vec<Op> = now
+            .iter()
+            .map(|(l, v)| Op::Sample(l.clone(), t, *v))
+            .collect();
         let mut g = self.groups();
         if let Some(old) = g.get(group) {
             let current: std::collections::HashSet<&Labels> = now.iter().map(|(l, _)| l).collect();
-            for (l, _) in old {
-                if !current.contains(l) {
-                    self.history.mark_stale(l, t);
-                }
-            }
+            ops.extend(
+                old.iter()
+                    .filter(|(l, _)| !current.contains(l))
+                    .map(|(l, _)| Op::Stale(l.clone(), t)),
+            );
         }
         if now.is_empty() {
             g.remove(group);
         } else {
             g.insert(group.clone(), now);
+        }
+        let full = {
+            let mut p = self.pending();
+            p.extend(ops);
+            p.len() > MAX_PENDING_OPS
+        };
+        drop(g);
+        if full {
+            self.flush();
         }
     }
 }
@@ -623,5 +688,46 @@ mod tests {
         assert_eq!(h.series(&[], 30_000, 100_000), vec![b.clone()]);
         let job_a = vec![Matcher::equal("job", "a")];
         assert_eq!(h.series(&[job_a], 0, 100_000), vec![a]);
+    }
+
+    #[test]
+    fn the_feed_queues_pushes_until_flushed_and_marks_removed_series_stale() {
+        let h = std::sync::Arc::new(unbounded());
+        let feed = HistoryFeed::new(h.clone());
+        let key = crate::grouping::parse_path("job/a").unwrap();
+        let s = |name: &str, v: f64| {
+            (
+                vec![
+                    ("__name__".to_string(), name.to_string()),
+                    ("job".to_string(), "a".to_string()),
+                ],
+                v,
+            )
+        };
+        let at = |secs: u64| UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        feed.group_changed(at(100), &key, &[s("x", 1.0), s("y", 2.0)]);
+        assert_eq!(
+            h.stats().samples,
+            0,
+            "a push never writes the history itself"
+        );
+        feed.flush();
+        assert_eq!(h.stats().samples, 2);
+        feed.group_changed(at(101), &key, &[s("x", 3.0)]);
+        feed.record(102_000);
+        let x = h.select(&name("x"), 0, i64::MAX);
+        assert_eq!(
+            x[0].samples,
+            vec![(100_000, 1.0), (101_000, 3.0), (102_000, 3.0)]
+        );
+        let y = h.select(&name("y"), 0, i64::MAX);
+        assert_eq!(y[0].samples.len(), 2);
+        assert!(is_stale(y[0].samples[1].1) && y[0].samples[1].0 == 101_000);
+        // The group goes: x turns stale too, and is not recorded again.
+        feed.group_changed(at(103), &key, &[]);
+        feed.record(104_000);
+        let x = h.select(&name("x"), 0, i64::MAX);
+        assert_eq!(x[0].samples.len(), 4);
+        assert!(is_stale(x[0].samples[3].1));
     }
 }

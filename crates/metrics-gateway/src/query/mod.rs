@@ -284,11 +284,19 @@ impl QueryState {
     pub fn tick(&self, now: i64, record: bool) {
         if record {
             self.feed.record(now);
+        } else {
+            self.feed.flush();
         }
         self.copy_rule_results();
         self.history.gc(now);
         self.metrics.update(&self.history.stats());
     }
+}
+
+/// Applies the pushes queued for the history, on the blocking pool.
+async fn flush(s: &Arc<QueryState>) {
+    let feed = s.feed.clone();
+    let _ = tokio::task::spawn_blocking(move || feed.flush()).await;
 }
 
 /// Registers the history feed with the store and starts the recorder beside the server.
