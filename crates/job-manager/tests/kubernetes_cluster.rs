@@ -8,6 +8,7 @@ mod fake_kube;
 
 use std::time::Duration;
 
+use axum::http::Method;
 use common::labels::{self, Component};
 use fake_kube::{Access, FakeKube, Scenario};
 use job_manager::kubernetes::{
@@ -443,19 +444,39 @@ async fn flink_rest_is_reached_through_the_service_or_the_api_servers_proxy() {
     );
     cluster.ensure(&job(), &objects(), None).await.unwrap();
     let (code, body) = cluster
-        .flink_rest_via_proxy(&job(), "/overview")
+        .flink_rest_via_proxy(&job(), Method::GET, "/overview", None)
         .await
         .unwrap();
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(code, 200);
+    let body = String::from_utf8_lossy(&body);
     assert!(body.contains("\"slots-total\""), "{body}");
+    let trigger = br#"{"target-directory":"oss://bucket/flink-savepoints","cancel-job":false}"#;
+    let (code, body) = cluster
+        .flink_rest_via_proxy(
+            &job(),
+            Method::POST,
+            &format!(
+                "/jobs/{}/savepoints",
+                Uuid::parse_str(JOB).unwrap().simple()
+            ),
+            Some(("application/json", trigger.to_vec())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("request-id"));
     // The base URL works for a plain HTTP client too (the fake needs no credentials).
     let url = format!("{}/overview", cluster.flink_rest_base_url(&job()));
     let res = reqwest::get(&url).await.unwrap();
     assert_eq!(res.status(), 200);
     let calls = fake.proxy_calls();
-    assert_eq!(calls.len(), 2);
+    assert_eq!(calls.len(), 3);
     assert_eq!(calls[0].service, format!("job-{JOB}-jobmanager:rest"));
     assert_eq!(calls[0].path, "/overview");
+    assert_eq!(calls[1].method, "POST");
+    assert_eq!(calls[1].content_type.as_deref(), Some("application/json"));
+    assert_eq!(calls[1].body, trigger);
+    assert_eq!(calls[2].path, "/overview");
     assert_rbac_covers(&fake);
 }
 
@@ -546,4 +567,25 @@ async fn a_kubeconfig_context_picks_the_cluster() {
         "{err}"
     );
     assert_rbac_covers(&fake);
+}
+
+#[tokio::test]
+async fn a_black_holed_api_server_fails_each_call_within_the_call_timeout() {
+    let fake = FakeKube::start(Scenario::BlackHole, &[NS]).await;
+    let cluster = KubeCluster::new(fake.client(), &fake.url(), FlinkRestAccess::Proxy)
+        .with_call_timeout(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let err = cluster.ensure(&job(), &objects(), None).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { verb: "get", .. }), "{err:?}");
+    assert!(err.is_transient());
+    let err = cluster.teardown(&job()).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Kubernetes API did not answer within 200ms while trying to delete jobs"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The watcher has not listed anything: the observation says it does not know yet.
+    let obs = cluster.observe(&job());
+    assert!(!obs.synced && obs.pods.is_empty());
 }

@@ -23,7 +23,9 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use k8s_openapi::{
@@ -48,6 +50,11 @@ use super::{
     observe::{ClusterObservation, NamespaceWatch},
     ArtifactStore, JobObjects,
 };
+
+/// How long one call (get, apply, delete, proxied request) may take: the client has no read
+/// timeout of its own (watches stay open), and a black-holed API server must not hold a
+/// reconcile forever.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The field manager of every apply.
 pub const FIELD_MANAGER: &str = "job-manager";
@@ -150,6 +157,14 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    /// The API server accepted the connection but did not answer in time.
+    #[error("Kubernetes API did not answer within {after:?} while trying to {verb} {resource} in namespace {namespace}")]
+    Timeout {
+        verb: &'static str,
+        resource: String,
+        namespace: String,
+        after: Duration,
+    },
     /// An object to apply has no name.
     #[error("the {kind} to apply has no metadata.name")]
     Unnamed { kind: &'static str },
@@ -168,7 +183,7 @@ impl Error {
     /// write conflict). A missing namespace or permission needs the user.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Unavailable { .. } => true,
+            Error::Unavailable { .. } | Error::Timeout { .. } => true,
             Error::Rejected { code, .. } => *code == 409,
             _ => false,
         }
@@ -290,6 +305,7 @@ pub struct KubeCluster {
     /// The API server's base URL (for service proxy URLs), without a trailing `/`.
     api_url: String,
     flink_rest: FlinkRestAccess,
+    call_timeout: Duration,
     watches: Arc<Mutex<BTreeMap<String, Arc<NamespaceWatch>>>>,
 }
 
@@ -348,8 +364,35 @@ impl KubeCluster {
             client,
             api_url: api_url.trim_end_matches('/').to_string(),
             flink_rest,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             watches: Arc::default(),
         }
+    }
+
+    /// Bounds every call by `timeout` instead of [`DEFAULT_CALL_TIMEOUT`].
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Runs one call within the call timeout.
+    async fn timed<T>(
+        &self,
+        verb: &'static str,
+        resource: &str,
+        namespace: &str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    verb,
+                    resource: resource.to_string(),
+                    namespace: namespace.to_string(),
+                    after: self.call_timeout,
+                })
+            })
     }
 
     /// The underlying client.
@@ -368,10 +411,13 @@ impl KubeCluster {
         let ns = job.namespace.as_str();
         let jobs: Api<K8sJob> = Api::namespaced(self.client.clone(), ns);
         let jm_name = name_of(&objects.jobmanager, "Job")?;
-        let existing = jobs
-            .get_opt(&jm_name)
-            .await
-            .map_err(|e| Error::from_kube(e, "get", "jobs", &jm_name, ns))?;
+        let existing = self
+            .timed("get", "jobs", ns, async {
+                jobs.get_opt(&jm_name)
+                    .await
+                    .map_err(|e| Error::from_kube(e, "get", "jobs", &jm_name, ns))
+            })
+            .await?;
         if existing
             .as_ref()
             .is_some_and(|j| j.metadata.deletion_timestamp.is_some())
@@ -443,9 +489,12 @@ impl KubeCluster {
         body.meta_mut().resource_version = None;
         body.meta_mut().namespace = None;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&name, &params, &Patch::Apply(&body))
-            .await
-            .map_err(|e| Error::from_kube(e, "patch", resource, &name, ns))
+        self.timed("patch", resource, ns, async {
+            api.patch(&name, &params, &Patch::Apply(&body))
+                .await
+                .map_err(|e| Error::from_kube(e, "patch", resource, &name, ns))
+        })
+        .await
     }
 
     /// Deletes a job's objects: the JobManager Job with background propagation (the garbage
@@ -455,30 +504,40 @@ impl KubeCluster {
     pub async fn teardown(&self, job: &JobRef) -> Result<()> {
         let ns = job.namespace.as_str();
         let name = jobmanager_name(job.job_id);
-        let dp = DeleteParams::background();
         let jobs: Api<K8sJob> = Api::namespaced(self.client.clone(), ns);
-        match jobs.delete(&name, &dp).await {
-            Ok(_) => {
-                tracing::info!(namespace = ns, job = %name, "Deleted the JobManager Job and what it owns.")
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 && !is_namespace_missing(&s, ns) => {}
-            Err(e) => return Err(Error::from_kube(e, "delete", "jobs", &name, ns)),
+        if self.delete(&jobs, "jobs", &name, ns).await? {
+            tracing::info!(namespace = ns, job = %name, "Deleted the JobManager Job and what it owns.");
         }
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-        let cm = config_map_name(job.job_id);
-        match cms.delete(&cm, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::from_kube(e, "delete", "configmaps", &cm, ns)),
-        }
+        self.delete(&cms, "configmaps", &config_map_name(job.job_id), ns)
+            .await?;
         let secrets: Api<K8sSecret> = Api::namespaced(self.client.clone(), ns);
         let secret = ArtifactStore::token_secret_name(job.job_id);
-        match secrets.delete(&secret, &dp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::from_kube(e, "delete", "secrets", &secret, ns)),
-        }
+        self.delete(&secrets, "secrets", &secret, ns).await?;
         Ok(())
+    }
+
+    /// Deletes one object with background propagation; false when it did not exist.
+    async fn delete<K>(
+        &self,
+        api: &Api<K>,
+        resource: &'static str,
+        name: &str,
+        ns: &str,
+    ) -> Result<bool>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        self.timed("delete", resource, ns, async {
+            match api.delete(name, &DeleteParams::background()).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 404 && !is_namespace_missing(&s, ns) => {
+                    Ok(false)
+                }
+                Err(e) => Err(Error::from_kube(e, "delete", resource, name, ns)),
+            }
+        })
+        .await
     }
 
     /// What the pods of a job look like now, from the namespace's watcher (started on first
@@ -512,43 +571,70 @@ impl KubeCluster {
         }
     }
 
-    /// A GET of Flink's REST API through the API server's service proxy, with the
-    /// client's credentials (`path` like `/overview`). Returns the status and body.
-    pub async fn flink_rest_via_proxy(&self, job: &JobRef, path: &str) -> Result<(u16, String)> {
-        let svc = jobmanager_name(job.job_id);
+    /// A request to Flink's REST API through the API server's service proxy, with the
+    /// client's credentials (`path` like `/overview` or `/jobs/<id>/savepoints`; `body` with
+    /// its content type). Returns Flink's status and body.
+    pub async fn flink_rest_via_proxy(
+        &self,
+        job: &JobRef,
+        method: axum::http::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<(u16, bytes::Bytes)> {
+        let verb = match method.as_str() {
+            "GET" | "HEAD" => "get",
+            "POST" => "create",
+            "PATCH" => "patch",
+            "PUT" => "update",
+            "DELETE" => "delete",
+            _ => "get",
+        };
+        let ns = job.namespace.as_str();
         let uri = format!(
-            "/api/v1/namespaces/{}/services/{svc}:{REST_PORT_NAME}/proxy{path}",
-            job.namespace
+            "/api/v1/namespaces/{ns}/services/{}:{REST_PORT_NAME}/proxy{path}",
+            jobmanager_name(job.job_id)
         );
         let unavailable = |source: kube::Error| Error::Unavailable {
-            verb: "get",
+            verb,
             resource: "services/proxy".into(),
-            namespace: job.namespace.clone(),
+            namespace: ns.to_string(),
             source: Box::new(source),
         };
-        let req = axum::http::Request::get(uri)
-            .body(kube::client::Body::empty())
+        let mut req = axum::http::Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some((content_type, bytes)) => {
+                req = req.header(axum::http::header::CONTENT_TYPE, content_type);
+                kube::client::Body::from(bytes)
+            }
+            None => kube::client::Body::empty(),
+        };
+        let req = req
+            .body(body)
             .map_err(|e| unavailable(kube::Error::HttpError(e)))?;
-        let res = self.client.send(req).await.map_err(unavailable)?;
-        let status = res.status().as_u16();
-        let bytes = http_body_util::BodyExt::collect(res.into_body())
-            .await
-            .map_err(unavailable)?
-            .to_bytes();
-        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let (status, bytes) = self
+            .timed(verb, "services/proxy", ns, async {
+                let res = self.client.send(req).await.map_err(unavailable)?;
+                let status = res.status().as_u16();
+                let bytes = http_body_util::BodyExt::collect(res.into_body())
+                    .await
+                    .map_err(unavailable)?
+                    .to_bytes();
+                Ok((status, bytes))
+            })
+            .await?;
         if status == 403 {
-            let message = serde_json::from_str::<kube::core::Status>(&body)
+            let message = serde_json::from_slice::<kube::core::Status>(&bytes)
                 .map(|s| s.message)
                 .unwrap_or_default();
-            let (verb, resource) = denied(&message, "get", "services/proxy");
+            let (verb, resource) = denied(&message, verb, "services/proxy");
             return Err(Error::Forbidden {
                 verb,
                 resource,
-                namespace: job.namespace.clone(),
+                namespace: ns.to_string(),
                 message,
             });
         }
-        Ok((status, body))
+        Ok((status, bytes))
     }
 }
 

@@ -59,6 +59,8 @@ pub enum Scenario {
     Unschedulable,
     /// The target namespace does not exist.
     NamespaceMissing,
+    /// The API server accepts connections and never answers (a black-holed control plane).
+    BlackHole,
     /// The manager's service account may not `verb` `resource` (e.g. `patch`, `services`).
     Forbidden {
         verb: &'static str,
@@ -94,6 +96,8 @@ pub struct ProxyCall {
     pub service: String,
     /// The path below `/proxy`.
     pub path: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -505,8 +509,15 @@ async fn handle(
         namespace: t.namespace.clone(),
     };
 
+    let black_hole = {
+        let mut g = app.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.accesses.push(access.clone());
+        g.scenario == Scenario::BlackHole
+    };
+    if black_hole {
+        return std::future::pending::<Response>().await;
+    }
     let mut g = app.inner.lock().unwrap_or_else(|e| e.into_inner());
-    g.accesses.push(access.clone());
     if let Scenario::Forbidden {
         verb: fv,
         resource: fr,
@@ -530,6 +541,11 @@ async fn handle(
             namespace: t.namespace.clone(),
             service: service.clone(),
             path: sub.trim_start_matches("proxy").to_string(),
+            content_type: headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: body.to_vec(),
         });
         let exists =
             g.objects
@@ -543,17 +559,22 @@ async fn handle(
             );
         }
         let rest = sub.trim_start_matches("proxy");
-        return match rest {
-            "/overview" => ok_json(
-                &json!({"taskmanagers": 1, "slots-total": 2, "slots-available": 2, "flink-version": "1.17.2"}),
-            ),
-            "/config" => ok_json(&json!({"flink-version": "1.17.2"})),
-            _ => (
-                StatusCode::NOT_FOUND,
-                [("content-type", "application/json")],
-                json!({"errors": ["Not found: ".to_string() + rest]}).to_string(),
-            )
-                .into_response(),
+        return match (method.as_str(), rest) {
+            ("POST", p) if p.ends_with("/savepoints") => {
+                ok_json(&json!({"request-id": "5e1b5a7a2f6c4bd1a1b0c0ffee000001"}))
+            }
+            (_, rest) => match rest {
+                "/overview" => ok_json(
+                    &json!({"taskmanagers": 1, "slots-total": 2, "slots-available": 2, "flink-version": "1.17.2"}),
+                ),
+                "/config" => ok_json(&json!({"flink-version": "1.17.2"})),
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    [("content-type", "application/json")],
+                    json!({"errors": ["Not found: ".to_string() + rest]}).to_string(),
+                )
+                    .into_response(),
+            },
         };
     }
 
