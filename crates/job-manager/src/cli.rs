@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    kubernetes::{self, rbac, ArtifactStore, JobRequest, Restore, Settings},
+    kubernetes::{self, rbac, ArtifactStore, JobRequest, Restore},
     model::Deployment,
     store::Store,
     Args,
@@ -73,6 +73,10 @@ pub struct RenderArgs {
     /// job-manager's URL as the pods reach it (for JARs in its artifact store).
     #[arg(long = "manager-url", value_name = "URL")]
     pub manager_url: Option<String>,
+    /// The manager's configuration file: its `kubernetes` settings (images) and
+    /// `metrics_gateway.url` apply.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
     /// The manager's data directory (its store holds the deployment targets).
     #[arg(
         long = "data-dir",
@@ -113,6 +117,8 @@ pub enum Error {
     Build(#[from] kubernetes::Error),
     #[error("cannot write YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error(transparent)]
+    Config(#[from] common::ConfigError),
     #[error("--job-id {0:?} is not a UUID")]
     JobId(String),
     #[error("--namespace {0:?} is not a Kubernetes namespace name (lower-case letters, digits and '-', at most 63)")]
@@ -128,6 +134,7 @@ pub struct Rendered {
 
 /// Renders the objects of the deployment in `args.file`.
 pub fn render(args: &RenderArgs) -> Result<Rendered, Error> {
+    let config: crate::Config = common::config::load(args.config_file.as_deref())?;
     let text = read(&args.file)?;
     let doc_err = |message: String| Error::Document {
         path: args.file.clone(),
@@ -186,10 +193,13 @@ pub fn render(args: &RenderArgs) -> Result<Rendered, Error> {
         }),
         savepoint_dir,
         checkpoint_dir: None,
-        metrics_gateway_url: args.metrics_gateway_url.clone(),
+        metrics_gateway_url: args
+            .metrics_gateway_url
+            .clone()
+            .or_else(|| config.metrics_gateway.url.clone()),
         artifact_store,
     };
-    let objects = kubernetes::build(&request, &Settings::default())?;
+    let objects = kubernetes::build(&request, &config.kubernetes)?;
     notes.extend(objects.notes.iter().cloned());
     Ok(Rendered {
         yaml: objects.to_yaml_stream()?,

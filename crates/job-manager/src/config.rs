@@ -28,6 +28,9 @@ pub struct Config {
     pub metrics_gateway: MetricsGatewayConfig,
     /// The HTTP API.
     pub api: ApiConfig,
+    /// The Kubernetes target: Flink image per Flink version, default Flink version, the
+    /// JAR fetcher's image.
+    pub kubernetes: crate::kubernetes::Settings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +152,9 @@ impl ServiceConfig for Config {
                 "must be at least 1",
             ));
         }
+        self.kubernetes.validate().map_err(|(field, message)| {
+            ConfigError::invalid(format!("kubernetes.{field}"), message)
+        })?;
         if self.artifacts.max_upload_bytes == 0 {
             return Err(ConfigError::invalid(
                 "artifacts.max_upload_bytes",

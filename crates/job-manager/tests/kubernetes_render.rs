@@ -810,3 +810,54 @@ fn the_server_flags_still_parse_and_subcommands_do_not_take_them() {
     ]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn the_managers_config_file_sets_images_and_the_metrics_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("job-manager.yml");
+    std::fs::write(
+        &config,
+        "metrics_gateway: {url: 'http://mg.flink-suite:9091'}
+kubernetes:
+  images: {'1.20': registry.example.com/flink:1.20.1-ops}
+  fetcher_image: registry.example.com/curl:8
+",
+    )
+    .unwrap();
+    let out = render(
+        dir.path(),
+        &document(ARTIFACT_1_20),
+        &["--config.file", config.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = parse(&String::from_utf8(out.stdout).unwrap());
+    let pod = o.job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.example.com/flink:1.20.1-ops")
+    );
+    assert_eq!(
+        pod.init_containers.unwrap()[0].image.as_deref(),
+        Some("registry.example.com/curl:8")
+    );
+    let data = o.config_map.data.unwrap();
+    let conf: BTreeMap<String, String> = serde_yaml::from_str(&data["config.yaml"]).unwrap();
+    assert_eq!(
+        conf["metrics.reporter.flink_suite.hostUrl"],
+        "http://mg.flink-suite:9091"
+    );
+    // An invalid kubernetes section is refused, naming the field.
+    std::fs::write(&config, "kubernetes:\n  images: {latest: flink:latest}\n").unwrap();
+    let out = render(
+        dir.path(),
+        &document(ARTIFACT_1_20),
+        &["--config.file", config.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubernetes.images[\"latest\"]"), "{err}");
+}

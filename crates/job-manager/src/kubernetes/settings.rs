@@ -44,6 +44,42 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Checks the settings; `Err((field, message))` names the field below `kubernetes.`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if FlinkVersion::parse(&self.default_flink_version).is_none() {
+            return Err((
+                "default_flink_version".into(),
+                format!(
+                    "{:?} is not a Flink version (e.g. 1.20)",
+                    self.default_flink_version
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("default_repository", &self.default_repository),
+            ("fetcher_image", &self.fetcher_image),
+        ] {
+            if value.trim().is_empty() || value.contains(char::is_whitespace) {
+                return Err((field.into(), "must be an image name without spaces".into()));
+            }
+        }
+        for (version, image) in &self.images {
+            if FlinkVersion::parse(version).is_none() {
+                return Err((
+                    format!("images[{version:?}]"),
+                    "the key must be a Flink version (e.g. 1.20 or 1.20.1)".into(),
+                ));
+            }
+            if image.trim().is_empty() || image.contains(char::is_whitespace) {
+                return Err((
+                    format!("images[{version:?}]"),
+                    format!("{image:?} is not an image name"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The Flink image of an artifact. `flinkImageRegistry`/`flinkImageRepository`/
     /// `flinkImageTag` win (missing parts come from the default image of the version);
     /// a tag starting with `sha256:` is a digest.
@@ -130,6 +166,23 @@ mod tests {
         assert_eq!(
             s2.image(&a, v("1.20"), "1.20"),
             "registry.cn-hangzhou.aliyuncs.com/team/flink@sha256:abc"
+        );
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        Settings::default().validate().unwrap();
+        let s: Settings =
+            serde_yaml::from_str("images: {\"1.17\": registry.example.com/flink:1.17.2}\n")
+                .unwrap();
+        s.validate().unwrap();
+        let s: Settings = serde_yaml::from_str("images: {latest: flink:latest}\n").unwrap();
+        assert_eq!(s.validate().unwrap_err().0, "images[\"latest\"]");
+        let s: Settings = serde_yaml::from_str("default_flink_version: one\n").unwrap();
+        assert_eq!(s.validate().unwrap_err().0, "default_flink_version");
+        assert!(
+            serde_yaml::from_str::<Settings>("image: x\n").is_err(),
+            "unknown fields are errors"
         );
     }
 }
