@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::{
     artifacts,
+    clock::SharedClock,
     flink::{Flink, FlinkError, Operation, RunRequest},
     metrics::Metrics,
     model::{
@@ -81,6 +82,9 @@ pub struct Control {
     /// When the next scheduled savepoint is due.
     #[serde(default)]
     pub next_scheduled: Option<DateTime<Utc>>,
+    /// The last error that held up the current start (recorded as an event once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_error: Option<String>,
 }
 
 /// Knobs of the controller (from the config file; re-read on every pass).
@@ -163,9 +167,11 @@ pub struct Controller<F> {
     launched: Mutex<std::collections::HashSet<Uuid>>,
     http: reqwest::Client,
     metrics: Metrics,
+    clock: SharedClock,
 }
 
 impl<F: Flink> Controller<F> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         flink: Arc<F>,
@@ -174,6 +180,7 @@ impl<F: Flink> Controller<F> {
         settings: Arc<dyn Fn() -> Settings + Send + Sync>,
         data_dir: PathBuf,
         metrics: Metrics,
+        clock: SharedClock,
     ) -> Self {
         Self {
             store,
@@ -189,7 +196,12 @@ impl<F: Flink> Controller<F> {
                 .build()
                 .unwrap_or_default(),
             metrics,
+            clock,
         }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Reconciles woken deployments at once and every deployment each poll interval, until
@@ -232,6 +244,13 @@ impl<F: Flink> Controller<F> {
         };
         let result = match rec.control.phase.clone() {
             Phase::Idle => self.idle(rec).await,
+            Phase::Starting { job, .. } if rec.deployment.spec.state != DesiredState::Running => {
+                // A new desired state ends the start attempt at once.
+                match self.job(job) {
+                    Some(j) => self.begin_stop(&rec, j, rec.deployment.spec.state),
+                    None => self.stopped(&rec, None, rec.deployment.spec.state, None),
+                }
+            }
             Phase::Starting { job, since } => self.starting(rec, job, since).await,
             Phase::Stopping {
                 job,
@@ -259,7 +278,7 @@ impl<F: Flink> Controller<F> {
                 namespace: d.metadata.namespace.clone(),
                 deployment_id: d.id(),
                 job_id: job,
-                created_at: Utc::now(),
+                created_at: self.now(),
             },
             spec: EventSpec {
                 name: name.into(),
@@ -368,10 +387,16 @@ impl<F: Flink> Controller<F> {
         let d = &rec.deployment;
         let mut status = d.status.clone();
         status.state = DeploymentState::Failed;
+        // No job runs any more: health conditions of a running job no longer apply (the
+        // failure says what happened).
+        if let Some(r) = status.running.as_mut() {
+            r.conditions
+                .retain(|c| c.kind != JOB_FAILING && c.kind != JOB_UNSTABLE);
+        }
         status.failure = Some(Failure {
             reason: reason.into(),
             message: message.clone(),
-            failed_at: Utc::now(),
+            failed_at: self.now(),
         });
         let control = Control {
             phase: Phase::Idle,
@@ -479,7 +504,7 @@ impl<F: Flink> Controller<F> {
         let d = &rec.deployment;
         let restore = self.pick_restore(d);
         let id = Uuid::new_v4();
-        let now = Utc::now();
+        let now = self.now();
         let job = Job {
             kind: "Job".into(),
             api_version: "v1".into(),
@@ -528,6 +553,7 @@ impl<F: Flink> Controller<F> {
             failed_at_version: None,
             restart_samples: vec![],
             next_scheduled: None,
+            start_error: None,
         };
         self.commit(d.id(), status, control, vec![Write1::Job(job)])?;
         self.event(
@@ -597,7 +623,7 @@ impl<F: Flink> Controller<F> {
         let mut status = d.status.clone();
         status.state = DeploymentState::Transitioning;
         if let Some(r) = status.running.as_mut() {
-            r.transition_time = Some(Utc::now());
+            r.transition_time = Some(self.now());
         }
         let control = Control {
             phase: Phase::Stopping {
@@ -773,32 +799,26 @@ impl<F: Flink> Controller<F> {
         let rest = cluster.rest_url.as_str();
         let fid = job.status.flink_job_id.clone();
         let timeout = (self.settings)().cluster_start_timeout;
-        let overdue = Utc::now()
-            .signed_duration_since(since)
-            .to_std()
-            .unwrap_or_default()
-            > timeout;
+        let overdue = self.overdue(since);
 
         // 2. Submitted already (perhaps by a previous life of this manager)?
         let observed = match self.flink.job_status(rest, &fid).await {
             Ok(s) => s,
-            Err(e @ FlinkError::Unreachable { .. }) => {
-                if overdue {
-                    return self.job_failed_to_start(
-                        &rec,
-                        job,
-                        format!("cluster did not come up within {timeout:?}: {e}"),
-                        true,
-                    );
-                }
-                return Ok(()); // still booting
+            Err(e) if e.is_transient() => {
+                return self.start_held_up(&rec, job, since, e);
             }
             Err(e) => return Err(e.into()),
         };
         match observed.as_deref() {
             None => {
                 if cluster.local_dir.is_some() {
-                    let o = self.flink.overview(rest).await?;
+                    let o = match self.flink.overview(rest).await {
+                        Ok(o) => o,
+                        Err(e) if e.is_transient() => {
+                            return self.start_held_up(&rec, job, since, e);
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     let need = spec.template.spec.parallelism.max(1) as u32;
                     if o.taskmanagers == 0 || o.slots_total < need {
                         if overdue {
@@ -812,19 +832,19 @@ impl<F: Flink> Controller<F> {
                         return Ok(()); // TaskManager not registered yet
                     }
                 }
-                self.submit(&rec, job, rest, rendered).await
+                self.submit(&rec, job, since, rest, rendered).await
             }
             Some("RUNNING") => {
                 job.status.state = JobState::Started;
                 job.status.submitted = true;
-                job.status.started_at = Some(Utc::now());
+                job.status.started_at = Some(self.now());
                 job.status.observed_flink_job_status = Some("RUNNING".into());
                 let mut status = d.status.clone();
                 status.state = DeploymentState::Running;
                 status.failure = None;
                 status.running = Some(RunningStatus {
                     job_id: Some(job_id),
-                    transition_time: Some(Utc::now()),
+                    transition_time: Some(self.now()),
                     conditions: vec![],
                 });
                 let control = Control {
@@ -833,6 +853,7 @@ impl<F: Flink> Controller<F> {
                     failed_at_version: None,
                     restart_samples: vec![],
                     next_scheduled: None,
+                    start_error: None,
                 };
                 self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
                 self.metrics.jobs_started.inc();
@@ -856,7 +877,7 @@ impl<F: Flink> Controller<F> {
             }
             Some("FINISHED") => {
                 job.status.state = JobState::Finished;
-                job.status.ended_at = Some(Utc::now());
+                job.status.ended_at = Some(self.now());
                 let mut status = d.status.clone();
                 status.state = DeploymentState::Finished;
                 let mut control = rec.control.clone();
@@ -886,6 +907,7 @@ impl<F: Flink> Controller<F> {
         &self,
         rec: &DeploymentRecord,
         mut job: Job,
+        since: DateTime<Utc>,
         rest: &str,
         rendered: std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
@@ -924,7 +946,7 @@ impl<F: Flink> Controller<F> {
         };
         let jar_id = match self.upload(rest, &jar).await {
             Ok(j) => j,
-            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) if e.is_transient() => return self.start_held_up(rec, job, since, e),
             Err(e) => return self.job_failed_to_start(rec, job, e.to_string(), false),
         };
         let req = RunRequest {
@@ -972,9 +994,59 @@ impl<F: Flink> Controller<F> {
                     .remove(&(rest.to_string(), jar));
                 Ok(())
             }
-            Err(e) if matches!(e, FlinkError::Unreachable { .. }) => Err(e.into()),
+            Err(e @ FlinkError::Unreachable { .. }) => self.start_held_up(rec, job, since, e),
             Err(e) => self.job_failed_to_start(rec, job, e.to_string(), false),
         }
+    }
+
+    /// Whether a start that began at `since` is older than the cluster start timeout.
+    fn overdue(&self, since: DateTime<Utc>) -> bool {
+        self.now()
+            .signed_duration_since(since)
+            .to_std()
+            .unwrap_or_default()
+            > (self.settings)().cluster_start_timeout
+    }
+
+    /// Something held up a start (the cluster does not answer yet, or Flink answers 5xx,
+    /// e.g. to the JAR upload): an event with Flink's own error the first time that error
+    /// is seen, then FAILED once the start is older than the cluster start timeout.
+    fn start_held_up(
+        &self,
+        rec: &DeploymentRecord,
+        job: Job,
+        since: DateTime<Utc>,
+        error: FlinkError,
+    ) -> Result<()> {
+        let d = &rec.deployment;
+        let timeout = (self.settings)().cluster_start_timeout;
+        let mut cause = error.to_string();
+        if let Some(logs) = job.status.cluster.as_ref().and_then(|c| c.log_dir.as_ref()) {
+            cause.push_str(&format!(" (cluster logs in {logs})"));
+        }
+        if self.overdue(since) {
+            return self.job_failed_to_start(
+                rec,
+                job,
+                format!("the Flink cluster did not accept the job within the cluster start timeout ({timeout:?}): {cause}"),
+                true,
+            );
+        }
+        if rec.control.start_error.as_deref() != Some(cause.as_str()) {
+            let mut control = rec.control.clone();
+            control.start_error = Some(cause.clone());
+            self.commit(d.id(), d.status.clone(), control, vec![])?;
+            self.event(
+                d,
+                Some(job.metadata.id),
+                "ClusterNotReady",
+                format!(
+                    "Job {} is held up; retrying until the cluster start timeout ({timeout:?}): {cause}",
+                    job.metadata.id
+                ),
+            );
+        }
+        Ok(())
     }
 
     async fn upload(&self, rest: &str, jar: &std::path::Path) -> Result<String, FlinkError> {
@@ -1046,11 +1118,11 @@ impl<F: Flink> Controller<F> {
         );
         if permanent || attempts >= max {
             job.status.state = JobState::Failed;
-            job.status.ended_at = Some(Utc::now());
+            job.status.ended_at = Some(self.now());
             job.status.failure = Some(Failure {
                 reason: "JobCreationFailed".into(),
                 message: reason.clone(),
-                failed_at: Utc::now(),
+                failed_at: self.now(),
             });
             self.teardown(&job);
             let mut rec2 = rec.clone();
@@ -1132,7 +1204,7 @@ impl<F: Flink> Controller<F> {
                     Operation::Completed { location } => {
                         sp.status.state = SavepointState::Completed;
                         sp.status.location = Some(location.clone());
-                        sp.status.completed_at = Some(Utc::now());
+                        sp.status.completed_at = Some(self.now());
                         self.store.write(vec![Write1::Savepoint(sp)])?;
                         self.event(
                             d,
@@ -1161,13 +1233,18 @@ impl<F: Flink> Controller<F> {
                             sp.metadata.kind = "RETAINED_CHECKPOINT".into();
                             sp.status.state = SavepointState::Completed;
                             sp.status.location = Some(loc);
-                            sp.status.completed_at = Some(Utc::now());
+                            sp.status.completed_at = Some(self.now());
                             self.store.write(vec![Write1::Savepoint(sp)])?;
                         }
                     }
                 }
                 match self.flink.cancel(rest, &fid).await {
                     Ok(()) | Err(FlinkError::Http { status: 404, .. }) => {}
+                    Err(FlinkError::Unreachable { .. }) if cluster.local_dir.is_some() => {
+                        // A local cluster that does not answer (still booting, or gone) is
+                        // stopped by tearing it down.
+                        return self.stopped(&rec, Some(job), goal, Some(JobState::Cancelled));
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 let mut control = rec.control.clone();
@@ -1218,7 +1295,7 @@ impl<F: Flink> Controller<F> {
             sp.status.failure = Some(Failure {
                 reason: "SavepointFailed".into(),
                 message: cause.clone(),
-                failed_at: Utc::now(),
+                failed_at: self.now(),
             });
             let mut job = job;
             job.status.state = JobState::Started;
@@ -1249,12 +1326,19 @@ impl<F: Flink> Controller<F> {
         job_state: Option<JobState>,
     ) -> Result<()> {
         let d = &rec.deployment;
+        // The user may have asked for something else meanwhile: an upgrade (goal RUNNING)
+        // ends in the state now desired.
+        let goal = if goal == DesiredState::Running {
+            d.spec.state
+        } else {
+            goal
+        };
         let mut extra = vec![];
         if let Some(mut j) = job.clone() {
             if let Some(s) = job_state {
                 j.status.state = s;
             }
-            j.status.ended_at = Some(Utc::now());
+            j.status.ended_at = Some(self.now());
             self.teardown(&j);
             extra.push(Write1::Job(j));
         }
@@ -1271,7 +1355,7 @@ impl<F: Flink> Controller<F> {
             if let Some(j) = &job {
                 rec2.deployment.status.running = Some(RunningStatus {
                     job_id: Some(j.metadata.id),
-                    transition_time: Some(Utc::now()),
+                    transition_time: Some(self.now()),
                     conditions: vec![],
                 });
             }
@@ -1282,7 +1366,7 @@ impl<F: Flink> Controller<F> {
         status.failure = None;
         if let Some(r) = status.running.as_mut() {
             r.conditions.clear();
-            r.transition_time = Some(Utc::now());
+            r.transition_time = Some(self.now());
         }
         let control = Control {
             phase: Phase::Idle,
@@ -1350,7 +1434,7 @@ impl<F: Flink> Controller<F> {
                     // The local cluster is gone (host reboot, killed): the job cannot come
                     // back on its own. FAILED; a user action restarts it from its state.
                     job.status.state = JobState::Failed;
-                    job.status.ended_at = Some(Utc::now());
+                    job.status.ended_at = Some(self.now());
                     let msg = format!(
                         "The local Flink cluster of job {} at {rest} is not running any more.",
                         job.metadata.id
@@ -1358,7 +1442,7 @@ impl<F: Flink> Controller<F> {
                     job.status.failure = Some(Failure {
                         reason: "ClusterLost".into(),
                         message: msg.clone(),
-                        failed_at: Utc::now(),
+                        failed_at: self.now(),
                     });
                     self.teardown(&job);
                     return self.fail(
@@ -1389,7 +1473,7 @@ impl<F: Flink> Controller<F> {
         match observed.as_deref() {
             None => {
                 job.status.state = JobState::Failed;
-                job.status.ended_at = Some(Utc::now());
+                job.status.ended_at = Some(self.now());
                 let msg = format!("Flink job {fid} no longer exists on the cluster at {rest}.");
                 self.teardown(&job);
                 return self.fail(
@@ -1409,7 +1493,7 @@ impl<F: Flink> Controller<F> {
                     JobState::Cancelled
                 };
                 job.status.observed_flink_job_status = Some(s.clone());
-                job.status.ended_at = Some(Utc::now());
+                job.status.ended_at = Some(self.now());
                 let message = match (&s[..], &cause) {
                     ("FAILED", Some(c)) => format!("Flink job {fid} FAILED: {c}"),
                     ("FAILED", None) => format!("Flink job {fid} FAILED."),
@@ -1418,18 +1502,11 @@ impl<F: Flink> Controller<F> {
                 job.status.failure = Some(Failure {
                     reason: "JobFailed".into(),
                     message: message.clone(),
-                    failed_at: Utc::now(),
+                    failed_at: self.now(),
                 });
                 self.teardown(&job);
                 let mut rec2 = rec.clone();
                 rec2.deployment.status = status;
-                set_condition(
-                    &mut rec2.deployment.status,
-                    JOB_FAILING,
-                    true,
-                    "JobFailed",
-                    &message,
-                );
                 return self.fail(
                     &rec2,
                     Some(&job),
@@ -1440,7 +1517,7 @@ impl<F: Flink> Controller<F> {
             }
             Some("FINISHED") => {
                 job.status.state = JobState::Finished;
-                job.status.ended_at = Some(Utc::now());
+                job.status.ended_at = Some(self.now());
                 status.state = DeploymentState::Finished;
                 self.teardown(&job);
                 self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
@@ -1488,7 +1565,7 @@ impl<F: Flink> Controller<F> {
         }
         // Restarts and instability.
         if let Ok(Some(n)) = self.flink.num_restarts(rest, &fid).await {
-            let now = Utc::now();
+            let now = self.now();
             let window = chrono::Duration::from_std(settings.unstable_window).unwrap_or_default();
             control
                 .restart_samples
@@ -1530,7 +1607,7 @@ impl<F: Flink> Controller<F> {
         let mut extra = vec![];
         if let Some(sched) = &d.spec.savepoint_schedule {
             if let Ok(schedule) = cron::Schedule::from_str(&sched.cron) {
-                let now = Utc::now();
+                let now = self.now();
                 match control.next_scheduled {
                     None => {
                         control.next_scheduled = schedule.after(&now).next();
@@ -1614,7 +1691,7 @@ impl<F: Flink> Controller<F> {
                     Ok(Operation::Completed { location }) => {
                         sp.status.state = SavepointState::Completed;
                         sp.status.location = Some(location.clone());
-                        sp.status.completed_at = Some(Utc::now());
+                        sp.status.completed_at = Some(self.now());
                         let origin = sp.metadata.origin;
                         self.store.write(vec![Write1::Savepoint(sp)])?;
                         self.event(
@@ -1659,7 +1736,7 @@ impl<F: Flink> Controller<F> {
             sp.status.failure = Some(Failure {
                 reason: "SavepointFailed".into(),
                 message: cause,
-                failed_at: Utc::now(),
+                failed_at: self.now(),
             });
         } else {
             sp.status.state = SavepointState::Pending;

@@ -12,7 +12,8 @@
 //! - [`store`]: the durable embedded store under `--data-dir` (atomic, versioned files).
 //! - [`api`]: the HTTP API (envelope, JSON/YAML bodies, validation) and [`api::auth`], the
 //!   owner/editor/viewer matrix.
-//! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health).
+//! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health);
+//!   [`clock`]: its wall-clock seam (tests run it under tokio's paused time).
 //! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].
 //! - [`target`]: deployment targets; `local` starts a standalone cluster per job.
 //! - [`kubernetes`]: the Kubernetes target's objects (ConfigMap, JobManager Job and Service,
@@ -25,6 +26,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod flink;
@@ -241,6 +243,7 @@ pub fn assemble<F: Flink>(
     flink_home: Option<PathBuf>,
     config: ConfigHandle<Config>,
     metrics: metrics::Metrics,
+    clock: clock::SharedClock,
 ) -> (AppState, Arc<Controller<F>>) {
     let waker = Arc::new(Waker::default());
     let local = LocalClusters::new(flink_home, data_dir);
@@ -264,6 +267,7 @@ pub fn assemble<F: Flink>(
         Arc::new(move || settings(&cfg.current())),
         data_dir.to_path_buf(),
         metrics,
+        clock,
     ));
     (state, controller)
 }
@@ -322,6 +326,7 @@ pub async fn run(mut args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         args.flink_home.clone(),
         config.clone(),
         metrics,
+        Arc::new(clock::SystemClock),
     );
     let ctl = tokio::spawn(controller.run(lifecycle.shutdown()));
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;

@@ -38,8 +38,15 @@ impl Harness {
         )
         .expect("config");
         let metrics = Metrics::register("job_manager", &registry);
-        let (state, controller) =
-            crate::assemble(store, flink.clone(), data_dir, None, handle, metrics);
+        let (state, controller) = crate::assemble(
+            store,
+            flink.clone(),
+            data_dir,
+            None,
+            handle,
+            metrics,
+            Arc::new(crate::clock::TokioClock::new()),
+        );
         // In the `default` namespace's artifact store, where jarUris must point.
         let store = crate::artifacts::dir(data_dir, crate::DEFAULT_NAMESPACE);
         std::fs::create_dir_all(&store).expect("artifact store");

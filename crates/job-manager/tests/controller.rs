@@ -657,3 +657,165 @@ async fn a_local_cluster_that_is_gone_fails_the_deployment_and_a_user_action_res
     assert_eq!(state(&get(&h, &id).await), "RUNNING");
     assert_eq!(jobs(&h, &id).await.len(), 2);
 }
+
+fn config_with_start_timeout(timeout: std::time::Duration) -> Config {
+    let mut c = config();
+    c.controller.cluster_start_timeout = timeout;
+    c
+}
+
+const UPLOAD_500: &str =
+    "org.apache.flink.runtime.rest.handler.RestHandlerException: UploadDirectory is not absolute.";
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_that_refuses_the_jar_becomes_an_event_then_failed_within_the_start_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let flink = Arc::new(FakeFlink::new());
+    let h = Harness::open(
+        dir.path(),
+        flink.clone(),
+        config_with_start_timeout(std::time::Duration::from_secs(60)),
+    );
+    h.fake_target().await;
+    flink.fail_uploads(Some(UPLOAD_500));
+    let id = create(&h, "no-upload", json!({})).await;
+    h.settle(10).await;
+    assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
+    let held: Vec<String> = event_names(&h, &id)
+        .await
+        .into_iter()
+        .filter(|e| e.starts_with("ClusterNotReady"))
+        .collect();
+    assert_eq!(held.len(), 1, "one event per distinct error: {held:?}");
+    assert!(
+        held[0].contains("UploadDirectory is not absolute"),
+        "{held:?}"
+    );
+    // Retries within the timeout add no events.
+    tokio::time::advance(std::time::Duration::from_secs(30)).await;
+    h.settle(10).await;
+    assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
+    assert_eq!(
+        event_names(&h, &id)
+            .await
+            .iter()
+            .filter(|e| e.starts_with("ClusterNotReady"))
+            .count(),
+        1
+    );
+    // Past the cluster start timeout: FAILED with Flink's own error, and no more retries.
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    h.settle(10).await;
+    let d = get(&h, &id).await;
+    assert_eq!(state(&d), "FAILED", "{d}");
+    let msg = d["status"]["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("UploadDirectory is not absolute") && msg.contains("60s"),
+        "{msg}"
+    );
+    assert_eq!(jobs(&h, &id).await[0]["status"]["state"], "FAILED");
+    let uploads = flink.calls_of("upload_jar").len();
+    h.settle(10).await;
+    assert_eq!(flink.calls_of("upload_jar").len(), uploads, "FAILED waits");
+    assert!(flink.calls_of("run_jar").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_cluster_fails_the_start_after_the_timeout_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let flink = Arc::new(FakeFlink::new());
+    let h = Harness::open(
+        dir.path(),
+        flink.clone(),
+        config_with_start_timeout(std::time::Duration::from_secs(20)),
+    );
+    h.fake_target().await;
+    flink.set_unreachable(true);
+    let id = create(&h, "down", json!({})).await;
+    h.settle(10).await;
+    assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
+    tokio::time::advance(std::time::Duration::from_secs(21)).await;
+    h.settle(10).await;
+    let d = get(&h, &id).await;
+    assert_eq!(state(&d), "FAILED");
+    assert!(
+        d["status"]["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{d}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_desired_state_ends_the_current_start_attempt() {
+    for goal in ["CANCELLED", "SUSPENDED"] {
+        let dir = tempfile::tempdir().unwrap();
+        let flink = Arc::new(FakeFlink::new());
+        let h = harness(dir.path(), flink.clone()).await;
+        flink.fail_uploads(Some(UPLOAD_500));
+        let id = create(&h, "stuck", json!({})).await;
+        h.settle(10).await;
+        assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
+        patch(&h, &id, json!({"spec": {"state": goal}})).await;
+        // No time passes: the attempt ends at once, not at the start timeout.
+        h.settle(10).await;
+        let d = get(&h, &id).await;
+        assert_eq!(state(&d), goal, "{d}");
+        assert_eq!(jobs(&h, &id).await[0]["status"]["state"], "CANCELLED");
+        let uploads = flink.calls_of("upload_jar").len();
+        h.settle(5).await;
+        assert_eq!(flink.calls_of("upload_jar").len(), uploads);
+        let ev = event_names(&h, &id).await.join("\n");
+        assert!(ev.contains(&format!("Deployment is {goal}.")), "{ev}");
+    }
+}
+
+#[tokio::test]
+async fn patching_running_on_a_failed_deployment_retries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
+    h.flink
+        .fail_runs(1, "java.lang.IllegalArgumentException: bad flag");
+    let id = create(&h, "retry", json!({"spec": {"maxJobCreationAttempts": 1}})).await;
+    h.settle(20).await;
+    assert_eq!(state(&get(&h, &id).await), "FAILED");
+    // The desired state already is RUNNING; saying it again is the user's retry (VVP).
+    patch(&h, &id, json!({"spec": {"state": "RUNNING"}})).await;
+    h.settle(20).await;
+    let d = get(&h, &id).await;
+    assert_eq!(state(&d), "RUNNING", "{d}");
+    assert!(d["status"].get("failure").is_none(), "{d}");
+    assert_eq!(h.flink.calls_of("run_jar").len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_deployment_does_not_show_job_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
+    let id = create(&h, "gone", json!({})).await;
+    h.settle(20).await;
+    let fid = jobs(&h, &id).await[0]["status"]["flinkJobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.flink
+        .set_status(&fid, "RESTARTING", Some("java.lang.RuntimeException: boom"));
+    h.settle(5).await;
+    assert_eq!(
+        condition(&get(&h, &id).await, "JobFailing").unwrap()["status"],
+        "True"
+    );
+    h.flink.set_status(&fid, "FAILED", None);
+    h.settle(5).await;
+    let d = get(&h, &id).await;
+    assert_eq!(state(&d), "FAILED");
+    assert!(
+        condition(&d, "JobFailing").is_none_or(|c| c["status"] != "True"),
+        "{d}"
+    );
+    assert!(d["status"]["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("boom"));
+}

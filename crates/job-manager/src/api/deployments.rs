@@ -495,7 +495,11 @@ pub async fn patch_deployment(
         d.metadata.created_at = cur.metadata.created_at;
         d.metadata.resource_version = cur.metadata.resource_version;
         d.metadata.modified_at = cur.metadata.modified_at;
-        if d.metadata != cur.metadata || d.spec != cur.spec {
+        // VVP: asking a FAILED deployment for RUNNING again retries it, also when its
+        // desired state already was RUNNING (a new resourceVersion is the user action).
+        let retry = cur.status.state == DeploymentState::Failed
+            && patch.pointer("/spec/state").and_then(Value::as_str) == Some("RUNNING");
+        if d.metadata != cur.metadata || d.spec != cur.spec || retry {
             d.metadata.resource_version = cur.metadata.resource_version + 1;
             d.metadata.modified_at = Some(Utc::now());
         } else {

@@ -44,6 +44,9 @@ struct Inner {
     fail_savepoints: Option<(u32, String)>,
     /// The next N job submissions are refused with this message.
     fail_runs: Option<(u32, String)>,
+    /// JAR uploads answer 500 with this message (as Flink does when its upload directory is
+    /// unusable).
+    fail_uploads: Option<String>,
     /// Locations the next completed savepoints report (then the default one).
     savepoint_locations: std::collections::VecDeque<String>,
     next: u64,
@@ -135,6 +138,11 @@ impl FakeFlink {
     /// Fails the next `n` savepoint operations with `cause`.
     pub fn fail_savepoints(&self, n: u32, cause: &str) {
         self.lock().fail_savepoints = Some((n, cause.to_string()));
+    }
+
+    /// Answers every JAR upload with 500 and `message` (or, with `None`, accepts them again).
+    pub fn fail_uploads(&self, message: Option<&str>) {
+        self.lock().fail_uploads = message.map(str::to_string);
     }
 
     /// Refuses the next `n` job submissions with `message`.
@@ -243,6 +251,13 @@ impl Flink for FakeFlink {
     async fn upload_jar(&self, _rest: &str, jar: &Path) -> Result<String> {
         let mut i = self.lock();
         self.record(&mut i, "upload_jar", None)?;
+        if let Some(message) = i.fail_uploads.clone() {
+            return Err(FlinkError::Http {
+                status: 500,
+                what: "upload_jar".into(),
+                message,
+            });
+        }
         i.next += 1;
         let id = format!("{}_{}", i.next, jar.display());
         i.jars.insert(id.clone(), jar.display().to_string());
