@@ -8,7 +8,13 @@
 //! - [`value`]: samples, vectors, matrices.
 //! - [`eval`]: the evaluator ([`Engine`]), selectors and binary operators.
 //! - `aggregate` / `functions`: aggregation operators and functions.
+//! - [`notation`]: the notation of Prometheus's test formats (durations, numbers, series in
+//!   expanding notation), shared by the runner, rule unit tests and rule templates.
 //! - [`promqltest`]: the conformance runner for Prometheus's `.test` format.
+//! - [`rules`]: Prometheus alerting and recording rules: rule files (`rules::file`), their
+//!   evaluation (`rules::manager`, `rules::runtime`), alert templates (`rules::template`),
+//!   promtool-style unit tests (`rules::unittest`) and the webhook notifier
+//!   (`rules::notifier`).
 //! - [`rules`]: Prometheus alerting and recording rules: rule files ([`rules::file`]),
 //!   the group evaluator and alert state machine ([`rules::manager`]), the running engine
 //!   metrics-gateway embeds ([`rules::runtime`]), alert templates ([`rules::template`]),
@@ -19,6 +25,7 @@ pub mod aggregate;
 pub mod eval;
 pub mod functions;
 pub mod labels;
+pub mod notation;
 pub mod promqltest;
 pub mod rules;
 pub mod storage;

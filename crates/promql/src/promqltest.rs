@@ -15,6 +15,9 @@ use promql_parser::parser::Expr;
 use crate::eval::{parse, Engine, Error, QueryResult};
 use crate::functions::almost_equal;
 use crate::labels::{Labels, METRIC_NAME};
+use crate::notation::{parse_slots, Slot};
+// The notation moved to its own module; these stay reachable here for existing callers.
+pub use crate::notation::{parse_duration_ms, parse_number, parse_series_values};
 use crate::storage::{stale_nan, MemStorage, HISTOGRAM_PLACEHOLDER_BITS};
 use crate::value::Value;
 
@@ -85,195 +88,6 @@ pub fn run_files<P: AsRef<Path>>(paths: &[P], out: &mut dyn Write, verbose: bool
         tot.passed, tot.failed, tot.skipped
     );
     tot
-}
-
-/// Parses a duration in Prometheus notation (`1h30m`, `10s53ms`, `1d`) or plain seconds;
-/// returns milliseconds. A leading `-` negates.
-pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Some(rest) = s.strip_prefix('-') {
-        return parse_duration_ms(rest).map(|v| -v);
-    }
-    if let Ok(f) = s.parse::<f64>() {
-        return Some((f * 1000.0).round() as i64);
-    }
-    let mut total: i64 = 0;
-    let b = s.as_bytes();
-    let mut i = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return None;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let us = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let mult = match &s[us..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(mult)?)?;
-    }
-    Some(total)
-}
-
-/// Parses a float as Go's `strconv.ParseFloat` does for test files.
-pub fn parse_number(s: &str) -> Option<f64> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    match lower.as_str() {
-        "inf" | "+inf" => return Some(f64::INFINITY),
-        "-inf" => return Some(f64::NEG_INFINITY),
-        "nan" | "+nan" | "-nan" => return Some(f64::NAN),
-        _ => {}
-    }
-    let (neg, body) = match t.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let v = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()? as f64
-    } else {
-        if body.is_empty()
-            || !body
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))
-        {
-            return None;
-        }
-        body.replace('_', "").parse::<f64>().ok()?
-    };
-    Some(if neg { -v } else { v })
-}
-
-/// One expected or loaded value slot.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Slot {
-    Gap,
-    Val(f64),
-    Stale,
-    Hist,
-}
-
-/// Parses a series in expanding notation (`1+2x3 _ stale`) into per-step values:
-/// `None` for a gap, `Some(None)` for a staleness marker, `Some(Some(v))` for a value.
-pub fn parse_series_values(s: &str) -> Result<Vec<Option<Option<f64>>>, String> {
-    parse_values(s)?
-        .into_iter()
-        .map(|v| match v {
-            Slot::Gap => Ok(None),
-            Slot::Stale => Ok(Some(None)),
-            Slot::Val(f) => Ok(Some(Some(f))),
-            Slot::Hist => Err("native histogram values are not supported".to_string()),
-        })
-        .collect()
-}
-
-fn parse_values(s: &str) -> Result<Vec<Slot>, String> {
-    // Tokenise, keeping `{{ ... }}` histogram literals (with their suffix) together.
-    let mut toks: Vec<String> = Vec::new();
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let mut tok = String::new();
-        let mut depth = 0;
-        while i < chars.len() && (depth > 0 || !chars[i].is_whitespace()) {
-            if chars[i] == '{' {
-                depth += 1;
-            } else if chars[i] == '}' {
-                depth -= 1;
-            }
-            tok.push(chars[i]);
-            i += 1;
-        }
-        toks.push(tok);
-    }
-    let mut out = Vec::new();
-    for tok in toks {
-        if tok.starts_with("{{") {
-            let n = tok
-                .rfind("}}x")
-                .and_then(|p| tok[p + 3..].parse::<usize>().ok())
-                .map(|n| n + 1)
-                .unwrap_or(1);
-            out.extend(std::iter::repeat_n(Slot::Hist, n));
-            continue;
-        }
-        if tok == "_" {
-            out.push(Slot::Gap);
-            continue;
-        }
-        if let Some(n) = tok.strip_prefix("_x") {
-            let n: usize = n
-                .parse()
-                .map_err(|_| format!("invalid repetition in {tok:?}"))?;
-            out.extend(std::iter::repeat_n(Slot::Gap, n));
-            continue;
-        }
-        if tok == "stale" {
-            out.push(Slot::Stale);
-            continue;
-        }
-        match tok.rfind('x') {
-            Some(xp) if tok[xp + 1..].chars().all(|c| c.is_ascii_digit()) && xp + 1 < tok.len() => {
-                let n: usize = tok[xp + 1..]
-                    .parse()
-                    .map_err(|_| format!("invalid count in {tok:?}"))?;
-                let body = &tok[..xp];
-                // Find the operator separating start and increment.
-                let bb = body.as_bytes();
-                let mut op_pos = None;
-                for j in 1..bb.len() {
-                    if (bb[j] == b'+' || bb[j] == b'-') && !matches!(bb[j - 1], b'e' | b'E') {
-                        op_pos = Some(j);
-                        break;
-                    }
-                }
-                let (start, inc) = match op_pos {
-                    Some(j) => {
-                        let a = parse_number(&body[..j])
-                            .ok_or_else(|| format!("invalid number in {tok:?}"))?;
-                        let b = parse_number(&body[j + 1..])
-                            .ok_or_else(|| format!("invalid number in {tok:?}"))?;
-                        (a, if bb[j] == b'-' { -b } else { b })
-                    }
-                    None => (
-                        parse_number(body).ok_or_else(|| format!("invalid number in {tok:?}"))?,
-                        0.0,
-                    ),
-                };
-                let mut cur = start;
-                for k in 0..=n {
-                    if k > 0 {
-                        cur += inc;
-                    }
-                    out.push(Slot::Val(cur));
-                }
-            }
-            _ => out.push(Slot::Val(
-                parse_number(&tok).ok_or_else(|| format!("invalid value {tok:?}"))?,
-            )),
-        }
-    }
-    Ok(out)
 }
 
 fn unquote(s: &str) -> Result<(String, usize), String> {
@@ -696,7 +510,7 @@ fn is_command(l: &str) -> bool {
 /// reading them are skipped, while the classic series stay queryable.
 fn load_line(st: &MemStorage, l: &str, step: i64, start: i64, nhcb: bool) -> Result<(), String> {
     let (labels, rest) = parse_series_desc(l)?;
-    let vals = parse_values(rest)?;
+    let vals = parse_slots(rest).map_err(|e| e.to_string())?;
     let native = if nhcb {
         labels
             .name()
@@ -864,7 +678,8 @@ fn parse_expectations(cmd: &EvalCmd, body: &[&str]) -> Result<Expect, String> {
             continue;
         }
         let (labels, rest) = parse_series_desc(l)?;
-        ex.series.push((labels, parse_values(rest)?));
+        ex.series
+            .push((labels, parse_slots(rest).map_err(|e| e.to_string())?));
     }
     Ok(ex)
 }
@@ -1140,35 +955,6 @@ fn compare_matrix(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expanding_notation() {
-        let v = parse_values("1+2x2 _ stale -1-1x1 3x1 _x2").unwrap();
-        assert_eq!(
-            v,
-            vec![
-                Slot::Val(1.0),
-                Slot::Val(3.0),
-                Slot::Val(5.0),
-                Slot::Gap,
-                Slot::Stale,
-                Slot::Val(-1.0),
-                Slot::Val(-2.0),
-                Slot::Val(3.0),
-                Slot::Val(3.0),
-                Slot::Gap,
-                Slot::Gap
-            ]
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("10s53ms"), Some(10_053));
-        assert_eq!(parse_duration_ms("1h5m"), Some(3_900_000));
-        assert_eq!(parse_duration_ms("0"), Some(0));
-        assert_eq!(parse_duration_ms("-1m"), Some(-60_000));
-    }
 
     #[test]
     fn small_script_passes_and_a_wrong_expectation_fails() {

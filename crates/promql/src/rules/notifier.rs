@@ -30,7 +30,8 @@ pub struct NotifierConfig {
     pub max_batch: usize,
     /// Attempts per request (first try included).
     pub max_attempts: u32,
-    /// First retry delay; doubles up to `max_backoff`.
+    /// First retry delay; doubles up to `max_backoff`, jittered in the upper half
+    /// (`common::backoff`).
     pub initial_backoff: Duration,
     /// Largest retry delay.
     pub max_backoff: Duration,
@@ -222,7 +223,6 @@ impl Notifier {
     }
 
     async fn post(&self, url: &str, body: &Json, n: usize) {
-        let mut delay = self.cfg.initial_backoff;
         for attempt in 1..=self.cfg.max_attempts {
             let res = self.client.post(url).json(body).send().await;
             let retry = match res {
@@ -245,15 +245,12 @@ impl Notifier {
             if !retry || attempt == self.cfg.max_attempts {
                 break;
             }
-            let jitter = Duration::from_millis(
-                (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0)
-                    % 100) as u64,
-            );
-            tokio::time::sleep(delay + jitter).await;
-            delay = (delay * 2).min(self.cfg.max_backoff);
+            tokio::time::sleep(common::backoff::capped_jittered(
+                self.cfg.initial_backoff,
+                self.cfg.max_backoff,
+                attempt - 1,
+            ))
+            .await;
         }
         self.stats.failed.fetch_add(n as u64, Ordering::Relaxed);
         tracing::error!(url = %redact(url), alerts = n, "Giving up delivering alerts.");

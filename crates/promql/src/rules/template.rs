@@ -1103,7 +1103,7 @@ impl Exec<'_> {
             "parseDuration" | "toDuration" => {
                 need(1)?;
                 let s = a[0].display();
-                match crate::promqltest::parse_duration_ms(&s) {
+                match crate::notation::parse_duration_ms(&s) {
                     Some(ms) => TVal::Float(ms as f64 / 1000.0),
                     None => return Err(format!("invalid duration {s:?}")),
                 }
@@ -1152,18 +1152,19 @@ fn strip_port(s: &str) -> String {
     }
 }
 
+/// What Go's `url.QueryEscape` leaves as is: letters, digits and `-_.~` (a space becomes `+`).
+const QUERY_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Go's `url.QueryEscape`, as the `urlquery` function and `graphLink` use it.
 fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else if b == b' ' {
-            out.push('+');
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    // `%20` can only come from a space: a literal `%` is itself escaped to `%25`.
+    percent_encoding::utf8_percent_encode(s, QUERY_ESCAPE)
+        .to_string()
+        .replace("%20", "+")
 }
 
 fn compare(a: &TVal, b: &TVal) -> Result<Option<std::cmp::Ordering>, String> {
@@ -1500,5 +1501,13 @@ mod tests {
         assert!(Template::parse("t", "{{ nosuchfunc 1 }}").is_err());
         assert!(Template::parse("t", "{{ $labels.x ").is_err());
         assert!(run("{{ $undefined }}", &[], 0.0).is_err());
+    }
+
+    #[test]
+    fn urlquery_escapes_like_gos_query_escape() {
+        assert_eq!(
+            run(r#"{{ urlquery "a b/é%~-_." }}"#, &[], 0.0).unwrap(),
+            "a+b%2F%C3%A9%25~-_."
+        );
     }
 }

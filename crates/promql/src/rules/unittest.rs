@@ -175,7 +175,7 @@ fn run_group(
     let st = MemStorage::new();
     for s in &tg.input_series {
         let l = parse_labels(&s.series)?;
-        let vals = crate::promqltest::parse_series_values(&s.values)
+        let vals = crate::notation::parse_series_values(&s.values)
             .map_err(|e| format!("series {:?}: {e}", s.series))?;
         for (i, v) in vals.into_iter().enumerate() {
             let t = i as i64 * interval;
