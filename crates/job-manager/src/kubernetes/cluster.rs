@@ -47,7 +47,7 @@ use super::{
     config_map_name,
     flink_conf::REST_PORT,
     jobmanager_name,
-    observe::{ClusterObservation, NamespaceWatch},
+    observe::{ClusterCondition, ClusterObservation, NamespaceWatch, Reason},
     ArtifactStore, JobObjects,
 };
 
@@ -186,6 +186,23 @@ impl Error {
             Error::Unavailable { .. } | Error::Timeout { .. } => true,
             Error::Rejected { code, .. } => *code == 409,
             _ => false,
+        }
+    }
+
+    /// The condition a deployment shows for this error (the same vocabulary as the pods').
+    pub fn condition(&self) -> ClusterCondition {
+        let reason = match self {
+            Error::NamespaceMissing { .. } => Reason::NamespaceMissing,
+            Error::Forbidden { .. } => Reason::Forbidden,
+            Error::Unavailable { .. } | Error::Timeout { .. } => Reason::Unreachable,
+            Error::Rejected { .. } | Error::Unnamed { .. } | Error::Credentials { .. } => {
+                Reason::Rejected
+            }
+        };
+        ClusterCondition {
+            reason,
+            pod: None,
+            message: self.to_string(),
         }
     }
 
@@ -687,6 +704,12 @@ mod tests {
             "flink-jobs",
         );
         assert!(matches!(e, Error::Rejected { code: 404, .. }), "{e:?}");
+        assert_eq!(e.condition().reason, Reason::Rejected);
+        let missing = Error::NamespaceMissing {
+            namespace: "flink-jobs".into(),
+        };
+        assert_eq!(missing.condition().reason.as_str(), "NamespaceMissing");
+        assert_eq!(missing.condition().message, missing.to_string());
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub enum Reason {
     InvalidImageName,
     /// No node can take the pod.
     Unschedulable,
-    /// The API server does not answer the watch (retried with back-off).
+    /// The API server does not answer (the watch is retried with back-off).
     Unreachable,
+    /// The API server refused an object (invalid, conflict) or credentials are missing.
+    Rejected,
 }
 
 impl Reason {
@@ -64,6 +66,7 @@ impl Reason {
             Reason::InvalidImageName => "InvalidImageName",
             Reason::Unschedulable => "Unschedulable",
             Reason::Unreachable => "KubernetesUnreachable",
+            Reason::Rejected => "KubernetesRejected",
         }
     }
 }
