@@ -113,23 +113,14 @@ impl Settings {
     /// is read): the maximum TTL is positive and not shorter than the default TTL.
     pub fn validate(&self, push: &PushConfig) -> Result<(), ConfigError> {
         let eff = self.effective(push);
-        if eff.max_group_ttl.is_zero() {
-            return Err(ConfigError::invalid(
-                "--push.max-group-ttl",
-                "must be greater than zero",
-            ));
-        }
-        if let Some(ttl) = eff.group_ttl.filter(|d| *d > eff.max_group_ttl) {
-            return Err(ConfigError::invalid(
-                "--push.group-ttl",
-                format!(
-                    "({}) must not be longer than the maximum group TTL ({}, --push.max-group-ttl or push.max_group_ttl)",
-                    promql_parser::util::display_duration(&ttl),
-                    promql_parser::util::display_duration(&eff.max_group_ttl)
-                ),
-            ));
-        }
-        Ok(())
+        crate::config::check_ttls(
+            eff.group_ttl,
+            eff.max_group_ttl,
+            [
+                "--push.group-ttl (or push.group_ttl)",
+                "--push.max-group-ttl (or push.max_group_ttl)",
+            ],
+        )
     }
 }
 

@@ -82,28 +82,68 @@ impl ServiceConfig for Config {
                 "must not be empty",
             ));
         }
-        check_ttls(&self.push)?;
+        check_ttls(self.push.group_ttl, self.push.max_group_ttl, TTL_FIELDS)?;
         Ok(())
     }
 }
 
-/// `max_group_ttl` must be greater than zero and `group_ttl` (if any) no longer than it.
-fn check_ttls(push: &PushConfig) -> Result<(), ConfigError> {
-    if push.max_group_ttl.is_zero() {
-        return Err(ConfigError::invalid(
-            "push.max_group_ttl",
-            "must be greater than zero",
-        ));
+/// The `push.group_ttl` and `push.max_group_ttl` fields, as [`check_ttls`] names them.
+pub const TTL_FIELDS: [&str; 2] = ["push.group_ttl", "push.max_group_ttl"];
+
+/// The maximum TTL must be greater than zero and the default TTL (if any) no longer than
+/// it. `fields` names the default and the maximum in the error (config fields or flags).
+pub fn check_ttls(
+    default: Option<Duration>,
+    max: Duration,
+    fields: [&str; 2],
+) -> Result<(), ConfigError> {
+    let [ttl_field, max_field] = fields;
+    if max.is_zero() {
+        return Err(ConfigError::invalid(max_field, "must be greater than zero"));
     }
-    if let Some(ttl) = push.group_ttl.filter(|d| *d > push.max_group_ttl) {
+    if let Some(ttl) = default.filter(|d| *d > max) {
         return Err(ConfigError::invalid(
-            "push.group_ttl",
+            ttl_field,
             format!(
-                "({}) must not be longer than `push.max_group_ttl` ({})",
+                "({}) must not be longer than `{max_field}` ({})",
                 promql_parser::util::display_duration(&ttl),
-                promql_parser::util::display_duration(&push.max_group_ttl)
+                promql_parser::util::display_duration(&max)
             ),
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        common::config::from_yaml_str(yaml, Path::new("gw.yml"))
+    }
+
+    #[test]
+    fn ttls_must_fit_under_a_positive_maximum() {
+        let cfg = load("push:\n  group_ttl: 1h\n").unwrap();
+        assert_eq!(cfg.push.max_group_ttl, DEFAULT_MAX_GROUP_TTL);
+        assert_eq!(cfg.push.max_labels_per_series, 64);
+        let err = load("push:\n  group_ttl: 2d\n  max_group_ttl: 1d\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`push.group_ttl` (2d) must not be longer than `push.max_group_ttl` (1d)"),
+            "{err}"
+        );
+        let err = load("push:\n  max_group_ttl: 0s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`push.max_group_ttl` must be greater than zero"),
+            "{err}"
+        );
+        // The rule groups are loaded with the config, never read from the file.
+        assert!(load("rules: []\n").is_err());
+    }
 }
