@@ -11,10 +11,6 @@
 //! - [`notation`]: the notation of Prometheus's test formats (durations, numbers, series in
 //!   expanding notation), shared by the runner, rule unit tests and rule templates.
 //! - [`promqltest`]: the conformance runner for Prometheus's `.test` format.
-//! - [`rules`]: Prometheus alerting and recording rules: rule files (`rules::file`), their
-//!   evaluation (`rules::manager`, `rules::runtime`), alert templates (`rules::template`),
-//!   promtool-style unit tests (`rules::unittest`) and the webhook notifier
-//!   (`rules::notifier`).
 //! - [`rules`]: Prometheus alerting and recording rules: rule files ([`rules::file`]),
 //!   the group evaluator and alert state machine ([`rules::manager`]), the running engine
 //!   metrics-gateway embeds ([`rules::runtime`]), alert templates ([`rules::template`]),
