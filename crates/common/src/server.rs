@@ -23,7 +23,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
 use tokio::net::TcpListener;
 
 use crate::{lifecycle::Lifecycle, reload::Reload, telemetry};
@@ -98,29 +98,24 @@ struct HttpMetrics {
 
 impl HttpMetrics {
     fn register(prefix: &str, registry: &Registry) -> Self {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                format!("{prefix}_http_requests_total"),
-                "HTTP requests served, by route, method and status code.",
-            ),
+        let requests = telemetry::int_counter_vec(
+            registry,
+            prefix,
+            "http_requests_total",
+            "HTTP requests served, by route, method and status code.",
             &["handler", "method", "code"],
-        )
-        .expect("static metric definition");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                format!("{prefix}_http_request_duration_seconds"),
-                "HTTP request latency, by route.",
-            )
-            .buckets(vec![
+        );
+        let duration = telemetry::histogram_vec(
+            registry,
+            prefix,
+            "http_request_duration_seconds",
+            "HTTP request latency, by route.",
+            &["handler"],
+            vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
-            ]),
-            &["handler"],
-        )
-        .expect("static metric definition");
-        // A second registration (same registry reused in tests) is harmless.
-        let _ = registry.register(Box::new(requests.clone()));
-        let _ = registry.register(Box::new(duration.clone()));
+            ],
+        );
         Self { requests, duration }
     }
 }

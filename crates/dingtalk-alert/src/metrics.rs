@@ -1,8 +1,6 @@
 //! The service's own metrics, registered once and shared by the API and the workers.
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 /// Every metric dingtalk-alert exposes besides the shared runtime's.
 #[derive(Clone)]
@@ -50,10 +48,7 @@ fn counter(
     help: &str,
     labels: &[&str],
 ) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(format!("{prefix}_{name}"), help), labels)
-        .expect("static metric definition");
-    let _ = registry.register(Box::new(c.clone()));
-    c
+    common::telemetry::int_counter_vec(registry, prefix, name, help, labels)
 }
 
 impl Metrics {
@@ -61,54 +56,45 @@ impl Metrics {
     pub fn register(prefix: &str, registry: &Registry) -> Self {
         let t = &["target"][..];
         let tr = &["target", "reason"][..];
-        let queue_alerts = IntGaugeVec::new(
-            Opts::new(
-                format!("{prefix}_queue_alerts"),
-                "Alerts waiting for delivery, by target.",
-            ),
+        use common::telemetry::{counter_vec, histogram, histogram_vec, int_gauge_vec};
+        let queue_alerts = int_gauge_vec(
+            registry,
+            prefix,
+            "queue_alerts",
+            "Alerts waiting for delivery, by target.",
             t,
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(queue_alerts.clone()));
-        let queue_bytes = IntGaugeVec::new(
-            Opts::new(
-                format!("{prefix}_queue_bytes"),
-                "Bytes of alerts (labels, annotations, URLs) waiting for delivery, by target; bounded by `delivery.max_queued_bytes`.",
-            ),
+        );
+        let queue_bytes = int_gauge_vec(
+            registry,
+            prefix,
+            "queue_bytes",
+            "Bytes of alerts (labels, annotations, URLs) waiting for delivery, by target; bounded by `delivery.max_queued_bytes`.",
             t,
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(queue_bytes.clone()));
-        let rate_limit_wait_seconds = prometheus::CounterVec::new(
-            Opts::new(
-                format!("{prefix}_rate_limit_wait_seconds_total"),
-                "Seconds sends waited for the per-robot limit of 20 messages per minute.",
-            ),
+        );
+        let rate_limit_wait_seconds = counter_vec(
+            registry,
+            prefix,
+            "rate_limit_wait_seconds_total",
+            "Seconds sends waited for the per-robot limit of 20 messages per minute.",
             t,
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(rate_limit_wait_seconds.clone()));
-        let send_duration = HistogramVec::new(
-            HistogramOpts::new(
-                format!("{prefix}_send_duration_seconds"),
-                "Latency of requests to DingTalk, by target.",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        );
+        let send_duration = histogram_vec(
+            registry,
+            prefix,
+            "send_duration_seconds",
+            "Latency of requests to DingTalk, by target.",
             t,
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(send_duration.clone()));
-        let delivery_delay = Histogram::with_opts(
-            HistogramOpts::new(
-                format!("{prefix}_alert_delivery_delay_seconds"),
-                "Time from accepting an alert to DingTalk accepting the message carrying it.",
-            )
-            .buckets(vec![
+            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+        );
+        let delivery_delay = histogram(
+            registry,
+            prefix,
+            "alert_delivery_delay_seconds",
+            "Time from accepting an alert to DingTalk accepting the message carrying it.",
+            vec![
                 0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-            ]),
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(delivery_delay.clone()));
+            ],
+        );
         Self {
             alerts_received: counter(
                 registry,

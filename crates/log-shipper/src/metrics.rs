@@ -1,6 +1,6 @@
 //! The shipper's own metrics, registered once and updated in one place.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGaugeVec, Registry};
 
 /// Every metric of log-shipper (prefix `log_shipper_`).
 #[derive(Clone)]
@@ -34,17 +34,11 @@ pub struct Metrics {
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(format!("log_shipper_{name}"), help), labels)
-        .expect("static metric definition");
-    let _ = r.register(Box::new(c.clone()));
-    c
+    common::telemetry::int_counter_vec(r, crate::INFO.metric_prefix, name, help, labels)
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(format!("log_shipper_{name}"), help), labels)
-        .expect("static metric definition");
-    let _ = r.register(Box::new(g.clone()));
-    g
+    common::telemetry::int_gauge_vec(r, crate::INFO.metric_prefix, name, help, labels)
 }
 
 impl Metrics {
