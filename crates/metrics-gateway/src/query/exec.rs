@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::{extract::State, response::Response};
+use promql_engine::rules::runtime::max_range_ms;
 use promql_engine::{Engine, QueryLimits, QueryResult};
 use promql_parser::parser::{value::ValueType, Expr};
 
 use super::history::unix_ms;
 use super::params::Params;
 use super::response::{query_data, ApiError, ErrorType, Success};
+use super::snapshot::Snapshot;
 use super::QueryState;
 
 /// Most points per series a range query may return (Prometheus's limit).
@@ -91,8 +93,14 @@ fn common(s: &QueryState, p: &Params) -> Result<Common, ApiError> {
     })
 }
 
-/// Runs `f` on the blocking pool once a concurrency permit is free, all before `deadline`.
-async fn evaluate<F>(s: &QueryState, deadline: Instant, f: F) -> Result<QueryResult, ApiError>
+/// Runs `f` on the blocking pool once a concurrency permit is free, all before `deadline`,
+/// over a [`Snapshot`] of the history for the window `mint..=maxt` (ms).
+async fn evaluate<F>(
+    s: &QueryState,
+    deadline: Instant,
+    (mint, maxt): (i64, i64),
+    f: F,
+) -> Result<QueryResult, ApiError>
 where
     F: FnOnce(
             &dyn promql_engine::Storage,
@@ -115,7 +123,8 @@ where
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         feed.flush();
-        f(&*history, &limits)
+        let snapshot = Snapshot::new(&history, mint, maxt, limits.max_samples);
+        f(&snapshot, &limits)
     })
     .await
     .map_err(|e| super::response::internal("evaluating a query", &e))?;
@@ -149,7 +158,8 @@ async fn instant(s: &QueryState, p: &Params) -> Result<Success, ApiError> {
         expr,
         limit,
     } = c;
-    let r = evaluate(s, deadline, move |st, lim| {
+    let back = engine.lookback_ms + max_range_ms(&expr);
+    let r = evaluate(s, deadline, (t - back, t), move |st, lim| {
         engine.instant_limited(st, &text, &expr, t, lim)
     })
     .await?;
@@ -206,7 +216,8 @@ async fn range(s: &QueryState, p: &Params) -> Result<Success, ApiError> {
         expr,
         limit,
     } = c;
-    let r = evaluate(s, deadline, move |st, lim| {
+    let back = engine.lookback_ms + max_range_ms(&expr);
+    let r = evaluate(s, deadline, (start - back, end), move |st, lim| {
         engine.range_limited(st, &text, &expr, start, end, step, lim)
     })
     .await?;

@@ -731,3 +731,37 @@ mod tests {
         assert!(is_stale(x[0].samples[3].1));
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release -p metrics-gateway --lib query::history::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn range_query_over_six_hours() {
+        let h = History::new(HistoryLimits {
+            retention_ms: i64::MAX / 4,
+            max_bytes: 0,
+        });
+        for s in 0..1000 {
+            let l = Labels::new([("__name__", "m".to_string()), ("s", s.to_string())]);
+            for i in 0..1440i64 {
+                h.append(&l, i * 15_000, (i * (s % 7 + 1)) as f64);
+            }
+        }
+        let q = "sum(rate(m[5m]))";
+        let e = promql_engine::parse(q).unwrap();
+        let t = std::time::Instant::now();
+        let snap = crate::query::snapshot::Snapshot::new(&h, -600_000, 1439 * 15_000, 0);
+        let r = promql_engine::Engine::default()
+            .range(&snap, q, &e, 0, 1439 * 15_000, 15_000)
+            .unwrap();
+        eprintln!(
+            "{q} over 1000 series x 1440 steps: {:?} ({:?})",
+            t.elapsed(),
+            h.stats()
+        );
+        assert!(matches!(r.value, promql_engine::Value::Matrix(_)));
+    }
+}

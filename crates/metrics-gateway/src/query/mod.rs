@@ -7,6 +7,7 @@
 //!   [`history::HistoryFeed`] from the store, bounded by retention and bytes.
 //! - [`params`]: request parameters (GET query and form POST; times, durations).
 //! - [`response`]: the JSON envelopes, error types and result encoding.
+//! - [`snapshot`]: a query's view of the history, decoding each selector's series once.
 //! - [`exec`]: `/api/v1/query` and `/api/v1/query_range`, evaluated on the blocking pool
 //!   under a timeout, a sample limit and a concurrency limit.
 //! - [`catalog`]: `/api/v1/series`, `/api/v1/labels`, `/api/v1/label/{name}/values`,
@@ -24,6 +25,7 @@ pub mod history;
 pub mod params;
 pub mod response;
 pub mod rules_api;
+pub mod snapshot;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
