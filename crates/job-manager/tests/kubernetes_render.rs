@@ -430,6 +430,23 @@ fn flink_configuration_is_written_in_the_format_of_the_version() {
         err.contains("flinkConfiguration[\"env.java.opts.all\"]"),
         "{err}"
     );
+    // A key the manager owns is ignored and said so on stderr.
+    let doc = document(
+        "      artifact: {jarUri: 'https://x/y.jar'}
+      flinkConfiguration: {rest.port: '9999'}
+",
+    );
+    let out = render(dir.path(), &doc, &[]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: flinkConfiguration[\"rest.port\"]"),
+        "{err}"
+    );
+    let o = parse(&String::from_utf8(out.stdout).unwrap());
+    let conf: BTreeMap<String, String> =
+        serde_yaml::from_str(&o.config_map.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(conf["rest.port"], "8081");
 }
 
 #[test]

@@ -129,3 +129,33 @@ fn bad_values_are_named() {
     r.flink_job_id = "not-hex".into();
     assert!(build(&r, &Settings::default()).is_err());
 }
+
+#[test]
+fn logs_go_to_stdout_too_unless_the_configuration_is_not_properties() {
+    let d = deployment();
+    let o = build(&request(&d), &Settings::default()).unwrap();
+    let data = o.config_map.data.unwrap();
+    let log4j = &data[objects::LOG4J_FILE];
+    assert!(log4j.contains("rootLogger.appenderRef.console.ref = ConsoleAppender"));
+    assert!(log4j.contains("appender.main.fileName = ${sys:log.file}"));
+    assert!(o.notes.is_empty(), "{:?}", o.notes);
+    let mut d = deployment();
+    d.spec.template.spec.logging = Some(crate::model::Logging {
+        logging_profile: None,
+        log4j_loggers: Default::default(),
+        log4j2_configuration_template: Some(
+            "<Configuration><!-- {{ deploymentName }} --></Configuration>".into(),
+        ),
+    });
+    let o = build(&request(&d), &Settings::default()).unwrap();
+    let data = o.config_map.data.unwrap();
+    assert_eq!(
+        data[objects::LOG4J_FILE],
+        "<Configuration><!-- orders --></Configuration>"
+    );
+    assert!(
+        o.notes.iter().any(|n| n.contains("stdout appender")),
+        "{:?}",
+        o.notes
+    );
+}
