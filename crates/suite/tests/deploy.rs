@@ -659,6 +659,17 @@ fn job_manager_and_log_shipper_may_do_what_the_kubernetes_target_needs() {
                 "{overlay}: job-manager's {res} rights must not be cluster-wide"
             );
         }
+        // Everything job-manager's Kubernetes client uses (the list `job-manager rbac` prints).
+        for p in job_manager::kubernetes::rbac::PERMISSIONS {
+            assert!(
+                may(&jm, "flink-jobs", p.group, p.resource, p.verbs),
+                "{overlay}: job-manager may not {:?} {}.{} in flink-jobs ({})",
+                p.verbs,
+                p.resource,
+                p.group,
+                p.why
+            );
+        }
         assert!(
             may(&jm, "*", "", "namespaces", &["get"]),
             "{overlay}: job-manager cannot read namespaces"
