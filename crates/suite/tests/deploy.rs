@@ -837,6 +837,11 @@ fn the_dockerfile_builds_every_image_the_manifests_run() {
         !user.starts_with('0') && !user.starts_with("root"),
         "non-root runtime user {user}"
     );
+    // deploy/README.md's reload walk-through runs `kill -1 1` in the container.
+    assert!(
+        text.contains("procps"),
+        "the runtime image has no `kill` (procps)"
+    );
     let ignore = std::fs::read_to_string(repo_dir().join(".dockerignore")).expect(".dockerignore");
     for must in ["target", ".git"] {
         assert!(
