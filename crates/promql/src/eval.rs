@@ -245,11 +245,11 @@ pub fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
                 MatchOp::NotEqual => MatchKind::NotEqual,
                 MatchOp::Re(_) => match Matcher::regex(&m.name, &m.value, false) {
                     Ok(x) => x.kind,
-                    Err(e) => return err(e),
+                    Err(e) => return err(e.to_string()),
                 },
                 MatchOp::NotRe(_) => match Matcher::regex(&m.name, &m.value, true) {
                     Ok(x) => x.kind,
-                    Err(e) => return err(e),
+                    Err(e) => return err(e.to_string()),
                 },
             },
         });

@@ -176,9 +176,20 @@ impl fmt::Display for Labels {
     }
 }
 
+/// A regular expression of a matcher that does not compile.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid regular expression {pattern:?}: {source}")]
+pub struct RegexError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What the regex engine said.
+    #[source]
+    pub source: regex::Error,
+}
+
 /// Compiles `^(?s:pattern)$`, reusing earlier compilations (rules run the same selectors
 /// every cycle). The cache is bounded.
-fn compile_anchored(pattern: &str) -> Result<Regex, String> {
+fn compile_anchored(pattern: &str) -> Result<Regex, RegexError> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
@@ -188,8 +199,10 @@ fn compile_anchored(pattern: &str) -> Result<Regex, String> {
             return Ok(r.clone());
         }
     }
-    let re = Regex::new(&format!("^(?s:{pattern})$"))
-        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))?;
+    let re = Regex::new(&format!("^(?s:{pattern})$")).map_err(|source| RegexError {
+        pattern: pattern.to_string(),
+        source,
+    })?;
     if let Ok(mut c) = cache.lock() {
         if c.len() >= 4096 {
             c.clear();
@@ -234,7 +247,7 @@ impl Matcher {
     }
 
     /// Builds a regex matcher; the pattern is anchored at both ends and `.` matches newlines.
-    pub fn regex(name: &str, pattern: &str, negate: bool) -> Result<Self, String> {
+    pub fn regex(name: &str, pattern: &str, negate: bool) -> Result<Self, RegexError> {
         let re = compile_anchored(pattern)?;
         Ok(Matcher {
             name: name.to_string(),
