@@ -878,3 +878,33 @@ kubernetes:
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kubernetes.images[\"latest\"]"), "{err}");
 }
+
+#[test]
+fn replaced_user_labels_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, expected) in [
+        (
+            "pod-options",
+            "note: kubernetes.labels[\"app.kubernetes.io/part-of\"] is set by job-manager; \"not-the-suite\" was replaced",
+        ),
+        (
+            "pod-templates",
+            "note: kubernetes.jobManagerPodTemplate.metadata.labels[\"app.kubernetes.io/component\"] is set by job-manager; \"sidecar\" was replaced",
+        ),
+    ] {
+        let case = cases().into_iter().find(|c| c.name == name).unwrap();
+        let out = render(dir.path(), &document(&case.template_spec), case.extra_args);
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    let out = render(
+        dir.path(),
+        &document(&format!("{ARTIFACT_1_20}      parallelism: 2\n")),
+        &[],
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("note:"),
+        "no notes without a reason"
+    );
+}

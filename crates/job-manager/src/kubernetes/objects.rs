@@ -183,6 +183,7 @@ pub fn build(req: &JobRequest<'_>, settings: &Settings) -> Result<JobObjects> {
     })?;
     let image = settings.image(&ts.artifact, version, &version_text);
     let custom = pods::customisation(ts.kubernetes.as_ref())?;
+    notes.extend(pods::overridden_labels(&custom, &who));
     let res = ts.resources.as_ref();
     let jm_res = res.and_then(|r| r.jobmanager.as_ref());
     let tm_res = res.and_then(|r| r.taskmanager.as_ref());

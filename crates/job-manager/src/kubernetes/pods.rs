@@ -189,6 +189,47 @@ fn list<T: DeserializeOwned + Serialize>(
         .collect()
 }
 
+/// Notes for user labels the suite's labels replace (they are kept, with the suite's value).
+pub fn overridden_labels(custom: &PodCustomisation, who: &Identity) -> Vec<String> {
+    let template_labels = |t: &Option<PodTemplateSpec>| {
+        t.as_ref()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
+    };
+    let mut notes = Vec::new();
+    for (field, labels, component) in [
+        ("kubernetes.labels", custom.object_labels.clone(), None),
+        (
+            "kubernetes.pods.labels",
+            custom.options.labels.clone(),
+            None,
+        ),
+        (
+            "kubernetes.jobManagerPodTemplate.metadata.labels",
+            template_labels(&custom.jobmanager_template),
+            Some(Component::JobManager),
+        ),
+        (
+            "kubernetes.taskManagerPodTemplate.metadata.labels",
+            template_labels(&custom.taskmanager_template),
+            Some(Component::TaskManager),
+        ),
+    ] {
+        let system = who.labels(Some(component.unwrap_or(Component::JobManager)));
+        for (k, v) in &labels {
+            let Some(ours) = system.get(k) else { continue };
+            // Without a component, the component label differs between the two processes.
+            if ours != v || (component.is_none() && k == COMPONENT) {
+                notes.push(format!(
+                    "{field}[\"{k}\"] is set by job-manager; {v:?} was replaced by its value"
+                ));
+            }
+        }
+    }
+    notes
+}
+
 /// Applies the pod options to a generated pod (`MAIN_CONTAINER` gets the mounts and the
 /// environment).
 pub fn apply_options(pod: &mut PodTemplateSpec, o: &PodOptions) {
