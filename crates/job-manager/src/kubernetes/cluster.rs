@@ -7,16 +7,19 @@
 //! - [`KubeCluster::ensure`] applies the objects with server-side apply (field manager
 //!   [`FIELD_MANAGER`], forced) in dependency order: ConfigMap (and the artifact download
 //!   token's Secret), JobManager Job, then those again, the Service and the TaskManager
-//!   Deployment owned by the Job's uid. Apply
-//!   is idempotent and the names derive from the fixed job id, so a manager that crashed
-//!   mid-start adopts what exists and creates nothing twice.
+//!   Deployment owned by the Job's uid. Apply is idempotent and the names derive from the
+//!   fixed job id, so a manager that crashed mid-start adopts what exists and creates
+//!   nothing twice.
 //! - [`KubeCluster::teardown`] deletes the Job with `propagationPolicy: Background`, so the
-//!   garbage collector removes what it owns (and the ConfigMap, in case a crash left it
-//!   without owner).
+//!   garbage collector removes what it owns (and the ConfigMap and Secret, in case a crash
+//!   left them without owner).
+//! - Every call is bounded by a call timeout ([`DEFAULT_CALL_TIMEOUT`]); errors say what to
+//!   do and map to conditions ([`Error::condition`]).
 //! - [`KubeCluster::observe`] reads the pods of a job from a reflector fed by one
 //!   `kube-runtime` watcher per Kubernetes namespace ([`super::observe`]).
 //! - [`KubeCluster::flink_rest_base_url`]: the JobManager Service's cluster DNS name, or with
-//!   [`FlinkRestAccess::Proxy`] the API server's service proxy.
+//!   [`FlinkRestAccess::Proxy`] the API server's service proxy, which
+//!   [`KubeCluster::flink_rest_via_proxy`] calls with the client's credentials.
 //!
 //! Every (verb, resource) used here is granted by [`super::rbac::PERMISSIONS`] (tested by
 //! recording the fake API server's requests).
@@ -558,7 +561,8 @@ impl KubeCluster {
     }
 
     /// What the pods of a job look like now, from the namespace's watcher (started on first
-    /// use). Until the watcher's first list completes, `synced` is false.
+    /// use, on the current Tokio runtime). Until the watcher's first list completes,
+    /// `synced` is false.
     pub fn observe(&self, job: &JobRef) -> ClusterObservation {
         self.watch(&job.namespace).observe(&job.job_id.to_string())
     }
