@@ -1,0 +1,306 @@
+//! A newcomer's first run, end to end with real Apache Flink: `flink-suite` with only its
+//! embedded defaults (plus short intervals in `suite.yml`) and a strict DingTalk stand-in
+//! named by `DINGTALK_URL`, started in an empty directory so that the data dir is the
+//! relative default `./data`. Upload the probe job, run it on `local`, see its metrics at
+//! the gateway; a second deployment whose job keeps failing raises the bundled
+//! `FlinkJobRestarting`, which arrives signed at the stand-in naming the deployment; the
+//! failure's stack trace arrives in the shipped log as one event with the deployment's
+//! labels; cancelling deletes the deployment's metric groups.
+//!
+//! Needs FLINK_HOME and FLINK_TEST_JOB_JAR (`eval "$(scripts/flink/fetch.sh)"`; CI does it
+//! in .ci/setup.d/flink.sh). Skips with a message when they are absent.
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde_json::{json, Value};
+use support::{api, eventually, series_with, upload, DingTalk, Suite};
+
+fn flink() -> Option<(PathBuf, PathBuf)> {
+    let home = std::env::var_os("FLINK_HOME").map(PathBuf::from);
+    let jar = std::env::var_os("FLINK_TEST_JOB_JAR").map(PathBuf::from);
+    match (home, jar) {
+        (Some(h), Some(j)) if h.join("bin/jobmanager.sh").is_file() && j.is_file() => Some((h, j)),
+        _ => {
+            eprintln!(
+                "SKIP flink-suite end to end with real Flink: FLINK_HOME and FLINK_TEST_JOB_JAR are not set \
+                 (or do not exist). Run `eval \"$(scripts/flink/fetch.sh)\"` (python3/pip, JDK 17) first; \
+                 CI does this in .ci/setup.d/flink.sh."
+            );
+            None
+        }
+    }
+}
+
+/// Kills every Flink daemon the local target started under `data` when dropped (also when
+/// an assertion fails).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("local")) else {
+            return;
+        };
+        for d in dirs.flatten() {
+            let Ok(pids) = std::fs::read_dir(d.path().join("pid")) else {
+                continue;
+            };
+            for p in pids.flatten() {
+                if let Ok(text) = std::fs::read_to_string(p.path()) {
+                    for pid in text.split_whitespace() {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-9", pid])
+                            .status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deployment(s: &Suite, token: &str, id: &str) -> Value {
+    api(
+        s.ports.job_manager,
+        token,
+        "GET",
+        &format!("/api/v1/namespaces/default/deployments/{id}"),
+        None,
+    )
+    .1["data"]
+        .clone()
+}
+
+fn wait_state(s: &Suite, token: &str, id: &str, state: &str, timeout: Duration) -> Value {
+    eventually(&format!("deployment {id} {state}"), timeout, || {
+        let d = deployment(s, token, id);
+        (d["status"]["state"] == state).then_some(d)
+    })
+}
+
+fn create(s: &Suite, token: &str, name: &str, uri: &str, main_args: &str, conf: Value) -> String {
+    let (status, created) = api(
+        s.ports.job_manager,
+        token,
+        "POST",
+        "/api/v1/namespaces/default/deployments",
+        Some(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "state": "RUNNING",
+                "deploymentTargetName": "local",
+                "template": {"spec": {
+                    "artifact": {"kind": "JAR", "jarUri": uri,
+                                 "entryClass": "suite.probe.CounterJob", "mainArgs": main_args},
+                    "parallelism": 1,
+                    "flinkConfiguration": conf
+                }}
+            }
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    created["data"]["metadata"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every JSON event under `dir` (the local sink writes one object per line).
+fn shipped_events(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(text) = std::fs::read_to_string(&p) {
+                out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn first_job_metrics_alert_logs_and_cancel_with_real_flink() {
+    let Some((home, jar)) = flink() else {
+        return;
+    };
+    let robot = DingTalk::start("e2e-robot-token", "SECe2e-robot-secret");
+    let cwd = common::testkit::tempfile_dir();
+    std::fs::write(
+        cwd.join("suite.yml"),
+        "flink-suite:\n  rule_evaluation_interval: 2s\n  self_metrics_interval: 2s\n\
+         job-manager:\n  controller: {poll_interval: 1s}\n",
+    )
+    .unwrap();
+    let mut s = Suite::start(
+        &cwd,
+        &["--config.file", "suite.yml"],
+        &[
+            ("FLINK_HOME", home.display().to_string()),
+            ("DINGTALK_URL", robot.base_url()),
+            ("DINGTALK_ACCESS_TOKEN", "e2e-robot-token".into()),
+            ("DINGTALK_SECRET", "SECe2e-robot-secret".into()),
+        ],
+    );
+    let data = cwd.join("data");
+    let _reaper = Reaper(data.join("job-manager"));
+    let token = s.token();
+
+    // Upload the probe job; its URI is absolute although the data dir is `./data`.
+    let (status, up) = upload(
+        s.ports.job_manager,
+        &token,
+        "probe.jar",
+        &std::fs::read(&jar).unwrap(),
+    );
+    assert_eq!(status, 201, "{up}");
+    let uri = up["data"]["uri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("file:///") && !uri.contains("/./"), "{uri}");
+
+    // The probe, and a job that fails after 300 records, again and again.
+    let probe = create(&s, &token, "probe", &uri, "--rate 50", json!({}));
+    let failing = create(
+        &s,
+        &token,
+        "failing",
+        &uri,
+        "--rate 100 --fail-after-records 300",
+        json!({
+            "restart-strategy.type": "fixed-delay",
+            "restart-strategy.fixed-delay.attempts": "1000",
+            "restart-strategy.fixed-delay.delay": "2 s"
+        }),
+    );
+    let d = wait_state(&s, &token, &probe, "RUNNING", Duration::from_secs(240));
+    let probe_job = d["status"]["running"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Its metrics at the gateway, under the suite's grouping key.
+    let dep_label = format!("deploymentId=\"{probe}\"");
+    let job_label = format!("jobId=\"{probe_job}\"");
+    eventually(
+        "the probe's metrics at the gateway",
+        Duration::from_secs(90),
+        || {
+            series_with(
+                &s.gateway("/metrics"),
+                &[
+                    "flink_jobmanager_job_numRestarts{",
+                    &dep_label,
+                    &job_label,
+                    "namespace=\"default\"",
+                ],
+            )
+        },
+    );
+
+    // The failing deployment raises the bundled restart alert: signed, naming it.
+    let alert = eventually(
+        "FlinkJobRestarting at the DingTalk stand-in",
+        Duration::from_secs(180),
+        || {
+            robot.received().into_iter().find(|r| {
+                let b = r.body.to_string();
+                b.contains("FlinkJobRestarting") && b.contains(&failing)
+            })
+        },
+    );
+    assert!(
+        alert.accepted,
+        "signed as DingTalk checks: {}",
+        alert.reason
+    );
+    assert!(
+        robot.received().iter().all(|r| r.accepted),
+        "every request signed: {:?}",
+        robot
+            .received()
+            .iter()
+            .map(|r| &r.reason)
+            .collect::<Vec<_>>()
+    );
+
+    // The failure's stack trace in the shipped log: one event, with the deployment's labels.
+    let failing_job = deployment(&s, &token, &failing)["status"]["running"]["jobId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let shipped = data.join("log-shipper/output/logs/default").join(&failing);
+    let event = eventually(
+        "the stack trace in the shipped log",
+        Duration::from_secs(60),
+        || {
+            shipped_events(&shipped).into_iter().find(|e| {
+                let m = e["message"].as_str().unwrap_or("");
+                m.contains("failing on purpose") && m.contains("\n\tat ")
+            })
+        },
+    );
+    assert_eq!(event["deploymentId"], failing.as_str(), "{event}");
+    assert_eq!(event["namespace"], "default", "{event}");
+    assert!(
+        event["jobId"].as_str().is_some_and(|j| !j.is_empty()),
+        "{event}"
+    );
+    if !failing_job.is_empty() {
+        assert!(
+            shipped.join(&failing_job).is_dir() || event["jobId"] == failing_job.as_str(),
+            "{event}"
+        );
+    }
+    assert!(
+        event["pod"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("jobmanager-") || p.starts_with("taskmanager-")),
+        "{event}"
+    );
+
+    // Cancelling deletes the probe's metric groups.
+    let (status, body) = api(
+        s.ports.job_manager,
+        &token,
+        "PATCH",
+        &format!("/api/v1/namespaces/default/deployments/{probe}"),
+        Some(json!({"spec": {"state": "CANCELLED"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_state(&s, &token, &probe, "CANCELLED", Duration::from_secs(120));
+    eventually("the probe's groups gone", Duration::from_secs(30), || {
+        series_with(&s.gateway("/metrics"), &[&dep_label])
+            .is_none()
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        series_with(&s.gateway("/metrics"), &[&dep_label]),
+        None,
+        "nothing pushed back"
+    );
+
+    let (status, body) = api(
+        s.ports.job_manager,
+        &token,
+        "PATCH",
+        &format!("/api/v1/namespaces/default/deployments/{failing}"),
+        Some(json!({"spec": {"state": "CANCELLED"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_state(&s, &token, &failing, "CANCELLED", Duration::from_secs(120));
+
+    let status = s
+        .stop(Duration::from_secs(20))
+        .expect("exits within the grace period");
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(cwd);
+}
