@@ -94,6 +94,13 @@ struct TargetQueue {
     learned_cap: AtomicUsize,
 }
 
+impl QueueState {
+    /// Alerts queued or in flight.
+    fn depth(&self) -> usize {
+        self.items.len() + self.in_flight
+    }
+}
+
 impl TargetQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -484,22 +491,19 @@ impl Gateway {
         Ok(compose_all(t, &pairs, compiled.delivery.max_body_bytes))
     }
 
-    /// Alerts queued or in flight over all targets.
-    pub fn pending(&self) -> usize {
-        let queues: Vec<_> = self
-            .queues
+    /// Every target's queue (a snapshot, so no queue lock is taken under the map's).
+    fn all_queues(&self) -> Vec<Arc<TargetQueue>> {
+        self.queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
-        queues
-            .iter()
-            .map(|q| {
-                let s = q.lock();
-                s.items.len() + s.in_flight
-            })
-            .sum()
+            .collect()
+    }
+
+    /// Alerts queued or in flight over all targets.
+    pub fn pending(&self) -> usize {
+        self.all_queues().iter().map(|q| q.lock().depth()).sum()
     }
 
     /// Stops accepting alerts and waits until every queue is empty. Callers bound it with a
@@ -513,18 +517,8 @@ impl Gateway {
 
     /// Logs and counts what is still queued when the process must stop.
     pub fn abandon(&self) {
-        let queues: Vec<_> = self
-            .queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for q in queues {
-            let n = {
-                let s = q.lock();
-                s.items.len() + s.in_flight
-            };
+        for q in self.all_queues() {
+            let n = q.lock().depth();
             if n > 0 {
                 self.metrics
                     .alerts_failed

@@ -41,22 +41,14 @@ pub struct Metrics {
     pub delivery_delay: Histogram,
 }
 
-fn counter(
-    registry: &Registry,
-    prefix: &str,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> IntCounterVec {
-    common::telemetry::int_counter_vec(registry, prefix, name, help, labels)
-}
-
 impl Metrics {
     /// Registers the metrics under `prefix` in `registry`.
     pub fn register(prefix: &str, registry: &Registry) -> Self {
         let t = &["target"][..];
         let tr = &["target", "reason"][..];
-        use common::telemetry::{counter_vec, histogram, histogram_vec, int_gauge_vec};
+        use common::telemetry::{
+            counter_vec, histogram, histogram_vec, int_counter_vec, int_gauge_vec,
+        };
         let queue_alerts = int_gauge_vec(
             registry,
             prefix,
@@ -96,77 +88,77 @@ impl Metrics {
             ],
         );
         Self {
-            alerts_received: counter(
+            alerts_received: int_counter_vec(
                 registry,
                 prefix,
                 "alerts_received_total",
                 "Alerts accepted from Alertmanager, by target.",
                 t,
             ),
-            alerts_rejected: counter(
+            alerts_rejected: int_counter_vec(
                 registry,
                 prefix,
                 "alerts_rejected_total",
                 "Alerts refused with 503 (queue full, queue bytes full, shutting down), by target and reason.",
                 tr,
             ),
-            alerts_delivered: counter(
+            alerts_delivered: int_counter_vec(
                 registry,
                 prefix,
                 "alerts_delivered_total",
                 "Alerts carried by a message DingTalk accepted, by target.",
                 t,
             ),
-            alerts_failed: counter(
+            alerts_failed: int_counter_vec(
                 registry,
                 prefix,
                 "alerts_failed_total",
                 "Alerts given up on after delivery failures, by target and reason.",
                 tr,
             ),
-            alerts_deduplicated: counter(
+            alerts_deduplicated: int_counter_vec(
                 registry,
                 prefix,
                 "alerts_deduplicated_total",
                 "Queued alerts replaced by a newer copy (same fingerprint and status).",
                 t,
             ),
-            messages_sent: counter(
+            messages_sent: int_counter_vec(
                 registry,
                 prefix,
                 "messages_sent_total",
                 "Messages DingTalk accepted (errcode 0), by target.",
                 t,
             ),
-            messages_failed: counter(
+            messages_failed: int_counter_vec(
                 registry,
                 prefix,
                 "messages_failed_total",
                 "Failed message attempts, by target and reason.",
                 tr,
             ),
-            retries: counter(
+            retries: int_counter_vec(
                 registry,
                 prefix,
                 "retries_total",
                 "Retries scheduled, by target and reason.",
                 tr,
             ),
-            messages_truncated: counter(
+            messages_truncated: int_counter_vec(
                 registry,
                 prefix,
                 "messages_truncated_total",
                 "Messages whose text was cut to fit DingTalk's size limit.",
                 t,
             ),
-            messages_merged: counter(
+            messages_merged: int_counter_vec(
                 registry,
                 prefix,
                 "messages_merged_total",
                 "Messages that merged alerts of several Alertmanager notifications.",
                 t,
             ),
-            template_errors: counter(
+            template_errors: int_counter_vec(
                 registry,
                 prefix,
                 "template_errors_total",
@@ -175,7 +167,7 @@ impl Metrics {
             ),
             queue_alerts,
             queue_bytes,
-            rate_limit_waits: counter(
+            rate_limit_waits: int_counter_vec(
                 registry,
                 prefix,
                 "rate_limit_waits_total",

@@ -3,16 +3,10 @@
 
 mod support;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::body::Body;
-use dingtalk_alert::{
-    alert, api,
-    config::{self, FlagTarget},
-    gateway::Gateway,
-    metrics::Metrics,
-    transport::TokioClock,
-};
+use dingtalk_alert::{alert, api, gateway::Gateway, metrics::Metrics, transport::TokioClock};
 use http_body_util::BodyExt;
 use prometheus::Registry;
 use serde_json::{json, Value};
@@ -34,20 +28,11 @@ impl Rig {
     }
 
     fn with_clocks(yaml: &str, gateway_ms: i64, dingtalk_ms: i64) -> Self {
-        let cfg = config::load_str(
-            yaml,
-            Path::new("test.yml"),
-            &FlagTarget {
-                base_url: "http://dingtalk.test".into(),
-                ..FlagTarget::default()
-            },
-        )
-        .unwrap();
         let s = StandIn::new(Arc::new(TokioClock::new(dingtalk_ms)));
         let registry = Registry::new();
         let metrics = Metrics::register("dingtalk_alert", &registry);
         let g = Gateway::start(
-            cfg.compiled.clone().unwrap(),
+            support::compiled(yaml),
             Arc::new(s.clone()),
             Arc::new(TokioClock::new(gateway_ms)),
             metrics,

@@ -8,7 +8,6 @@
 mod support;
 
 use std::{
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,7 +15,6 @@ use std::{
 use axum::body::Body;
 use dingtalk_alert::{
     api,
-    config::{self, FlagTarget},
     gateway::Gateway,
     metrics::Metrics,
     transport::{BoxFuture, Reply, SystemClock, Transport, TransportError},
@@ -49,18 +47,9 @@ struct App {
 
 impl App {
     fn new(yaml: &str) -> Self {
-        let cfg = config::load_str(
-            yaml,
-            Path::new("test.yml"),
-            &FlagTarget {
-                base_url: "http://dingtalk.test".into(),
-                ..FlagTarget::default()
-            },
-        )
-        .unwrap();
         let registry = Registry::new();
         let g = Gateway::start(
-            cfg.compiled.clone().unwrap(),
+            support::compiled(yaml),
             Arc::new(Silent),
             Arc::new(SystemClock),
             Metrics::register("dingtalk_alert", &registry),

@@ -20,9 +20,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use uuid::Uuid;
+
+pub use crate::model::{new_savepoint, Control, Phase};
 
 use crate::{
     artifacts,
@@ -32,8 +32,8 @@ use crate::{
     model::{
         ClusterRef, Condition, Deployment, DeploymentState, DeploymentStatus, DesiredState, Event,
         EventMetadata, EventSpec, Failure, Job, JobMetadata, JobSpec, JobState, JobStatus,
-        RestoreKind, RunningStatus, Savepoint, SavepointMetadata, SavepointOrigin, SavepointState,
-        SavepointStatus, TargetKind, UpgradeKind,
+        RestoreKind, RunningStatus, Savepoint, SavepointOrigin, SavepointState, TargetKind,
+        UpgradeKind,
     },
     store::{DeploymentRecord, Store, Write1},
     target::{LocalClusters, LocalSpec},
@@ -45,47 +45,13 @@ pub const CLUSTER_UNREACHABLE: &str = "ClusterUnreachable";
 pub const JOB_FAILING: &str = "JobFailing";
 pub const JOB_UNSTABLE: &str = "JobUnstable";
 
-/// The transition a deployment is in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "phase")]
-pub enum Phase {
-    #[default]
-    Idle,
-    /// Bringing up `job` (cluster, submission, RUNNING).
-    Starting { job: Uuid, since: DateTime<Utc> },
-    /// Stopping `job`; then `goal` is reached (RUNNING = upgrade: start the new spec).
-    Stopping {
-        job: Uuid,
-        goal: DesiredState,
-        /// Stop with this savepoint, or cancel when `None`.
-        savepoint: Option<Uuid>,
-        /// Cancel requested already.
-        #[serde(default)]
-        cancel_requested: bool,
-    },
-}
-
-/// The controller's private progress record of a deployment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Control {
-    #[serde(default)]
-    pub phase: Phase,
-    /// Failed job submissions of the current start.
-    #[serde(default)]
-    pub job_attempts: u32,
-    /// The resourceVersion at which the deployment failed: only a newer one retries.
-    #[serde(default)]
-    pub failed_at_version: Option<u64>,
-    /// (time, numRestarts) samples within the instability window.
-    #[serde(default)]
-    pub restart_samples: Vec<(DateTime<Utc>, u64)>,
-    /// When the next scheduled savepoint is due.
-    #[serde(default)]
-    pub next_scheduled: Option<DateTime<Utc>>,
-    /// The last error that held up the current start (recorded as an event once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_error: Option<String>,
-}
+/// Deployments reconciled at the same time.
+pub const MAX_CONCURRENT_RECONCILES: usize = 16;
+/// Longest one reconcile step of one deployment may take (every Flink call has its own,
+/// shorter timeout; this bounds a step that makes many).
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long steps in flight may finish after shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Knobs of the controller (from the config file; re-read on every pass).
 #[derive(Debug, Clone)]
@@ -116,28 +82,6 @@ impl Default for Settings {
     }
 }
 
-/// Wakes the controller for specific deployments (after an API change).
-#[derive(Default)]
-pub struct Waker {
-    dirty: Mutex<BTreeSet<Uuid>>,
-    notify: Notify,
-}
-
-impl Waker {
-    /// Asks for a reconcile of `id` now.
-    pub fn wake(&self, id: Uuid) {
-        self.dirty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
-        self.notify.notify_one();
-    }
-
-    fn take(&self) -> BTreeSet<Uuid> {
-        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
 /// Why a reconcile step stopped early (logged; the next pass retries).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -157,7 +101,6 @@ pub struct Controller<F> {
     store: Arc<Store>,
     flink: Arc<F>,
     local: LocalClusters,
-    waker: Arc<Waker>,
     settings: Arc<dyn Fn() -> Settings + Send + Sync>,
     data_dir: PathBuf,
     /// Flink's jar id per (cluster, file), with the file's (modified, length) at upload: an
@@ -171,12 +114,10 @@ pub struct Controller<F> {
 }
 
 impl<F: Flink> Controller<F> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         flink: Arc<F>,
         local: LocalClusters,
-        waker: Arc<Waker>,
         settings: Arc<dyn Fn() -> Settings + Send + Sync>,
         data_dir: PathBuf,
         metrics: Metrics,
@@ -186,7 +127,6 @@ impl<F: Flink> Controller<F> {
             store,
             flink,
             local,
-            waker,
             settings,
             data_dir,
             jars: Mutex::new(HashMap::new()),
@@ -204,37 +144,103 @@ impl<F: Flink> Controller<F> {
         self.clock.now()
     }
 
-    /// Reconciles woken deployments at once and every deployment each poll interval, until
-    /// `shutdown` completes.
+    /// Reconciles changed deployments at once and every deployment each poll interval, until
+    /// `shutdown` completes. Deployments are reconciled concurrently (at most
+    /// [`MAX_CONCURRENT_RECONCILES`] at a time, one step per deployment at a time, each
+    /// bounded by [`STEP_TIMEOUT`]), so a cluster that does not answer holds up only its own
+    /// deployments. On shutdown, steps in flight get [`SHUTDOWN_GRACE`] to finish.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut next_full = Instant::now();
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECONCILES));
+        let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+        let mut again: BTreeSet<Uuid> = BTreeSet::new();
+        // The periodic pass in progress: when it started and what is left of it.
+        let mut pass: Option<(Instant, BTreeSet<Uuid>)> = None;
+        let mut next_full = tokio::time::Instant::now();
         loop {
-            for id in self.waker.take() {
-                self.reconcile(id).await;
+            let mut due = self.store.take_changed();
+            if tokio::time::Instant::now() >= next_full {
+                let all: BTreeSet<Uuid> = self.store.read().deployments.keys().copied().collect();
+                if pass.is_none() {
+                    pass = Some((Instant::now(), all.clone()));
+                }
+                due.extend(all);
+                next_full = tokio::time::Instant::now() + (self.settings)().poll_interval;
             }
-            if Instant::now() >= next_full {
-                self.reconcile_all().await;
-                next_full = Instant::now() + (self.settings)().poll_interval;
+            for id in due {
+                if in_flight.values().any(|v| *v == id) {
+                    again.insert(id);
+                    continue;
+                }
+                let this = self.clone();
+                let limit = limit.clone();
+                let handle = tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    this.reconcile_bounded(id).await;
+                });
+                in_flight.insert(handle.id(), id);
             }
             tokio::select! {
-                _ = &mut shutdown => return,
-                _ = self.waker.notify.notified() => {}
-                _ = tokio::time::sleep_until(next_full.into()) => {}
+                _ = &mut shutdown => break,
+                _ = self.store.changed() => {}
+                _ = tokio::time::sleep_until(next_full) => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let task = match &done {
+                        Ok((task, ())) => *task,
+                        Err(e) => e.id(),
+                    };
+                    if let Some(id) = in_flight.remove(&task) {
+                        if again.remove(&id) {
+                            self.store.notify(id);
+                        }
+                        if let Some((started, left)) = pass.as_mut() {
+                            left.remove(&id);
+                            if left.is_empty() {
+                                self.metrics
+                                    .reconcile_pass_seconds
+                                    .observe(started.elapsed().as_secs_f64());
+                                pass = None;
+                            }
+                        }
+                    }
+                }
             }
+        }
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                steps = tasks.len(),
+                "Reconcile steps still running at shutdown were abandoned; the next start resumes them."
+            );
         }
     }
 
-    /// One pass over every deployment.
+    /// One pass over every deployment (concurrently, bounded like [`Controller::run`]).
     pub async fn reconcile_all(&self) {
+        use futures::StreamExt;
         let start = Instant::now();
         let ids: Vec<Uuid> = self.store.read().deployments.keys().copied().collect();
-        for id in ids {
-            self.reconcile(id).await;
-        }
+        futures::stream::iter(ids)
+            .for_each_concurrent(MAX_CONCURRENT_RECONCILES, |id| self.reconcile_bounded(id))
+            .await;
         self.metrics
             .reconcile_pass_seconds
             .observe(start.elapsed().as_secs_f64());
+    }
+
+    /// [`Controller::reconcile`] bounded by [`STEP_TIMEOUT`].
+    async fn reconcile_bounded(&self, id: Uuid) {
+        if tokio::time::timeout(STEP_TIMEOUT, self.reconcile(id))
+            .await
+            .is_err()
+        {
+            self.metrics.reconcile_errors.inc();
+            tracing::warn!(deployment = %id, timeout = ?STEP_TIMEOUT, "Reconcile step timed out; retrying on the next pass.");
+        }
     }
 
     /// One step for one deployment; errors are logged and retried on the next pass.
@@ -368,7 +374,7 @@ impl<F: Flink> Controller<F> {
                         d,
                         None,
                         "DeploymentStateChanged",
-                        format!("Deployment is {:?}.", goal.reached()).to_uppercase(),
+                        format!("Deployment is {}.", goal.reached()),
                     );
                 }
                 Ok(())
@@ -565,7 +571,7 @@ impl<F: Flink> Controller<F> {
                 None => format!("Starting job {id} without restoring state."),
             },
         );
-        self.waker.wake(d.id());
+        self.store.notify(d.id());
         Ok(())
     }
 
@@ -645,7 +651,7 @@ impl<F: Flink> Controller<F> {
                 format!("Cancelling job {}.", job.metadata.id)
             },
         );
-        self.waker.wake(d.id());
+        self.store.notify(d.id());
         Ok(())
     }
 
@@ -983,7 +989,7 @@ impl<F: Flink> Controller<F> {
                         req.parallelism
                     ),
                 );
-                self.waker.wake(d.id());
+                self.store.notify(d.id());
                 Ok(())
             }
             Err(FlinkError::Http { status: 404, .. }) => {
@@ -1255,7 +1261,7 @@ impl<F: Flink> Controller<F> {
                     cancel_requested: true,
                 };
                 self.commit(d.id(), d.status.clone(), control, vec![])?;
-                self.waker.wake(d.id());
+                self.store.notify(d.id());
                 return Ok(());
             }
             match self.flink.job_status(rest, &fid).await {
@@ -1304,10 +1310,10 @@ impl<F: Flink> Controller<F> {
                 Some(&job),
                 "SavepointCreationFailed",
                 format!(
-                    "Could not take a savepoint to reach {goal:?} after {attempts} attempt(s): {cause}. The job keeps running."
-                )
-                .replace("Running", "RUNNING (upgrade)")
-                .replace("Suspended", "SUSPENDED"),
+                    "Could not take a savepoint to reach {}{} after {attempts} attempt(s): {cause}. The job keeps running.",
+                    goal,
+                    if goal == DesiredState::Running { " (upgrade)" } else { "" }
+                ),
                 vec![Write1::Savepoint(sp), Write1::Job(job.clone())],
             );
         }
@@ -1377,9 +1383,9 @@ impl<F: Flink> Controller<F> {
             d,
             job.as_ref().map(|j| j.metadata.id),
             "DeploymentStateChanged",
-            format!("Deployment is {}.", state_name(goal.reached())),
+            format!("Deployment is {}.", goal.reached()),
         );
-        self.waker.wake(d.id());
+        self.store.notify(d.id());
         Ok(())
     }
 
@@ -1866,43 +1872,6 @@ pub fn deletable_savepoint(root: Option<&str>, location: &str) -> Result<Option<
         ));
     }
     Ok(Some(canon))
-}
-
-fn state_name(s: DeploymentState) -> &'static str {
-    match s {
-        DeploymentState::Running => "RUNNING",
-        DeploymentState::Suspended => "SUSPENDED",
-        DeploymentState::Cancelled => "CANCELLED",
-        DeploymentState::Transitioning => "TRANSITIONING",
-        DeploymentState::Failed => "FAILED",
-        DeploymentState::Finished => "FINISHED",
-    }
-}
-
-/// A new savepoint record (PENDING).
-pub fn new_savepoint(d: &Deployment, job: Option<Uuid>, origin: SavepointOrigin) -> Savepoint {
-    Savepoint {
-        kind: "Savepoint".into(),
-        api_version: "v1".into(),
-        metadata: SavepointMetadata {
-            id: Uuid::new_v4(),
-            namespace: d.metadata.namespace.clone(),
-            deployment_id: d.id(),
-            job_id: job,
-            origin,
-            kind: "SAVEPOINT".into(),
-            created_at: Utc::now(),
-            annotations: Default::default(),
-        },
-        status: SavepointStatus {
-            state: SavepointState::Pending,
-            location: None,
-            trigger_id: None,
-            attempts: 0,
-            completed_at: None,
-            failure: None,
-        },
-    }
 }
 
 /// Sets a condition; true when its status changed.

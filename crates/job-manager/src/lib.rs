@@ -52,7 +52,7 @@ pub use config::Config;
 
 use crate::{
     api::{access, auth, AppState},
-    controller::{Controller, Settings, Waker},
+    controller::{Controller, Settings},
     flink::Flink,
     model::Namespace,
     store::{Store, StoredToken, Write1},
@@ -245,12 +245,10 @@ pub fn assemble<F: Flink>(
     metrics: metrics::Metrics,
     clock: clock::SharedClock,
 ) -> (AppState, Arc<Controller<F>>) {
-    let waker = Arc::new(Waker::default());
     let local = LocalClusters::new(flink_home, data_dir);
     let cur = config.current();
     let state = AppState {
         store: store.clone(),
-        waker: waker.clone(),
         data_dir: data_dir.to_path_buf(),
         local: local.clone(),
         proxy_user_header: cur.auth.proxy_user_header.clone(),
@@ -263,7 +261,6 @@ pub fn assemble<F: Flink>(
         store,
         flink,
         local,
-        waker,
         Arc::new(move || settings(&cfg.current())),
         data_dir.to_path_buf(),
         metrics,

@@ -10,6 +10,27 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod control;
+
+pub use control::{Control, Phase};
+
+/// One spelling for states everywhere (events, messages, logs): the API's, taken from the
+/// serde names (`RUNNING`, `SUSPENDED`, …).
+macro_rules! display_as_api_name {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(s)) => f.write_str(&s),
+                    _ => write!(f, "{self:?}"),
+                }
+            }
+        }
+    )*};
+}
+
+display_as_api_name!(DesiredState, DeploymentState, JobState, SavepointState);
+
 /// Desired state of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -98,6 +119,9 @@ pub struct DeploymentMetadata {
     pub id: Option<Uuid>,
     #[serde(default)]
     pub name: String,
+    /// A name for people (VVP's `metadata.displayName`); stored, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     #[serde(default)]
     pub namespace: String,
     #[serde(default)]
@@ -140,6 +164,17 @@ pub struct DeploymentSpec {
     pub restore_strategy: RestoreStrategy,
     #[serde(default = "default_target")]
     pub deployment_target_name: String,
+    /// VVP's reference to the target by id; resolved to `deploymentTargetName` when the
+    /// deployment is written (both given: they must name the same target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_target_id: Option<Uuid>,
+    /// VVP's session mode: the name of a `session` deployment target here (without
+    /// `deploymentTargetName` it selects that target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_cluster_name: Option<String>,
+    /// VVP's `jobFailureExpirationTime`; accepted and reported as without effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_failure_expiration_time: Option<String>,
     #[serde(default = "default_attempts")]
     pub max_savepoint_creation_attempts: i64,
     #[serde(default = "default_attempts")]
@@ -235,6 +270,10 @@ pub struct Artifact {
     /// Image repository of the Flink image (Kubernetes targets), e.g. `flink`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flink_image_repository: Option<String>,
+    /// VVP's `additionalDependencies` (URIs added to the classpath); accepted and reported
+    /// as without effect: no target downloads them yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_dependencies: Vec<String>,
 }
 
 impl Default for Artifact {
@@ -248,6 +287,7 @@ impl Default for Artifact {
             flink_image_tag: None,
             flink_image_registry: None,
             flink_image_repository: None,
+            additional_dependencies: Vec::new(),
         }
     }
 }
@@ -649,10 +689,18 @@ pub struct NamedMetadata {
     pub name: String,
     #[serde(default)]
     pub namespace: String,
+    /// Labels (VVP's `metadata.labels`); stored, not interpreted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (VVP's `metadata.annotations`); stored, not interpreted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub resource_version: u64,
 }
@@ -734,4 +782,52 @@ pub struct ApiToken {
     pub namespace: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+}
+
+/// A new savepoint record (PENDING).
+pub fn new_savepoint(d: &Deployment, job: Option<Uuid>, origin: SavepointOrigin) -> Savepoint {
+    Savepoint {
+        kind: "Savepoint".into(),
+        api_version: "v1".into(),
+        metadata: SavepointMetadata {
+            id: Uuid::new_v4(),
+            namespace: d.metadata.namespace.clone(),
+            deployment_id: d.id(),
+            job_id: job,
+            origin,
+            kind: "SAVEPOINT".into(),
+            created_at: Utc::now(),
+            annotations: Default::default(),
+        },
+        status: SavepointStatus {
+            state: SavepointState::Pending,
+            location: None,
+            trigger_id: None,
+            attempts: 0,
+            completed_at: None,
+            failure: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_display_as_the_api_spells_them() {
+        for s in [
+            DeploymentState::Running,
+            DeploymentState::Suspended,
+            DeploymentState::Cancelled,
+            DeploymentState::Transitioning,
+            DeploymentState::Failed,
+            DeploymentState::Finished,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.to_string());
+        }
+        assert_eq!(DesiredState::Suspended.reached().to_string(), "SUSPENDED");
+        assert_eq!(JobState::Starting.to_string(), "STARTING");
+        assert_eq!(SavepointState::Completed.to_string(), "COMPLETED");
+    }
 }

@@ -6,9 +6,13 @@
 //! old or the new version, never a torn one. Events are append-only JSON lines per
 //! deployment (a torn last line is skipped on load). Everything is also held in memory;
 //! reads never touch the disk.
+//!
+//! The store publishes which deployments changed ([`Store::take_changed`],
+//! [`Store::changed`]): a user's write through [`Store::transact`] marks the deployments it
+//! touches, and the controller subscribes; nobody else wakes the controller.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs,
     io::Write,
     path::{Path, PathBuf},
@@ -16,11 +20,11 @@ use std::{
 };
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{
-    controller::Control,
-    model::{ApiToken, Deployment, DeploymentTarget, Event, Job, Namespace, Savepoint},
+use crate::model::{
+    ApiToken, Control, Deployment, DeploymentTarget, Event, Job, Namespace, Savepoint,
 };
 
 /// Why the store could not read or write.
@@ -125,6 +129,9 @@ pub struct Store {
     writer: std::sync::Mutex<()>,
     /// Events kept per deployment.
     max_events: usize,
+    /// Deployments changed since the subscriber last took them.
+    changes: std::sync::Mutex<BTreeSet<Uuid>>,
+    changed: Notify,
 }
 
 /// A change to apply atomically (memory and disk).
@@ -143,6 +150,19 @@ pub enum Write1 {
     RemoveToken(String, String),
     RemoveNamespace(String),
     RemoveDefaults(String),
+}
+
+impl Write1 {
+    /// The deployment a write belongs to, if any.
+    fn deployment(&self) -> Option<Uuid> {
+        match self {
+            Write1::Deployment(r) => Some(r.deployment.id()),
+            Write1::Job(j) => Some(j.metadata.deployment_id),
+            Write1::Savepoint(s) => Some(s.metadata.deployment_id),
+            Write1::RemoveDeployment(id) => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 impl Store {
@@ -204,6 +224,8 @@ impl Store {
             tables: RwLock::new(t),
             writer: std::sync::Mutex::new(()),
             max_events: MAX_EVENTS_PER_DEPLOYMENT,
+            changes: Default::default(),
+            changed: Notify::new(),
         })
     }
 
@@ -219,24 +241,53 @@ impl Store {
     }
 
     /// Applies `f` to the tables under the writer lock; `f` returns the writes to persist
-    /// (and a value). Nothing changes in memory unless every write reached the disk.
-    pub fn transact<R>(
+    /// (and a value) or the caller's own error. Nothing changes in memory unless every write
+    /// reached the disk. The deployments the writes touch are published as changed.
+    pub fn transact<R, E: From<Error>>(
         &self,
-        f: impl FnOnce(&Tables) -> std::result::Result<(Vec<Write1>, R), crate::api::ApiError>,
-    ) -> std::result::Result<R, crate::api::ApiError> {
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let (writes, out) = {
-            let t = self.read();
-            f(&t)?
+        f: impl FnOnce(&Tables) -> std::result::Result<(Vec<Write1>, R), E>,
+    ) -> std::result::Result<R, E> {
+        let touched = {
+            let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let (writes, out) = {
+                let t = self.read();
+                f(&t)?
+            };
+            for w in &writes {
+                self.persist(w)?;
+            }
+            let touched: Vec<Uuid> = writes.iter().filter_map(Write1::deployment).collect();
+            let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+            for w in writes {
+                apply(&mut t, w);
+            }
+            (touched, out)
         };
-        for w in &writes {
-            self.persist(w).map_err(crate::api::ApiError::internal)?;
-        }
-        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        for w in writes {
-            apply(&mut t, w);
+        let (ids, out) = touched;
+        for id in ids {
+            self.notify(id);
         }
         Ok(out)
+    }
+
+    /// Publishes that deployment `id` changed (and wakes the subscriber).
+    pub fn notify(&self, id: Uuid) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        self.changed.notify_one();
+    }
+
+    /// The deployments changed since the last call.
+    pub fn take_changed(&self) -> BTreeSet<Uuid> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Completes when something was published since the last wait (a change published
+    /// while nobody waits is not lost).
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// Persists and applies writes that cannot fail validation (the controller's).

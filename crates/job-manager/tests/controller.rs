@@ -819,3 +819,61 @@ async fn a_failed_deployment_does_not_show_job_failing() {
         .unwrap()
         .contains("boom"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_black_holed_session_cluster_does_not_delay_other_deployments() {
+    let dir = tempfile::tempdir().unwrap();
+    let flink = Arc::new(FakeFlink::new());
+    let h = harness(dir.path(), flink.clone()).await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployment-targets",
+            Some(json!({
+                "metadata": {"name": "hole"},
+                "spec": {"type": "session", "restUrl": "http://hole:8081", "savepointDir": "file:///fake/savepoints"}
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    flink.black_hole("http://hole:8081");
+    // Several on the black hole, created first, and one healthy deployment.
+    let mut holed = vec![];
+    for i in 0..3 {
+        holed.push(
+            create(
+                &h,
+                &format!("holed-{i}"),
+                json!({"spec": {"deploymentTargetName": "hole"}}),
+            )
+            .await,
+        );
+    }
+    let healthy = create(&h, "healthy", json!({})).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(h.controller.clone().run(async {
+        let _ = stopped.await;
+    }));
+    let t0 = tokio::time::Instant::now();
+    loop {
+        if state(&get(&h, &healthy).await) == "RUNNING" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the healthy deployment waited for the black-holed cluster"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Reached well before one step's timeout: nobody waited on the black hole.
+    assert!(
+        t0.elapsed() < job_manager::controller::STEP_TIMEOUT / 4,
+        "{:?}",
+        t0.elapsed()
+    );
+    for id in &holed {
+        assert_eq!(state(&get(&h, id).await), "TRANSITIONING");
+    }
+    let _ = stop.send(());
+    run.await.unwrap();
+}

@@ -492,3 +492,20 @@ pub fn standin() -> (StandIn, String) {
     let base = s.serve_in_background();
     (s, base)
 }
+
+/// The compiled config for `yaml`, targets posting to a DingTalk base that is never dialled
+/// (tests hand the gateway an in-process transport).
+pub fn compiled(yaml: &str) -> Arc<dingtalk_alert::config::Compiled> {
+    use dingtalk_alert::config::{self, FlagTarget};
+    config::load_str(
+        yaml,
+        std::path::Path::new("test.yml"),
+        &FlagTarget {
+            base_url: "http://dingtalk.test".into(),
+            ..FlagTarget::default()
+        },
+    )
+    .unwrap()
+    .compiled
+    .unwrap()
+}

@@ -104,7 +104,7 @@ pub async fn delete_token(
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
     caller.require(&ns, Role::Owner)?;
-    let k = st.store.transact(|t| {
+    let k = st.store.transact::<_, ApiError>(|t| {
         let k = t
             .tokens
             .get(&(ns.clone(), name.clone()))
@@ -323,7 +323,7 @@ pub async fn delete_namespace(
     })?;
     // The namespace file itself.
     st.store
-        .transact(|_| Ok((vec![Write1::RemoveNamespace(ns.clone())], ())))?;
+        .transact::<_, ApiError>(|_| Ok((vec![Write1::RemoveNamespace(ns.clone())], ())))?;
     // Defaults, artifacts and events go with it: a namespace created again with this name
     // starts empty.
     remove_namespace_files(&st, &ns);

@@ -15,10 +15,9 @@ use super::{
     auth::Caller, check_name, decode, list, merge_patch, ok, ApiError, ApiResult, AppState, Doc,
 };
 use crate::{
-    controller::{new_savepoint, Control},
     model::{
-        Deployment, DeploymentState, DeploymentStatus, DeploymentTarget, DesiredState, JobState,
-        Role, SavepointOrigin, TargetKind,
+        new_savepoint, Control, Deployment, DeploymentState, DeploymentStatus, DeploymentTarget,
+        DesiredState, JobState, Role, SavepointOrigin, TargetKind,
     },
     store::{DeploymentRecord, Tables, Write1},
     target, template,
@@ -272,7 +271,7 @@ fn transact_checked<R>(
     for _ in 0..3 {
         let candidate = build(&st.store.read())?;
         check_templates(&candidate)?;
-        let done = st.store.transact(|t| {
+        let done = st.store.transact::<_, ApiError>(|t| {
             let d = build(t)?;
             if template_inputs(&d) != template_inputs(&candidate) {
                 return Ok((vec![], None));
@@ -325,7 +324,7 @@ fn user_part(d: &Deployment) -> Result<Value, ApiError> {
 }
 
 fn is_stopped(r: &DeploymentRecord) -> bool {
-    matches!(r.control.phase, crate::controller::Phase::Idle)
+    matches!(r.control.phase, crate::model::Phase::Idle)
         && matches!(
             r.deployment.status.state,
             DeploymentState::Cancelled
@@ -435,7 +434,6 @@ pub async fn create_deployment(
         Ok((vec![Write1::Deployment(rec)], d))
     };
     let d = transact_checked(&st, build, commit)?;
-    st.waker.wake(d.id());
     ok(StatusCode::CREATED, d)
 }
 
@@ -512,7 +510,6 @@ pub async fn patch_deployment(
         Ok((vec![Write1::Deployment(rec)], d))
     };
     let d = transact_checked(&st, build, commit)?;
-    st.waker.wake(d.id());
     ok(StatusCode::OK, d)
 }
 
@@ -526,9 +523,9 @@ pub async fn delete_deployment(
         let rec = find(t, &ns, &key)?;
         if rec.deployment.spec.state == DesiredState::Running || !is_stopped(&rec) {
             return Err(ApiError::conflict(format!(
-                "deployment {} is {:?} (desired {:?}): set spec.state to CANCELLED and wait until it is CANCELLED before deleting",
+                "deployment {} is {} (desired {}): set spec.state to CANCELLED and wait until it is CANCELLED before deleting",
                 rec.deployment.metadata.name, rec.deployment.status.state, rec.deployment.spec.state
-            ).replace("Running", "RUNNING").replace("Transitioning", "TRANSITIONING").replace("Cancelled", "CANCELLED").replace("Suspended", "SUSPENDED")));
+            )));
         }
         let id = rec.deployment.id();
         let mut w = vec![Write1::RemoveDeployment(id)];
@@ -546,7 +543,7 @@ pub async fn clone_deployment(
     Path((ns, key)): Path<(String, String)>,
 ) -> ApiResult {
     caller.require(&ns, Role::Editor)?;
-    let d = st.store.transact(|t| {
+    let d = st.store.transact::<_, ApiError>(|t| {
         let src = find(t, &ns, &key)?.deployment;
         let base = format!("Fork of {}", src.metadata.name);
         let taken = |n: &str| {
@@ -676,21 +673,14 @@ pub async fn create_savepoint(
         let running = d.status.state == DeploymentState::Running
             && job.is_some_and(|j| j.status.state == JobState::Started);
         if !running {
-            return Err(ApiError::conflict(
-                format!(
-                    "deployment {} has no running job to take a savepoint of (state {:?})",
-                    d.metadata.name, d.status.state
-                )
-                .replace("Suspended", "SUSPENDED")
-                .replace("Cancelled", "CANCELLED")
-                .replace("Transitioning", "TRANSITIONING")
-                .replace("Failed", "FAILED"),
-            ));
+            return Err(ApiError::conflict(format!(
+                "deployment {} has no running job to take a savepoint of (state {})",
+                d.metadata.name, d.status.state
+            )));
         }
         let sp = new_savepoint(d, job.map(|j| j.metadata.id), SavepointOrigin::UserRequest);
         Ok((vec![Write1::Savepoint(sp.clone())], sp))
     })?;
-    st.waker.wake(sp.metadata.deployment_id);
     ok(StatusCode::CREATED, sp)
 }
 
@@ -718,7 +708,7 @@ pub async fn delete_savepoint(
     Path((ns, id)): Path<(String, Uuid)>,
 ) -> ApiResult {
     caller.require(&ns, Role::Editor)?;
-    let s = st.store.transact(|t| {
+    let s = st.store.transact::<_, ApiError>(|t| {
         let s = t
             .savepoints
             .get(&id)

@@ -26,13 +26,12 @@ use axum::{
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 
-use crate::{controller::Waker, metrics::Metrics, store::Store, target::LocalClusters};
+use crate::{metrics::Metrics, store::Store, target::LocalClusters};
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    pub waker: Arc<Waker>,
     pub data_dir: PathBuf,
     pub local: LocalClusters,
     /// Header carrying the user id from a trusted auth proxy (`None`: not trusted).
@@ -75,6 +74,8 @@ impl ApiError {
     }
 
     /// 500; the detail goes to the log, not to the client.
+    ///
+    /// (Also what a store failure inside a handler becomes, see the `From` below.)
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "Internal error while serving a request.");
         Self::new(
@@ -82,6 +83,12 @@ impl ApiError {
             "InternalError",
             "internal error; see the job-manager log",
         )
+    }
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> Self {
+        ApiError::internal(e)
     }
 }
 

@@ -47,6 +47,8 @@ struct Inner {
     /// JAR uploads answer 500 with this message (as Flink does when its upload directory is
     /// unusable).
     fail_uploads: Option<String>,
+    /// REST URLs whose calls never answer (a black-holed address).
+    black_holes: std::collections::BTreeSet<String>,
     /// Locations the next completed savepoints report (then the default one).
     savepoint_locations: std::collections::VecDeque<String>,
     next: u64,
@@ -138,6 +140,20 @@ impl FakeFlink {
     /// Fails the next `n` savepoint operations with `cause`.
     pub fn fail_savepoints(&self, n: u32, cause: &str) {
         self.lock().fail_savepoints = Some((n, cause.to_string()));
+    }
+
+    /// Calls to `rest` never answer from now on (as a black-holed address, before any
+    /// client timeout); calls to other URLs are unaffected.
+    pub fn black_hole(&self, rest: &str) {
+        self.lock().black_holes.insert(rest.to_string());
+    }
+
+    /// Never completes for a black-holed `rest`.
+    async fn gate(&self, rest: &str) {
+        let hole = self.lock().black_holes.contains(rest);
+        if hole {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Answers every JAR upload with 500 and `message` (or, with `None`, accepts them again).
@@ -238,7 +254,8 @@ impl FakeFlink {
 }
 
 impl Flink for FakeFlink {
-    async fn overview(&self, _rest: &str) -> Result<Overview> {
+    async fn overview(&self, rest: &str) -> Result<Overview> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "overview", None)?;
         Ok(Overview {
@@ -248,7 +265,8 @@ impl Flink for FakeFlink {
         })
     }
 
-    async fn upload_jar(&self, _rest: &str, jar: &Path) -> Result<String> {
+    async fn upload_jar(&self, rest: &str, jar: &Path) -> Result<String> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "upload_jar", None)?;
         if let Some(message) = i.fail_uploads.clone() {
@@ -264,7 +282,8 @@ impl Flink for FakeFlink {
         Ok(id)
     }
 
-    async fn run_jar(&self, _rest: &str, jar_id: &str, req: &RunRequest) -> Result<String> {
+    async fn run_jar(&self, rest: &str, jar_id: &str, req: &RunRequest) -> Result<String> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "run_jar", Some(&req.job_id))?;
         if !i.jars.contains_key(jar_id) {
@@ -307,31 +326,30 @@ impl Flink for FakeFlink {
         Ok(req.job_id.clone())
     }
 
-    async fn job_status(&self, _rest: &str, job: &str) -> Result<Option<String>> {
+    async fn job_status(&self, rest: &str, job: &str) -> Result<Option<String>> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "job_status", Some(job))?;
         Ok(i.jobs.get(job).map(|j| j.status.clone()))
     }
 
-    async fn trigger_savepoint(
-        &self,
-        _rest: &str,
-        job: &str,
-        _dir: Option<&str>,
-    ) -> Result<String> {
+    async fn trigger_savepoint(&self, rest: &str, job: &str, _dir: Option<&str>) -> Result<String> {
+        self.gate(rest).await;
         self.start_op("trigger_savepoint", job, false)
     }
 
     async fn stop_with_savepoint(
         &self,
-        _rest: &str,
+        rest: &str,
         job: &str,
         _dir: Option<&str>,
     ) -> Result<String> {
+        self.gate(rest).await;
         self.start_op("stop_with_savepoint", job, true)
     }
 
-    async fn savepoint_status(&self, _rest: &str, job: &str, trigger: &str) -> Result<Operation> {
+    async fn savepoint_status(&self, rest: &str, job: &str, trigger: &str) -> Result<Operation> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "savepoint_status", Some(job))?;
         match i.ops.get(trigger) {
@@ -344,7 +362,8 @@ impl Flink for FakeFlink {
         }
     }
 
-    async fn cancel(&self, _rest: &str, job: &str) -> Result<()> {
+    async fn cancel(&self, rest: &str, job: &str) -> Result<()> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "cancel", Some(job))?;
         match i.jobs.get_mut(job) {
@@ -362,13 +381,15 @@ impl Flink for FakeFlink {
         }
     }
 
-    async fn root_exception(&self, _rest: &str, job: &str) -> Result<Option<String>> {
+    async fn root_exception(&self, rest: &str, job: &str) -> Result<Option<String>> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "root_exception", Some(job))?;
         Ok(i.jobs.get(job).and_then(|j| j.exception.clone()))
     }
 
-    async fn checkpoints(&self, _rest: &str, job: &str) -> Result<Checkpoints> {
+    async fn checkpoints(&self, rest: &str, job: &str) -> Result<Checkpoints> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "checkpoints", Some(job))?;
         Ok(Checkpoints {
@@ -383,7 +404,8 @@ impl Flink for FakeFlink {
         })
     }
 
-    async fn num_restarts(&self, _rest: &str, job: &str) -> Result<Option<u64>> {
+    async fn num_restarts(&self, rest: &str, job: &str) -> Result<Option<u64>> {
+        self.gate(rest).await;
         let mut i = self.lock();
         self.record(&mut i, "num_restarts", Some(job))?;
         Ok(i.jobs.get(job).map(|j| j.restarts))
