@@ -430,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn the_bundled_rules_pass_their_unit_tests_here_and_in_promtool() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/flink_test.yml");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = promql_engine::rules::unittest::test_rules(&[&file], &mut out, &mut err);
+        let text = String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("SUCCESS"), "{text}");
+        match std::process::Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(&file)
+            .output()
+        {
+            Ok(o) => assert!(
+                o.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(_) => eprintln!("SKIP promtool cross-check: promtool is not installed"),
+        }
+    }
+
+    #[test]
     fn the_bundled_rules_load_and_name_the_restart_alert() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("flink.yml");
