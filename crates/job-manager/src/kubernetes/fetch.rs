@@ -105,9 +105,24 @@ pub(super) fn jar_source(req: &JobRequest<'_>, namespace: &str) -> Result<JarSou
     Err(invalid(
         FIELD,
         format!(
-            "{uri:?} cannot be fetched by the pods of a Kubernetes target: use http:// or https://, or upload the JAR to job-manager"
+            "{:?} cannot be fetched by the pods of a Kubernetes target: use http:// or https://, or upload the JAR to job-manager",
+            without_credentials(uri)
         ),
     ))
+}
+
+/// A URI for messages: without user info and query (pre-signed URLs carry their signature
+/// there).
+fn without_credentials(uri: &str) -> String {
+    let uri = uri.split(['?', '#']).next().unwrap_or_default();
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}{path}")
+        }
+        None => uri.to_string(),
+    }
 }
 
 /// The init container that downloads the JAR into the shared `usrlib` volume.
@@ -166,5 +181,20 @@ pub(super) fn fetcher(jar: &JarSource, settings: &Settings) -> Container {
             ..Default::default()
         }]),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_uris_without_credentials() {
+        assert_eq!(
+            without_credentials("oss://ak:sk@bucket/jobs/a.jar?Expires=1&Signature=abc"),
+            "oss://bucket/jobs/a.jar"
+        );
+        assert_eq!(without_credentials("s3://bucket"), "s3://bucket");
+        assert_eq!(without_credentials("weird"), "weird");
     }
 }
