@@ -83,7 +83,9 @@ impl<'a> Snapshot<'a> {
                 Some(c) => (c.mint.min(mint), c.maxt.max(maxt)),
                 None => (self.mint.min(mint), self.maxt.max(maxt)),
             };
-            let series = self.history.select(matchers, lo, hi);
+            let mut series = self.history.select(matchers, lo, hi);
+            // The evaluator sorts what it selects: sorted input makes that linear.
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
             let n: usize = series.iter().map(|s| s.samples.len()).sum();
             let before = cache.get(&key).map_or(0, |c| {
                 c.series.iter().map(|s| s.samples.len()).sum::<usize>()
