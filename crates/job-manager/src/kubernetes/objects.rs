@@ -449,7 +449,7 @@ fn cpu(field: &str, cpu: Option<f64>) -> Result<Quantity> {
     }
     let milli = (c * 1000.0).round() as u64;
     let milli = milli.max(1);
-    Ok(Quantity(if milli % 1000 == 0 {
+    Ok(Quantity(if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")
