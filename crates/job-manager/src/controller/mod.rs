@@ -1,0 +1,340 @@
+//! The reconciling controller: moves every deployment towards its desired state, one
+//! persisted step at a time, and records what it did as events.
+//!
+//! Each deployment carries a [`Control`] record next to its status: the transition in
+//! progress ([`Phase`]) and retry counters. Every Flink side effect is preceded by a durable
+//! write of what is about to happen (the job and its Flink job id, the savepoint and its
+//! trigger id), so a manager killed at any point resumes where it stopped: a submission is
+//! idempotent because the Flink job id is chosen by us and checked before resubmitting.
+//!
+//! A change of desired state while a transition runs waits until that transition reaches
+//! its goal, then starts the next one.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    path::PathBuf,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use crate::model::{new_savepoint, Control, Phase};
+
+mod conditions;
+mod observe;
+mod savepoints;
+mod start;
+mod stop;
+mod transitions;
+
+use conditions::set_condition;
+pub use conditions::{CLUSTER_UNREACHABLE, JOB_FAILING, JOB_UNSTABLE};
+pub use savepoints::deletable_savepoint;
+
+use crate::{
+    artifacts,
+    clock::SharedClock,
+    flink::{Flink, FlinkError, Operation, RunRequest},
+    metrics::Metrics,
+    model::{
+        ClusterRef, Deployment, DeploymentState, DeploymentStatus, DesiredState, Event,
+        EventMetadata, EventSpec, Failure, Job, JobMetadata, JobSpec, JobState, JobStatus,
+        RestoreKind, RunningStatus, Savepoint, SavepointOrigin, SavepointState, TargetKind,
+        UpgradeKind,
+    },
+    store::{DeploymentRecord, Store, Write1},
+    target::{LocalClusters, LocalSpec},
+    template,
+};
+
+/// Deployments reconciled at the same time.
+pub const MAX_CONCURRENT_RECONCILES: usize = 16;
+/// Longest one reconcile step of one deployment may take (every Flink call has its own,
+/// shorter timeout; this bounds a step that makes many).
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long steps in flight may finish after shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Knobs of the controller (from the config file; re-read on every pass).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often running jobs are observed.
+    pub poll_interval: Duration,
+    /// Restarts within `unstable_window` that make a job unstable.
+    pub unstable_restarts: u64,
+    pub unstable_window: Duration,
+    /// How long a local cluster may take to accept a job.
+    pub cluster_start_timeout: Duration,
+    /// metrics-gateway base URL; dead deployments' metric groups are deleted there.
+    pub metrics_gateway: Option<String>,
+    /// The artifact policy (which jarUris may run, the download limits).
+    pub artifacts: crate::config::ArtifactsConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            unstable_restarts: 3,
+            unstable_window: Duration::from_secs(600),
+            cluster_start_timeout: Duration::from_secs(180),
+            metrics_gateway: None,
+            artifacts: Default::default(),
+        }
+    }
+}
+
+/// Why a reconcile step stopped early (logged; the next pass retries).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Flink(#[from] FlinkError),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Flink's id of an uploaded JAR and the file's (modified, length) at that time.
+type UploadedJar = (String, Option<(std::time::SystemTime, u64)>);
+
+/// The controller.
+pub struct Controller<F> {
+    store: Arc<Store>,
+    flink: Arc<F>,
+    local: LocalClusters,
+    settings: Arc<dyn Fn() -> Settings + Send + Sync>,
+    data_dir: PathBuf,
+    /// Flink's jar id per (cluster, file), with the file's (modified, length) at upload: an
+    /// artifact replaced with `?overwrite=true` is uploaded again.
+    jars: Mutex<HashMap<(String, PathBuf), UploadedJar>>,
+    /// Local clusters whose daemons this process launched or checked.
+    launched: Mutex<std::collections::HashSet<Uuid>>,
+    http: reqwest::Client,
+    metrics: Metrics,
+    clock: SharedClock,
+}
+
+impl<F: Flink> Controller<F> {
+    pub fn new(
+        store: Arc<Store>,
+        flink: Arc<F>,
+        local: LocalClusters,
+        settings: Arc<dyn Fn() -> Settings + Send + Sync>,
+        data_dir: PathBuf,
+        metrics: Metrics,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            store,
+            flink,
+            local,
+            settings,
+            data_dir,
+            jars: Mutex::new(HashMap::new()),
+            launched: Mutex::new(Default::default()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            metrics,
+            clock,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Reconciles changed deployments at once and every deployment each poll interval, until
+    /// `shutdown` completes. Deployments are reconciled concurrently (at most
+    /// [`MAX_CONCURRENT_RECONCILES`] at a time, one step per deployment at a time, each
+    /// bounded by [`STEP_TIMEOUT`]), so a cluster that does not answer holds up only its own
+    /// deployments. On shutdown, steps in flight get [`SHUTDOWN_GRACE`] to finish.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_RECONCILES));
+        let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+        let mut again: BTreeSet<Uuid> = BTreeSet::new();
+        // The periodic pass in progress: when it started and what is left of it.
+        let mut pass: Option<(Instant, BTreeSet<Uuid>)> = None;
+        let mut next_full = tokio::time::Instant::now();
+        loop {
+            let mut due = self.store.take_changed();
+            if tokio::time::Instant::now() >= next_full {
+                let all: BTreeSet<Uuid> = self.store.read().deployments.keys().copied().collect();
+                if pass.is_none() {
+                    pass = Some((Instant::now(), all.clone()));
+                }
+                due.extend(all);
+                next_full = tokio::time::Instant::now() + (self.settings)().poll_interval;
+            }
+            for id in due {
+                if in_flight.values().any(|v| *v == id) {
+                    again.insert(id);
+                    continue;
+                }
+                let this = self.clone();
+                let limit = limit.clone();
+                let handle = tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    this.reconcile_bounded(id).await;
+                });
+                in_flight.insert(handle.id(), id);
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.store.changed() => {}
+                _ = tokio::time::sleep_until(next_full) => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let task = match &done {
+                        Ok((task, ())) => *task,
+                        Err(e) => e.id(),
+                    };
+                    if let Some(id) = in_flight.remove(&task) {
+                        if again.remove(&id) {
+                            self.store.notify(id);
+                        }
+                        if let Some((started, left)) = pass.as_mut() {
+                            left.remove(&id);
+                            if left.is_empty() {
+                                self.metrics
+                                    .reconcile_pass_seconds
+                                    .observe(started.elapsed().as_secs_f64());
+                                pass = None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                steps = tasks.len(),
+                "Reconcile steps still running at shutdown were abandoned; the next start resumes them."
+            );
+        }
+    }
+
+    /// One pass over every deployment (concurrently, bounded like [`Controller::run`]).
+    pub async fn reconcile_all(&self) {
+        use futures::StreamExt;
+        let start = Instant::now();
+        let ids: Vec<Uuid> = self.store.read().deployments.keys().copied().collect();
+        futures::stream::iter(ids)
+            .for_each_concurrent(MAX_CONCURRENT_RECONCILES, |id| self.reconcile_bounded(id))
+            .await;
+        self.metrics
+            .reconcile_pass_seconds
+            .observe(start.elapsed().as_secs_f64());
+    }
+
+    /// [`Controller::reconcile`] bounded by [`STEP_TIMEOUT`].
+    async fn reconcile_bounded(&self, id: Uuid) {
+        if tokio::time::timeout(STEP_TIMEOUT, self.reconcile(id))
+            .await
+            .is_err()
+        {
+            self.metrics.reconcile_errors.inc();
+            tracing::warn!(deployment = %id, timeout = ?STEP_TIMEOUT, "Reconcile step timed out; retrying on the next pass.");
+        }
+    }
+
+    /// One step for one deployment; errors are logged and retried on the next pass.
+    pub async fn reconcile(&self, id: Uuid) {
+        let Some(rec) = self.store.read().deployments.get(&id).cloned() else {
+            return;
+        };
+        let result = match rec.control.phase.clone() {
+            Phase::Idle => self.idle(rec).await,
+            Phase::Starting { job, .. } if rec.deployment.spec.state != DesiredState::Running => {
+                // A new desired state ends the start attempt at once.
+                match self.job(job) {
+                    Some(j) => self.begin_stop(&rec, j, rec.deployment.spec.state),
+                    None => self.stopped(&rec, None, rec.deployment.spec.state, None),
+                }
+            }
+            Phase::Starting { job, since } => self.starting(rec, job, since).await,
+            Phase::Stopping {
+                job,
+                goal,
+                savepoint,
+                cancel_requested,
+            } => {
+                self.stopping(rec, job, goal, savepoint, cancel_requested)
+                    .await
+            }
+        };
+        if let Err(error) = result {
+            self.metrics.reconcile_errors.inc();
+            tracing::warn!(deployment = %id, %error, "Reconcile step failed; retrying on the next pass.");
+        }
+    }
+
+    fn event(&self, d: &Deployment, job: Option<Uuid>, name: &str, message: String) {
+        tracing::info!(deployment = %d.id(), job = ?job, event = name, "{message}");
+        let e = Event {
+            kind: "Event".into(),
+            api_version: "v1".into(),
+            metadata: EventMetadata {
+                id: Uuid::new_v4(),
+                namespace: d.metadata.namespace.clone(),
+                deployment_id: d.id(),
+                job_id: job,
+                created_at: self.now(),
+            },
+            spec: EventSpec {
+                name: name.into(),
+                message,
+            },
+        };
+        if let Err(error) = self.store.append_event(e) {
+            tracing::error!(%error, "Cannot record event.");
+        }
+    }
+
+    fn commit(
+        &self,
+        id: Uuid,
+        status: DeploymentStatus,
+        control: Control,
+        extra: Vec<Write1>,
+    ) -> Result<()> {
+        self.store.modify(id, move |r| {
+            r.deployment.status = status;
+            r.control = control;
+            extra
+        })?;
+        Ok(())
+    }
+
+    fn job(&self, id: Uuid) -> Option<Job> {
+        self.store.read().jobs.get(&id).cloned()
+    }
+
+    fn current_job(&self, d: &Deployment) -> Option<Job> {
+        d.status
+            .running
+            .as_ref()
+            .and_then(|r| r.job_id)
+            .and_then(|j| self.job(j))
+    }
+
+    fn ctx(&self, d: &Deployment, job: &str) -> template::Context {
+        template::Context {
+            namespace: d.metadata.namespace.clone(),
+            deployment_id: d.id().to_string(),
+            deployment_name: d.metadata.name.clone(),
+            job_id: job.to_string(),
+        }
+    }
+}

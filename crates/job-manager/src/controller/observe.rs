@@ -1,0 +1,228 @@
+//! Observing a running job: Flink's job status, restarts and instability, schedules.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<F: Flink> Controller<F> {
+    pub(super) async fn observe(&self, rec: &DeploymentRecord, mut job: Job) -> Result<()> {
+        let d = &rec.deployment;
+        let Some(cluster) = job.status.cluster.clone() else {
+            return Ok(());
+        };
+        let rest = cluster.rest_url.as_str();
+        let fid = job.status.flink_job_id.clone();
+        let settings = (self.settings)();
+        let mut status = d.status.clone();
+        let mut control = rec.control.clone();
+        let observed = match self.flink.job_status(rest, &fid).await {
+            Ok(s) => s,
+            Err(e @ FlinkError::Unreachable { .. }) => {
+                if cluster.local_dir.is_some() && !self.local.is_running(&cluster) {
+                    // The local cluster is gone (host reboot, killed): the job cannot come
+                    // back on its own. FAILED; a user action restarts it from its state.
+                    job.status.state = JobState::Failed;
+                    job.status.ended_at = Some(self.now());
+                    let msg = format!(
+                        "The local Flink cluster of job {} at {rest} is not running any more.",
+                        job.metadata.id
+                    );
+                    job.status.failure = Some(Failure {
+                        reason: "ClusterLost".into(),
+                        message: msg.clone(),
+                        failed_at: self.now(),
+                    });
+                    self.teardown(&job);
+                    return self.fail(
+                        rec,
+                        Some(&job),
+                        "ClusterLost",
+                        msg,
+                        vec![Write1::Job(job.clone())],
+                    );
+                }
+                if set_condition(
+                    &mut status,
+                    CLUSTER_UNREACHABLE,
+                    true,
+                    "RestUnreachable",
+                    &e.to_string(),
+                ) {
+                    self.commit(d.id(), status, control, vec![])?;
+                    self.event(d, Some(job.metadata.id), CLUSTER_UNREACHABLE, e.to_string());
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut changed =
+            set_condition(&mut status, CLUSTER_UNREACHABLE, false, "RestReachable", "");
+        let mut events = vec![];
+        match observed.as_deref() {
+            None => {
+                job.status.state = JobState::Failed;
+                job.status.ended_at = Some(self.now());
+                let msg = format!("Flink job {fid} no longer exists on the cluster at {rest}.");
+                self.teardown(&job);
+                return self.fail(
+                    rec,
+                    Some(&job),
+                    "JobLost",
+                    msg,
+                    vec![Write1::Job(job.clone())],
+                );
+            }
+            Some("FAILED") | Some("CANCELED") => {
+                let s = observed.clone().unwrap_or_default();
+                let cause = self.flink.root_exception(rest, &fid).await.ok().flatten();
+                job.status.state = if s == "FAILED" {
+                    JobState::Failed
+                } else {
+                    JobState::Cancelled
+                };
+                job.status.observed_flink_job_status = Some(s.clone());
+                job.status.ended_at = Some(self.now());
+                let message = match (&s[..], &cause) {
+                    ("FAILED", Some(c)) => format!("Flink job {fid} FAILED: {c}"),
+                    ("FAILED", None) => format!("Flink job {fid} FAILED."),
+                    _ => format!("Flink job {fid} was cancelled outside job-manager."),
+                };
+                job.status.failure = Some(Failure {
+                    reason: "JobFailed".into(),
+                    message: message.clone(),
+                    failed_at: self.now(),
+                });
+                self.teardown(&job);
+                let mut rec2 = rec.clone();
+                rec2.deployment.status = status;
+                return self.fail(
+                    &rec2,
+                    Some(&job),
+                    "JobFailed",
+                    message,
+                    vec![Write1::Job(job.clone())],
+                );
+            }
+            Some("FINISHED") => {
+                job.status.state = JobState::Finished;
+                job.status.ended_at = Some(self.now());
+                status.state = DeploymentState::Finished;
+                self.teardown(&job);
+                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
+                self.event(
+                    d,
+                    Some(job.metadata.id),
+                    "JobFinished",
+                    format!("Flink job {fid} finished."),
+                );
+                return Ok(());
+            }
+            Some(s) => {
+                let failing = matches!(s, "RESTARTING" | "FAILING");
+                let msg = if failing {
+                    self.flink
+                        .root_exception(rest, &fid)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| format!("Flink job is {s}"))
+                } else {
+                    String::new()
+                };
+                if set_condition(
+                    &mut status,
+                    JOB_FAILING,
+                    failing,
+                    if failing {
+                        "JobRestarting"
+                    } else {
+                        "JobRunning"
+                    },
+                    &msg,
+                ) {
+                    changed = true;
+                    if failing {
+                        events.push((JOB_FAILING, format!("Job is failing ({s}): {msg}")));
+                    }
+                }
+                if job.status.observed_flink_job_status.as_deref() != Some(s) {
+                    job.status.observed_flink_job_status = Some(s.to_string());
+                    changed = true;
+                }
+            }
+        }
+        // Restarts and instability.
+        if let Ok(Some(n)) = self.flink.num_restarts(rest, &fid).await {
+            let now = self.now();
+            let window = chrono::Duration::from_std(settings.unstable_window).unwrap_or_default();
+            control
+                .restart_samples
+                .retain(|(t, _)| now.signed_duration_since(*t) <= window);
+            if control.restart_samples.last().map(|(_, v)| *v) != Some(n) {
+                control.restart_samples.push((now, n));
+                changed = true;
+            }
+            let base = control
+                .restart_samples
+                .first()
+                .map(|(_, v)| *v)
+                .unwrap_or(n);
+            let rising = n.saturating_sub(base);
+            let unstable = rising >= settings.unstable_restarts;
+            let msg = format!("{rising} restart(s) within {:?}", settings.unstable_window);
+            if set_condition(
+                &mut status,
+                JOB_UNSTABLE,
+                unstable,
+                if unstable {
+                    "FrequentRestarts"
+                } else {
+                    "Stable"
+                },
+                &msg,
+            ) {
+                changed = true;
+                if unstable {
+                    events.push((JOB_UNSTABLE, format!("Job is unstable: {msg}.")));
+                }
+            }
+            if job.status.num_restarts != n {
+                job.status.num_restarts = n;
+                changed = true;
+            }
+        }
+        // Scheduled savepoints.
+        let mut extra = vec![];
+        if let Some(sched) = &d.spec.savepoint_schedule {
+            if let Ok(schedule) = cron::Schedule::from_str(&sched.cron) {
+                let now = self.now();
+                match control.next_scheduled {
+                    None => {
+                        control.next_scheduled = schedule.after(&now).next();
+                        changed = true;
+                    }
+                    Some(due) if due <= now => {
+                        extra.push(Write1::Savepoint(new_savepoint(
+                            d,
+                            Some(job.metadata.id),
+                            SavepointOrigin::Scheduled,
+                        )));
+                        control.next_scheduled = schedule.after(&now).next();
+                        changed = true;
+                    }
+                    Some(_) => {}
+                }
+            }
+        } else if control.next_scheduled.is_some() {
+            control.next_scheduled = None;
+            changed = true;
+        }
+        if changed || !extra.is_empty() {
+            extra.push(Write1::Job(job.clone()));
+            self.commit(d.id(), status, control, extra)?;
+        }
+        for (name, msg) in events {
+            self.event(d, Some(job.metadata.id), name, msg);
+        }
+        self.savepoints(d, &job, rest).await
+    }
+}

@@ -1,0 +1,503 @@
+//! Starting a job: the cluster from the target, submission with a job id chosen by the
+//! manager (idempotent across restarts), the JAR upload, retries and the start timeout.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl<F: Flink> Controller<F> {
+    pub(super) async fn starting(
+        &self,
+        rec: DeploymentRecord,
+        job_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<()> {
+        let d = &rec.deployment;
+        let Some(mut job) = self.job(job_id) else {
+            // The job record vanished (should not happen): start over.
+            let mut control = rec.control.clone();
+            control.phase = Phase::Idle;
+            return self.commit(d.id(), d.status.clone(), control, vec![]);
+        };
+        let spec = &job.spec.deployment_spec;
+        let ctx = self.ctx(d, &job.metadata.id.to_string());
+        let rendered = match template::render_config(&spec.template.spec.flink_configuration, &ctx)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return self.job_failed_to_start(&rec, job, format!("spec.template.spec.{e}"), true)
+            }
+        };
+        // 1. A cluster to run on.
+        let cluster = match &job.status.cluster {
+            Some(c) => c.clone(),
+            None => {
+                let target = self
+                    .store
+                    .read()
+                    .targets
+                    .get(&(
+                        d.metadata.namespace.clone(),
+                        job.spec.deployment_target_name.clone(),
+                    ))
+                    .cloned();
+                let Some(target) = target else {
+                    return self.job_failed_to_start(
+                        &rec,
+                        job,
+                        format!(
+                            "deployment target {:?} does not exist in namespace {}",
+                            d.spec.deployment_target_name, d.metadata.namespace
+                        ),
+                        true,
+                    );
+                };
+                let cluster = match target.spec.kind {
+                    TargetKind::Session => ClusterRef {
+                        rest_url: target.spec.rest_url.clone().unwrap_or_default(),
+                        local_dir: None,
+                        log_dir: None,
+                    },
+                    TargetKind::Local => {
+                        let log4j =
+                            match template::render_log4j(spec.template.spec.logging.as_ref(), &ctx)
+                            {
+                                Ok(l) => l,
+                                Err(e) => {
+                                    return self.job_failed_to_start(
+                                        &rec,
+                                        job,
+                                        format!("spec.template.spec.{e}"),
+                                        true,
+                                    )
+                                }
+                            };
+                        let ns = d.metadata.namespace.clone();
+                        let dep = d.id().to_string();
+                        let sp_dir = self.local.default_savepoint_dir(&ns, &dep);
+                        let ck_dir = self.local.default_checkpoint_dir(&ns, &dep);
+                        let res = spec.template.spec.resources.as_ref();
+                        let env = spec
+                            .template
+                            .spec
+                            .kubernetes
+                            .as_ref()
+                            .map(|k| k.pods.env_vars.clone())
+                            .unwrap_or_default();
+                        let settings = (self.settings)();
+                        let ls = LocalSpec {
+                            namespace: &ns,
+                            deployment_id: &dep,
+                            job_id: &job.metadata.id.to_string(),
+                            flink_configuration: &rendered,
+                            parallelism: spec.template.spec.parallelism.max(1) as u32,
+                            jobmanager_memory: res
+                                .and_then(|r| r.jobmanager.as_ref())
+                                .and_then(|r| r.memory.as_deref()),
+                            taskmanager_memory: res
+                                .and_then(|r| r.taskmanager.as_ref())
+                                .and_then(|r| r.memory.as_deref()),
+                            log4j: &log4j,
+                            env: &env,
+                            savepoint_dir: &sp_dir,
+                            checkpoint_dir: &ck_dir,
+                            metrics_gateway: settings.metrics_gateway.as_deref(),
+                        };
+                        match self.local.start(&ls) {
+                            Ok(c) => {
+                                self.launched
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(job_id);
+                                c
+                            }
+                            Err(e) => {
+                                return self.job_failed_to_start(&rec, job, e.to_string(), true)
+                            }
+                        }
+                    }
+                };
+                job.status.cluster = Some(cluster.clone());
+                self.store.write(vec![Write1::Job(job.clone())])?;
+                if cluster.local_dir.is_some() {
+                    self.event(
+                        d,
+                        Some(job_id),
+                        "ClusterStarting",
+                        format!(
+                            "Starting a local Flink cluster at {} (logs in {}).",
+                            cluster.rest_url,
+                            cluster.log_dir.clone().unwrap_or_default()
+                        ),
+                    );
+                }
+                cluster
+            }
+        };
+        if cluster.local_dir.is_some()
+            && self
+                .launched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id)
+        {
+            // Started by an earlier life of this manager: make sure both daemons run.
+            let env = spec
+                .template
+                .spec
+                .kubernetes
+                .as_ref()
+                .map(|k| k.pods.env_vars.clone())
+                .unwrap_or_default();
+            self.local.resume(&cluster, &env);
+        }
+        let rest = cluster.rest_url.as_str();
+        let fid = job.status.flink_job_id.clone();
+        let timeout = (self.settings)().cluster_start_timeout;
+        let overdue = self.overdue(since);
+
+        // 2. Submitted already (perhaps by a previous life of this manager)?
+        let observed = match self.flink.job_status(rest, &fid).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                return self.start_held_up(&rec, job, since, e);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match observed.as_deref() {
+            None => {
+                if cluster.local_dir.is_some() {
+                    let o = match self.flink.overview(rest).await {
+                        Ok(o) => o,
+                        Err(e) if e.is_transient() => {
+                            return self.start_held_up(&rec, job, since, e);
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    let need = spec.template.spec.parallelism.max(1) as u32;
+                    if o.taskmanagers == 0 || o.slots_total < need {
+                        if overdue {
+                            return self.job_failed_to_start(
+                                &rec,
+                                job,
+                                format!("local cluster has {} task slots after {timeout:?}; {need} needed", o.slots_total),
+                                true,
+                            );
+                        }
+                        return Ok(()); // TaskManager not registered yet
+                    }
+                }
+                self.submit(&rec, job, since, rest, rendered).await
+            }
+            Some("RUNNING") => {
+                job.status.state = JobState::Started;
+                job.status.submitted = true;
+                job.status.started_at = Some(self.now());
+                job.status.observed_flink_job_status = Some("RUNNING".into());
+                let mut status = d.status.clone();
+                status.state = DeploymentState::Running;
+                status.failure = None;
+                status.running = Some(RunningStatus {
+                    job_id: Some(job_id),
+                    transition_time: Some(self.now()),
+                    conditions: vec![],
+                });
+                let control = Control {
+                    phase: Phase::Idle,
+                    job_attempts: 0,
+                    failed_at_version: None,
+                    restart_samples: vec![],
+                    next_scheduled: None,
+                    start_error: None,
+                };
+                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
+                self.metrics.jobs_started.inc();
+                self.event(
+                    d,
+                    Some(job_id),
+                    "JobRunning",
+                    format!("Job {job_id} is RUNNING (Flink job {fid})."),
+                );
+                Ok(())
+            }
+            Some(s @ ("FAILED" | "CANCELED")) => {
+                let cause = self
+                    .flink
+                    .root_exception(rest, &fid)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| format!("Flink job {fid} is {s}"));
+                self.job_failed_to_start(&rec, job, cause, false)
+            }
+            Some("FINISHED") => {
+                job.status.state = JobState::Finished;
+                job.status.ended_at = Some(self.now());
+                let mut status = d.status.clone();
+                status.state = DeploymentState::Finished;
+                let mut control = rec.control.clone();
+                control.phase = Phase::Idle;
+                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
+                self.teardown(&job);
+                self.event(
+                    d,
+                    Some(job_id),
+                    "JobFinished",
+                    format!("Job {job_id} finished."),
+                );
+                Ok(())
+            }
+            Some(other) => {
+                if job.status.observed_flink_job_status.as_deref() != Some(other) {
+                    job.status.observed_flink_job_status = Some(other.to_string());
+                    job.status.submitted = true;
+                    self.store.write(vec![Write1::Job(job)])?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) async fn submit(
+        &self,
+        rec: &DeploymentRecord,
+        mut job: Job,
+        since: DateTime<Utc>,
+        rest: &str,
+        rendered: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let d = &rec.deployment;
+        let spec = &job.spec.deployment_spec.template.spec;
+        let jar = match self
+            .resolve_jar(&d.metadata.namespace, &spec.artifact.jar_uri)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return self.job_failed_to_start(rec, job, e, true),
+        };
+        let ctx = self.ctx(d, &job.metadata.id.to_string());
+        let main_args = template::render(spec.artifact.main_args.as_deref().unwrap_or(""), &ctx);
+        let main_args = match main_args {
+            Ok(a) => a,
+            Err(e) => {
+                return self.job_failed_to_start(
+                    rec,
+                    job,
+                    format!("spec.template.spec.artifact.mainArgs: {e}"),
+                    true,
+                )
+            }
+        };
+        let args = match template::split_args(&main_args) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.job_failed_to_start(
+                    rec,
+                    job,
+                    format!("spec.template.spec.artifact.mainArgs: {e}"),
+                    true,
+                )
+            }
+        };
+        let jar_id = match self.upload(rest, &jar).await {
+            Ok(j) => j,
+            Err(e) if e.is_transient() => return self.start_held_up(rec, job, since, e),
+            Err(e) => return self.job_failed_to_start(rec, job, e.to_string(), false),
+        };
+        let req = RunRequest {
+            entry_class: spec.artifact.entry_class.clone(),
+            parallelism: spec.parallelism.max(1) as u32,
+            program_args: args,
+            savepoint_path: job.spec.restored_from.clone(),
+            allow_non_restored_state: job.spec.allow_non_restored_state,
+            job_id: job.status.flink_job_id.clone(),
+            flink_configuration: if job
+                .status
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.local_dir.is_some())
+            {
+                Default::default()
+            } else {
+                rendered
+            },
+        };
+        job.status.submission_attempts += 1;
+        match self.flink.run_jar(rest, &jar_id, &req).await {
+            Ok(fid) => {
+                self.metrics.flink_submissions.inc();
+                job.status.submitted = true;
+                job.status.flink_job_id = fid.clone();
+                self.store.write(vec![Write1::Job(job.clone())])?;
+                self.event(
+                    d,
+                    Some(job.metadata.id),
+                    "JobSubmitted",
+                    format!(
+                        "Submitted Flink job {fid} (parallelism {}).",
+                        req.parallelism
+                    ),
+                );
+                self.store.notify(d.id());
+                Ok(())
+            }
+            Err(FlinkError::Http { status: 404, .. }) => {
+                // The cluster forgot the jar (restarted): upload again next time.
+                self.jars
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(rest.to_string(), jar));
+                Ok(())
+            }
+            Err(e @ FlinkError::Unreachable { .. }) => self.start_held_up(rec, job, since, e),
+            Err(e) => self.job_failed_to_start(rec, job, e.to_string(), false),
+        }
+    }
+
+    /// Whether a start that began at `since` is older than the cluster start timeout.
+    pub(super) fn overdue(&self, since: DateTime<Utc>) -> bool {
+        self.now()
+            .signed_duration_since(since)
+            .to_std()
+            .unwrap_or_default()
+            > (self.settings)().cluster_start_timeout
+    }
+
+    /// Something held up a start (the cluster does not answer yet, or Flink answers 5xx,
+    /// e.g. to the JAR upload): an event with Flink's own error the first time that error
+    /// is seen, then FAILED once the start is older than the cluster start timeout.
+    pub(super) fn start_held_up(
+        &self,
+        rec: &DeploymentRecord,
+        job: Job,
+        since: DateTime<Utc>,
+        error: FlinkError,
+    ) -> Result<()> {
+        let d = &rec.deployment;
+        let timeout = (self.settings)().cluster_start_timeout;
+        let mut cause = error.to_string();
+        if let Some(logs) = job.status.cluster.as_ref().and_then(|c| c.log_dir.as_ref()) {
+            cause.push_str(&format!(" (cluster logs in {logs})"));
+        }
+        if self.overdue(since) {
+            return self.job_failed_to_start(
+                rec,
+                job,
+                format!("the Flink cluster did not accept the job within the cluster start timeout ({timeout:?}): {cause}"),
+                true,
+            );
+        }
+        if rec.control.start_error.as_deref() != Some(cause.as_str()) {
+            let mut control = rec.control.clone();
+            control.start_error = Some(cause.clone());
+            self.commit(d.id(), d.status.clone(), control, vec![])?;
+            self.event(
+                d,
+                Some(job.metadata.id),
+                "ClusterNotReady",
+                format!(
+                    "Job {} is held up; retrying until the cluster start timeout ({timeout:?}): {cause}",
+                    job.metadata.id
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) async fn upload(
+        &self,
+        rest: &str,
+        jar: &std::path::Path,
+    ) -> Result<String, FlinkError> {
+        let key = (rest.to_string(), jar.to_path_buf());
+        let version = std::fs::metadata(jar)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if let Some((id, _)) = self
+            .jars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|(_, v)| version.is_some() && *v == version)
+        {
+            return Ok(id.clone());
+        }
+        let id = self.flink.upload_jar(rest, jar).await?;
+        self.jars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (id.clone(), version));
+        Ok(id)
+    }
+
+    /// A local path for a jarUri, checked again here (defence in depth: the API checked it
+    /// when it was set, but the store, the config or the file may have changed since): a
+    /// file of the namespace's own artifact store, or an allowed remote URI downloaded into
+    /// `<data-dir>/jar-cache` with the address checks and limits of [`artifacts::remote`].
+    pub(super) async fn resolve_jar(&self, namespace: &str, uri: &str) -> Result<PathBuf, String> {
+        let cfg = (self.settings)().artifacts;
+        let field = "spec.template.spec.artifact.jarUri";
+        match artifacts::check(&self.data_dir, namespace, uri, &cfg) {
+            Ok(artifacts::JarRef::Stored(path)) => Ok(path),
+            Ok(artifacts::JarRef::Remote(url)) => {
+                artifacts::remote::fetch(url.as_str(), &cfg, &self.data_dir.join("jar-cache"))
+                    .await
+                    .map_err(|e| {
+                        self.metrics.jar_uris_refused.inc();
+                        format!("{field} {e}")
+                    })
+            }
+            Err(e) => {
+                self.metrics.jar_uris_refused.inc();
+                Err(format!("{field} {e}"))
+            }
+        }
+    }
+
+    /// A start attempt failed: retry with a fresh Flink job id, or give up after
+    /// `maxJobCreationAttempts` (at once when `permanent`).
+    pub(super) fn job_failed_to_start(
+        &self,
+        rec: &DeploymentRecord,
+        mut job: Job,
+        reason: String,
+        permanent: bool,
+    ) -> Result<()> {
+        let d = &rec.deployment;
+        let attempts = rec.control.job_attempts + 1;
+        let max = d.spec.max_job_creation_attempts.max(1) as u32;
+        self.event(
+            d,
+            Some(job.metadata.id),
+            "JobCreationFailed",
+            format!(
+                "Attempt {attempts}/{max} to start job {} failed: {reason}",
+                job.metadata.id
+            ),
+        );
+        if permanent || attempts >= max {
+            job.status.state = JobState::Failed;
+            job.status.ended_at = Some(self.now());
+            job.status.failure = Some(Failure {
+                reason: "JobCreationFailed".into(),
+                message: reason.clone(),
+                failed_at: self.now(),
+            });
+            self.teardown(&job);
+            let mut rec2 = rec.clone();
+            rec2.control.job_attempts = attempts;
+            return self.fail(
+                &rec2,
+                Some(&job),
+                "JobCreationFailed",
+                format!("Job could not be started after {attempts} attempt(s): {reason}"),
+                vec![Write1::Job(job.clone())],
+            );
+        }
+        // Flink keeps a failed submission under its id: use a new one for the retry.
+        job.status.flink_job_id = Uuid::new_v4().simple().to_string();
+        job.status.submitted = false;
+        let mut control = rec.control.clone();
+        control.job_attempts = attempts;
+        self.commit(d.id(), d.status.clone(), control, vec![Write1::Job(job)])
+    }
+}
