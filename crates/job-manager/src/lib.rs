@@ -245,7 +245,9 @@ pub fn assemble<F: Flink>(
     metrics: metrics::Metrics,
     clock: clock::SharedClock,
 ) -> (AppState, Arc<Controller<F>>) {
-    let local = LocalClusters::new(flink_home, data_dir);
+    let gateway = config.clone();
+    let local = LocalClusters::new(flink_home, data_dir)
+        .with_metrics_gateway(move || gateway.current().metrics_gateway.url.clone());
     let cur = config.current();
     let state = AppState {
         store: store.clone(),

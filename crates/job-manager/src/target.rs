@@ -18,6 +18,7 @@ use std::{
     collections::BTreeMap,
     net::TcpListener,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use crate::model::{ClusterRef, EnvVar};
@@ -141,6 +142,50 @@ pub struct LocalSpec<'a> {
 pub struct LocalClusters {
     flink_home: Option<PathBuf>,
     data_dir: PathBuf,
+    gateway: GatewayUrl,
+}
+
+/// The metrics-gateway URL in effect (it may change at reload), for deleting a stopped
+/// cluster's metric groups once its processes are gone.
+#[derive(Clone, Default)]
+struct GatewayUrl(Option<Arc<dyn Fn() -> Option<String> + Send + Sync>>);
+
+impl std::fmt::Debug for GatewayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "GatewayUrl(set)"
+        } else {
+            "GatewayUrl(none)"
+        })
+    }
+}
+
+/// Deletes the metric groups of `deployment` from the gateway at `url` (`DELETE
+/// /api/v1/groups?match[]={deploymentId="…"}`).
+async fn delete_groups(url: &str, deployment: &str) {
+    let selector = format!(
+        "{{{}=\"{}\"}}",
+        common::labels::fields::DEPLOYMENT_ID,
+        deployment
+    );
+    let u = format!("{}/api/v1/groups", url.trim_end_matches('/'));
+    let result = reqwest::Client::new()
+        .delete(&u)
+        .query(&[("match[]", selector.as_str())])
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status().is_success() => {
+            tracing::info!(deployment, "Local cluster stopped; deleted its metric groups (pushed until its reporters stopped).")
+        }
+        Ok(r) => {
+            tracing::warn!(deployment, status = %r.status(), "metrics-gateway refused to delete metric groups.")
+        }
+        Err(error) => {
+            tracing::warn!(deployment, error = %error.without_url(), "Cannot reach the metrics-gateway to delete metric groups.")
+        }
+    }
 }
 
 /// Keys the manager owns on a local cluster: user values for these are ignored.
@@ -165,7 +210,19 @@ impl LocalClusters {
         Self {
             flink_home,
             data_dir: data_dir.to_path_buf(),
+            gateway: GatewayUrl::default(),
         }
+    }
+
+    /// Once a stopped cluster's processes are gone, its deployment's metric groups are
+    /// deleted from the gateway `url()` names (if any): its reporters push every interval
+    /// until they stop, so groups deleted when the deployment stopped can come back.
+    pub fn with_metrics_gateway(
+        mut self,
+        url: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.gateway = GatewayUrl(Some(Arc::new(url)));
+        self
     }
 
     /// The FLINK_HOME in use, if any.
@@ -415,9 +472,18 @@ impl LocalClusters {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let gateway = self.gateway.0.as_ref().and_then(|f| f());
+        // `{data-dir}/logs/{namespace}/{deploymentId}/{jobId}`.
+        let deployment = log_dir
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned());
         tokio::spawn(async move {
             for script in ["taskmanager.sh", "jobmanager.sh"] {
                 run_script(&home, &dir, &log_dir, &ident, &[], script, "stop").await;
+            }
+            if let (Some(url), Some(deployment)) = (gateway, deployment) {
+                delete_groups(&url, &deployment).await;
             }
         });
     }
