@@ -181,9 +181,21 @@ pub fn render_config(
         .collect()
 }
 
-/// The log4j2 properties for a job: the custom template if given (with `rootLoggerLogLevel`
-/// and `userConfiguredLoggers` available), else the default profile with `log4jLoggers`.
-/// Errors name `logging.log4j2ConfigurationTemplate`.
+/// The logging profiles a deployment may name in `logging.loggingProfile`, as Alibaba
+/// Cloud's Realtime Compute names them. All three write the same rolling file (the newest
+/// 5 MB); `oss` and `sls` say in the file's header where log-shipper delivers it.
+pub const LOGGING_PROFILES: &[&str] = &["default", "oss", "sls"];
+
+/// Whether a rendered log4j2 configuration is XML (a custom template in VVP's format) rather
+/// than properties: log4j2 must then be told to read it as XML.
+pub fn is_xml(log4j: &str) -> bool {
+    log4j.trim_start().starts_with('<')
+}
+
+/// The log4j2 configuration for a job: the custom template if given (with
+/// `rootLoggerLogLevel` and `userConfiguredLoggers` available; XML stays XML), else the
+/// logging profile's (`default`, `oss`, `sls`) with `log4jLoggers`. Errors name
+/// `logging.log4j2ConfigurationTemplate` or `logging.loggingProfile`.
 pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, Error> {
     let loggers = logging.map(|l| l.log4j_loggers.clone()).unwrap_or_default();
     let root = loggers
@@ -195,9 +207,26 @@ pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, 
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| BTreeMap::from([("name", k.clone()), ("level", v.clone())]))
         .collect();
-    let template = logging
-        .and_then(|l| l.log4j2_configuration_template.clone())
-        .unwrap_or_else(|| DEFAULT_LOG4J.to_string());
+    let profile = logging
+        .and_then(|l| l.logging_profile.as_deref())
+        .unwrap_or("default");
+    let template = match logging.and_then(|l| l.log4j2_configuration_template.clone()) {
+        Some(custom) => custom,
+        None => match profile {
+            "default" => DEFAULT_LOG4J.to_string(),
+            "oss" | "sls" => format!(
+                "# loggingProfile {profile}: log-shipper delivers this file to {}.\n{DEFAULT_LOG4J}",
+                profile.to_ascii_uppercase()
+            ),
+            other => {
+                return Err(Error::Template(format!(
+                    "loggingProfile {other:?} is unknown: use {}",
+                    LOGGING_PROFILES.join(", ")
+                ))
+                .within("logging.loggingProfile"))
+            }
+        },
+    };
     let mut extra = BTreeMap::new();
     extra.insert("rootLoggerLogLevel", minijinja::Value::from(root));
     extra.insert(
@@ -338,6 +367,44 @@ mod tests {
         assert_eq!(
             render_log4j(Some(&custom), &ctx()).unwrap(),
             "root=WARN ns=default"
+        );
+    }
+
+    #[test]
+    fn logging_profiles_keep_the_newest_5_mb_and_unknown_ones_are_named() {
+        for p in LOGGING_PROFILES {
+            let l = Logging {
+                logging_profile: Some(p.to_string()),
+                log4j_loggers: BTreeMap::from([("org.apache.kafka".into(), "WARN".into())]),
+                log4j2_configuration_template: None,
+            };
+            let out = render_log4j(Some(&l), &ctx()).unwrap();
+            assert!(
+                out.contains("appender.main.policies.size.size = 5MB"),
+                "{p}: {out}"
+            );
+            assert!(out.contains("appender.main.strategy.max = 1"), "{p}: {out}");
+            assert!(
+                out.contains("logger.user1.name = org.apache.kafka"),
+                "{p}: {out}"
+            );
+            assert!(!is_xml(&out));
+        }
+        let sls = Logging {
+            logging_profile: Some("sls".into()),
+            ..Default::default()
+        };
+        assert!(render_log4j(Some(&sls), &ctx())
+            .unwrap()
+            .starts_with("# loggingProfile sls"));
+        let bad = Logging {
+            logging_profile: Some("kafka".into()),
+            ..Default::default()
+        };
+        let err = render_log4j(Some(&bad), &ctx()).unwrap_err().to_string();
+        assert!(
+            err.contains("logging.loggingProfile") && err.contains("\"kafka\""),
+            "{err}"
         );
     }
 

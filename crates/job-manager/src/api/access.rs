@@ -39,7 +39,57 @@ pub async fn list_tokens(
         .filter(|k| k.token.namespace == ns)
         .map(|k| k.token.clone())
         .collect();
-    list(items)
+    // `items` as every list of this API; `apiTokens` as VVP lists them.
+    let vvp: Vec<Value> = items.iter().map(|k| vvp_token(k, None)).collect();
+    ok(StatusCode::OK, json!({"items": items, "apiTokens": vvp}))
+}
+
+/// A token name as a client gives it: `ci`, or VVP's fully qualified
+/// `namespaces/{ns}/apitokens/ci`, whose namespace must be the URL's. `field` names where
+/// it came from in errors.
+fn token_name(ns: &str, field: &str, given: &str) -> Result<String, ApiError> {
+    let short = match given.strip_prefix("namespaces/") {
+        Some(rest) => {
+            let Some((in_name, name)) = rest.split_once("/apitokens/") else {
+                return Err(ApiError::invalid(format!(
+                    "{field} {given:?} is invalid: use a short name (ci) or namespaces/{ns}/apitokens/NAME"
+                )));
+            };
+            if in_name != ns {
+                return Err(ApiError::invalid(format!(
+                    "{field} {given:?} names namespace {in_name:?}, but the URL's namespace is {ns:?}"
+                )));
+            }
+            name
+        }
+        None => given,
+    };
+    check_name(field, short)?;
+    Ok(short.to_string())
+}
+
+/// A token in VVP's shape: fully qualified `name`, `role`, `createTime`, and the `secret`
+/// only when it was just created.
+fn vvp_token(t: &ApiToken, secret: Option<&str>) -> Value {
+    let mut v = json!({
+        "name": format!("namespaces/{}/apitokens/{}", t.namespace, t.name),
+        "role": t.role,
+        "createTime": t.created_at,
+    });
+    if let Some(s) = secret {
+        v["secret"] = json!(s);
+    }
+    v
+}
+
+/// One token in the envelope's `data`: this API's fields plus `apiToken`, the VVP answer.
+fn token_data(t: &ApiToken, secret: Option<&str>) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(t).map_err(ApiError::internal)?;
+    if let Some(s) = secret {
+        v["secret"] = json!(s);
+    }
+    v["apiToken"] = vvp_token(t, secret);
+    Ok(v)
 }
 
 pub async fn get_token(
@@ -48,6 +98,7 @@ pub async fn get_token(
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
     caller.require(&ns, Role::Owner)?;
+    let name = token_name(&ns, "API token", &name)?;
     let t = st.store.read();
     let k = t
         .tokens
@@ -56,7 +107,7 @@ pub async fn get_token(
         .ok_or_else(|| {
             ApiError::not_found(format!("API token {name} not found in namespace {ns}"))
         })?;
-    ok(StatusCode::OK, k)
+    ok(StatusCode::OK, token_data(&k, None)?)
 }
 
 pub async fn create_token(
@@ -66,8 +117,8 @@ pub async fn create_token(
     Doc(body): Doc,
 ) -> ApiResult {
     caller.require(&ns, Role::Owner)?;
-    let req: NewToken = decode(body)?;
-    check_name("name", &req.name)?;
+    let mut req: NewToken = decode(body)?;
+    req.name = token_name(&ns, "name", &req.name)?;
     let mut raw = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut raw);
     let secret = format!("jm_{}", hex::encode(raw));
@@ -92,10 +143,8 @@ pub async fn create_token(
             (),
         ))
     })?;
-    let mut v = serde_json::to_value(&token).map_err(ApiError::internal)?;
     // Shown this once; only its hash is stored.
-    v["secret"] = json!(secret);
-    ok(StatusCode::CREATED, v)
+    ok(StatusCode::CREATED, token_data(&token, Some(&secret))?)
 }
 
 pub async fn delete_token(
@@ -104,6 +153,7 @@ pub async fn delete_token(
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
     caller.require(&ns, Role::Owner)?;
+    let name = token_name(&ns, "API token", &name)?;
     let k = st.store.transact::<_, ApiError>(|t| {
         let k = t
             .tokens
@@ -114,7 +164,7 @@ pub async fn delete_token(
             })?;
         Ok((vec![Write1::RemoveToken(ns.clone(), name.clone())], k))
     })?;
-    ok(StatusCode::OK, k)
+    ok(StatusCode::OK, token_data(&k, None)?)
 }
 
 fn validate_namespace(n: &Namespace) -> Result<(), ApiError> {

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
-    auth::Caller, check_name, decode, list, merge_patch, ok, ApiError, ApiResult, AppState, Doc,
+    auth::Caller, check_name, compat, decode, list, merge_patch, ok, ApiError, ApiResult, AppState,
+    Doc,
 };
 use crate::{
     model::{
@@ -132,6 +133,14 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
         target::check_config_key(k).map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     if let Some(l) = &ts.logging {
+        if let Some(p) = &l.logging_profile {
+            if !template::LOGGING_PROFILES.contains(&p.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "spec.template.spec.logging.loggingProfile {p:?} is unknown: use {}",
+                    template::LOGGING_PROFILES.join(", ")
+                )));
+            }
+        }
         for (logger, level) in &l.log4j_loggers {
             let lv = level.to_ascii_uppercase();
             if ![
@@ -399,9 +408,31 @@ pub async fn create_deployment(
             )));
         }
         d.metadata.namespace = ns.clone();
+        compat::normalize(&mut d);
+        compat::resolve_target(&mut d, t, compat::explicit_target_name(&body))?;
         Ok(d)
     };
-    let commit = |t: &Tables, mut d: Deployment| {
+    let commit = |t: &Tables, d: Deployment| commit_new(&st, t, &ns, d);
+    let d = transact_checked(&st, build, commit)?;
+    answer(&st, StatusCode::CREATED, d)
+}
+
+/// The answer to a write of `d`: the deployment, with the settings that have no effect on
+/// its target as warnings (and as an event, see [`compat`]).
+fn answer(st: &AppState, status: StatusCode, d: Deployment) -> ApiResult {
+    let warnings = compat::no_effect_in(&d, &st.store.read());
+    compat::record_no_effect(st, &d, &warnings);
+    compat::ok_with_warnings(status, d, &warnings)
+}
+
+/// The writes that store `d` as a new deployment of `ns` (checked and stamped).
+fn commit_new(
+    st: &AppState,
+    t: &Tables,
+    ns: &str,
+    mut d: Deployment,
+) -> Result<(Vec<Write1>, Deployment), ApiError> {
+    {
         let id = match d.metadata.id {
             Some(id) if t.deployments.contains_key(&id) => {
                 return Err(ApiError::conflict(format!(
@@ -413,7 +444,7 @@ pub async fn create_deployment(
         };
         d.metadata.id = Some(id);
         validate(&d, t)?;
-        super::artifacts::check_deployment_jar(&st, &d, None)?;
+        super::artifacts::check_deployment_jar(st, &d, None)?;
         if t.deployments.values().any(|r| {
             r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name
         }) {
@@ -432,9 +463,7 @@ pub async fn create_deployment(
             control: Control::default(),
         };
         Ok((vec![Write1::Deployment(rec)], d))
-    };
-    let d = transact_checked(&st, build, commit)?;
-    ok(StatusCode::CREATED, d)
+    }
 }
 
 pub async fn patch_deployment(
@@ -464,20 +493,40 @@ pub async fn patch_deployment(
             o.remove("status");
         }
         merge_patch(&mut v, &patch);
-        let d: Deployment = decode(v)?;
+        let mut d: Deployment = decode(v)?;
         if d.metadata.id != cur.metadata.id {
             return Err(ApiError::invalid("metadata.id cannot be changed"));
         }
         if d.metadata.namespace != cur.metadata.namespace {
             return Err(ApiError::invalid("metadata.namespace cannot be changed"));
         }
+        compat::normalize(&mut d);
+        compat::resolve_target(&mut d, t, compat::explicit_target_name(&patch))?;
         Ok(d)
     };
-    let commit = |t: &Tables, mut d: Deployment| {
-        let rec = find(t, &ns, &key)?;
+    // VVP: asking a FAILED deployment for RUNNING again retries it, also when its desired
+    // state already was RUNNING (a new resourceVersion is the user action).
+    let retry = patch.pointer("/spec/state").and_then(Value::as_str) == Some("RUNNING");
+    let commit = |t: &Tables, d: Deployment| commit_replace(&st, t, &ns, &key, d, retry);
+    let d = transact_checked(&st, build, commit)?;
+    answer(&st, StatusCode::OK, d)
+}
+
+/// The writes that replace the deployment `key` of `ns` with `d` (checked; stamped with a
+/// new resourceVersion when anything changed). `retry`: the request asked for RUNNING.
+fn commit_replace(
+    st: &AppState,
+    t: &Tables,
+    ns: &str,
+    key: &str,
+    mut d: Deployment,
+    retry: bool,
+) -> Result<(Vec<Write1>, Deployment), ApiError> {
+    {
+        let rec = find(t, ns, key)?;
         let cur = &rec.deployment;
         validate(&d, t)?;
-        super::artifacts::check_deployment_jar(&st, &d, Some(cur))?;
+        super::artifacts::check_deployment_jar(st, &d, Some(cur))?;
         if d.metadata.name != cur.metadata.name
             && t.deployments.values().any(|r| {
                 r.deployment.metadata.namespace == ns
@@ -495,8 +544,7 @@ pub async fn patch_deployment(
         d.metadata.modified_at = cur.metadata.modified_at;
         // VVP: asking a FAILED deployment for RUNNING again retries it, also when its
         // desired state already was RUNNING (a new resourceVersion is the user action).
-        let retry = cur.status.state == DeploymentState::Failed
-            && patch.pointer("/spec/state").and_then(Value::as_str) == Some("RUNNING");
+        let retry = cur.status.state == DeploymentState::Failed && retry;
         if d.metadata != cur.metadata || d.spec != cur.spec || retry {
             d.metadata.resource_version = cur.metadata.resource_version + 1;
             d.metadata.modified_at = Some(Utc::now());
@@ -508,9 +556,113 @@ pub async fn patch_deployment(
             control: rec.control.clone(),
         };
         Ok((vec![Write1::Deployment(rec)], d))
+    }
+}
+
+/// `PUT` (VVP's upsert): creates the deployment `key` (an id or a name) if it does not
+/// exist, else replaces it with the body. The body is built like a new deployment's (the
+/// namespace's defaults under it); a `metadata.resourceVersion` in it must be current.
+pub async fn put_deployment(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, key)): Path<(String, String)>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Editor)?;
+    let mut body = body;
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
+    let key_id = Uuid::parse_str(&key).ok();
+    let build = |t: &Tables| {
+        let mut merged = builtin_defaults();
+        if let Some(def) = t.defaults.get(&ns) {
+            deep_merge(&mut merged, def);
+        }
+        deep_merge(&mut merged, &body);
+        let mut d: Deployment = decode(merged)?;
+        if d.kind != "Deployment" {
+            return Err(ApiError::invalid(format!(
+                "kind {:?} must be Deployment",
+                d.kind
+            )));
+        }
+        if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
+            return Err(ApiError::invalid(format!(
+                "metadata.namespace {:?} does not match the namespace {ns:?} of the URL",
+                d.metadata.namespace
+            )));
+        }
+        d.metadata.namespace = ns.clone();
+        match find(t, &ns, &key) {
+            Ok(cur) => {
+                let cur = cur.deployment;
+                if d.metadata.id.is_some_and(|id| Some(id) != cur.metadata.id) {
+                    return Err(ApiError::invalid(format!(
+                        "metadata.id {} does not match deployment {key} of the URL ({})",
+                        d.metadata.id.unwrap_or_default(),
+                        cur.id()
+                    )));
+                }
+                if let Some(rv) = body.pointer("/metadata/resourceVersion") {
+                    let want = rv.as_u64().ok_or_else(|| {
+                        ApiError::invalid("metadata.resourceVersion must be a non-negative integer")
+                    })?;
+                    if want != cur.metadata.resource_version {
+                        return Err(ApiError::conflict(format!(
+                            "metadata.resourceVersion {want} is stale: the deployment is at {}; re-read it and retry",
+                            cur.metadata.resource_version
+                        )));
+                    }
+                }
+                d.metadata.id = cur.metadata.id;
+            }
+            Err(_) => match key_id {
+                Some(id) => {
+                    if d.metadata.id.is_some_and(|given| given != id) {
+                        return Err(ApiError::invalid(format!(
+                            "metadata.id {} does not match the id {id} of the URL",
+                            d.metadata.id.unwrap_or_default()
+                        )));
+                    }
+                    d.metadata.id = Some(id);
+                }
+                None => {
+                    if d.metadata.name.is_empty() {
+                        d.metadata.name = key.clone();
+                    } else if d.metadata.name != key {
+                        return Err(ApiError::invalid(format!(
+                            "metadata.name {:?} does not match the name {key:?} of the URL",
+                            d.metadata.name
+                        )));
+                    }
+                }
+            },
+        }
+        compat::normalize(&mut d);
+        compat::resolve_target(&mut d, t, compat::explicit_target_name(&body))?;
+        Ok(d)
     };
-    let d = transact_checked(&st, build, commit)?;
-    ok(StatusCode::OK, d)
+    let retry = body.pointer("/spec/state").and_then(Value::as_str) == Some("RUNNING");
+    let commit = |t: &Tables, d: Deployment| {
+        let existing = d
+            .metadata
+            .id
+            .and_then(|id| t.deployments.get(&id))
+            .filter(|r| r.deployment.metadata.namespace == ns)
+            .map(|r| r.deployment.id().to_string());
+        match existing {
+            Some(id) => commit_replace(&st, t, &ns, &id, d, retry).map(|(w, d)| (w, (d, false))),
+            None => commit_new(&st, t, &ns, d).map(|(w, d)| (w, (d, true))),
+        }
+    };
+    let (d, created) = transact_checked(&st, build, commit)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    answer(&st, status, d)
 }
 
 pub async fn delete_deployment(
@@ -787,8 +939,38 @@ pub async fn create_target(
     // Owner only, as in Ververica Platform: a target decides where jobs run (a session
     // target's restUrl), so editors may list and read targets but not change them.
     caller.require(&ns, Role::Owner)?;
-    let mut target: DeploymentTarget = decode(body)?;
+    let mut target = decode_target(body)?;
     check_name("metadata.name", &target.metadata.name)?;
+    let target = st.store.transact(|t| {
+        if t.targets
+            .contains_key(&(ns.clone(), target.metadata.name.clone()))
+        {
+            return Err(ApiError::conflict(format!(
+                "deployment target {} already exists in namespace {ns}",
+                target.metadata.name
+            )));
+        }
+        target.metadata.namespace = ns.clone();
+        target.metadata.id = Some(Uuid::new_v4());
+        target.metadata.created_at = Some(Utc::now());
+        target.metadata.resource_version = 1;
+        Ok((vec![Write1::Target(target.clone())], target))
+    })?;
+    ok(StatusCode::CREATED, target)
+}
+
+/// A deployment target from a request body, checked. VVP's bodies carry no `spec.type`
+/// (every VVP target is a Kubernetes namespace); here it says which kind runs the jobs.
+fn decode_target(mut body: Value) -> Result<DeploymentTarget, ApiError> {
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
+    if body.pointer("/spec/type").is_none() && body.get("spec").is_some_and(Value::is_object) {
+        return Err(ApiError::invalid(
+            "spec.type is required: local (a Flink cluster per job on the manager's host) or session (spec.restUrl of an existing cluster); a target with only spec.kubernetes.namespace cannot run jobs from the API yet (job-manager render uses it)",
+        ));
+    }
+    let target: DeploymentTarget = decode(body)?;
     match target.spec.kind {
         TargetKind::Session => {
             let url = target.spec.rest_url.clone().unwrap_or_default();
@@ -806,22 +988,90 @@ pub async fn create_target(
             }
         }
     }
-    let target = st.store.transact(|t| {
-        if t.targets
-            .contains_key(&(ns.clone(), target.metadata.name.clone()))
-        {
-            return Err(ApiError::conflict(format!(
-                "deployment target {} already exists in namespace {ns}",
-                target.metadata.name
-            )));
-        }
+    Ok(target)
+}
+
+/// `PUT` (VVP's upsert, owner only): creates the target `name` or replaces it. A
+/// `metadata.resourceVersion` in the body must be current; the spec of a target that a
+/// deployment is running on cannot change (stop the deployment first).
+pub async fn put_target(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Doc(body): Doc,
+) -> ApiResult {
+    caller.require(&ns, Role::Owner)?;
+    let rv = match body.pointer("/metadata/resourceVersion") {
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ApiError::invalid("metadata.resourceVersion must be a non-negative integer")
+        })?),
+        None => None,
+    };
+    let mut target = decode_target(body)?;
+    if target.metadata.name.is_empty() {
+        target.metadata.name = name.clone();
+    } else if target.metadata.name != name {
+        return Err(ApiError::invalid(format!(
+            "metadata.name {:?} does not match the name {name:?} of the URL",
+            target.metadata.name
+        )));
+    }
+    check_name("metadata.name", &name)?;
+    let (target, created) = st.store.transact(|t| {
         target.metadata.namespace = ns.clone();
-        target.metadata.id = Some(Uuid::new_v4());
-        target.metadata.created_at = Some(Utc::now());
-        target.metadata.resource_version = 1;
-        Ok((vec![Write1::Target(target.clone())], target))
+        let now = Utc::now();
+        match t.targets.get(&(ns.clone(), name.clone())) {
+            Some(cur) => {
+                if let Some(rv) = rv {
+                    if rv != cur.metadata.resource_version {
+                        return Err(ApiError::conflict(format!(
+                            "metadata.resourceVersion {rv} is stale: the deployment target is at {}; re-read it and retry",
+                            cur.metadata.resource_version
+                        )));
+                    }
+                }
+                if target.spec != cur.spec {
+                    if let Some(r) = t.deployments.values().find(|r| {
+                        r.deployment.metadata.namespace == ns
+                            && r.deployment.spec.deployment_target_name == name
+                            && (r.deployment.spec.state == DesiredState::Running || !is_stopped(r))
+                    }) {
+                        return Err(ApiError::conflict(format!(
+                            "the spec of deployment target {name} cannot change while deployment {} runs on it: suspend or cancel it first",
+                            r.deployment.metadata.name
+                        )));
+                    }
+                }
+                target.metadata.id = cur.metadata.id;
+                target.metadata.created_at = cur.metadata.created_at;
+                if target.spec == cur.spec
+                    && target.metadata.labels == cur.metadata.labels
+                    && target.metadata.annotations == cur.metadata.annotations
+                {
+                    return Ok((vec![], (cur.clone(), false)));
+                }
+                target.metadata.resource_version = cur.metadata.resource_version + 1;
+                target.metadata.modified_at = Some(now);
+            }
+            None => {
+                target.metadata.id = Some(Uuid::new_v4());
+                target.metadata.created_at = Some(now);
+                target.metadata.modified_at = None;
+                target.metadata.resource_version = 1;
+            }
+        }
+        let created = target.metadata.resource_version == 1;
+        Ok((
+            vec![Write1::Target(target.clone())],
+            (target.clone(), created),
+        ))
     })?;
-    ok(StatusCode::CREATED, target)
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok(status, target)
 }
 
 pub async fn delete_target(

@@ -6,10 +6,13 @@
 //! - [`artifacts`]: JAR upload, list, metadata, download, delete.
 //! - [`access`]: API tokens and namespaces (members and their roles).
 //! - [`auth`]: who is calling and what their role allows.
+//! - [`compat`]: VVP's target references and the settings without effect on a target
+//!   (reported as `warnings`, `Warning` headers and an event).
 
 pub mod access;
 pub mod artifacts;
 pub mod auth;
+pub mod compat;
 pub mod deployments;
 mod yaml_bound;
 
@@ -280,6 +283,7 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{ns}/deployments/{{id}}"),
             get(d::get_deployment)
+                .put(d::put_deployment)
                 .patch(d::patch_deployment)
                 .delete(d::delete_deployment),
         )
@@ -304,7 +308,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("{ns}/deployment-targets/{{name}}"),
-            get(d::get_target).delete(d::delete_target),
+            get(d::get_target)
+                .put(d::put_target)
+                .delete(d::delete_target),
         )
         .route(
             &format!("{ns}/deployment-defaults"),
@@ -337,7 +343,8 @@ pub fn router(state: AppState) -> Router {
             get(access::list_tokens).post(access::create_token),
         )
         .route(
-            "/apitokens/v1/namespaces/{ns}/apitokens/{name}",
+            // `{*name}`: the short name, or VVP's `namespaces/{ns}/apitokens/NAME`.
+            "/apitokens/v1/namespaces/{ns}/apitokens/{*name}",
             get(access::get_token).delete(access::delete_token),
         )
         .route(
