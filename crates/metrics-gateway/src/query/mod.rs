@@ -200,6 +200,7 @@ pub struct QueryState {
 
 #[derive(Default)]
 struct RuleCopy {
+    evaluated: Vec<Option<i64>>,
     last_eval: HashMap<(String, String), i64>,
     outputs: HashMap<(String, String), HashSet<Labels>>,
 }
@@ -248,11 +249,17 @@ impl QueryState {
         let Some(engine) = self.rule_engine() else {
             return;
         };
-        let groups = engine.groups_snapshot();
         let mut copied = match self.copied.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        // Copying every group's state is not free: only when an evaluation ran since.
+        let evaluated = engine.last_evaluations();
+        if evaluated == copied.evaluated {
+            return;
+        }
+        copied.evaluated = evaluated;
+        let groups = engine.groups_snapshot();
         for g in &groups {
             let Some(ts) = g.last_eval_ms else {
                 continue;

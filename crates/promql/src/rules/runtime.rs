@@ -139,6 +139,12 @@ impl RuleEngine {
         self.lock().clone()
     }
 
+    /// Each group's last evaluation time (ms): a cheap check of whether anything ran
+    /// before taking a [`RuleEngine::groups_snapshot`].
+    pub fn last_evaluations(&self) -> Vec<Option<i64>> {
+        self.lock().iter().map(|g| g.last_eval_ms).collect()
+    }
+
     /// The default evaluation interval (ms) of groups without their own.
     pub fn default_interval_ms(&self) -> i64 {
         self.settings.interval_ms
