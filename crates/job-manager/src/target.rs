@@ -118,6 +118,10 @@ pub fn check_config_key(key: &str) -> Result<(), Error> {
     }
 }
 
+/// The JVM option that makes log4j2 read its configuration file as XML whatever its name.
+pub const XML_LOG4J_FACTORY: &str =
+    "-Dlog4j2.configurationFactory=org.apache.logging.log4j.core.config.xml.XmlConfigurationFactory";
+
 /// What a local cluster is started with.
 pub struct LocalSpec<'a> {
     pub namespace: &'a str,
@@ -378,6 +382,15 @@ impl LocalClusters {
             ("env.pid.dir", dir.join("pid").display().to_string()),
         ] {
             cfg.insert(k.into(), v);
+        }
+        if crate::template::is_xml(spec.log4j) {
+            // Flink's scripts point log4j2 at log4j.properties; an XML configuration (VVP's
+            // template format) is written there as it is and read with the XML factory.
+            let opts = cfg.entry("env.java.opts.all".into()).or_default();
+            if !opts.is_empty() {
+                opts.push(' ');
+            }
+            opts.push_str(XML_LOG4J_FACTORY);
         }
         let yaml = render_yaml(&cfg)?;
         write(&conf.join("config.yaml"), yaml.as_bytes())?;
@@ -740,6 +753,57 @@ mod tests {
         if std::env::var_os("PATH").is_some() {
             assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_xml_log4j_configuration_stays_xml_and_log4j_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("flink");
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        for s in ["jobmanager.sh", "taskmanager.sh"] {
+            std::fs::write(home.join("bin").join(s), "").unwrap();
+        }
+        let data = dir.path().join("data");
+        let l = LocalClusters::new(Some(home), &data);
+        let logging = crate::model::Logging {
+            logging_profile: None,
+            log4j_loggers: BTreeMap::from([("org.apache.kafka".to_string(), "WARN".to_string())]),
+            log4j2_configuration_template: Some(
+                "<Configuration><Loggers>{% for l in userConfiguredLoggers %}<Logger name=\"{{ l.name }}\" level=\"{{ l.level }}\"/>{% endfor %}</Loggers></Configuration>".into(),
+            ),
+        };
+        let ctx = crate::template::Context {
+            namespace: "default".into(),
+            deployment_id: "dep-1".into(),
+            job_id: "job-1".into(),
+            deployment_name: "orders".into(),
+        };
+        let xml = crate::template::render_log4j(Some(&logging), &ctx).unwrap();
+        let cfg = BTreeMap::from([("env.java.opts.all".to_string(), "-Dx=1".to_string())]);
+        let spec = LocalSpec {
+            namespace: "default",
+            deployment_id: "dep-1",
+            job_id: "job-1",
+            flink_configuration: &cfg,
+            parallelism: 1,
+            jobmanager_memory: None,
+            taskmanager_memory: None,
+            log4j: &xml,
+            env: &[],
+            savepoint_dir: "file:///sp",
+            checkpoint_dir: "file:///ck",
+            metrics_gateway: None,
+        };
+        l.start(&spec).unwrap();
+        let conf = data.join("local/job-1/conf");
+        assert_eq!(
+            std::fs::read_to_string(conf.join("log4j.properties")).unwrap(),
+            "<Configuration><Loggers><Logger name=\"org.apache.kafka\" level=\"WARN\"/></Loggers></Configuration>"
+        );
+        let y: BTreeMap<String, String> =
+            serde_yaml::from_str(&std::fs::read_to_string(conf.join("config.yaml")).unwrap())
+                .unwrap();
+        assert_eq!(y["env.java.opts.all"], format!("-Dx=1 {XML_LOG4J_FACTORY}"));
     }
 
     #[test]
