@@ -21,6 +21,7 @@
 //! - [`cli`]: the `render` and `rbac` subcommands beside the server.
 //! - [`template`]: placeholders in Flink configuration and the log4j2 template.
 //! - [`metrics`]: the service's own metrics.
+//! - [`console`]: the web console at `/` and the Flink UI proxy under `/flink/`.
 //! - [`testing`]: an in-process manager over the fake Flink (tests, benchmark).
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod artifacts;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod controller;
 pub mod flink;
 pub mod kubernetes;
@@ -271,9 +273,9 @@ pub fn assemble<F: Flink>(
     (state, controller)
 }
 
-/// The API router for a state (what tests drive with `oneshot`).
+/// The API router and the [`console`] for a state (what tests drive with `oneshot`).
 pub fn app(state: AppState) -> Router {
-    api::router(state)
+    api::router(state.clone()).merge(console::router(state))
 }
 
 /// `path` made absolute against the working directory (not canonicalised: symlinks stay).

@@ -1,0 +1,138 @@
+//! The console's files, embedded in the binary: `GET /` is the page, `GET
+//! /console/assets/{file}` its style sheet and ES modules. Hand-written, no build step and no
+//! third-party code.
+//!
+//! Every answer carries a Content-Security-Policy that allows only this origin's scripts,
+//! styles and API (no inline script, no framing).
+
+use axum::{
+    extract::Path,
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+
+/// Largest total size of the embedded files (bytes); a test keeps them under it.
+pub const SIZE_BUDGET: usize = 160 * 1024;
+
+/// `(name, content type, bytes)` of every file under `/console/assets/`.
+pub const FILES: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/api.js"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/i18n.js"),
+    ),
+    (
+        "views.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/views.js"),
+    ),
+    (
+        "yaml.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/yaml.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("assets/favicon.svg"),
+    ),
+];
+
+/// The page.
+pub const INDEX: &str = include_str!("assets/index.html");
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+
+/// Bytes of the page and all its files.
+pub fn total_bytes() -> usize {
+    INDEX.len() + FILES.iter().map(|(_, _, b)| b.len()).sum::<usize>()
+}
+
+/// `GET /` and `GET /console/assets/{file}`.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/console/assets/{file}", get(asset))
+}
+
+fn with_headers(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Small files, changed with each release: revalidate rather than risk a stale script.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+async fn index() -> Response {
+    with_headers("text/html; charset=utf-8", INDEX)
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match FILES.iter().find(|(n, _, _)| *n == file) {
+        Some((_, ct, body)) => with_headers(ct, body),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no console asset named {file:?}"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_files_stay_within_the_size_budget() {
+        let total = total_bytes();
+        assert!(
+            total <= SIZE_BUDGET,
+            "console assets are {total} bytes, over the budget of {SIZE_BUDGET}"
+        );
+    }
+
+    #[test]
+    fn every_module_the_page_imports_is_embedded() {
+        // Each `./x.js` import in a module names an embedded file.
+        for (name, _, body) in FILES {
+            for part in body.split("from \"./").skip(1) {
+                let target = part.split('"').next().unwrap_or("");
+                assert!(
+                    FILES.iter().any(|(n, _, _)| *n == target),
+                    "{name} imports {target}, which is not embedded"
+                );
+            }
+        }
+        assert!(INDEX.contains("/console/assets/app.js"));
+    }
+}

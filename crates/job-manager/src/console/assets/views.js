@@ -1,0 +1,561 @@
+// The console's pages: deployments list, create, deployment (overview, configure, events,
+// jobs, savepoints, actions), artifacts, API tokens and system settings.
+
+import * as api from "./api.js";
+import { S, h, go, fmtTime, confirmDialog, route, setTz, ZONES } from "./app.js";
+import { t, lang } from "./i18n.js";
+import { dump, parse } from "./yaml.js";
+
+const POLL_MS = 2000;
+const MAX_UPLOAD = 50 * 1024 * 1024;
+let timer = null;
+
+export function stopPolling() {
+  if (timer) clearInterval(timer);
+  timer = null;
+}
+
+function poll(fn) {
+  stopPolling();
+  timer = setInterval(() => {
+    if (!document.hidden) fn().catch(() => {});
+  }, POLL_MS);
+}
+
+const nsPath = (rest) => `/api/v1/namespaces/${api.enc(S.ns)}/${rest}`;
+const RANK = { viewer: 1, editor: 2, owner: 3 };
+const rank = () => RANK[S.me && S.me.role] || 0;
+const canEdit = () => rank() >= 2;
+const isOwner = () => rank() >= 3;
+const roleReason = (need) => t("role.needs", { role: t("role." + ((S.me && S.me.role) || "none")), need: t("role." + need) });
+
+function stateBadge(state, id) {
+  return h("span", { class: "badge st-" + (state || "UNKNOWN"), id }, t("state." + (state || "UNKNOWN")));
+}
+
+function get(o, path) {
+  return path.split(".").reduce((x, k) => (x == null ? undefined : x[k]), o);
+}
+
+function set(o, path, v) {
+  const ks = path.split(".");
+  let x = o;
+  for (const k of ks.slice(0, -1)) {
+    if (x[k] == null || typeof x[k] !== "object") x[k] = {};
+    x = x[k];
+  }
+  if (v === undefined || v === "") delete x[ks[ks.length - 1]];
+  else x[ks[ks.length - 1]] = v;
+}
+
+const labelsText = (l) => Object.entries(l || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+function parseLabels(s) {
+  const o = {};
+  for (const part of s.split(",").map((x) => x.trim()).filter(Boolean)) {
+    const i = part.indexOf("=");
+    if (i <= 0) throw new Error(t("create.labelsInvalid", { part }));
+    o[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+  }
+  return o;
+}
+
+function errorBox(id) {
+  return h("p", { class: "error", id, role: "alert" });
+}
+
+export async function renderPage(hash, main) {
+  const [, page, a, b] = hash.split("/");
+  if (page === "create") return createPage(main);
+  if (page === "d" && a) return deploymentPage(main, decodeURIComponent(a), b || "overview");
+  if (page === "artifacts") return artifactsPage(main);
+  if (page === "tokens") return tokensPage(main);
+  if (page === "system") return systemPage(main);
+  return listPage(main);
+}
+
+// ---- Deployments list ---------------------------------------------------------------
+
+async function listPage(main) {
+  const f = { name: sessionStorage.getItem("jm.f.name") || "", label: sessionStorage.getItem("jm.f.label") || "", state: sessionStorage.getItem("jm.f.state") || "" };
+  const err = errorBox("list-error");
+  const tbody = h("tbody");
+  const count = h("p", { class: "muted", id: "count", "aria-live": "polite" });
+  let items = [];
+  const draw = () => {
+    const shown = items.filter((d) => d.metadata.name.toLowerCase().includes(f.name.toLowerCase()) && (!f.state || d.status.state === f.state));
+    tbody.replaceChildren(...shown.map((d) => {
+      const st = d.status || {};
+      const since = st.state === "RUNNING" && st.running ? fmtTime(st.running.transitionTime) : "—";
+      return h("tr", { "data-name": d.metadata.name },
+        h("td", { "data-label": t("col.name") }, h("a", { href: "#/d/" + d.metadata.id }, d.metadata.name)),
+        h("td", { "data-label": t("col.desired") }, stateBadge(d.spec.state)),
+        h("td", { "data-label": t("col.current") }, stateBadge(st.state)),
+        h("td", { "data-label": t("col.target") }, d.spec.deploymentTargetName || "—"),
+        h("td", { "data-label": t("col.parallelism") }, String(get(d, "spec.template.spec.parallelism") ?? "—")),
+        h("td", { "data-label": t("col.labels") }, ...Object.entries(d.metadata.labels || {}).map(([k, v]) => h("span", { class: "label" }, `${k}=${v}`))),
+        h("td", { "data-label": t("col.since"), class: "time" }, since));
+    }));
+    count.textContent = t("list.count", { n: shown.length, total: items.length });
+  };
+  const load = async () => {
+    const q = f.label ? "?labelSelector=" + api.enc(f.label) : "";
+    try {
+      items = (await api.get(nsPath("deployments" + q))).items;
+      err.textContent = "";
+    } catch (x) {
+      if (x.status === 401) throw x;
+      err.textContent = x.message;
+    }
+    draw();
+  };
+  const input = (id, key, label, attrs, onchange) => h("div", { class: "field" }, h("label", { for: id }, label),
+    h(attrs.tag || "input", Object.assign({ id, value: f[key], oninput: (e) => { f[key] = e.target.value; sessionStorage.setItem("jm.f." + key, f[key]); onchange(); } }, attrs.a || {}), ...(attrs.kids || [])));
+  const states = ["", "RUNNING", "TRANSITIONING", "SUSPENDED", "CANCELLED", "FAILED", "FINISHED"];
+  let labelTimer = null;
+  main.append(
+    h("div", { class: "title" }, h("h1", {}, t("list.title")),
+      canEdit() ? h("a", { class: "button primary", href: "#/create" }, t("list.create")) : null),
+    h("div", { class: "filters", role: "search" },
+      input("filter-name", "name", t("filter.name"), { a: { type: "search" } }, draw),
+      input("filter-label", "label", t("filter.label"), { a: { type: "search", placeholder: "team=payments" } }, () => { clearTimeout(labelTimer); labelTimer = setTimeout(load, 300); }),
+      input("filter-state", "state", t("filter.state"), { tag: "select", kids: states.map((s) => h("option", { value: s, selected: s === f.state }, s ? t("state." + s) : t("filter.any"))) }, draw)),
+    err,
+    h("table", { id: "deployments", class: "list" },
+      h("thead", {}, h("tr", {}, ...["name", "desired", "current", "target", "parallelism", "labels", "since"].map((c) => h("th", { scope: "col" }, t("col." + c))))),
+      tbody),
+    count);
+  await load();
+  poll(load);
+}
+
+// ---- Create --------------------------------------------------------------------------
+
+function newDoc() {
+  return {
+    metadata: { name: "" },
+    spec: {
+      state: "CANCELLED",
+      deploymentTargetName: "local",
+      template: { spec: { artifact: { kind: "JAR", jarUri: "" }, parallelism: 1 } },
+    },
+  };
+}
+
+const FIELDS = [
+  { id: "f-name", path: "metadata.name", label: "create.name" },
+  { id: "f-target", path: "spec.deploymentTargetName", label: "create.target", select: "targets" },
+  { id: "f-jaruri", path: "spec.template.spec.artifact.jarUri", label: "create.jarUri" },
+  { id: "f-entry", path: "spec.template.spec.artifact.entryClass", label: "create.entryClass" },
+  { id: "f-args", path: "spec.template.spec.artifact.mainArgs", label: "create.mainArgs" },
+  { id: "f-parallelism", path: "spec.template.spec.parallelism", label: "create.parallelism", type: "number" },
+  { id: "f-labels", path: "metadata.labels", label: "create.labels", labels: true },
+  { id: "f-state", path: "spec.state", label: "create.state", select: "states" },
+];
+
+// The field a message of the API names (longest path first), or null.
+function fieldFor(message) {
+  const m = message || "";
+  return [...FIELDS].sort((a, b) => b.path.length - a.path.length).find((f) => m.startsWith(f.path) || m.includes(" " + f.path) || m.includes(f.path + ":")) || null;
+}
+
+async function createPage(main) {
+  if (!canEdit()) {
+    main.append(h("h1", {}, t("create.title")), h("p", { class: "note", id: "role-note" }, roleReason("editor")));
+    return;
+  }
+  let doc = newDoc();
+  let view = "standard";
+  const [targets, artifacts] = await Promise.all([
+    api.get(nsPath("deployment-targets")).then((x) => x.items.map((i) => i.metadata.name)).catch(() => ["local"]),
+    api.get(`/artifacts/v1/namespaces/${api.enc(S.ns)}/artifacts:list`).then((x) => x.items).catch(() => []),
+  ]);
+  const general = errorBox("create-error");
+  const yamlText = h("textarea", { id: "yaml", rows: 22, spellcheck: "false", "aria-label": t("create.yaml") });
+  const yamlErr = errorBox("yaml-error");
+  const controls = {};
+  const errs = {};
+  const std = h("div", { id: "standard", class: "form-grid" });
+  for (const f of FIELDS) {
+    let c;
+    if (f.select === "targets") c = h("select", { id: f.id }, ...targets.map((n) => h("option", { value: n }, n)));
+    else if (f.select === "states") c = h("select", { id: f.id }, ...["CANCELLED", "RUNNING"].map((s) => h("option", { value: s }, t("state." + s))));
+    else c = h("input", { id: f.id, type: f.type || "text", min: f.type === "number" ? "1" : null, "aria-describedby": f.id + "-error" });
+    controls[f.id] = c;
+    errs[f.id] = h("p", { class: "field-error", id: f.id + "-error", role: "alert" });
+    const row = h("div", { class: "field" }, h("label", { for: f.id }, t(f.label)), c, errs[f.id]);
+    if (f.id === "f-jaruri") {
+      const pick = h("select", { id: "f-jar", onchange: (e) => { if (e.target.value) controls["f-jaruri"].value = e.target.value; } },
+        h("option", { value: "" }, t("create.jarPick")),
+        ...artifacts.map((a) => h("option", { value: a.uri }, a.filename)));
+      std.append(h("div", { class: "field" }, h("label", { for: "f-jar" }, t("create.jar")), pick,
+        h("p", { class: "muted" }, h("a", { href: "#/artifacts" }, t("create.jarUpload")))));
+    }
+    std.append(row);
+  }
+  const fill = () => {
+    for (const f of FIELDS) {
+      const v = get(doc, f.path);
+      controls[f.id].value = f.labels ? labelsText(v) : v ?? "";
+    }
+    const pick = document.getElementById("f-jar");
+    if (pick) pick.value = artifacts.some((a) => a.uri === controls["f-jaruri"].value) ? controls["f-jaruri"].value : "";
+  };
+  const collect = () => {
+    for (const f of FIELDS) {
+      const raw = controls[f.id].value;
+      let v = raw;
+      if (f.type === "number") v = raw === "" ? undefined : Number(raw);
+      if (f.labels) v = raw.trim() ? parseLabels(raw) : undefined;
+      set(doc, f.path, typeof v === "string" ? v.trim() : v);
+    }
+  };
+  const clearErrors = () => {
+    general.textContent = "";
+    yamlErr.textContent = "";
+    for (const id in errs) {
+      errs[id].textContent = "";
+      controls[id].removeAttribute("aria-invalid");
+    }
+  };
+  const showError = (message) => {
+    const f = view === "standard" ? fieldFor(message) : null;
+    if (f) {
+      errs[f.id].textContent = message;
+      controls[f.id].setAttribute("aria-invalid", "true");
+      controls[f.id].focus();
+    } else if (view === "yaml") yamlErr.textContent = message;
+    else general.textContent = message;
+  };
+  const tabs = h("div", { class: "tabs", role: "tablist" });
+  const yamlBox = h("div", { id: "yaml-view", hidden: true }, h("label", { for: "yaml" }, t("create.yaml")), yamlText, yamlErr);
+  const switchTo = (v) => {
+    clearErrors();
+    if (v === view) return;
+    try {
+      if (v === "yaml") {
+        collect();
+        yamlText.value = dump(doc) + "\n";
+      } else {
+        doc = parse(yamlText.value) || {};
+        fill();
+      }
+    } catch (x) {
+      showError(x.message);
+      return;
+    }
+    view = v;
+    std.hidden = v !== "standard";
+    yamlBox.hidden = v !== "yaml";
+    for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.view === v));
+  };
+  for (const [v, key] of [["standard", "create.standard"], ["yaml", "create.yaml"]]) {
+    tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + v, "data-view": v, "aria-selected": String(v === view), onclick: () => switchTo(v) }, t(key)));
+  }
+  const form = h("form", { id: "create-form", class: "card", novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    clearErrors();
+    let body;
+    try {
+      if (view === "standard") {
+        collect();
+        body = doc;
+      } else {
+        body = { yaml: yamlText.value };
+      }
+      const d = await api.call("POST", nsPath("deployments"), body);
+      go("#/d/" + d.metadata.id);
+    } catch (x) {
+      if (x.status === 401) throw x;
+      showError(x.message);
+    }
+  } }, tabs, general, std, yamlBox, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "create-submit" }, t("create.submit"))));
+  main.append(h("h1", {}, t("create.title")), form);
+  fill();
+}
+
+// ---- Deployment page ----------------------------------------------------------------
+
+const TABS = ["overview", "configure", "events", "jobs", "savepoints"];
+
+async function deploymentPage(main, id, tab) {
+  if (!TABS.includes(tab)) tab = "overview";
+  let d = await api.get(nsPath("deployments/" + api.enc(id)));
+  const head = h("div", { class: "title" });
+  const actions = h("div", { class: "actions", id: "actions", role: "toolbar", "aria-label": t("actions.label") });
+  const note = h("p", { class: "note", id: "role-note" });
+  const msg = h("p", { class: "error", id: "action-error", role: "alert" });
+  const body = h("section", { id: "tab-" + tab, "aria-labelledby": "tabbtn-" + tab });
+  const tabs = h("nav", { class: "tabs", "aria-label": t("tabs.label") },
+    ...TABS.map((x) => h("a", { href: `#/d/${d.metadata.id}/${x}`, id: "tabbtn-" + x, "aria-current": x === tab ? "page" : null }, t("tab." + x))));
+  main.append(h("p", { class: "crumbs" }, h("a", { href: "#/deployments" }, t("nav.deployments")), " / "), head, actions, note, msg, tabs, body);
+
+  const patchState = async (state) => {
+    await api.call("PATCH", nsPath("deployments/" + d.metadata.id), { spec: { state } });
+  };
+  const act = (label, fn, confirmKey) => async () => {
+    msg.textContent = "";
+    if (confirmKey && !(await confirmDialog(t(confirmKey, { name: d.metadata.name }), label))) return;
+    try {
+      await fn();
+      await refresh();
+    } catch (x) {
+      if (x.status === 401) throw x;
+      msg.textContent = x.message;
+    }
+  };
+
+  const drawHead = () => {
+    const st = d.status || {};
+    head.replaceChildren(h("h1", {}, d.metadata.name), h("span", { class: "muted" }, t("col.current")), stateBadge(st.state, "state"), h("span", { class: "muted" }, t("col.desired")), stateBadge(d.spec.state, "desired"));
+    const running = st.state === "RUNNING";
+    const busy = st.state === "TRANSITIONING";
+    const editor = canEdit();
+    const buttons = [
+      ["start", t("action.start"), () => patchState("RUNNING"), d.spec.state === "RUNNING" ? t("why.alreadyRunning") : null, null],
+      ["suspend", t("action.suspend"), () => patchState("SUSPENDED"), running ? null : t("why.notRunning"), null],
+      ["cancel", t("action.cancel"), () => patchState("CANCELLED"), d.spec.state === "CANCELLED" && st.state === "CANCELLED" ? t("why.alreadyCancelled") : null, "confirm.cancel"],
+      ["savepoint", t("action.savepoint"), () => api.call("POST", nsPath("savepoints"), { metadata: { deploymentId: d.metadata.id } }), running ? null : t("why.notRunning"), null],
+      ["clone", t("action.clone"), async () => { const c = await api.call("POST", nsPath(`deployments/${d.metadata.id}/clone`)); go("#/d/" + c.metadata.id); }, null, null],
+      ["delete", t("action.delete"), async () => { await api.call("DELETE", nsPath("deployments/" + d.metadata.id)); go("#/deployments"); }, running || busy ? t("why.stopFirst") : null, "confirm.delete"],
+    ];
+    actions.replaceChildren(...buttons.map(([key, label, fn, why, confirmKey]) => {
+      const reason = !editor ? roleReason("editor") : why;
+      return h("button", { type: "button", id: "action-" + key, class: key === "delete" || key === "cancel" ? "danger" : "", disabled: !!reason, title: reason, "aria-describedby": reason ? "role-note" : null, onclick: act(label, fn, confirmKey) }, label);
+    }));
+    if (running) actions.append(h("a", { class: "button", id: "flink-ui", href: `/flink/${api.enc(S.ns)}/${d.metadata.id}/`, target: "_blank", rel: "noopener" }, t("action.flinkUi")));
+    note.textContent = editor ? "" : roleReason("editor");
+    note.hidden = editor;
+  };
+
+  let drawBody = async () => {};
+  if (tab === "overview") drawBody = async () => overview(body, d);
+  if (tab === "events") drawBody = async () => eventsTab(body, d);
+  if (tab === "jobs") drawBody = async () => jobsTab(body, d);
+  if (tab === "savepoints") drawBody = async () => savepointsTab(body, d);
+  if (tab === "configure") configureTab(body, d, async () => { await refresh(); });
+
+  const refresh = async () => {
+    d = await api.get(nsPath("deployments/" + d.metadata.id));
+    drawHead();
+    await drawBody();
+  };
+  drawHead();
+  await drawBody();
+  poll(refresh);
+}
+
+function dl(rows) {
+  return h("dl", { class: "facts" }, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+function overview(body, d) {
+  const st = d.status || {};
+  const run = st.running || {};
+  const conds = run.conditions || [];
+  const items = [
+    dl([
+      [t("col.current"), stateBadge(st.state)],
+      [t("col.desired"), stateBadge(d.spec.state)],
+      [t("col.target"), d.spec.deploymentTargetName || "—"],
+      [t("col.parallelism"), String(get(d, "spec.template.spec.parallelism") ?? "—")],
+      [t("ov.job"), run.jobId || "—"],
+      [t("col.since"), st.state === "RUNNING" ? fmtTime(run.transitionTime) : "—"],
+      [t("ov.jar"), get(d, "spec.template.spec.artifact.jarUri") || "—"],
+      [t("col.labels"), labelsText(d.metadata.labels) || "—"],
+      [t("ov.modified"), fmtTime(d.metadata.modifiedAt || d.metadata.createdAt)],
+    ]),
+  ];
+  if (st.failure) items.push(h("div", { class: "failure", role: "status" }, h("strong", {}, t("ov.failure") + ": " + st.failure.reason), h("p", {}, st.failure.message)));
+  items.push(h("h2", {}, t("ov.conditions")));
+  items.push(conds.length
+    ? table(["type", "status", "reason", "message", "time"], conds.map((c) => [c.type, c.status, c.reason, c.message, fmtTime(c.lastTransitionTime)]), "conditions")
+    : h("p", { class: "muted" }, t("ov.noConditions")));
+  body.replaceChildren(...items);
+}
+
+function table(cols, rows, id) {
+  return h("table", { class: "list", id },
+    h("thead", {}, h("tr", {}, ...cols.map((c) => h("th", { scope: "col" }, c ? t("col." + c) : "")))),
+    h("tbody", {}, ...rows.map((r) => h("tr", {}, ...r.map((v, i) => h("td", { "data-label": cols[i] ? t("col." + cols[i]) : null }, v ?? "—"))))));
+}
+
+async function eventsTab(body, d) {
+  const ev = (await api.get(nsPath("events?deploymentId=" + d.metadata.id))).items;
+  ev.sort((a, b) => (a.metadata.createdAt < b.metadata.createdAt ? 1 : -1));
+  body.replaceChildren(ev.length
+    ? table(["time", "event", "message"], ev.map((e) => [fmtTime(e.metadata.createdAt), e.spec.name, e.spec.message]), "events")
+    : h("p", { class: "muted" }, t("events.none")));
+}
+
+async function jobsTab(body, d) {
+  const jobs = (await api.get(nsPath("jobs?deploymentId=" + d.metadata.id))).items;
+  jobs.sort((a, b) => (a.metadata.createdAt < b.metadata.createdAt ? 1 : -1));
+  body.replaceChildren(jobs.length
+    ? table(["job", "state", "started", "ended", "restarts", "failure"], jobs.map((j) => [j.metadata.id, j.status.state, fmtTime(j.status.startedAt), fmtTime(j.status.endedAt), String(j.status.numRestarts || 0), j.status.failure ? j.status.failure.message : "—"]), "jobs")
+    : h("p", { class: "muted" }, t("jobs.none")));
+}
+
+async function savepointsTab(body, d) {
+  const sps = (await api.get(nsPath("savepoints?deploymentId=" + d.metadata.id))).items;
+  sps.sort((a, b) => (a.metadata.createdAt < b.metadata.createdAt ? 1 : -1));
+  body.replaceChildren(sps.length
+    ? table(["time", "origin", "state", "location"], sps.map((s) => [fmtTime(s.metadata.createdAt), s.metadata.origin, s.status.state, s.status.location || "—"]), "savepoints")
+    : h("p", { class: "muted" }, t("savepoints.none")));
+}
+
+function configureTab(body, d, after) {
+  const editable = (x) => ({ metadata: { name: x.metadata.name, labels: x.metadata.labels || {}, resourceVersion: x.metadata.resourceVersion }, spec: x.spec });
+  const text = h("textarea", { id: "config-yaml", rows: 24, spellcheck: "false", readonly: !canEdit() });
+  const err = errorBox("config-error");
+  const ok = h("p", { class: "ok", id: "config-ok", role: "status" });
+  text.value = dump(editable(d)) + "\n";
+  const reload = async () => {
+    const fresh = await api.get(nsPath("deployments/" + d.metadata.id));
+    text.value = dump(editable(fresh)) + "\n";
+    err.textContent = "";
+  };
+  const save = async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    ok.textContent = "";
+    try {
+      parse(text.value);
+      const saved = await api.call("PATCH", nsPath("deployments/" + d.metadata.id), { yaml: text.value });
+      text.value = dump(editable(saved)) + "\n";
+      ok.textContent = t("config.saved", { rv: saved.metadata.resourceVersion });
+      await after();
+    } catch (x) {
+      if (x.status === 401) throw x;
+      err.textContent = x.status === 409 ? t("config.conflict") + " " + x.message : x.message;
+    }
+  };
+  body.replaceChildren(h("form", { class: "card", id: "config-form", onsubmit: save },
+    h("label", { for: "config-yaml" }, t("config.label")),
+    h("p", { class: "muted" }, t("config.help")),
+    text, err, ok,
+    h("div", { class: "actions" },
+      h("button", { type: "submit", class: "primary", id: "config-save", disabled: !canEdit(), title: canEdit() ? null : roleReason("editor") }, t("config.save")),
+      h("button", { type: "button", id: "config-reload", onclick: reload }, t("config.reload")))));
+}
+
+// ---- Artifacts ----------------------------------------------------------------------
+
+async function artifactsPage(main) {
+  const base = `/artifacts/v1/namespaces/${api.enc(S.ns)}/`;
+  const err = errorBox("upload-error");
+  const progress = h("progress", { id: "upload-progress", max: 1, value: 0, hidden: true });
+  const status = h("p", { id: "upload-status", role: "status" });
+  const listBox = h("div", { id: "artifacts" });
+  const editor = canEdit();
+  const load = async () => {
+    const items = (await api.get(base + "artifacts:list")).items;
+    listBox.replaceChildren(items.length
+      ? h("table", { class: "list" },
+          h("thead", {}, h("tr", {}, ...["file", "size", "modified", ""].map((c) => h("th", { scope: "col" }, c ? t("col." + c) : "")))),
+          h("tbody", {}, ...items.map((a) => h("tr", { "data-name": a.filename },
+            h("td", { "data-label": t("col.file") }, a.filename),
+            h("td", { "data-label": t("col.size") }, fmtSize(a.size)),
+            h("td", { "data-label": t("col.modified") }, fmtTime(a.createdAt)),
+            h("td", {}, h("button", { type: "button", class: "danger", disabled: !editor, title: editor ? null : roleReason("editor"), "aria-label": t("artifacts.delete") + " " + a.filename, onclick: async () => {
+              if (!(await confirmDialog(t("confirm.deleteArtifact", { name: a.filename }), t("artifacts.delete")))) return;
+              try { await api.call("DELETE", base + "artifacts:delete?filename=" + api.enc(a.filename)); } catch (x) { err.textContent = x.message; }
+              await load();
+            } }, t("artifacts.delete")))))))
+      : h("p", { class: "muted" }, t("artifacts.none")));
+  };
+  const send = async (file) => {
+    err.textContent = "";
+    status.textContent = "";
+    if (file.size > MAX_UPLOAD) {
+      err.textContent = t("artifacts.tooLarge", { name: file.name, size: fmtSize(file.size) });
+      return;
+    }
+    progress.hidden = false;
+    progress.value = 0;
+    try {
+      await api.upload(base + "artifacts:upload", file, (p) => (progress.value = p));
+      status.textContent = t("artifacts.uploaded", { name: file.name });
+    } catch (x) {
+      err.textContent = x.message;
+    }
+    progress.hidden = true;
+    await load();
+  };
+  const fileInput = h("input", { type: "file", id: "file", accept: ".jar", disabled: !editor, onchange: (e) => { for (const f of e.target.files) send(f); e.target.value = ""; } });
+  const drop = h("div", { id: "dropzone", class: "drop", tabindex: editor ? "0" : null,
+    ondragover: (e) => { e.preventDefault(); drop.classList.add("over"); },
+    ondragleave: () => drop.classList.remove("over"),
+    ondrop: (e) => { e.preventDefault(); drop.classList.remove("over"); if (editor) for (const f of e.dataTransfer.files) send(f); },
+    onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); fileInput.click(); } } },
+    h("p", {}, t("artifacts.drop")), h("label", { for: "file" }, t("artifacts.choose")), fileInput, h("p", { class: "muted" }, t("artifacts.limit")));
+  main.append(h("h1", {}, t("artifacts.title")), editor ? drop : h("p", { class: "note", id: "role-note" }, roleReason("editor")), progress, status, err, listBox);
+  await load();
+}
+
+function fmtSize(n) {
+  if (n >= 1024 * 1024) return (n / 1024 / 1024).toFixed(1) + " MB";
+  if (n >= 1024) return (n / 1024).toFixed(1) + " KB";
+  return n + " B";
+}
+
+// ---- API tokens ---------------------------------------------------------------------
+
+async function tokensPage(main) {
+  main.append(h("h1", {}, t("tokens.title")));
+  if (!isOwner()) {
+    main.append(h("p", { class: "note", id: "role-note" }, roleReason("owner")));
+    return;
+  }
+  const base = `/apitokens/v1/namespaces/${api.enc(S.ns)}/apitokens`;
+  const err = errorBox("token-error");
+  const secretBox = h("div", { id: "secret", role: "status" });
+  const listBox = h("div", { id: "tokens" });
+  const load = async () => {
+    const items = (await api.get(base)).items;
+    listBox.replaceChildren(table(["name", "role", "created", ""], [], "token-list"));
+    const tb = listBox.querySelector("tbody");
+    for (const k of items) {
+      tb.append(h("tr", { "data-name": k.name }, h("td", {}, k.name), h("td", {}, t("role." + k.role)), h("td", {}, fmtTime(k.createdAt)),
+        h("td", {}, h("button", { type: "button", class: "danger", onclick: async () => {
+          if (!(await confirmDialog(t("confirm.deleteToken", { name: k.name }), t("tokens.delete")))) return;
+          try { await api.call("DELETE", base + "/" + api.enc(k.name)); } catch (x) { err.textContent = x.message; }
+          await load();
+        } }, t("tokens.delete")))));
+    }
+  };
+  const name = h("input", { id: "token-name", required: true, autocomplete: "off" });
+  const role = h("select", { id: "token-role" }, ...["viewer", "editor", "owner"].map((r) => h("option", { value: r }, t("role." + r))));
+  const form = h("form", { class: "card inline", id: "token-form", onsubmit: async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    secretBox.replaceChildren();
+    try {
+      const k = await api.call("POST", base, { name: name.value.trim(), role: role.value });
+      const code = h("code", { id: "token-secret" }, k.secret);
+      secretBox.replaceChildren(h("div", { class: "secret" }, h("p", {}, t("tokens.once")), code, " ",
+        h("button", { type: "button", onclick: () => navigator.clipboard && navigator.clipboard.writeText(k.secret) }, t("tokens.copy"))));
+      name.value = "";
+      await load();
+    } catch (x) {
+      err.textContent = x.message;
+    }
+  } }, h("div", { class: "field" }, h("label", { for: "token-name" }, t("tokens.name")), name), h("div", { class: "field" }, h("label", { for: "token-role" }, t("tokens.role")), role),
+    h("button", { type: "submit", class: "primary" }, t("tokens.create")));
+  main.append(form, err, secretBox, listBox);
+  await load();
+}
+
+// ---- System -------------------------------------------------------------------------
+
+async function systemPage(main) {
+  const tz = h("select", { id: "timezone", onchange: (e) => { setTz(e.target.value); route(); } },
+    ...ZONES.map((z) => h("option", { value: z, selected: z === S.tz }, z)));
+  const local = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (local && !ZONES.includes(local)) tz.append(h("option", { value: local, selected: local === S.tz }, local));
+  main.append(h("h1", {}, t("system.title")),
+    h("div", { class: "card" },
+      h("div", { class: "field" }, h("label", { for: "timezone" }, t("settings.timezone")), tz, h("p", { class: "muted" }, t("system.tzHelp"))),
+      h("p", {}, t("system.now") + ": ", h("span", { id: "now", class: "time" }, fmtTime(new Date().toISOString()))),
+      h("p", {}, t("system.language") + ": " + (lang() === "zh" ? "中文" : "English")),
+      h("p", {}, t("system.licence"))));
+}

@@ -1,0 +1,319 @@
+"""Browser journeys through the job-manager console (run by tests/console.rs).
+
+One Chromium (Debian's, never downloaded) for every journey; each user gets its own
+context. The Rust side serves the manager over the fake Flink with a `fake` session target
+and the deployments `orders` (RUNNING, team=payments) and `reports` (CANCELLED, team=bi).
+
+Environment: JM_URL, JM_TOKEN (owner), JM_VIEWER_TOKEN, JM_JAR (a file to upload),
+JM_SCREENSHOTS (directory), JM_CHROMIUM.
+"""
+
+import os
+import re
+import sys
+import time
+
+from playwright.sync_api import expect, sync_playwright
+
+URL = os.environ["JM_URL"]
+OWNER = os.environ["JM_TOKEN"]
+VIEWER = os.environ["JM_VIEWER_TOKEN"]
+JAR = os.environ["JM_JAR"]
+SHOTS = os.environ["JM_SCREENSHOTS"]
+CHROMIUM = os.environ.get("JM_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# Page polling is 2 s; the fake Flink's controller loop 200 ms.
+LIVE = 10_000
+
+errors = []
+
+
+def step(name):
+    print(f"[{time.monotonic() - T0:5.1f}s] {name}", flush=True)
+
+
+def shot(page, name):
+    page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
+
+
+def new_page(browser, viewport):
+    ctx = browser.new_context(viewport=viewport, locale="en-US", timezone_id="UTC")
+    page = ctx.new_page()
+    page.set_default_timeout(LIVE)
+    expect.set_options(timeout=LIVE)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+
+    def on_console(m):
+        # Failed API calls (the 400/409 this journey provokes) are logged by the browser
+        # as "Failed to load resource"; anything else is a script error.
+        if m.type == "error" and "Failed to load resource" not in m.text:
+            errors.append(f"console error: {m.text}")
+
+    page.on("console", on_console)
+    return ctx, page
+
+
+def login(page, token):
+    page.goto(URL + "/")
+    box = page.locator("input[type=password]#token")
+    expect(box).to_be_visible()
+    # Again, timed, now that the browser's renderer is up: the first page within 1 s.
+    t = time.monotonic()
+    page.reload()
+    expect(box).to_be_visible()
+    first_page = time.monotonic() - t
+    assert first_page < 1.0, f"the login page took {first_page:.2f} s"
+    box.fill(token)
+    box.press("Enter")
+    expect(page.locator("#deployments")).to_be_visible()
+
+
+def row(page, name):
+    return page.locator(f"#deployments tbody tr[data-name='{name}']")
+
+
+def drop_files(page, selector, files):
+    """Drops files (name, size or bytes) on an element as a real drag and drop does."""
+    dt = page.evaluate_handle(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const body = f.text !== null ? [f.text] : [new Uint8Array(f.size)];
+                dt.items.add(new File(body, f.name, {type: "application/java-archive"}));
+            }
+            return dt;
+        }""",
+        files,
+    )
+    page.dispatch_event(selector, "dragover", {"dataTransfer": dt})
+    page.dispatch_event(selector, "drop", {"dataTransfer": dt})
+
+
+def owner_journey(browser):
+    ctx, page = new_page(browser, DESKTOP)
+    step("owner: token login shows the deployments with their states")
+    login(page, OWNER)
+    expect(row(page, "orders")).to_contain_text("RUNNING")
+    expect(row(page, "reports")).to_contain_text("CANCELLED")
+    expect(row(page, "orders")).to_contain_text("team=payments")
+    expect(row(page, "orders").locator(".badge.st-RUNNING").first).to_be_visible()
+    shot(page, "deployments-desktop")
+
+    step("filters: label selector, state, name")
+    page.fill("#filter-label", "team=bi")
+    expect(row(page, "orders")).to_have_count(0)
+    expect(row(page, "reports")).to_have_count(1)
+    page.fill("#filter-label", "")
+    page.select_option("#filter-state", "RUNNING")
+    expect(row(page, "reports")).to_have_count(0)
+    expect(row(page, "orders")).to_have_count(1)
+    page.select_option("#filter-state", "")
+    page.fill("#filter-name", "rep")
+    expect(row(page, "orders")).to_have_count(0)
+    page.fill("#filter-name", "")
+
+    step("artifacts: the 50 MB limit is checked before uploading; drag and drop uploads")
+    page.click("nav >> text=Artifacts")
+    drop_files(page, "#dropzone", [{"name": "huge.jar", "size": 51 * 1024 * 1024, "text": None}])
+    expect(page.locator("#upload-error")).to_contain_text("50 MB")
+    expect(page.locator("#artifacts")).not_to_contain_text("huge.jar")
+    with open(JAR, "rb") as f:
+        jar_text = f.read().decode("latin-1")
+    drop_files(page, "#dropzone", [{"name": "wordcount.jar", "size": 0, "text": jar_text}])
+    expect(page.locator("#artifacts tr[data-name='wordcount.jar']")).to_be_visible()
+    # The file input too; an existing name is refused by the API and the message shown.
+    page.set_input_files("#file", JAR)
+    expect(page.locator("#upload-error")).to_contain_text("already exists")
+    with open(JAR, "rb") as f:
+        page.set_input_files("#file", {"name": "wordcount-v2.jar", "mimeType": "application/java-archive", "buffer": f.read()})
+    expect(page.locator("#upload-status")).to_contain_text("wordcount-v2.jar uploaded")
+    shot(page, "artifacts-desktop")
+
+    step("create in the Standard view; YAML view keeps what was typed; field errors")
+    page.click("nav >> text=Create")
+    page.fill("#f-name", "wordcount")
+    page.select_option("#f-target", "fake")
+    page.select_option("#f-jar", label="wordcount.jar")
+    expect(page.locator("#f-jaruri")).to_have_value(re.compile(r"^file://.*/wordcount\.jar$"))
+    page.fill("#f-entry", "com.example.WordCount")
+    page.fill("#f-args", "--rate 10")
+    page.fill("#f-parallelism", "0")
+    page.fill("#f-labels", "team=search")
+    page.click("#tab-yaml")
+    yaml = page.locator("#yaml")
+    expect(yaml).to_have_value(re.compile(r"name: wordcount"))
+    expect(yaml).to_have_value(re.compile(r"entryClass: com\.example\.WordCount"))
+    yaml.fill(yaml.input_value().replace("--rate 10", "--rate 20"))
+    page.click("#tab-standard")
+    expect(page.locator("#f-args")).to_have_value("--rate 20")
+    expect(page.locator("#f-name")).to_have_value("wordcount")
+    shot(page, "create-desktop")
+    page.click("#create-submit")
+    expect(page.locator("#f-parallelism-error")).to_contain_text("parallelism")
+    expect(page.locator("#f-parallelism")).to_have_attribute("aria-invalid", "true")
+    page.fill("#f-parallelism", "2")
+    page.click("#create-submit")
+    expect(page.locator("#state")).to_have_text("CANCELLED")
+    deployment_url = page.url
+    dep_id = deployment_url.rsplit("/d/", 1)[1].split("/")[0]
+
+    step("start → RUNNING; events newest first; the Flink UI through the proxy")
+    page.click("#action-start")
+    expect(page.locator("#state")).to_have_text("RUNNING")
+    expect(page.locator("#action-suspend")).to_be_enabled()
+    shot(page, "deployment-desktop")
+    page.click("#tabbtn-events")
+    expect(page.locator("#events tbody tr").first).to_be_visible()
+    times = page.locator("#events tbody tr td:first-child").all_inner_texts()
+    assert times == sorted(times, reverse=True), f"events not newest first: {times}"
+    shot(page, "events-desktop")
+    flink = ctx.new_page()
+    flink.goto(f"{URL}/flink/default/{dep_id}/")
+    expect(flink.locator("h1")).to_have_text("Apache Flink Web Dashboard")
+    flink.close()
+
+    step("suspend; change parallelism in the YAML view; a concurrent change is a conflict")
+    page.click("#action-suspend")
+    expect(page.locator("#state")).to_have_text("SUSPENDED")
+    page.click("#tabbtn-configure")
+    cfg = page.locator("#config-yaml")
+    expect(cfg).to_have_value(re.compile(r"parallelism: 2"))
+    cfg.fill(cfg.input_value().replace("parallelism: 2", "parallelism: 3"))
+    page.click("#config-save")
+    expect(page.locator("#config-ok")).to_contain_text("resourceVersion")
+    # Someone else changes it while this text is open.
+    r = page.request.patch(
+        f"{URL}/api/v1/namespaces/default/deployments/{dep_id}",
+        headers={"Authorization": f"Bearer {OWNER}"},
+        data={"metadata": {"labels": {"team": "search", "changed": "elsewhere"}}},
+    )
+    assert r.ok, r.text()
+    cfg.fill(cfg.input_value().replace("parallelism: 3", "parallelism: 4"))
+    page.click("#config-save")
+    expect(page.locator("#config-error")).to_contain_text("Conflict")
+    expect(cfg).to_have_value(re.compile(r"parallelism: 4"))
+    page.click("#tabbtn-overview")
+    expect(page.locator("dl.facts")).to_contain_text("3")
+
+    step("clone, then delete the clone with a confirmation")
+    page.click("#action-clone")
+    expect(page.locator("h1")).to_have_text("Fork of wordcount")
+    page.click("#action-delete")
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("Fork of wordcount")
+    page.click("#confirm-yes")
+    expect(page.locator("#deployments")).to_be_visible()
+    expect(row(page, "wordcount")).to_have_count(1)
+    expect(row(page, "Fork of wordcount")).to_have_count(0)
+
+    step("Chinese: every visible label changes")
+    english = page.locator("body").inner_text()
+    page.select_option("#lang", "zh")
+    expect(page.locator("h1")).to_have_text("作业部署")
+    expect(row(page, "orders")).to_contain_text("运行中")
+    chinese = page.locator("body").inner_text()
+    for label in ["Deployments", "Artifacts", "API tokens", "Running since", "Parallelism",
+                  "Desired", "Labels", "Any state", "Sign out", "RUNNING", "CANCELLED"]:
+        assert label in english, f"{label!r} not shown in English"
+        assert label not in chinese, f"{label!r} still shown in Chinese"
+    shot(page, "deployments-zh-desktop")
+    page.select_option("#lang", "en")
+    expect(page.locator("h1")).to_have_text("Deployments")
+
+    step("time zone: displayed times change")
+    since = row(page, "orders").locator("td.time")
+    utc = since.inner_text()
+    assert utc.endswith("UTC"), utc
+    page.click("nav >> text=System")
+    page.select_option("#timezone", "Asia/Shanghai")
+    page.click("nav >> text=Deployments")
+    expect(since).not_to_have_text(utc)
+    shanghai = since.inner_text()
+    h_utc = int(utc.split(" ")[1][:2])
+    h_sh = int(shanghai.split(" ")[1][:2])
+    assert (h_sh - h_utc) % 24 == 8, f"{utc} → {shanghai}"
+    page.click("nav >> text=System")
+    page.select_option("#timezone", "UTC")
+
+    step("API tokens: the secret is shown once")
+    page.click("nav >> text=API tokens")
+    page.fill("#token-name", "ci")
+    page.select_option("#token-role", "editor")
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#token-secret")).to_have_text(re.compile(r"^jm_[0-9a-f]{48}$"))
+    expect(page.locator("#tokens tr[data-name='ci']")).to_be_visible()
+    shot(page, "tokens-desktop")
+    page.click("nav >> text=Deployments")
+    expect(page.locator("#token-secret")).to_have_count(0)
+    ctx.close()
+    return dep_id
+
+
+def viewer_journey(browser, dep_id):
+    ctx, page = new_page(browser, DESKTOP)
+    step("viewer: actions disabled with the reason; the proxy refuses cancellation")
+    login(page, VIEWER)
+    expect(page.locator("#who")).to_contain_text("viewer")
+    page.click("#deployments >> text=orders")
+    expect(page.locator("#state")).to_have_text("RUNNING")
+    for action in ["start", "suspend", "cancel", "savepoint", "clone", "delete"]:
+        expect(page.locator(f"#action-{action}")).to_be_disabled()
+    note = page.locator("#role-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("viewer")
+    expect(note).to_contain_text("editor")
+    expect(page.locator("#action-start")).to_have_attribute("title", re.compile("editor"))
+    shot(page, "viewer-desktop")
+    orders = page.url.rsplit("/d/", 1)[1].split("/")[0]
+    r = page.request.get(f"{URL}/flink/default/{orders}/jobs/overview")
+    assert r.status == 200, r.status
+    r = page.request.patch(f"{URL}/flink/default/{orders}/jobs/0123?mode=cancel")
+    assert r.status == 403, r.status
+    page.click("nav >> text=Create")
+    expect(page.locator("#role-note")).to_contain_text("editor")
+    ctx.close()
+
+
+def phone_journey(browser):
+    ctx, page = new_page(browser, PHONE)
+    step("phone width: list and deployment page")
+    login(page, OWNER)
+    expect(row(page, "orders")).to_contain_text("RUNNING")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"page is {width} px wide on a {PHONE['width']} px phone"
+    shot(page, "deployments-phone")
+    page.click("#deployments >> text=orders")
+    expect(page.locator("#state")).to_have_text("RUNNING")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"deployment page is {width} px wide"
+    shot(page, "deployment-phone")
+    page.click("nav >> text=Create")
+    expect(page.locator("#f-name")).to_be_visible()
+    shot(page, "create-phone")
+    ctx.close()
+
+
+T0 = time.monotonic()
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    try:
+        dep = owner_journey(browser)
+        viewer_journey(browser, dep)
+        phone_journey(browser)
+    finally:
+        browser.close()
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+step("all journeys passed")
