@@ -802,3 +802,65 @@ fn differential_against_a_real_prometheus_scraping_the_gateway() {
         }
     }
 }
+
+#[test]
+fn promtool_query_works_unchanged() {
+    let found = std::process::Command::new("which")
+        .arg("promtool")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIP promtool query: `promtool` is not on PATH (apt install prometheus)");
+        return;
+    }
+    let p = ours(&[]);
+    put(&p, "/metrics/job/a", "m{k=\"x\"} 1.5\nm{k=\"y\"} 2\n");
+    let url = format!("http://{}", p.addr);
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("promtool")
+            .arg("query")
+            .args(args)
+            .output()
+            .expect("run promtool");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["instant", &url, "sum(m)"]);
+    assert!(ok && out.starts_with("{} => 3.5 @["), "{out}{err}");
+    let (ok, out, err) = run(&["series", "--match=m", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "{__name__=\"m\", job=\"a\", k=\"x\"}",
+            "{__name__=\"m\", job=\"a\", k=\"y\"}"
+        ]
+    );
+    let (ok, out, _) = run(&["labels", &url, "k"]);
+    assert!(ok);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["x", "y"]);
+    let end = (now_ms() / 1000 + 1).to_string();
+    let start = (now_ms() / 1000 - 1).to_string();
+    let (ok, out, err) = run(&[
+        "range",
+        &format!("--start={start}"),
+        &format!("--end={end}"),
+        "--step=1s",
+        &url,
+        "m * 2",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("{job=\"a\", k=\"x\"} =>") && out.contains("3 @["),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["instant", &url, "sum("]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad_data: invalid parameter \"query\""),
+        "{err}"
+    );
+}
