@@ -183,7 +183,7 @@ pub fn render_config(
 
 /// The logging profiles a deployment may name in `logging.loggingProfile`, as Alibaba
 /// Cloud's Realtime Compute names them. All three write the same rolling file (the newest
-/// 5 MB); `oss` and `sls` say in the file's header where log-shipper delivers it.
+/// 5 MB); `oss` and `sls` name in the file's header the log-shipper sink that delivers it.
 pub const LOGGING_PROFILES: &[&str] = &["default", "oss", "sls"];
 
 /// Whether a rendered log4j2 configuration is XML (a custom template in VVP's format) rather
@@ -215,7 +215,7 @@ pub fn render_log4j(logging: Option<&Logging>, ctx: &Context) -> Result<String, 
         None => match profile {
             "default" => DEFAULT_LOG4J.to_string(),
             "oss" | "sls" => format!(
-                "# loggingProfile {profile}: log-shipper delivers this file to {}.\n{DEFAULT_LOG4J}",
+                "# loggingProfile {profile}: this rolling file; log-shipper's {profile} sink delivers it to {} when configured.\n{DEFAULT_LOG4J}",
                 profile.to_ascii_uppercase()
             ),
             other => {
