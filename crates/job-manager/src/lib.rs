@@ -15,6 +15,8 @@
 //! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health);
 //!   [`clock`]: its wall-clock seam (tests run it under tokio's paused time).
 //! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].
+//! - [`provider`]: one [`provider::ClusterProvider`] per target kind (`local`, `session`):
+//!   bring up, adopt, observe and tear down a job's cluster, its directories and logs.
 //! - [`target`]: deployment targets; `local` starts a standalone cluster per job.
 //! - [`kubernetes`]: the Kubernetes target's objects (ConfigMap, JobManager Job and Service,
 //!   TaskManager Deployment) built from a deployment without a cluster, and its RBAC.
@@ -35,6 +37,7 @@ pub mod flink;
 pub mod kubernetes;
 pub mod metrics;
 pub mod model;
+pub mod provider;
 pub mod store;
 pub mod target;
 pub mod template;

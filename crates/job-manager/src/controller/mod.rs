@@ -41,13 +41,13 @@ use crate::{
     flink::{Flink, FlinkError, Operation, RunRequest},
     metrics::Metrics,
     model::{
-        ClusterRef, Deployment, DeploymentState, DeploymentStatus, DesiredState, Event,
-        EventMetadata, EventSpec, Failure, Job, JobMetadata, JobSpec, JobState, JobStatus,
-        RestoreKind, RunningStatus, Savepoint, SavepointOrigin, SavepointState, TargetKind,
-        UpgradeKind,
+        Deployment, DeploymentState, DeploymentStatus, DesiredState, Event, EventMetadata,
+        EventSpec, Failure, Job, JobMetadata, JobSpec, JobState, JobStatus, RestoreKind,
+        RunningStatus, Savepoint, SavepointOrigin, SavepointState, UpgradeKind,
     },
+    provider::{ClusterRequest, Presence, Providers},
     store::{DeploymentRecord, Store, Write1},
-    target::{LocalClusters, LocalSpec},
+    target::LocalClusters,
     template,
 };
 
@@ -106,14 +106,12 @@ type UploadedJar = (String, Option<(std::time::SystemTime, u64)>);
 pub struct Controller<F> {
     store: Arc<Store>,
     flink: Arc<F>,
-    local: LocalClusters,
+    providers: Providers,
     settings: Arc<dyn Fn() -> Settings + Send + Sync>,
     data_dir: PathBuf,
     /// Flink's jar id per (cluster, file), with the file's (modified, length) at upload: an
     /// artifact replaced with `?overwrite=true` is uploaded again.
     jars: Mutex<HashMap<(String, PathBuf), UploadedJar>>,
-    /// Local clusters whose daemons this process launched or checked.
-    launched: Mutex<std::collections::HashSet<Uuid>>,
     http: reqwest::Client,
     metrics: Metrics,
     clock: SharedClock,
@@ -132,11 +130,10 @@ impl<F: Flink> Controller<F> {
         Self {
             store,
             flink,
-            local,
+            providers: Providers::new(local),
             settings,
             data_dir,
             jars: Mutex::new(HashMap::new()),
-            launched: Mutex::new(Default::default()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()

@@ -9,7 +9,9 @@ impl<F: Flink> Controller<F> {
         let Some(cluster) = job.status.cluster.clone() else {
             return Ok(());
         };
-        let rest = cluster.rest_url.as_str();
+        let provider = self.providers.for_cluster(&cluster);
+        let rest = provider.flink_rest(&cluster);
+        let rest = rest.as_str();
         let fid = job.status.flink_job_id.clone();
         let settings = (self.settings)();
         let mut status = d.status.clone();
@@ -17,15 +19,12 @@ impl<F: Flink> Controller<F> {
         let observed = match self.flink.job_status(rest, &fid).await {
             Ok(s) => s,
             Err(e @ FlinkError::Unreachable { .. }) => {
-                if cluster.local_dir.is_some() && !self.local.is_running(&cluster) {
-                    // The local cluster is gone (host reboot, killed): the job cannot come
-                    // back on its own. FAILED; a user action restarts it from its state.
+                if let Presence::Gone(why) = provider.observe(&cluster) {
+                    // The cluster is gone (host reboot, killed): the job cannot come back on
+                    // its own. FAILED; a user action restarts it from its state.
                     job.status.state = JobState::Failed;
                     job.status.ended_at = Some(self.now());
-                    let msg = format!(
-                        "The local Flink cluster of job {} at {rest} is not running any more.",
-                        job.metadata.id
-                    );
+                    let msg = format!("Job {}: {why}.", job.metadata.id);
                     job.status.failure = Some(Failure {
                         reason: "ClusterLost".into(),
                         message: msg.clone(),

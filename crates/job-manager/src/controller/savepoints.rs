@@ -26,18 +26,17 @@ impl<F: Flink> Controller<F> {
             d.metadata.namespace.clone(),
             d.spec.deployment_target_name.clone(),
         ));
-        match target {
-            Some(t) if t.spec.savepoint_dir.is_some() => t.spec.savepoint_dir.clone(),
-            Some(t) if t.spec.kind == TargetKind::Local => Some(
-                self.local
-                    .default_savepoint_dir(&d.metadata.namespace, &d.id().to_string()),
-            ),
-            _ => None,
-        }
+        let target = target?;
+        target.spec.savepoint_dir.clone().or_else(|| {
+            self.providers
+                .for_target(target.spec.kind)
+                .default_savepoint_dir(d)
+        })
     }
 
     /// The savepoint directory the manager itself configured for `d` (the target's
-    /// `savepointDir`, or the `local` target's per-deployment directory), as a `file:` URI.
+    /// `savepointDir`, or its provider's default, e.g. the `local` target's per-deployment
+    /// directory), as a `file:` URI.
     /// `None` when the deployment chose its own directory in `flinkConfiguration` or the
     /// target has none: then retention deletes no files.
     pub(super) fn managed_savepoint_dir(&self, d: &Deployment) -> Option<String> {
@@ -52,14 +51,11 @@ impl<F: Flink> Controller<F> {
             d.metadata.namespace.clone(),
             d.spec.deployment_target_name.clone(),
         ))?;
-        match (&target.spec.savepoint_dir, target.spec.kind) {
-            (Some(dir), _) => Some(dir.clone()),
-            (None, TargetKind::Local) => Some(
-                self.local
-                    .default_savepoint_dir(&d.metadata.namespace, &d.id().to_string()),
-            ),
-            (None, _) => None,
-        }
+        target.spec.savepoint_dir.clone().or_else(|| {
+            self.providers
+                .for_target(target.spec.kind)
+                .default_savepoint_dir(d)
+        })
     }
 
     /// Drives user-requested and scheduled savepoints of the running job.

@@ -51,106 +51,35 @@ impl<F: Flink> Controller<F> {
                         true,
                     );
                 };
-                let cluster = match target.spec.kind {
-                    TargetKind::Session => ClusterRef {
-                        rest_url: target.spec.rest_url.clone().unwrap_or_default(),
-                        local_dir: None,
-                        log_dir: None,
-                    },
-                    TargetKind::Local => {
-                        let log4j =
-                            match template::render_log4j(spec.template.spec.logging.as_ref(), &ctx)
-                            {
-                                Ok(l) => l,
-                                Err(e) => {
-                                    return self.job_failed_to_start(
-                                        &rec,
-                                        job,
-                                        format!("spec.template.spec.{e}"),
-                                        true,
-                                    )
-                                }
-                            };
-                        let ns = d.metadata.namespace.clone();
-                        let dep = d.id().to_string();
-                        let sp_dir = self.local.default_savepoint_dir(&ns, &dep);
-                        let ck_dir = self.local.default_checkpoint_dir(&ns, &dep);
-                        let res = spec.template.spec.resources.as_ref();
-                        let env = spec
-                            .template
-                            .spec
-                            .kubernetes
-                            .as_ref()
-                            .map(|k| k.pods.env_vars.clone())
-                            .unwrap_or_default();
-                        let settings = (self.settings)();
-                        let ls = LocalSpec {
-                            namespace: &ns,
-                            deployment_id: &dep,
-                            job_id: &job.metadata.id.to_string(),
-                            flink_configuration: &rendered,
-                            parallelism: spec.template.spec.parallelism.max(1) as u32,
-                            jobmanager_memory: res
-                                .and_then(|r| r.jobmanager.as_ref())
-                                .and_then(|r| r.memory.as_deref()),
-                            taskmanager_memory: res
-                                .and_then(|r| r.taskmanager.as_ref())
-                                .and_then(|r| r.memory.as_deref()),
-                            log4j: &log4j,
-                            env: &env,
-                            savepoint_dir: &sp_dir,
-                            checkpoint_dir: &ck_dir,
-                            metrics_gateway: settings.metrics_gateway.as_deref(),
-                        };
-                        match self.local.start(&ls) {
-                            Ok(c) => {
-                                self.launched
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .insert(job_id);
-                                c
-                            }
-                            Err(e) => {
-                                return self.job_failed_to_start(&rec, job, e.to_string(), true)
-                            }
-                        }
-                    }
+                let provider = self.providers.for_target(target.spec.kind);
+                let settings = (self.settings)();
+                let provided = provider
+                    .ensure(ClusterRequest {
+                        deployment: d,
+                        job: &job,
+                        target: &target,
+                        flink_configuration: &rendered,
+                        context: &ctx,
+                        metrics_gateway: settings.metrics_gateway.as_deref(),
+                    })
+                    .await;
+                let provided = match provided {
+                    Ok(p) => p,
+                    Err(e) => return self.job_failed_to_start(&rec, job, e.to_string(), true),
                 };
+                let cluster = provided.cluster;
                 job.status.cluster = Some(cluster.clone());
                 self.store.write(vec![Write1::Job(job.clone())])?;
-                if cluster.local_dir.is_some() {
-                    self.event(
-                        d,
-                        Some(job_id),
-                        "ClusterStarting",
-                        format!(
-                            "Starting a local Flink cluster at {} (logs in {}).",
-                            cluster.rest_url,
-                            cluster.log_dir.clone().unwrap_or_default()
-                        ),
-                    );
+                if let Some(note) = provided.note {
+                    self.event(d, Some(job_id), "ClusterStarting", note);
                 }
                 cluster
             }
         };
-        if cluster.local_dir.is_some()
-            && self
-                .launched
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(job_id)
-        {
-            // Started by an earlier life of this manager: make sure both daemons run.
-            let env = spec
-                .template
-                .spec
-                .kubernetes
-                .as_ref()
-                .map(|k| k.pods.env_vars.clone())
-                .unwrap_or_default();
-            self.local.resume(&cluster, &env);
-        }
-        let rest = cluster.rest_url.as_str();
+        let provider = self.providers.for_cluster(&cluster);
+        provider.adopt(&job, &cluster);
+        let rest = provider.flink_rest(&cluster);
+        let rest = rest.as_str();
         let fid = job.status.flink_job_id.clone();
         let timeout = (self.settings)().cluster_start_timeout;
         let overdue = self.overdue(since);
@@ -165,7 +94,7 @@ impl<F: Flink> Controller<F> {
         };
         match observed.as_deref() {
             None => {
-                if cluster.local_dir.is_some() {
+                if provider.dedicated() {
                     let o = match self.flink.overview(rest).await {
                         Ok(o) => o,
                         Err(e) if e.is_transient() => {
@@ -314,7 +243,7 @@ impl<F: Flink> Controller<F> {
                 .status
                 .cluster
                 .as_ref()
-                .is_some_and(|c| c.local_dir.is_some())
+                .is_some_and(|c| self.providers.for_cluster(c).dedicated())
             {
                 Default::default()
             } else {
@@ -375,7 +304,12 @@ impl<F: Flink> Controller<F> {
         let d = &rec.deployment;
         let timeout = (self.settings)().cluster_start_timeout;
         let mut cause = error.to_string();
-        if let Some(logs) = job.status.cluster.as_ref().and_then(|c| c.log_dir.as_ref()) {
+        if let Some(logs) = job
+            .status
+            .cluster
+            .as_ref()
+            .and_then(|c| self.providers.for_cluster(c).logs(c))
+        {
             cause.push_str(&format!(" (cluster logs in {logs})"));
         }
         if self.overdue(since) {

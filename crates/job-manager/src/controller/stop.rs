@@ -19,7 +19,8 @@ impl<F: Flink> Controller<F> {
         let Some(cluster) = job.status.cluster.clone() else {
             return self.stopped(&rec, Some(job), goal, None);
         };
-        let rest = cluster.rest_url.as_str();
+        let rest = self.providers.for_cluster(&cluster).flink_rest(&cluster);
+        let rest = rest.as_str();
         let fid = job.status.flink_job_id.clone();
         if let Some(sp_id) = savepoint {
             let Some(mut sp) = self.store.read().savepoints.get(&sp_id).cloned() else {
@@ -91,7 +92,9 @@ impl<F: Flink> Controller<F> {
                 }
                 match self.flink.cancel(rest, &fid).await {
                     Ok(()) | Err(FlinkError::Http { status: 404, .. }) => {}
-                    Err(FlinkError::Unreachable { .. }) if cluster.local_dir.is_some() => {
+                    Err(FlinkError::Unreachable { .. })
+                        if self.providers.for_cluster(&cluster).dedicated() =>
+                    {
                         // A local cluster that does not answer (still booting, or gone) is
                         // stopped by tearing it down.
                         return self.stopped(&rec, Some(job), goal, Some(JobState::Cancelled));
@@ -115,7 +118,9 @@ impl<F: Flink> Controller<F> {
                     self.stopped(&rec, Some(job), goal, Some(JobState::Cancelled))
                 }
                 Ok(Some(_)) => Ok(()),
-                Err(FlinkError::Unreachable { .. }) if cluster.local_dir.is_some() => {
+                Err(FlinkError::Unreachable { .. })
+                    if self.providers.for_cluster(&cluster).dedicated() =>
+                {
                     // A local cluster that is gone has no job left.
                     self.stopped(&rec, Some(job), goal, Some(JobState::Cancelled))
                 }

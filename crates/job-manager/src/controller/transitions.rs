@@ -342,9 +342,7 @@ impl<F: Flink> Controller<F> {
 
     pub(super) fn teardown(&self, job: &Job) {
         if let Some(c) = &job.status.cluster {
-            if c.local_dir.is_some() {
-                self.local.stop(c);
-            }
+            self.providers.for_cluster(c).teardown(c);
         }
     }
 }
