@@ -99,7 +99,12 @@ struct Inner<C> {
     metrics: ReloadMetrics,
     /// Serialises reloads so two SIGHUPs cannot interleave.
     reloading: Mutex<()>,
+    /// Run on every successful reload before it reports success ([`ConfigHandle::on_reload`]).
+    hooks: std::sync::Mutex<Vec<ReloadHook<C>>>,
 }
+
+/// Applies a reloaded config to a running service.
+type ReloadHook<C> = Arc<dyn Fn(&Arc<C>) + Send + Sync>;
 
 /// The current configuration of a service, reloadable.
 pub struct ConfigHandle<C> {
@@ -147,6 +152,7 @@ impl<C: ServiceConfig> ConfigHandle<C> {
                 tx,
                 metrics,
                 reloading: Mutex::new(()),
+                hooks: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -154,6 +160,18 @@ impl<C: ServiceConfig> ConfigHandle<C> {
     /// The config in effect now.
     pub fn current(&self) -> Arc<C> {
         self.inner.tx.borrow().clone()
+    }
+
+    /// Runs `apply` on every successful reload, after the swap and before the reload
+    /// reports success, so that a caller of `POST /-/reload` that got 200 finds the new
+    /// config in effect (a [`ConfigHandle::subscribe`]r applies it some time later). `apply`
+    /// must be quick and must not fail: whatever can fail belongs in the loader.
+    pub fn on_reload(&self, apply: impl Fn(&Arc<C>) + Send + Sync + 'static) {
+        self.inner
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(apply));
     }
 
     /// A receiver that sees every successful reload.
@@ -174,7 +192,17 @@ impl<C: ServiceConfig> ConfigHandle<C> {
             });
         match result {
             Ok(config) => {
-                self.inner.tx.send_replace(Arc::new(config));
+                let config = Arc::new(config);
+                self.inner.tx.send_replace(config.clone());
+                let hooks = self
+                    .inner
+                    .hooks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for apply in hooks {
+                    apply(&config);
+                }
                 self.inner.metrics.record(true);
                 tracing::info!(service = %self.inner.service, "Configuration reloaded.");
                 Ok(())
@@ -289,8 +317,18 @@ mod tests {
         );
         assert!(t0 > 1.6e9);
 
+        let applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = applied.clone();
+        handle.on_reload(move |c| {
+            seen.store(c.interval_seconds, std::sync::atomic::Ordering::SeqCst)
+        });
         write(&mut file, "interval_seconds: 7\n");
         handle.reload_config().await.unwrap();
+        assert_eq!(
+            applied.load(std::sync::atomic::Ordering::SeqCst),
+            7,
+            "applied before the reload returned"
+        );
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().interval_seconds, 7);
 
@@ -300,6 +338,11 @@ mod tests {
         assert_eq!(handle.current().interval_seconds, 7);
         assert!(!rx.has_changed().unwrap());
         assert_eq!(gauge(&registry, "svc_config_last_reload_successful"), 0.0);
+        assert_eq!(
+            applied.load(std::sync::atomic::Ordering::SeqCst),
+            7,
+            "a failed reload applies nothing"
+        );
 
         write(&mut file, "interval_seconds: 9\nbogus: 1\n");
         assert!(handle.reload_config().await.is_err());

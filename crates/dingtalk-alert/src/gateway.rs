@@ -9,7 +9,7 @@
 //! accepted disappears without a trace.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex, RwLock,
@@ -69,6 +69,10 @@ pub enum EnqueueError {
 
 struct Queued {
     alert: Alert,
+    /// Identity and status: a newer copy with the same key replaces it while queued.
+    key: (String, bool),
+    /// Position in the queue's order; `items` is sorted by it.
+    seq: u64,
     origin: Arc<Origin>,
     /// What it counts against `delivery.max_queued_bytes`.
     size: usize,
@@ -79,8 +83,12 @@ struct Queued {
 
 #[derive(Default)]
 struct QueueState {
+    /// Waiting alerts, oldest first, sorted by `seq` (alerts given back keep their `seq`).
     items: VecDeque<Queued>,
-    keys: HashSet<(String, bool)>,
+    /// The `seq` of the queued alert with each key, so a duplicate is found in O(log n)
+    /// (a linear search per alert made a request of duplicates quadratic).
+    keys: HashMap<(String, bool), u64>,
+    next_seq: u64,
     in_flight: usize,
     /// Bytes of `items` plus those in flight.
     bytes: usize,
@@ -429,24 +437,26 @@ impl Gateway {
             for alert in alerts {
                 let size = alert.size_bytes() + origin_size;
                 let key = (alert.identity(), alert.is_resolved());
-                if s.keys.contains(&key) {
-                    if let Some(existing) = s
-                        .items
-                        .iter_mut()
-                        .find(|x| x.alert.identity() == key.0 && x.alert.is_resolved() == key.1)
-                    {
-                        let old = std::mem::replace(&mut existing.size, size);
-                        existing.alert = alert;
-                        existing.origin = origin.clone();
-                        s.bytes = (s.bytes + size).saturating_sub(old);
-                        dedup += 1;
-                        continue;
-                    }
+                let existing = s
+                    .keys
+                    .get(&key)
+                    .and_then(|seq| s.items.binary_search_by_key(seq, |x| x.seq).ok());
+                if let Some(i) = existing {
+                    let old = std::mem::replace(&mut s.items[i].size, size);
+                    s.items[i].alert = alert;
+                    s.items[i].origin = origin.clone();
+                    s.bytes = (s.bytes + size).saturating_sub(old);
+                    dedup += 1;
+                    continue;
                 }
-                s.keys.insert(key);
+                let seq = s.next_seq;
+                s.next_seq += 1;
+                s.keys.insert(key.clone(), seq);
                 s.bytes += size;
                 s.items.push_back(Queued {
                     alert,
+                    key,
+                    seq,
                     origin: origin.clone(),
                     size,
                     accepted: now,
@@ -582,7 +592,7 @@ impl Gateway {
             let n = s.items.len().min(MAX_BATCH);
             let taken: Vec<Queued> = s.items.drain(..n).collect();
             for t in &taken {
-                s.keys.remove(&(t.alert.identity(), t.alert.is_resolved()));
+                s.keys.remove(&t.key);
             }
             s.in_flight += taken.len();
             taken
@@ -766,8 +776,7 @@ impl Gateway {
         let mut s = q.lock();
         s.in_flight -= items.len().min(s.in_flight);
         for item in items.into_iter().rev() {
-            s.keys
-                .insert((item.alert.identity(), item.alert.is_resolved()));
+            s.keys.insert(item.key.clone(), item.seq);
             s.items.push_front(item);
         }
     }

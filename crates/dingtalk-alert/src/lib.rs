@@ -190,14 +190,10 @@ pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
             tracing::info!(dingtalk_target = %name, message_type = ?t.message_type, signed = t.robot.secret.is_some(), "DingTalk target configured.");
         }
     }
-    let mut updates = handle.subscribe();
+    // Applied before the reload answers, so a 200 from `/-/reload` means the new targets
+    // and limits are in effect.
     let g = gateway.clone();
-    tokio::spawn(async move {
-        while updates.changed().await.is_ok() {
-            let c = compiled_of(&updates.borrow_and_update());
-            g.apply(c);
-        }
-    });
+    handle.on_reload(move |c| g.apply(compiled_of(c)));
 
     let listener = server::bind(args.common.listen_addr(&INFO)).await?;
     let endpoints = server::Endpoints::new(INFO.metric_prefix, registry, Arc::new(handle));
