@@ -430,7 +430,7 @@ async fn health_conditions_follow_flink() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn user_and_scheduled_savepoints_with_retention() {
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path(), Arc::new(FakeFlink::new())).await;
@@ -454,16 +454,13 @@ async fn user_and_scheduled_savepoints_with_retention() {
     assert_eq!(sps.len(), 1);
     assert_eq!(sps[0]["metadata"]["origin"], "USER_REQUEST");
     assert_eq!(sps[0]["status"]["state"], "COMPLETED");
-    // Make the schedule due four times.
-    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    // Within the hour, the hourly schedule takes none.
+    tokio::time::advance(std::time::Duration::from_secs(60)).await;
+    h.settle(5).await;
+    assert_eq!(h.flink.calls_of("trigger_savepoint").len(), 1);
+    // Four hours pass (the controller's clock follows tokio's paused time).
     for _ in 0..4 {
-        h.state
-            .store
-            .modify(uuid, |r| {
-                r.control.next_scheduled = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
-                vec![]
-            })
-            .unwrap();
+        tokio::time::advance(std::time::Duration::from_secs(3600)).await;
         h.settle(10).await;
     }
     let sps = savepoints(&h, &id).await;
@@ -876,4 +873,52 @@ async fn a_black_holed_session_cluster_does_not_delay_other_deployments() {
     }
     let _ = stop.send(());
     run.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn instability_counts_restarts_within_the_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.controller.unstable_window = std::time::Duration::from_secs(600);
+    let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), c);
+    h.fake_target().await;
+    let id = create(&h, "flaky", json!({})).await;
+    h.settle(20).await;
+    let fid = jobs(&h, &id).await[0]["status"]["flinkJobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Three restarts spread over nine minutes: within the window, unstable.
+    for n in 1..=3 {
+        tokio::time::advance(std::time::Duration::from_secs(180)).await;
+        h.flink.set_restarts(&fid, n);
+        h.settle(5).await;
+    }
+    let d = get(&h, &id).await;
+    assert_eq!(
+        condition(&d, "JobUnstable").unwrap()["status"],
+        "True",
+        "{d}"
+    );
+    // Ten quiet minutes later the old restarts have left the window: stable again.
+    tokio::time::advance(std::time::Duration::from_secs(601)).await;
+    h.settle(5).await;
+    let d = get(&h, &id).await;
+    assert_eq!(
+        condition(&d, "JobUnstable").unwrap()["status"],
+        "False",
+        "{d}"
+    );
+    // The same three restarts spread over more than the window never make it unstable.
+    for n in 4..=6 {
+        tokio::time::advance(std::time::Duration::from_secs(400)).await;
+        h.flink.set_restarts(&fid, n);
+        h.settle(5).await;
+        let d = get(&h, &id).await;
+        assert_eq!(
+            condition(&d, "JobUnstable").unwrap()["status"],
+            "False",
+            "{d}"
+        );
+    }
 }
