@@ -3,7 +3,7 @@
 //!
 //! What is recorded is what a Prometheus scraping the gateway would store, and what the
 //! rule evaluator sees: each accepted change to a group records the group's samples at
-//! the push time ([`HistoryFeed`] is a [`PushObserver`]); every `--storage.record-interval`
+//! the push time ([`super::feed::HistoryFeed`]); every `--storage.record-interval`
 //! the current value of every series of every live group is recorded again (a group
 //! pushed once stays visible, as on `/metrics`); a series that leaves its group, or whose
 //! group is deleted or expires, gets a staleness marker.
@@ -17,15 +17,13 @@
 //! only the chunks overlapping the window; writers hold the write lock for one append.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_engine::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
 use promql_engine::storage::{is_stale, stale_nan, Series, Storage};
 
 use super::chunk::Chunk;
-use crate::grouping::GroupKey;
-use crate::store::{PushObserver, Sample};
 
 /// Bounds of the history.
 #[derive(Debug, Clone, Copy)]
@@ -481,103 +479,6 @@ pub fn unix_ms(t: SystemTime) -> i64 {
     }
 }
 
-/// Ops held for the history before a push path would wait for it: above this the push
-/// that adds more applies them itself (back-pressure rather than drops).
-const MAX_PENDING_OPS: usize = 2_000_000;
-
-/// Feeds the history from the store: records every group change and, on
-/// [`HistoryFeed::record`], every live series' current value.
-///
-/// A push only queues its samples ([`PushObserver::group_changed`] runs under the store's
-/// lock, so it must never wait for a query reading the history); the queue is applied by
-/// [`HistoryFeed::flush`], which readers call before they read and the recorder calls
-/// every second.
-pub struct HistoryFeed {
-    history: std::sync::Arc<History>,
-    groups: Mutex<HashMap<GroupKey, Vec<(Labels, f64)>>>,
-    pending: Mutex<Vec<Op>>,
-}
-
-impl HistoryFeed {
-    /// A feed writing into `history`.
-    pub fn new(history: std::sync::Arc<History>) -> Self {
-        Self {
-            history,
-            groups: Mutex::new(HashMap::new()),
-            pending: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<GroupKey, Vec<(Labels, f64)>>> {
-        match self.groups.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Op>> {
-        match self.pending.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Applies the queued samples to the history.
-    pub fn flush(&self) {
-        let ops = std::mem::take(&mut *self.pending());
-        self.history.apply(ops);
-    }
-
-    /// Records the current value of every series of every live group at `t` (ms).
-    pub fn record(&self, t: i64) {
-        let snapshot: Vec<Op> = self
-            .groups()
-            .values()
-            .flatten()
-            .map(|(l, v)| Op::Sample(l.clone(), t, *v))
-            .collect();
-        self.pending().extend(snapshot);
-        self.flush();
-    }
-}
-
-impl PushObserver for HistoryFeed {
-    fn group_changed(&self, at: SystemTime, group: &GroupKey, samples: &[Sample]) {
-        let t = unix_ms(at);
-        let now: Vec<(Labels, f64)> = samples
-            .iter()
-            .map(|(l, v)| (Labels::new(l.iter().cloned()), *v))
-            .collect();
-        let mut ops: Vec<Op> = now
-            .iter()
-            .map(|(l, v)| Op::Sample(l.clone(), t, *v))
-            .collect();
-        let mut g = self.groups();
-        if let Some(old) = g.get(group) {
-            let current: std::collections::HashSet<&Labels> = now.iter().map(|(l, _)| l).collect();
-            ops.extend(
-                old.iter()
-                    .filter(|(l, _)| !current.contains(l))
-                    .map(|(l, _)| Op::Stale(l.clone(), t)),
-            );
-        }
-        if now.is_empty() {
-            g.remove(group);
-        } else {
-            g.insert(group.clone(), now);
-        }
-        let full = {
-            let mut p = self.pending();
-            p.extend(ops);
-            p.len() > MAX_PENDING_OPS
-        };
-        drop(g);
-        if full {
-            self.flush();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,47 +589,6 @@ mod tests {
         assert_eq!(h.series(&[], 30_000, 100_000), vec![b.clone()]);
         let job_a = vec![Matcher::equal("job", "a")];
         assert_eq!(h.series(&[job_a], 0, 100_000), vec![a]);
-    }
-
-    #[test]
-    fn the_feed_queues_pushes_until_flushed_and_marks_removed_series_stale() {
-        let h = std::sync::Arc::new(unbounded());
-        let feed = HistoryFeed::new(h.clone());
-        let key = crate::grouping::parse_path("job/a").unwrap();
-        let s = |name: &str, v: f64| {
-            (
-                vec![
-                    ("__name__".to_string(), name.to_string()),
-                    ("job".to_string(), "a".to_string()),
-                ],
-                v,
-            )
-        };
-        let at = |secs: u64| UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        feed.group_changed(at(100), &key, &[s("x", 1.0), s("y", 2.0)]);
-        assert_eq!(
-            h.stats().samples,
-            0,
-            "a push never writes the history itself"
-        );
-        feed.flush();
-        assert_eq!(h.stats().samples, 2);
-        feed.group_changed(at(101), &key, &[s("x", 3.0)]);
-        feed.record(102_000);
-        let x = h.select(&name("x"), 0, i64::MAX);
-        assert_eq!(
-            x[0].samples,
-            vec![(100_000, 1.0), (101_000, 3.0), (102_000, 3.0)]
-        );
-        let y = h.select(&name("y"), 0, i64::MAX);
-        assert_eq!(y[0].samples.len(), 2);
-        assert!(is_stale(y[0].samples[1].1) && y[0].samples[1].0 == 101_000);
-        // The group goes: x turns stale too, and is not recorded again.
-        feed.group_changed(at(103), &key, &[]);
-        feed.record(104_000);
-        let x = h.select(&name("x"), 0, i64::MAX);
-        assert_eq!(x[0].samples.len(), 4);
-        assert!(is_stale(x[0].samples[3].1));
     }
 }
 

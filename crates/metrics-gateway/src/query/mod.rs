@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //! - [`chunk`]: compressed sample chunks (delta-of-delta timestamps, XOR values).
-//! - [`history`]: the samples over time ([`history::History`], a PromQL storage), fed by
-//!   [`history::HistoryFeed`] from the store, bounded by retention and bytes.
+//! - [`history`]: the samples over time ([`history::History`], a PromQL storage), bounded
+//!   by retention and bytes.
+//! - [`feed`]: [`feed::HistoryFeed`], the store's pushes queued for the history.
 //! - [`params`]: request parameters (GET query and form POST; times, durations).
 //! - [`response`]: the JSON envelopes, error types and result encoding.
 //! - [`snapshot`]: a query's view of the history, decoding each selector's series once.
@@ -21,6 +22,7 @@
 pub mod catalog;
 pub mod chunk;
 pub mod exec;
+pub mod feed;
 pub mod history;
 pub mod params;
 pub mod response;
@@ -37,7 +39,8 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use promql_engine::labels::Labels;
 use promql_engine::rules::runtime::RuleEngine;
 
-use history::{History, HistoryFeed, HistoryLimits};
+use feed::HistoryFeed;
+use history::{History, HistoryLimits};
 
 /// Query and history flags.
 #[derive(Debug, Clone, clap::Args)]
