@@ -56,7 +56,7 @@ pub fn parse_path(rest: &str) -> Result<GroupKey, GroupingError> {
     let mut key = GroupKey::new();
     if !labels.is_empty() {
         let parts: Vec<&str> = labels.split('/').collect();
-        if parts.len() % 2 != 0 {
+        if !parts.len().is_multiple_of(2) {
             return Err(GroupingError::OddComponents(format!("/{labels}")));
         }
         for pair in parts.chunks(2) {
