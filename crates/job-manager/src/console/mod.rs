@@ -5,8 +5,8 @@
 //!   binary (hand-written ES modules, no build step).
 //! - [`proxy`]: `/flink/{namespace}/{deploymentId}/…` forwards to the Flink web UI of a
 //!   RUNNING deployment, authenticated by a short-lived session cookie the console sets.
-//! - `GET /console/v1/namespaces/{ns}/me`: who the caller is and their role there, so the
-//!   console can disable what the role may not do and say why.
+//! - `GET /console/v1/namespaces/{ns}/me`: who the caller is and their role there (and the
+//!   manager's version), so the console can disable what the role may not do and say why.
 
 pub mod assets;
 pub mod proxy;
@@ -59,6 +59,7 @@ async fn me(State(_st): State<AppState>, caller: Caller, Path(ns): Path<String>)
             "principal": who,
             "role": role,
             "admin": caller.principal == Principal::Admin,
+            "version": env!("CARGO_PKG_VERSION"),
         }),
     )
 }

@@ -138,6 +138,10 @@ def owner_journey(browser):
     with open(JAR, "rb") as f:
         page.set_input_files("#file", {"name": "wordcount-v2.jar", "mimeType": "application/java-archive", "buffer": f.read()})
     expect(page.locator("#upload-status")).to_contain_text("wordcount-v2.jar uploaded")
+    with page.expect_download() as dl:
+        page.click("#artifacts tr[data-name='wordcount.jar'] >> text=Download")
+    with open(dl.value.path(), "rb") as got, open(JAR, "rb") as want:
+        assert got.read() == want.read(), "downloaded bytes differ from the uploaded ones"
     shot(page, "artifacts-desktop")
 
     step("create in the Standard view; YAML view keeps what was typed; field errors")
@@ -236,6 +240,7 @@ def owner_journey(browser):
     utc = since.inner_text()
     assert utc.endswith("UTC"), utc
     page.click("nav >> text=System")
+    expect(page.locator("#version")).to_contain_text(re.compile(r"\d+\.\d+\.\d+"))
     page.select_option("#timezone", "Asia/Shanghai")
     page.click("nav >> text=Deployments")
     expect(since).not_to_have_text(utc)

@@ -456,7 +456,7 @@ async function artifactsPage(main) {
             h("td", { "data-label": t("col.file") }, a.filename),
             h("td", { "data-label": t("col.size") }, fmtSize(a.size)),
             h("td", { "data-label": t("col.modified") }, fmtTime(a.createdAt)),
-            h("td", {}, h("button", { type: "button", class: "danger", disabled: !editor, title: editor ? null : roleReason("editor"), "aria-label": t("artifacts.delete") + " " + a.filename, onclick: async () => {
+            h("td", { class: "row-actions" }, h("button", { type: "button", "aria-label": t("artifacts.download") + " " + a.filename, onclick: () => download(base + "artifacts:download?filename=" + api.enc(a.filename), a.filename).catch((x) => (err.textContent = x.message)) }, t("artifacts.download")), " ", h("button", { type: "button", class: "danger", disabled: !editor, title: editor ? null : roleReason("editor"), "aria-label": t("artifacts.delete") + " " + a.filename, onclick: async () => {
               if (!(await confirmDialog(t("confirm.deleteArtifact", { name: a.filename }), t("artifacts.delete")))) return;
               try { await api.call("DELETE", base + "artifacts:delete?filename=" + api.enc(a.filename)); } catch (x) { err.textContent = x.message; }
               await load();
@@ -490,6 +490,18 @@ async function artifactsPage(main) {
     h("p", {}, t("artifacts.drop")), h("label", { for: "file" }, t("artifacts.choose")), fileInput, h("p", { class: "muted" }, t("artifacts.limit")));
   main.append(h("h1", {}, t("artifacts.title")), editor ? drop : h("p", { class: "note", id: "role-note" }, roleReason("editor")), progress, status, err, listBox);
   await load();
+}
+
+// Downloads with the token (a plain link could not send it) through an object URL.
+async function download(path, name) {
+  const r = await fetch(path, { headers: api.token() ? { Authorization: "Bearer " + api.token() } : {} });
+  if (!r.ok) throw new Error(t("artifacts.downloadFailed", { name, status: r.status }));
+  const url = URL.createObjectURL(await r.blob());
+  const a = h("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 function fmtSize(n) {
@@ -557,5 +569,6 @@ async function systemPage(main) {
       h("div", { class: "field" }, h("label", { for: "timezone" }, t("settings.timezone")), tz, h("p", { class: "muted" }, t("system.tzHelp"))),
       h("p", {}, t("system.now") + ": ", h("span", { id: "now", class: "time" }, fmtTime(new Date().toISOString()))),
       h("p", {}, t("system.language") + ": " + (lang() === "zh" ? "中文" : "English")),
+      h("p", { id: "version" }, t("system.version") + ": " + ((S.me && S.me.version) || "—")),
       h("p", {}, t("system.licence"))));
 }
