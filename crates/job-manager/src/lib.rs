@@ -12,6 +12,7 @@
 //! - [`store`]: the durable embedded store under `--data-dir` (atomic, versioned files).
 //! - [`api`]: the HTTP API (envelope, JSON/YAML bodies, validation) and [`api::auth`], the
 //!   owner/editor/viewer matrix.
+//! - [`domain`]: rules below the API (namespace creation, token hashing).
 //! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health);
 //!   [`clock`]: its wall-clock seam (tests run it under tokio's paused time).
 //! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod controller;
+pub mod domain;
 pub mod flink;
 pub mod kubernetes;
 pub mod metrics;
@@ -56,8 +58,9 @@ use common::{server, ConfigHandle, Lifecycle, Secret, ServiceInfo};
 pub use config::Config;
 
 use crate::{
-    api::{access, auth, AppState},
+    api::AppState,
     controller::{Controller, Settings},
+    domain::tokens::ADMIN_NAMESPACE,
     flink::Flink,
     model::Namespace,
     store::{Store, StoredToken, Write1},
@@ -156,16 +159,16 @@ pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Sto
                 what: "default namespace".into(),
                 source: e,
             })?;
-            writes.extend(access::new_namespace_writes(ns));
+            writes.extend(domain::namespaces::new_namespace_writes(ns));
         }
         if let Some(secret) = bootstrap {
-            let hash = auth::hash_secret(secret.expose());
-            let key = (auth::ADMIN_NAMESPACE.to_string(), "bootstrap".to_string());
+            let hash = domain::tokens::hash_secret(secret.expose());
+            let key = (ADMIN_NAMESPACE.to_string(), "bootstrap".to_string());
             if t.tokens.get(&key).map(|k| &k.secret_hash) != Some(&hash) {
                 writes.push(Write1::Token(StoredToken {
                     token: model::ApiToken {
                         name: "bootstrap".into(),
-                        namespace: auth::ADMIN_NAMESPACE.into(),
+                        namespace: ADMIN_NAMESPACE.into(),
                         role: model::Role::Owner,
                         created_at: Utc::now(),
                     },
@@ -173,7 +176,7 @@ pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Sto
                 }));
             }
         } else {
-            let key = (auth::ADMIN_NAMESPACE.to_string(), "bootstrap".to_string());
+            let key = (ADMIN_NAMESPACE.to_string(), "bootstrap".to_string());
             if t.tokens.contains_key(&key) {
                 tracing::warn!(
                     "Revoked the bootstrap token of an earlier start: none is configured now."

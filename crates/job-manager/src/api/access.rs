@@ -15,7 +15,7 @@ use super::{
     check_name, decode, list, merge_patch, ok, ApiError, ApiResult, AppState, Doc,
 };
 use crate::{
-    model::{ApiToken, DeploymentTarget, Namespace, Role, TargetKind, TargetSpec},
+    model::{ApiToken, Namespace, Role},
     store::{StoredToken, Write1},
 };
 
@@ -177,32 +177,7 @@ fn validate_namespace(n: &Namespace) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The `local` deployment target every namespace starts with.
-pub fn local_target(ns: &str) -> DeploymentTarget {
-    serde_json::from_value::<DeploymentTarget>(json!({
-        "metadata": {"name": crate::LOCAL_TARGET, "namespace": ns, "resourceVersion": 1},
-        "spec": {"type": "local"}
-    }))
-    .unwrap_or_else(|_| DeploymentTarget {
-        kind: "DeploymentTarget".into(),
-        api_version: "v1".into(),
-        metadata: Default::default(),
-        spec: TargetSpec {
-            kind: TargetKind::Local,
-            rest_url: None,
-            savepoint_dir: None,
-            kubernetes: None,
-        },
-    })
-}
-
-/// The writes that create a namespace with its `local` target.
-pub fn new_namespace_writes(n: Namespace) -> Vec<Write1> {
-    let mut target = local_target(&n.metadata.name);
-    target.metadata.created_at = Some(Utc::now());
-    target.metadata.id = Some(uuid::Uuid::new_v4());
-    vec![Write1::Namespace(n), Write1::Target(target)]
-}
+pub use crate::domain::namespaces::{local_target, new_namespace_writes};
 
 pub async fn list_namespaces(State(st): State<AppState>, caller: Caller) -> ApiResult {
     let t = st.store.read();

@@ -8,13 +8,12 @@
 //! the only one that may create or delete namespaces.
 
 use axum::{extract::FromRequestParts, http::request::Parts, http::StatusCode};
-use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
 use crate::model::Role;
 
 /// Namespace under which the bootstrap token is stored.
-pub const ADMIN_NAMESPACE: &str = "*";
+pub use crate::domain::tokens::ADMIN_NAMESPACE;
 
 /// The caller of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,10 +36,7 @@ pub struct Caller {
     state: AppState,
 }
 
-/// Hex SHA-256 of a token secret (what the store keeps).
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
+pub use crate::domain::tokens::hash_secret;
 
 /// Validates a member string: exactly `user:UID`.
 pub fn check_member(field: &str, m: &str) -> Result<(), ApiError> {
