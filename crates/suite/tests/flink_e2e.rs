@@ -276,16 +276,47 @@ fn first_job_metrics_alert_logs_and_cancel_with_real_flink() {
     );
     assert_eq!(status, 200, "{body}");
     wait_state(&s, &token, &probe, "CANCELLED", Duration::from_secs(120));
-    eventually("the probe's groups gone", Duration::from_secs(30), || {
-        series_with(&s.gateway("/metrics"), &[&dep_label])
-            .is_none()
-            .then_some(())
-    });
+    // Its groups (not, e.g., an `ALERTS` series the rules keep until they resolve).
+    let groups_of = |dep: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(&s.gateway("/api/v1/metrics")).unwrap_or(Value::Null);
+        v["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|g| g["labels"]["deploymentId"] == dep)
+                    .map(|g| g["labels"].to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let left = groups_of(&probe);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe's groups still at the gateway 45 s after CANCELLED: {left:?}\n{}",
+            s.gateway("/metrics")
+                .lines()
+                .filter(|l| l.contains(&dep_label))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        series_with(&s.gateway("/metrics"), &[&dep_label]),
-        None,
+        groups_of(&probe),
+        Vec::<String>::new(),
         "nothing pushed back"
+    );
+    assert_eq!(
+        series_with(&s.gateway("/metrics"), &["flink_", &dep_label]),
+        None,
+        "no Flink series of the probe left"
     );
 
     let (status, body) = api(
