@@ -5,5 +5,6 @@ pub mod file;
 pub mod manager;
 pub mod notifier;
 pub mod runtime;
+pub mod schedule;
 pub mod template;
 pub mod unittest;

@@ -10,6 +10,7 @@ use promql_parser::parser::Expr;
 use super::file::RuleGroup;
 use super::manager::{render_exposition, EvalSettings, GroupState};
 use super::notifier::Notifier;
+use super::schedule;
 use crate::eval::{dur_ms, Engine};
 use crate::storage::{MemLimits, MemStorage};
 
@@ -155,20 +156,31 @@ impl RuleEngine {
         self.lock().iter().map(|g| g.rules.len()).sum()
     }
 
-    /// Evaluates every group whose aligned evaluation time has come (`now_ms`), sends the
+    /// Evaluates every group whose scheduled evaluation time has come (`now_ms`), sends the
     /// due alerts. Returns the number of groups evaluated.
+    ///
+    /// Each group has its own slot within its interval, as in Prometheus
+    /// ([`super::schedule`]): the group's offset plus whole intervals. Groups due in the
+    /// same call run in the order of their slots, so a group reads another group's
+    /// recording from that group's latest slot at or before its own, as it would in
+    /// Prometheus, whatever the order of the rule files.
     pub fn tick(&self, now_ms: i64) -> usize {
         let mut groups = self.lock();
-        let mut n = 0;
-        let mut out = Vec::new();
-        for g in groups.iter_mut() {
+        let mut due: Vec<(i64, usize)> = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
             let iv = g.interval_ms(&self.settings).max(1);
-            let ts = now_ms - now_ms.rem_euclid(iv);
+            let off = schedule::group_offset_ms(&g.group.file, &g.group.name, iv);
+            let ts = schedule::eval_timestamp_ms(now_ms, iv, off);
             if g.last_eval_ms.is_some_and(|l| l >= ts) {
                 continue;
             }
-            out.extend(g.eval(&self.engine, &self.storage, &self.settings, ts));
-            n += 1;
+            due.push((ts, i));
+        }
+        due.sort();
+        let n = due.len();
+        let mut out = Vec::new();
+        for (ts, i) in due {
+            out.extend(groups[i].eval(&self.engine, &self.storage, &self.settings, ts));
         }
         drop(groups);
         self.notifier.send(out);

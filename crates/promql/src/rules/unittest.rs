@@ -155,11 +155,35 @@ pub fn run_test_file(path: &Path) -> Result<Vec<String>, String> {
         Some(s) => dur(s, "evaluation_interval")?,
         None => 60_000,
     };
+    for (i, name) in tf.group_eval_order.iter().enumerate() {
+        if tf.group_eval_order[..i].contains(name) {
+            return Err(format!(
+                "{}: group name repeated in evaluation order: {name}",
+                path.display()
+            ));
+        }
+    }
     let mut failures = Vec::new();
     for tg in &tf.tests {
         failures.extend(run_group(tg, &groups, &tf.group_eval_order, eval_interval)?);
     }
     Ok(failures)
+}
+
+/// The order in which promtool evaluates the groups at each step: by the position of the
+/// group's name in `group_eval_order`, where a group that is not listed counts as position
+/// 0, i.e. it runs together with the first listed group, before the second (promtool looks
+/// the name up in a map whose missing keys read as 0). Groups of the same position run in
+/// an order promtool leaves undefined (Go map iteration, which varies from run to run);
+/// here they keep the order of the rule files, which is what promtool does most often.
+fn eval_order<'a>(
+    groups: &'a [super::file::RuleGroup],
+    order: &[String],
+) -> Vec<&'a super::file::RuleGroup> {
+    let rank = |g: &super::file::RuleGroup| order.iter().position(|n| *n == g.name).unwrap_or(0);
+    let mut v: Vec<&super::file::RuleGroup> = groups.iter().collect();
+    v.sort_by_key(|g| rank(g));
+    v
 }
 
 fn run_group(
@@ -186,17 +210,10 @@ fn run_group(
             }
         }
     }
-    let mut ordered: Vec<GroupState> = Vec::new();
-    for name in order {
-        if let Some(g) = groups.iter().find(|g| &g.name == name) {
-            ordered.push(GroupState::new(g.clone()));
-        }
-    }
-    for g in groups {
-        if !order.contains(&g.name) {
-            ordered.push(GroupState::new(g.clone()));
-        }
-    }
+    let mut ordered: Vec<GroupState> = eval_order(groups, order)
+        .into_iter()
+        .map(|g| GroupState::new(g.clone()))
+        .collect();
     let settings = EvalSettings {
         interval_ms: eval_interval,
         external_labels: tg.external_labels.clone(),
