@@ -80,6 +80,8 @@ async fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.controller.poll_interval = Duration::from_millis(200);
+    // As behind a trusted auth proxy; tokens work beside it.
+    config.auth.proxy_user_header = Some("X-Forwarded-User".into());
     let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), config);
     let (flink, seen) = flink_ui().await;
     let (s, v) = h
@@ -347,6 +349,16 @@ async fn browser_journeys() {
     create(&s.h, "reports", "CANCELLED", json!({"team": "bi"})).await;
     wait_running(&s, &orders).await;
     let viewer = token(&s.h, "viewer", "viewer").await;
+    let (st, v) =
+        s.h.call(
+            "PATCH",
+            "/namespaces/v1/namespaces/default",
+            Some(
+                json!({"spec": {"roleBindings": [{"role": "editor", "members": ["user:alice"]}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
     let dir = tempfile::tempdir().unwrap();
     let jar = dir.path().join("wordcount.jar");
     std::fs::write(&jar, b"PK\x03\x04 a test jar").unwrap();

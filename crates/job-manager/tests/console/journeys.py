@@ -186,6 +186,10 @@ def owner_journey(browser):
     flink.goto(f"{URL}/flink/default/{dep_id}/")
     expect(flink.locator("h1")).to_have_text("Apache Flink Web Dashboard")
     flink.close()
+    page.click("#action-savepoint")
+    page.click("#tabbtn-savepoints")
+    expect(page.locator("#savepoints tbody tr").first).to_contain_text("USER_REQUEST")
+    expect(page.locator("#savepoints tbody tr").first).to_contain_text("COMPLETED")
 
     step("suspend; change parallelism in the YAML view; a concurrent change is a conflict")
     page.click("#action-suspend")
@@ -290,6 +294,21 @@ def viewer_journey(browser, dep_id):
     ctx.close()
 
 
+def proxy_user_journey(browser):
+    step("trusted auth proxy: the user header signs in without a token")
+    ctx = browser.new_context(viewport=DESKTOP, extra_http_headers={"X-Forwarded-User": "alice"})
+    page = ctx.new_page()
+    page.set_default_timeout(LIVE)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.goto(URL + "/")
+    expect(page.locator("#deployments")).to_be_visible()
+    expect(page.locator("#token")).to_have_count(0)
+    expect(page.locator("#who")).to_contain_text("alice")
+    expect(page.locator("#who")).to_contain_text("editor")
+    expect(row(page, "orders")).to_contain_text("RUNNING")
+    ctx.close()
+
+
 def phone_journey(browser):
     ctx, page = new_page(browser, PHONE)
     step("phone width: list and deployment page")
@@ -315,6 +334,7 @@ with sync_playwright() as p:
     try:
         dep = owner_journey(browser)
         viewer_journey(browser, dep)
+        proxy_user_journey(browser)
         phone_journey(browser)
     finally:
         browser.close()

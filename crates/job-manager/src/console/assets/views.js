@@ -18,7 +18,15 @@ export function stopPolling() {
 function poll(fn) {
   stopPolling();
   timer = setInterval(() => {
-    if (!document.hidden) fn().catch(() => {});
+    if (document.hidden) return;
+    fn().catch((x) => {
+      // A token revoked meanwhile ends the session; other failures retry at the next tick.
+      if (x && x.status === 401) {
+        stopPolling();
+        api.setToken(null);
+        location.hash = "#/expired";
+      }
+    });
   }, POLL_MS);
 }
 
