@@ -30,7 +30,7 @@ fn write_log(path: &Path, bytes: usize) -> usize {
     let mut i = 0u64;
     while n < bytes {
         i += 1;
-        let line = if i % 50 == 0 {
+        let line = if i.is_multiple_of(50) {
             let mut s = format!(
                 "2024-01-01 00:00:{:02},{:03} ERROR org.apache.flink.runtime.taskmanager.Task            [] - Window(TumblingEventTimeWindows(5000)) (1/2)#0 switched from RUNNING to FAILED with failure cause:\njava.lang.RuntimeException: failure {i}\n",
                 (i / 1000) % 60,

@@ -39,7 +39,7 @@ fn writer(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Strin
                     "",
                     "p".repeat((n % 50) as usize)
                 ));
-                if n % 97 == 0 {
+                if n.is_multiple_of(97) {
                     chunk.push_str(&format!(
                         "java.lang.IllegalStateException: failure {n}\n\tat org.example.A.b(A.java:{n})\nCaused by: java.io.IOException: x\n\t... 7 more\n"
                     ));

@@ -365,6 +365,21 @@ fn start_standin(script: Vec<(u16, &'static str)>) -> (Shared, u16, tokio::runti
     (shared, port, rt)
 }
 
+/// The real binary shipping `glob` with config `cfg`, state under `data`.
+fn shipper(cfg: &std::path::Path, glob: &str, data: &std::path::Path) -> testkit::Proc {
+    testkit::Proc::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--input",
+            glob,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    )
+}
+
 fn write_config(dir: &std::path::Path, port: u16, secret: &str) -> std::path::PathBuf {
     write_config_with(dir, port, secret, "")
 }
@@ -409,17 +424,7 @@ fn ships_to_a_strict_stand_in_through_5xx_and_quota_errors_without_loss() {
     std::fs::write(logs.join("taskmanager.log"), &text).unwrap();
     let cfg = write_config(dir.path(), port, "standin-secret");
     let glob = format!("{}/*.log", logs.display());
-    let p = testkit::Proc::start(
-        BIN,
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--input",
-            &glob,
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ],
-    );
+    let p = shipper(&cfg, &glob, &dir.path().join("data"));
     testkit::wait_for(
         || {
             let st = standin.lock().unwrap();
@@ -509,17 +514,7 @@ fn a_rejected_signature_is_not_retried_in_a_loop_and_nothing_is_dropped() {
     let cfg = write_config(dir.path(), port, "wrong-secret");
     let glob = format!("{}/*.log", logs.display());
     let data = dir.path().join("data");
-    let p = testkit::Proc::start(
-        BIN,
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--input",
-            &glob,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let p = shipper(&cfg, &glob, &data);
     testkit::wait_for(|| standin.lock().unwrap().requests >= 1, "first attempt");
     std::thread::sleep(Duration::from_secs(3));
     let st = standin.lock().unwrap();
@@ -553,17 +548,7 @@ fn an_outage_spills_to_disk_drops_oldest_when_full_counted_and_drains_in_order()
         "    buffer: {max_bytes: 2000, when_full: drop_oldest}\n",
     );
     let glob = format!("{}/*.log", logs.display());
-    let p = testkit::Proc::start(
-        BIN,
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--input",
-            &glob,
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ],
-    );
+    let p = shipper(&cfg, &glob, &dir.path().join("data"));
     let mut text = String::new();
     for i in 0..60 {
         text.push_str(&format!(
@@ -652,17 +637,7 @@ fn a_reload_applies_a_rotated_secret_file_and_refuses_an_unreadable_one_by_name(
     write(&secret);
     let glob = format!("{}/*.log", logs.display());
     let data = dir.path().join("data");
-    let p = testkit::Proc::start(
-        BIN,
-        &[
-            "--config.file",
-            cfg.to_str().unwrap(),
-            "--input",
-            &glob,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let p = shipper(&cfg, &glob, &data);
     testkit::wait_for(
         || standin.lock().unwrap().rejected == ["SignatureNotMatch"],
         "the wrong secret rejected",

@@ -202,7 +202,7 @@ mod tests {
         let mut big = Vec::new();
         for i in 0..200_000u32 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            big.push(if i % 7 == 0 {
+            big.push(if i.is_multiple_of(7) {
                 (x >> 16) as u8
             } else {
                 b"log line "[(i % 9) as usize]
