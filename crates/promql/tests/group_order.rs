@@ -228,3 +228,44 @@ fn live_groups_run_on_their_own_slots_whatever_the_file_order() {
         assert_eq!(live_alert_value(&live_rules("alerts", first)), 523.0);
     }
 }
+
+#[test]
+fn listed_name_shared_by_groups_of_two_files_runs_both() {
+    // promtool keys groups by file and name: a listed name orders every group of that
+    // name. (The second group of the name used to be dropped.)
+    let dir = common::testkit::tempfile_dir();
+    std::fs::write(
+        dir.join("a.yml"),
+        "groups:\n- name: g\n  rules:\n  - record: job:x:sum\n    expr: sum(x)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("b.yml"),
+        "groups:\n- name: g\n  rules:\n  - alert: XHigh\n    expr: job:x:sum > 5\n",
+    )
+    .unwrap();
+    let f = dir.join("same_name_test.yml");
+    std::fs::write(
+        &f,
+        r#"rule_files: [a.yml, b.yml]
+group_eval_order: [g]
+tests:
+- interval: 1m
+  input_series:
+  - series: 'x'
+    values: '0+1x20'
+  alert_rule_test:
+  - eval_time: 10m
+    alertname: XHigh
+    exp_alerts:
+    - exp_labels: {}
+"#,
+    )
+    .unwrap();
+    let (code, text) = ours(&f);
+    assert_eq!(code, 0, "{text}");
+    if let Some((code, text)) = promtool(&f, "listed_name_shared_by_groups_of_two_files_runs_both")
+    {
+        assert_eq!(code, 0, "{text}");
+    }
+}
