@@ -258,6 +258,94 @@ impl Plan {
 mod tests {
     use super::*;
 
+    fn plan(dir: &Path, suite_yml: &str, extra: &[&str]) -> Plan {
+        use clap::Parser;
+        let f = dir.join("suite.yml");
+        std::fs::write(&f, suite_yml).unwrap();
+        let mut argv = vec![
+            "flink-suite".to_string(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--config.file".into(),
+            f.display().to_string(),
+            "--flink-home".into(),
+            "/opt/flink".into(),
+            "--metrics-gateway.listen-address".into(),
+            "0.0.0.0:19091".into(),
+            "--dingtalk-alert.listen-address".into(),
+            "127.0.0.2:18060".into(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        Plan::new(&Args::parse_from(argv)).unwrap()
+    }
+
+    #[test]
+    fn flags_and_the_suite_section_reach_the_components() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(
+            dir.path(),
+            "flink-suite: {rule_evaluation_interval: 5s}\n",
+            &[],
+        );
+        let mg = p.metrics_gateway_args();
+        assert_eq!(
+            mg.common.listen_address,
+            Some("0.0.0.0:19091".parse().unwrap())
+        );
+        assert_eq!(
+            mg.rules.evaluation_interval,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            mg.rules.webhook_url.as_deref(),
+            Some("http://127.0.0.2:18060/dingtalk/send")
+        );
+        assert!(mg.rules.alertmanager_urls.is_empty());
+        let jm = p.job_manager_args();
+        assert_eq!(jm.flink_home.as_deref(), Some(Path::new("/opt/flink")));
+        assert_eq!(jm.data_dir, dir.path().join("data/job-manager"));
+        let jm_cfg: job_manager::Config =
+            common::config::load(jm.common.config_file.as_deref()).unwrap();
+        assert_eq!(
+            jm_cfg.metrics_gateway.url.as_deref(),
+            Some("http://127.0.0.1:19091"),
+            "Flink's reporter goes to the gateway's loopback address"
+        );
+        assert_eq!(
+            p.dingtalk_alert_args().dry_run_dir.as_deref(),
+            Some(dir.path().join("data/dingtalk-alert").as_path())
+        );
+        assert_eq!(
+            p.log_shipper_args().output_format,
+            log_shipper::sinks::dir::Format::Json
+        );
+    }
+
+    #[test]
+    fn alertmanager_urls_take_the_alerts_instead_of_dingtalk() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(
+            dir.path(),
+            "flink-suite: {alertmanager_urls: [\"http://am:9093\"]}\n",
+            &[],
+        );
+        let mg = p.metrics_gateway_args();
+        assert_eq!(
+            mg.rules.alertmanager_urls,
+            vec!["http://am:9093".to_string()]
+        );
+        assert_eq!(mg.rules.webhook_url, None);
+    }
+
+    #[test]
+    fn without_the_gateway_job_manager_gets_no_reporter_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(dir.path(), "", &["--target", "job-manager"]);
+        let jm_cfg: job_manager::Config =
+            common::config::load(p.job_manager_args().common.config_file.as_deref()).unwrap();
+        assert_eq!(jm_cfg.metrics_gateway.url, None);
+    }
+
     #[test]
     fn unspecified_listen_addresses_are_reached_on_loopback() {
         assert_eq!(
