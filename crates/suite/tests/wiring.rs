@@ -165,6 +165,23 @@ fn with_defaults_alerts_reach_the_dry_run_and_the_summary_names_what_is_missing(
         );
     }
 
+    // A suite.yml broken since: the reload is refused by name, nothing is reloaded.
+    std::fs::write(cwd.join("suite.yml"), "job-manager:\n  controler: {}\n").unwrap();
+    s.signal("HUP");
+    let refused = eventually("the refused reload", Duration::from_secs(10), || {
+        s.logs()
+            .lines()
+            .find(|l| l.contains("Configuration reload failed") && l.contains("flink-suite"))
+            .map(str::to_string)
+    });
+    assert!(refused.contains("controler"), "{refused}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        s.logs().matches("Configuration reloaded.").count(),
+        4,
+        "no component reloaded"
+    );
+
     // A second suite on the first one's job-manager port: the OS error once, exit 1.
     let other = support::Ports::free();
     let out = Command::new(env!("CARGO_BIN_EXE_flink-suite"))
