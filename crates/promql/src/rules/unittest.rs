@@ -144,7 +144,16 @@ pub fn run_test_file(path: &Path) -> Result<Vec<String>, String> {
             }
         })
         .collect();
-    let files: Vec<PathBuf> = expand_globs(&patterns)?;
+    // In the order of `rule_files` (each pattern's matches sorted), as promtool loads them:
+    // groups that share a place in `group_eval_order` run in this order.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in &patterns {
+        for f in expand_globs(std::slice::from_ref(p))? {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
     let groups = load_files(&files).map_err(|errs| {
         errs.iter()
             .map(|e| e.to_string())
@@ -175,7 +184,8 @@ pub fn run_test_file(path: &Path) -> Result<Vec<String>, String> {
 /// 0, i.e. it runs together with the first listed group, before the second (promtool looks
 /// the name up in a map whose missing keys read as 0). Groups of the same position run in
 /// an order promtool leaves undefined (Go map iteration, which varies from run to run);
-/// here they keep the order of the rule files, which is what promtool does most often.
+/// here they keep the order of `rule_files` (and of the groups in each file), which is
+/// what promtool does most often.
 fn eval_order<'a>(
     groups: &'a [super::file::RuleGroup],
     order: &[String],
