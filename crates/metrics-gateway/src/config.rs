@@ -26,6 +26,9 @@ pub struct Config {
     /// are relative to this file's directory). Added to those of `--rule.file`, reloaded
     /// with this file.
     pub rule_files: Vec<String>,
+    /// Where to send the recorded samples and rule results (Prometheus's `remote_write`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<crate::remote_write::RemoteWriteConfig>,
     /// The rule groups of `rule_files` and `--rule.file`, loaded and validated with this
     /// config ([`crate::rules::config_handle`]); `None` when neither names a file. Not part
     /// of the file.
@@ -83,6 +86,7 @@ impl ServiceConfig for Config {
             ));
         }
         check_ttls(self.push.group_ttl, self.push.max_group_ttl, TTL_FIELDS)?;
+        crate::remote_write::config::validate_all(&self.remote_write)?;
         Ok(())
     }
 }

@@ -16,6 +16,8 @@
 //! - [`metrics`]: our own metrics.
 //! - [`query`]: the Prometheus HTTP query API (`/api/v1/query`, `query_range`, series,
 //!   labels, rules, alerts, buildinfo) over a compressed in-memory history.
+//! - [`remote_write`]: `remote_write:` of the config file: what the history records, sent
+//!   to Prometheus-compatible receivers (remote-write 1.0).
 //! - [`rules`]: Prometheus alerting and recording rules over what is pushed (the
 //!   `promql-engine` evaluator fed by a [`store::PushObserver`], ALERTS on `/metrics`,
 //!   notifications), the rule flags and the `promql-test`/`check-rules`/`test-rules`
@@ -34,6 +36,7 @@ pub mod model;
 pub mod parse;
 pub mod persistence;
 pub mod query;
+pub mod remote_write;
 pub mod render;
 pub mod rules;
 pub mod store;
@@ -376,6 +379,22 @@ pub async fn serve(gw: Gateway, lifecycle: Lifecycle) -> Result<(), Error> {
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let gw = build(&args, &lifecycle)?;
     query::start(&gw.query, &lifecycle);
+    let remote = remote_write::start(
+        &gw.config.current().remote_write,
+        &gw.query.history,
+        &gw.registry,
+    );
     rules::start(&gw, &args, &lifecycle)?;
-    serve(gw, lifecycle).await
+    let query = gw.query.clone();
+    let result = serve(gw, lifecycle).await;
+    if let Some(remote) = remote {
+        // The last pushes and rule results into the history (and so into the queues).
+        let _ = tokio::task::spawn_blocking(move || query.tick(history_now(), false)).await;
+        remote.drain(args.common.grace_period).await;
+    }
+    result
+}
+
+fn history_now() -> i64 {
+    query::history::unix_ms(std::time::SystemTime::now())
 }

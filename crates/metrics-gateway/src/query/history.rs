@@ -194,7 +194,11 @@ impl Inner {
 pub struct History {
     inner: RwLock<Inner>,
     limits: RwLock<HistoryLimits>,
+    tap: std::sync::OnceLock<Tap>,
 }
+
+/// Sees every batch of ops before the history applies it (remote write).
+pub type Tap = std::sync::Arc<dyn Fn(&[Op]) + Send + Sync>;
 
 impl History {
     /// An empty history with these bounds.
@@ -202,7 +206,13 @@ impl History {
         Self {
             inner: RwLock::new(Inner::default()),
             limits: RwLock::new(limits),
+            tap: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the one tap that sees every batch of ops before it is applied (no lock held).
+    pub fn set_tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -242,6 +252,9 @@ impl History {
     pub fn apply(&self, ops: Vec<Op>) {
         if ops.is_empty() {
             return;
+        }
+        if let Some(tap) = self.tap.get() {
+            tap(&ops);
         }
         let max_bytes = self.limits().max_bytes;
         let mut guard = self.write();
