@@ -43,14 +43,29 @@ fn save_pods_helper() {
     labels.set_pods(vec![pod("10.0.0.2")]);
 }
 
+/// The per-thread traces `strace -ff -o prefix` wrote, concatenated (calls on the state
+/// directory all come from one thread).
+fn traced(prefix: &Path) -> Option<String> {
+    let dir = prefix.parent()?;
+    let stem = format!("{}.", prefix.file_name()?.to_string_lossy());
+    let mut text = String::new();
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&stem) {
+            text.push_str(&std::fs::read_to_string(e.path()).ok()?);
+        }
+    }
+    (!text.is_empty()).then_some(text)
+}
+
 #[test]
 fn pod_list_is_fsynced_renamed_and_its_directory_fsynced() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.txt");
     let exe = std::env::current_exe().unwrap();
     let run = Command::new("strace")
+        // One file per thread (`-ff`): no interleaved `<unfinished ...>` lines to stitch.
         .args([
-            "-f",
+            "-ff",
             "-qq",
             "-e",
             "trace=openat,fsync,rename,renameat,renameat2",
@@ -67,7 +82,7 @@ fn pod_list_is_fsynced_renamed_and_its_directory_fsynced() {
         .env(DIR_VAR, dir.path())
         .output();
     match run {
-        Ok(out) if out.status.success() && trace.exists() => {}
+        Ok(out) if out.status.success() && traced(&trace).is_some() => {}
         Ok(out) => {
             eprintln!(
                 "skipping: strace cannot trace here: {}",
@@ -85,13 +100,17 @@ fn pod_list_is_fsynced_renamed_and_its_directory_fsynced() {
     assert!(saved.contains("10.0.0.2"), "{saved}");
 
     // Follow the calls on the state directory in order.
-    let text = std::fs::read_to_string(&trace).unwrap();
+    let text = traced(&trace).unwrap();
     let state_dir = state.parent().unwrap().to_str().unwrap().to_string();
     let mut fds: std::collections::HashMap<String, String> = Default::default();
     let mut steps = Vec::new();
     for line in text.lines() {
-        // "<pid> openat(AT_FDCWD, \"path\", flags...) = 3"
-        let call = line.split_once(' ').map(|(_, c)| c).unwrap_or(line);
+        // "[<pid> ]openat(AT_FDCWD, \"path\", flags...) = 3" (strace leaves the pid out
+        // while only one thread is traced).
+        let call = match line.split_once(' ') {
+            Some((pid, rest)) if pid.chars().all(|c| c.is_ascii_digit()) => rest.trim_start(),
+            _ => line,
+        };
         if call.starts_with("openat(") {
             let path = call.split('"').nth(1).unwrap_or("");
             let fd = call.rsplit("= ").next().unwrap_or("").trim().to_string();
