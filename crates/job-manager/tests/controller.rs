@@ -922,3 +922,48 @@ async fn instability_counts_restarts_within_the_window_only() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_local_cluster_that_exits_while_starting_fails_with_its_logged_error_before_the_timeout()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let flink = Arc::new(FakeFlink::new());
+    let h = Harness::open(
+        dir.path(),
+        flink.clone(),
+        config_with_start_timeout(std::time::Duration::from_secs(180)),
+    );
+    h.fake_target().await;
+    flink.set_unreachable(true);
+    let id = create(&h, "exits", json!({})).await;
+    h.settle(5).await;
+    assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
+    // Make the job's cluster a local one whose JobManager exited after logging why.
+    let mut job = h.state.store.read().jobs.values().next().unwrap().clone();
+    let local = dir.path().join("local").join(job.metadata.id.to_string());
+    let logs = dir.path().join("logs-of-job");
+    std::fs::create_dir_all(local.join("pid")).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("flink-u-standalonesession-0-host.log"),
+        "INFO starting\n2026 ERROR org.apache.flink.runtime.entrypoint.ClusterEntrypoint [] - Could not start cluster entrypoint: java.net.BindException: Address already in use\n",
+    )
+    .unwrap();
+    if let Some(c) = job.status.cluster.as_mut() {
+        c.local_dir = Some(local.display().to_string());
+        c.log_dir = Some(logs.display().to_string());
+    }
+    h.state.store.write(vec![Write1::Job(job)]).unwrap();
+    // Within the grace nothing is decided (its processes may still be launching).
+    h.settle(5).await;
+    assert_eq!(state(&get(&h, &id).await), "TRANSITIONING");
+    tokio::time::advance(std::time::Duration::from_secs(21)).await;
+    h.settle(5).await;
+    let d = get(&h, &id).await;
+    assert_eq!(state(&d), "FAILED", "{d}");
+    let msg = d["status"]["failure"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("not running any more") && msg.contains("Address already in use"),
+        "{msg}"
+    );
+}

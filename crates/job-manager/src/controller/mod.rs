@@ -56,6 +56,9 @@ pub const MAX_CONCURRENT_RECONCILES: usize = 16;
 /// Longest one reconcile step of one deployment may take (every Flink call has its own,
 /// shorter timeout; this bounds a step that makes many).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a starting cluster's processes may take to appear before a missing process
+/// means the cluster exited.
+pub const CLUSTER_EXIT_GRACE: Duration = Duration::from_secs(20);
 /// How long steps in flight may finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -115,6 +118,9 @@ pub struct Controller<F> {
     http: reqwest::Client,
     metrics: Metrics,
     clock: SharedClock,
+    /// When this process first worked on each starting job (a cluster adopted from an
+    /// earlier life gets its own grace to bring missing processes back).
+    first_seen: Mutex<HashMap<Uuid, DateTime<Utc>>>,
 }
 
 impl<F: Flink> Controller<F> {
@@ -140,6 +146,7 @@ impl<F: Flink> Controller<F> {
                 .unwrap_or_default(),
             metrics,
             clock,
+            first_seen: Mutex::new(HashMap::new()),
         }
     }
 

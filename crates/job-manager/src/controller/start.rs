@@ -139,6 +139,7 @@ impl<F: Flink> Controller<F> {
                     start_error: None,
                 };
                 self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
+                self.forget_start(job_id);
                 self.metrics.jobs_started.inc();
                 self.event(
                     d,
@@ -282,6 +283,14 @@ impl<F: Flink> Controller<F> {
         }
     }
 
+    /// Drops what this process remembered about a start that ended.
+    pub(super) fn forget_start(&self, job: Uuid) {
+        self.first_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job);
+    }
+
     /// Whether a start that began at `since` is older than the cluster start timeout.
     pub(super) fn overdue(&self, since: DateTime<Utc>) -> bool {
         self.now()
@@ -311,6 +320,36 @@ impl<F: Flink> Controller<F> {
             .and_then(|c| self.providers.for_cluster(c).logs(c))
         {
             cause.push_str(&format!(" (cluster logs in {logs})"));
+        }
+        // A cluster of this job whose process exited will not come up: fail now, with what
+        // it logged (after a grace for processes still being launched).
+        if let Some(c) = job.status.cluster.as_ref() {
+            let provider = self.providers.for_cluster(c);
+            let now = self.now();
+            let seen = *self
+                .first_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(job.metadata.id)
+                .or_insert(now);
+            let started_for = now
+                .signed_duration_since(since.max(seen))
+                .to_std()
+                .unwrap_or_default();
+            if started_for > CLUSTER_EXIT_GRACE {
+                if let Presence::Gone(why) = provider.observe(c) {
+                    let said = provider
+                        .last_error(c)
+                        .map(|e| format!("; its log says: {e}"))
+                        .unwrap_or_default();
+                    return self.job_failed_to_start(
+                        rec,
+                        job,
+                        format!("{why}{said} ({cause})"),
+                        true,
+                    );
+                }
+            }
         }
         if self.overdue(since) {
             return self.job_failed_to_start(
@@ -396,6 +435,7 @@ impl<F: Flink> Controller<F> {
         reason: String,
         permanent: bool,
     ) -> Result<()> {
+        self.forget_start(job.metadata.id);
         let d = &rec.deployment;
         let attempts = rec.control.job_attempts + 1;
         let max = d.spec.max_job_creation_attempts.max(1) as u32;

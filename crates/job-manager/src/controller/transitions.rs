@@ -341,6 +341,7 @@ impl<F: Flink> Controller<F> {
     }
 
     pub(super) fn teardown(&self, job: &Job) {
+        self.forget_start(job.metadata.id);
         if let Some(c) = &job.status.cluster {
             self.providers.for_cluster(c).teardown(c);
         }

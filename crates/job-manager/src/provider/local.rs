@@ -135,7 +135,80 @@ impl ClusterProvider for Local {
         cluster.log_dir.clone()
     }
 
+    fn last_error(&self, cluster: &ClusterRef) -> Option<String> {
+        last_error_in(std::path::Path::new(cluster.log_dir.as_deref()?))
+    }
+
     fn dedicated(&self) -> bool {
         true
+    }
+}
+
+/// Bytes read from the end of each JobManager log file.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The last `ERROR` line (or exception line) of the JobManager's logs in `dir`
+/// (`*standalonesession*.log` and `.out`), trimmed to 500 characters.
+fn last_error_in(dir: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains("standalonesession")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort();
+    let mut found = None;
+    for (_, path) in files {
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if f.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL_BYTES)))
+            .is_err()
+        {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        if f.read_to_end(&mut bytes).is_err() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(line) = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(" ERROR ") || l.contains("Exception:") || l.starts_with("Error:"))
+        {
+            found = Some(line.trim().chars().take(500).collect::<String>());
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_error_line_of_the_jobmanager_log_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("flink-u-standalonesession-0-host.log"),
+            "2026-01-01 INFO  starting\n2026-01-01 ERROR org.apache.flink.runtime.entrypoint.ClusterEntrypoint [] - Could not start cluster entrypoint StandaloneSessionClusterEntrypoint.\n2026-01-01 INFO  shutting down\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("flink-u-taskexecutor-0-host.log"),
+            "x ERROR other\n",
+        )
+        .unwrap();
+        let e = last_error_in(dir.path()).unwrap();
+        assert!(e.contains("Could not start cluster entrypoint"), "{e}");
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(last_error_in(empty.path()), None);
     }
 }

@@ -80,6 +80,11 @@ pub trait ClusterProvider: Send + Sync {
     fn default_checkpoint_dir(&self, d: &Deployment) -> Option<String>;
     /// Where the cluster's logs are, when the manager knows.
     fn logs(&self, cluster: &ClusterRef) -> Option<String>;
+    /// Flink's own last error from the cluster's logs, when the provider can read them
+    /// (what a cluster that exited while starting says about why).
+    fn last_error(&self, _cluster: &ClusterRef) -> Option<String> {
+        None
+    }
     /// Flink's REST base URL of the cluster.
     fn flink_rest(&self, cluster: &ClusterRef) -> String {
         cluster.rest_url.clone()
