@@ -7,8 +7,25 @@
 //! trigger id), so a manager killed at any point resumes where it stopped: a submission is
 //! idempotent because the Flink job id is chosen by us and checked before resubmitting.
 //!
-//! A change of desired state while a transition runs waits until that transition reaches
-//! its goal, then starts the next one.
+//! A new desired state ends a start attempt at once (the job is cancelled, its cluster torn
+//! down); a stop in progress (a savepoint being taken) reaches its goal first, then the next
+//! transition starts. A start held up by the cluster (no answer, Flink answering 5xx) is an
+//! event with Flink's error, then FAILED at the cluster start timeout (sooner when the
+//! job's own cluster exited). FAILED waits for a user action: a new spec, or the desired
+//! state RUNNING said again.
+//!
+//! The controller learns what changed from the store ([`Store::take_changed`]), reconciles
+//! deployments concurrently with a bound, and knows target kinds only through
+//! [`crate::provider::ClusterProvider`]. Time comes from a [`crate::clock::Clock`].
+//!
+//! # Layout
+//! - this module: the run loop, dispatch by phase, records and events;
+//! - `transitions`: from idle to start, upgrade or stop; FAILED; the end of a stop;
+//! - `start`: cluster, submission, JAR upload, retries and the start timeout;
+//! - `stop`: stop-with-savepoint or cancel, then the goal;
+//! - `observe`: a running job's status, restarts, instability, schedules;
+//! - `savepoints`: savepoints of a running job, directories, retention;
+//! - `conditions`: the health conditions.
 
 use std::{
     collections::{BTreeSet, HashMap},
