@@ -64,16 +64,18 @@ def new_page(browser, viewport):
     return ctx, page
 
 
-def login(page, token):
+def login(page, token, timed=False):
     page.goto(URL + "/")
     box = page.locator("input[type=password]#token")
     expect(box).to_be_visible()
-    # Again, timed, now that the browser's renderer is up: the first page within 1 s.
-    t = time.monotonic()
-    page.reload()
-    expect(box).to_be_visible()
-    first_page = time.monotonic() - t
-    assert first_page < 1.0, f"the login page took {first_page:.2f} s"
+    if timed:
+        # Again, now that the renderer is up, timed by the page itself from the start of
+        # the navigation until the sign-in form is there: within 1 s on loopback.
+        page.reload()
+        page.wait_for_selector("#token")
+        ms = page.evaluate("performance.now()")
+        print(f"  first page (sign-in form shown) after {ms:.0f} ms", flush=True)
+        assert ms < 1000, f"the login page took {ms:.0f} ms"
     box.fill(token)
     box.press("Enter")
     expect(page.locator("#deployments")).to_be_visible()
@@ -103,7 +105,7 @@ def drop_files(page, selector, files):
 def owner_journey(browser):
     ctx, page = new_page(browser, DESKTOP)
     step("owner: token login shows the deployments with their states")
-    login(page, OWNER)
+    login(page, OWNER, timed=True)
     expect(row(page, "orders")).to_contain_text("RUNNING")
     expect(row(page, "reports")).to_contain_text("CANCELLED")
     expect(row(page, "orders")).to_contain_text("team=payments")
@@ -338,7 +340,8 @@ with sync_playwright() as p:
         phone_journey(browser)
     finally:
         browser.close()
+        if errors:
+            print("\n".join(errors), file=sys.stderr, flush=True)
 if errors:
-    print("\n".join(errors), file=sys.stderr)
     sys.exit(1)
 step("all journeys passed")

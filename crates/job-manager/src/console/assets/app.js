@@ -154,6 +154,8 @@ export async function route() {
     try {
       await loadNamespaces();
       await loadMe();
+      // A reloaded page renews the Flink UI proxy's cookie (it lasts an hour).
+      if (api.token()) await api.openFlinkSession();
     } catch (x) {
       if (x.status === 401) {
         api.setToken(null);

@@ -89,7 +89,12 @@ async function listPage(main) {
   const tbody = h("tbody");
   const count = h("p", { class: "muted", id: "count", "aria-live": "polite" });
   let items = [];
-  const draw = () => {
+  let drawn = "";
+  const draw = (force = true) => {
+    // Polling redraws only what changed, so keyboard focus and selection stay put.
+    const sig = JSON.stringify([items, f]);
+    if (!force && sig === drawn) return;
+    drawn = sig;
     const shown = items.filter((d) => d.metadata.name.toLowerCase().includes(f.name.toLowerCase()) && (!f.state || d.status.state === f.state));
     tbody.replaceChildren(...shown.map((d) => {
       const st = d.status || {};
@@ -114,7 +119,7 @@ async function listPage(main) {
       if (x.status === 401) throw x;
       err.textContent = x.message;
     }
-    draw();
+    draw(false);
   };
   const input = (id, key, label, attrs, onchange) => h("div", { class: "field" }, h("label", { for: id }, label),
     h(attrs.tag || "input", Object.assign({ id, value: f[key], oninput: (e) => { f[key] = e.target.value; sessionStorage.setItem("jm.f." + key, f[key]); onchange(); } }, attrs.a || {}), ...(attrs.kids || [])));
@@ -124,9 +129,9 @@ async function listPage(main) {
     h("div", { class: "title" }, h("h1", {}, t("list.title")),
       canEdit() ? h("a", { class: "button primary", href: "#/create" }, t("list.create")) : null),
     h("div", { class: "filters", role: "search" },
-      input("filter-name", "name", t("filter.name"), { a: { type: "search" } }, draw),
+      input("filter-name", "name", t("filter.name"), { a: { type: "search" } }, () => draw()),
       input("filter-label", "label", t("filter.label"), { a: { type: "search", placeholder: "team=payments" } }, () => { clearTimeout(labelTimer); labelTimer = setTimeout(load, 300); }),
-      input("filter-state", "state", t("filter.state"), { tag: "select", kids: states.map((s) => h("option", { value: s, selected: s === f.state }, s ? t("state." + s) : t("filter.any"))) }, draw)),
+      input("filter-state", "state", t("filter.state"), { tag: "select", kids: states.map((s) => h("option", { value: s, selected: s === f.state }, s ? t("state." + s) : t("filter.any"))) }, () => draw())),
     err,
     h("table", { id: "deployments", class: "list" },
       h("thead", {}, h("tr", {}, ...["name", "desired", "current", "target", "parallelism", "labels", "since"].map((c) => h("th", { scope: "col" }, t("col." + c))))),
@@ -312,8 +317,12 @@ async function deploymentPage(main, id, tab) {
     }
   };
 
+  let headSig = "";
   const drawHead = () => {
     const st = d.status || {};
+    const sig = JSON.stringify([st.state, d.spec.state, d.metadata.name, S.me && S.me.role]);
+    if (sig === headSig) return;
+    headSig = sig;
     head.replaceChildren(h("h1", {}, d.metadata.name), h("span", { class: "muted" }, t("col.current")), stateBadge(st.state, "state"), h("span", { class: "muted" }, t("col.desired")), stateBadge(d.spec.state, "desired"));
     const running = st.state === "RUNNING";
     const busy = st.state === "TRANSITIONING";
@@ -352,11 +361,23 @@ async function deploymentPage(main, id, tab) {
   poll(refresh);
 }
 
+// Replaces a section's content only when its data changed (polling keeps focus and scroll).
+function swap(body, data, build) {
+  const sig = JSON.stringify([data, S.tz]);
+  if (body.dataset.sig === sig) return;
+  body.dataset.sig = sig;
+  body.replaceChildren(...[build()].flat());
+}
+
 function dl(rows) {
   return h("dl", { class: "facts" }, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
 function overview(body, d) {
+  swap(body, d, () => overviewItems(d));
+}
+
+function overviewItems(d) {
   const st = d.status || {};
   const run = st.running || {};
   const conds = run.conditions || [];
@@ -378,7 +399,7 @@ function overview(body, d) {
   items.push(conds.length
     ? table(["type", "status", "reason", "message", "time"], conds.map((c) => [c.type, c.status, c.reason, c.message, fmtTime(c.lastTransitionTime)]), "conditions")
     : h("p", { class: "muted" }, t("ov.noConditions")));
-  body.replaceChildren(...items);
+  return items;
 }
 
 function table(cols, rows, id) {
@@ -390,7 +411,7 @@ function table(cols, rows, id) {
 async function eventsTab(body, d) {
   const ev = (await api.get(nsPath("events?deploymentId=" + d.metadata.id))).items;
   ev.sort((a, b) => (a.metadata.createdAt < b.metadata.createdAt ? 1 : -1));
-  body.replaceChildren(ev.length
+  swap(body, ev, () => ev.length
     ? table(["time", "event", "message"], ev.map((e) => [fmtTime(e.metadata.createdAt), e.spec.name, e.spec.message]), "events")
     : h("p", { class: "muted" }, t("events.none")));
 }
@@ -398,7 +419,7 @@ async function eventsTab(body, d) {
 async function jobsTab(body, d) {
   const jobs = (await api.get(nsPath("jobs?deploymentId=" + d.metadata.id))).items;
   jobs.sort((a, b) => (a.metadata.createdAt < b.metadata.createdAt ? 1 : -1));
-  body.replaceChildren(jobs.length
+  swap(body, jobs, () => jobs.length
     ? table(["job", "state", "started", "ended", "restarts", "failure"], jobs.map((j) => [j.metadata.id, j.status.state, fmtTime(j.status.startedAt), fmtTime(j.status.endedAt), String(j.status.numRestarts || 0), j.status.failure ? j.status.failure.message : "—"]), "jobs")
     : h("p", { class: "muted" }, t("jobs.none")));
 }
@@ -406,7 +427,7 @@ async function jobsTab(body, d) {
 async function savepointsTab(body, d) {
   const sps = (await api.get(nsPath("savepoints?deploymentId=" + d.metadata.id))).items;
   sps.sort((a, b) => (a.metadata.createdAt < b.metadata.createdAt ? 1 : -1));
-  body.replaceChildren(sps.length
+  swap(body, sps, () => sps.length
     ? table(["time", "origin", "state", "location"], sps.map((s) => [fmtTime(s.metadata.createdAt), s.metadata.origin, s.status.state, s.status.location || "—"]), "savepoints")
     : h("p", { class: "muted" }, t("savepoints.none")));
 }
