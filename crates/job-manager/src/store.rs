@@ -726,6 +726,50 @@ mod tests {
         assert_eq!(fs::read_dir(&d).unwrap().count(), 2);
     }
 
+    #[tokio::test]
+    async fn transact_publishes_the_deployments_it_touches_and_errors_publish_nothing() {
+        use crate::model::{Deployment, DeploymentMetadata};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = Uuid::new_v4();
+        let d = Deployment {
+            metadata: DeploymentMetadata {
+                id: Some(id),
+                name: "d".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            },
+            ..serde_json::from_value(serde_json::json!({})).unwrap()
+        };
+        let rec = DeploymentRecord {
+            deployment: d,
+            control: Default::default(),
+        };
+        // A failed transaction writes and publishes nothing.
+        let err = store
+            .transact::<(), Error>(|_| {
+                Err(Error::Corrupt {
+                    path: "x".into(),
+                    message: "refused".into(),
+                })
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("refused"));
+        assert!(store.take_changed().is_empty());
+        store
+            .transact::<_, Error>(|_| Ok((vec![Write1::Deployment(rec.clone())], ())))
+            .unwrap();
+        // The subscriber is woken (the wake-up is kept until someone waits) and learns which.
+        tokio::time::timeout(std::time::Duration::from_secs(1), store.changed())
+            .await
+            .expect("woken");
+        assert_eq!(store.take_changed(), BTreeSet::from([id]));
+        assert!(store.take_changed().is_empty(), "taken once");
+        // The controller's own writes do not publish (it wakes itself where it means to).
+        store.write(vec![Write1::Deployment(rec)]).unwrap();
+        assert!(store.take_changed().is_empty());
+    }
+
     #[test]
     fn corrupt_file_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
