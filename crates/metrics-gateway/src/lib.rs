@@ -379,11 +379,13 @@ pub async fn serve(gw: Gateway, lifecycle: Lifecycle) -> Result<(), Error> {
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let gw = build(&args, &lifecycle)?;
     query::start(&gw.query, &lifecycle);
-    let remote = remote_write::start(
-        &gw.config.current().remote_write,
-        &gw.query.history,
-        &gw.registry,
-    );
+    let initial = gw.config.current().remote_write.clone();
+    let remote = remote_write::start(&initial, &gw.query.history, &gw.registry);
+    gw.config.on_reload(move |c| {
+        if c.remote_write != initial {
+            tracing::warn!("`remote_write` changed; the change takes effect at the next restart.");
+        }
+    });
     rules::start(&gw, &args, &lifecycle)?;
     let query = gw.query.clone();
     let result = serve(gw, lifecycle).await;

@@ -213,6 +213,10 @@ fn sends_protobuf_snappy_with_auth_and_headers_and_retries_500_and_429() {
         cfg.contains("password_file") && !cfg.contains("s3cr3t"),
         "{cfg}"
     );
+    assert!(
+        !cfg.contains("tenant-1"),
+        "header values are redacted: {cfg}"
+    );
 }
 
 #[test]
@@ -658,6 +662,9 @@ fn influxdb_stores_what_was_pushed_sample_for_sample() {
         &[],
     );
     push_rounds(&gw);
+    // `tm="b"` goes: its staleness marker (a NaN InfluxDB cannot store) shares a batch
+    // with `a`'s new sample, which must arrive all the same.
+    put(&gw, "/metrics/job/rw/instance/jm", "flink_x{tm=\"a\"} 7\n");
     let at = now_secs() + 1.0;
     let (_, b) = get(
         gw.addr,
@@ -665,7 +672,7 @@ fn influxdb_stores_what_was_pushed_sample_for_sample() {
     )
     .unwrap();
     let want = matrix(&b);
-    assert_eq!(want.values().map(Vec::len).sum::<usize>(), 6);
+    assert_eq!(want.values().map(Vec::len).sum::<usize>(), 7);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (s, body) = get(
@@ -730,4 +737,52 @@ fn influx_rows(body: &str) -> Raw {
         }
     }
     out
+}
+
+#[test]
+fn shutdown_sends_what_is_queued_and_gives_up_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start(&[]);
+    // A batch would wait an hour to fill: only the drain at shutdown sends it.
+    let mut gw = gateway(
+        dir.path(),
+        &format!(
+            "remote_write:\n  - url: {}\n    name: d\n    queue_config: {{batch_send_deadline: 1h}}\n",
+            rx.url()
+        ),
+        &[],
+    );
+    put(&gw, "/metrics/job/j", "last_words 42\n");
+    gw.signal("TERM");
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)).is_some(),
+        "did not exit"
+    );
+    let got = rx.samples();
+    assert!(
+        got.iter()
+            .any(|(l, _, v)| l["__name__"] == "last_words" && *v == 42.0),
+        "{got:?}"
+    );
+
+    // A receiver that always fails: the drain stops at the grace period.
+    let rx = Receiver::start(&[500; 1000]);
+    let mut gw = gateway(
+        dir.path(),
+        &format!(
+            "remote_write:\n  - url: {}\n    name: d\n    queue_config: {{batch_send_deadline: 1h, min_backoff: 50ms, max_backoff: 100ms}}\n",
+            rx.url()
+        ),
+        &["--shutdown.grace-period", "1s"],
+    );
+    put(&gw, "/metrics/job/j", "last_words 42\n");
+    let t = Instant::now();
+    gw.signal("TERM");
+    assert!(
+        gw.wait_exit(Duration::from_secs(10)).is_some(),
+        "did not exit"
+    );
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(2500), "drain took {took:?}");
+    assert!(rx.got().len() >= 2, "retried while draining");
 }
