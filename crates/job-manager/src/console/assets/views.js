@@ -163,7 +163,38 @@ const FIELDS = [
   { id: "f-parallelism", path: "spec.template.spec.parallelism", label: "create.parallelism", type: "number" },
   { id: "f-labels", path: "metadata.labels", label: "create.labels", labels: true },
   { id: "f-state", path: "spec.state", label: "create.state", select: "states" },
+  { id: "f-upgrade", path: "spec.upgradeStrategy.kind", label: "create.upgrade", adv: true, options: ["STATEFUL", "STATELESS", "NONE"] },
+  { id: "f-restore", path: "spec.restoreStrategy.kind", label: "create.restore", adv: true, options: ["LATEST_SAVEPOINT", "LATEST_STATE", "NONE"] },
+  { id: "f-jm-memory", path: "spec.template.spec.resources.jobmanager.memory", label: "create.jmMemory", adv: true },
+  { id: "f-tm-memory", path: "spec.template.spec.resources.taskmanager.memory", label: "create.tmMemory", adv: true },
+  { id: "f-schedule", path: "spec.savepointSchedule.cron", label: "create.schedule", adv: true },
+  { id: "f-flink-conf", path: "spec.template.spec.flinkConfiguration", label: "create.flinkConf", adv: true, kv: true },
+  { id: "f-loggers", path: "spec.template.spec.logging.log4jLoggers", label: "create.loggers", adv: true, kv: true },
 ];
+
+// "key: value" lines ⇄ an object (Flink configuration, loggers).
+const kvText = (o) => Object.entries(o || {}).map(([k, v]) => `${k}: ${v}`).join("\n");
+function parseKv(s) {
+  const o = {};
+  for (const line of s.split("\n").map((x) => x.trim()).filter(Boolean)) {
+    const i = line.indexOf(":");
+    if (i < 0) throw new Error(t("create.kvInvalid", { line }));
+    o[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return o;
+}
+
+// Drops objects left empty by cleared fields (`upgradeStrategy: {}` is not a strategy).
+function prune(o) {
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      prune(v);
+      if (Object.keys(v).length === 0) delete o[k];
+    }
+  }
+  return o;
+}
 
 // The field a message of the API names (longest path first), or null.
 function fieldFor(message) {
@@ -188,9 +219,12 @@ async function createPage(main) {
   const controls = {};
   const errs = {};
   const std = h("div", { id: "standard", class: "form-grid" });
+  const adv = h("div", { id: "advanced", class: "form-grid", hidden: true });
   for (const f of FIELDS) {
     let c;
-    if (f.select === "targets") c = h("select", { id: f.id }, ...targets.map((n) => h("option", { value: n }, n)));
+    if (f.options) c = h("select", { id: f.id }, h("option", { value: "" }, t("create.default")), ...f.options.map((o) => h("option", { value: o }, o)));
+    else if (f.kv) c = h("textarea", { id: f.id, rows: 4, spellcheck: "false", placeholder: "key: value", "aria-describedby": f.id + "-error" });
+    else if (f.select === "targets") c = h("select", { id: f.id }, ...targets.map((n) => h("option", { value: n }, n)));
     else if (f.select === "states") c = h("select", { id: f.id }, ...["CANCELLED", "RUNNING"].map((s) => h("option", { value: s }, t("state." + s))));
     else c = h("input", { id: f.id, type: f.type || "text", min: f.type === "number" ? "1" : null, "aria-describedby": f.id + "-error" });
     controls[f.id] = c;
@@ -203,12 +237,12 @@ async function createPage(main) {
       std.append(h("div", { class: "field" }, h("label", { for: "f-jar" }, t("create.jar")), pick,
         h("p", { class: "muted" }, h("a", { href: "#/artifacts" }, t("create.jarUpload")))));
     }
-    std.append(row);
+    (f.adv ? adv : std).append(row);
   }
   const fill = () => {
     for (const f of FIELDS) {
       const v = get(doc, f.path);
-      controls[f.id].value = f.labels ? labelsText(v) : v ?? "";
+      controls[f.id].value = f.labels ? labelsText(v) : f.kv ? kvText(v) : v ?? "";
     }
     const pick = document.getElementById("f-jar");
     if (pick) pick.value = artifacts.some((a) => a.uri === controls["f-jaruri"].value) ? controls["f-jaruri"].value : "";
@@ -219,8 +253,10 @@ async function createPage(main) {
       let v = raw;
       if (f.type === "number") v = raw === "" ? undefined : Number(raw);
       if (f.labels) v = raw.trim() ? parseLabels(raw) : undefined;
+      if (f.kv) v = raw.trim() ? parseKv(raw) : undefined;
       set(doc, f.path, typeof v === "string" ? v.trim() : v);
     }
+    prune(doc);
   };
   const clearErrors = () => {
     general.textContent = "";
@@ -231,7 +267,7 @@ async function createPage(main) {
     }
   };
   const showError = (message) => {
-    const f = view === "standard" ? fieldFor(message) : null;
+    const f = view !== "yaml" ? fieldFor(message) : null;
     if (f) {
       errs[f.id].textContent = message;
       controls[f.id].setAttribute("aria-invalid", "true");
@@ -248,7 +284,7 @@ async function createPage(main) {
       if (v === "yaml") {
         collect();
         yamlText.value = dump(doc) + "\n";
-      } else {
+      } else if (view === "yaml") {
         doc = parse(yamlText.value) || {};
         fill();
       }
@@ -258,10 +294,11 @@ async function createPage(main) {
     }
     view = v;
     std.hidden = v !== "standard";
+    adv.hidden = v !== "advanced";
     yamlBox.hidden = v !== "yaml";
     for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.view === v));
   };
-  for (const [v, key] of [["standard", "create.standard"], ["yaml", "create.yaml"]]) {
+  for (const [v, key] of [["standard", "create.standard"], ["advanced", "create.advanced"], ["yaml", "create.yaml"]]) {
     tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + v, "data-view": v, "aria-selected": String(v === view), onclick: () => switchTo(v) }, t(key)));
   }
   const form = h("form", { id: "create-form", class: "card", novalidate: true, onsubmit: async (e) => {
@@ -281,7 +318,7 @@ async function createPage(main) {
       if (x.status === 401) throw x;
       showError(x.message);
     }
-  } }, tabs, general, std, yamlBox, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "create-submit" }, t("create.submit"))));
+  } }, tabs, general, std, adv, yamlBox, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "create-submit" }, t("create.submit"))));
   main.append(h("h1", {}, t("create.title")), form);
   fill();
 }
