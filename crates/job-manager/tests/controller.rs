@@ -967,3 +967,38 @@ async fn a_local_cluster_that_exits_while_starting_fails_with_its_logged_error_b
         "{msg}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_run_loop_acts_on_store_changes_without_waiting_for_the_poll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config();
+    c.controller.poll_interval = std::time::Duration::from_secs(3600);
+    let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), c);
+    h.fake_target().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(h.controller.clone().run(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let t0 = tokio::time::Instant::now();
+    let id = create(&h, "prompt", json!({})).await;
+    let wait_for = |want: &'static str| {
+        let h = &h;
+        let id = id.clone();
+        async move {
+            while state(&get(h, &id).await) != want {
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(60),
+                    "still not {want}: only the hourly pass would have found it"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for("RUNNING").await;
+    // (A savepoint in progress is polled at the poll interval; a cancel needs no polling.)
+    patch(&h, &id, json!({"spec": {"state": "CANCELLED"}})).await;
+    wait_for("CANCELLED").await;
+    let _ = stop.send(());
+    run.await.unwrap();
+}
