@@ -34,7 +34,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(script: &[u16]) -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0, script)
+    }
+
+    fn start_on(port: u16, script: &[u16]) -> Receiver {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = l.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
@@ -85,7 +89,14 @@ fn serve_conn(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, script: &Mutex<V
             .expect("the sender always sets Content-Length");
         let mut raw = vec![0; len];
         r.read_exact(&mut raw).unwrap();
-        assert!(head.starts_with("post /receive http/1.1"), "{head}");
+        assert!(
+            head.starts_with("post /receive")
+                && head
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.ends_with(" http/1.1")),
+            "{head}"
+        );
         let req = proto::decode(&raw).unwrap_or_else(|e| panic!("bad body: {e}"));
         let mut samples = Vec::new();
         for ts in req.timeseries {
@@ -785,4 +796,54 @@ fn shutdown_sends_what_is_queued_and_gives_up_after_the_grace_period() {
     let took = t.elapsed();
     assert!(took < Duration::from_millis(2500), "drain took {took:?}");
     assert!(rx.got().len() >= 2, "retried while draining");
+}
+
+#[test]
+fn connection_errors_are_retried_and_logs_keep_url_credentials_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::testkit::free_port();
+    let cfg = dir.path().join("gw.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "remote_write:\n  - url: http://127.0.0.1:{port}/receive?u=flink&p=url-s3cret\n    queue_config: {{batch_send_deadline: 50ms, min_backoff: 50ms, max_backoff: 100ms}}\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let gw_port = common::testkit::free_port();
+    let child = std::process::Command::new(BIN)
+        .args(["--web.listen-address", &format!("127.0.0.1:{gw_port}")])
+        .arg("--config.file")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut gw = Proc {
+        child,
+        addr: ([127, 0, 0, 1], gw_port).into(),
+    };
+    gw.wait_healthy(Duration::from_secs(30));
+    put(&gw, "/metrics/job/j", "a 1\n");
+    let remote = format!("remote=\"127.0.0.1:{port}/receive\"");
+    let retried = format!("metrics_gateway_remote_write_samples_retried_total{{{remote}}}");
+    wait_for(
+        || metric(&gw, &retried) >= 2.0,
+        "retries while nobody listens",
+    );
+    // The receiver comes up: the same batch goes through.
+    let rx = Receiver::start_on(port, &[]);
+    let sent = format!("metrics_gateway_remote_write_samples_sent_total{{{remote}}}");
+    wait_for(|| metric(&gw, &sent) > 0.0, "sent once the receiver is up");
+    assert!(rx
+        .samples()
+        .iter()
+        .any(|(l, _, v)| l["__name__"] == "a" && *v == 1.0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("retrying"), "{text}");
+    assert!(
+        !text.contains("url-s3cret"),
+        "a URL credential was logged: {text}"
+    );
 }

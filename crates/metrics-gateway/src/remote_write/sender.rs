@@ -123,8 +123,8 @@ async fn attempt(
     }
     let resp = match req.body(body).send().await {
         Ok(r) => r,
-        // reqwest's error names the URL; the URL cannot carry user info (validated).
-        Err(e) => return Err(Attempt::Retry(format!("{e}"), None)),
+        // Without the URL: its query may carry credentials (InfluxDB's `?u=&p=`).
+        Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()), None)),
     };
     let status = resp.status();
     if status.is_success() {
@@ -157,4 +157,16 @@ fn read_secret(path: &str, field: &str) -> Result<String, Attempt> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| Attempt::Retry(format!("cannot read `{field}` {path}: {e}"), None))
+}
+
+/// An error with its causes (reqwest's own message alone says only "error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
