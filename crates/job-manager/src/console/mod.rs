@@ -12,7 +12,7 @@ pub mod assets;
 pub mod proxy;
 
 use axum::{
-    extract::{Path, State},
+    extract::Path,
     http::StatusCode,
     routing::{any, get, post},
     Router,
@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /console/v1/namespaces/{ns}/me`: the caller and their role in `ns` (`null`: none).
-async fn me(State(_st): State<AppState>, caller: Caller, Path(ns): Path<String>) -> ApiResult {
+async fn me(caller: Caller, Path(ns): Path<String>) -> ApiResult {
     let who = match &caller.principal {
         Principal::Admin => json!({"kind": "bootstrap", "name": "bootstrap"}),
         Principal::Token {

@@ -123,12 +123,12 @@ fn secure(headers: &HeaderMap) -> bool {
 /// `POST /flink/-/session`: exchanges the caller's bearer token for the proxy cookie.
 pub async fn open_session(State(cs): State<ConsoleState>, req: Request) -> ApiResult {
     let (mut parts, _) = req.into_parts();
-    let caller = Caller::from_request_parts(&mut parts, &cs.app).await?;
+    // Only an accepted token gets a session (401 otherwise).
+    Caller::from_request_parts(&mut parts, &cs.app).await?;
     let Some(token) = bearer(&parts.headers) else {
         // The trusted proxy's user header authenticates every request itself.
         return ok(StatusCode::OK, serde_json::json!({"cookie": false}));
     };
-    drop(caller);
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
