@@ -75,24 +75,24 @@ pub fn parse_path(rest: &str) -> Result<GroupKey, GroupingError> {
     Ok(key)
 }
 
+/// Go's `url.PathUnescape`, as the Pushgateway applies it: `%XX` escapes are decoded, a `%`
+/// not followed by two hex digits is an error (the crate alone would pass it through), and
+/// `+` stays a `+` (it means a space only in query strings).
 fn percent_decode(s: &str) -> Result<String, GroupingError> {
+    let bad = || GroupingError::Encoding(s.to_owned());
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| GroupingError::Encoding(s.to_owned()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let hex_at = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
+    let malformed = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' && !(hex_at(i + 1) && hex_at(i + 2)));
+    if malformed {
+        return Err(bad());
     }
-    String::from_utf8(out).map_err(|_| GroupingError::Encoding(s.to_owned()))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| bad())
 }
 
 fn decode_value(name: &str, value: &str, base64: bool) -> Result<String, GroupingError> {
@@ -212,6 +212,31 @@ mod tests {
             parse_path("job/a/b@base64/Zm9v+"),
             Err(GroupingError::Base64 { .. })
         ));
+    }
+
+    #[test]
+    fn path_unescapes_like_go() {
+        // `+` is not a space in a path; an escaped `%` is decoded once, not twice.
+        assert_eq!(parse_path("job/a+b").unwrap(), key(&[("job", "a+b")]));
+        assert_eq!(parse_path("job/a%2541").unwrap(), key(&[("job", "a%41")]));
+        assert_eq!(
+            parse_path("job/a/b/%C3%A9").unwrap(),
+            key(&[("job", "a"), ("b", "\u{e9}")])
+        );
+        for bad in [
+            "job/a%2",
+            "job/a%",
+            "job/a%zz",
+            "job/a%+1",
+            "job/a%%41",
+            "job/%FF",
+        ] {
+            assert_eq!(
+                parse_path(bad),
+                Err(GroupingError::Encoding(bad.into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `--persistence.file`: the store saved every `--persistence.interval` (when it changed) and
 //! at shutdown, and loaded at start-up.
 //!
-//! The file is written to `<file>.tmp`, `fsync`ed and renamed over the old one, then the
-//! directory is `fsync`ed, so a crash (even `kill -9`) leaves either the old or the new file
-//! and at most one interval of changes is lost. Format: a first line naming the format,
+//! The file is written with [`common::fs::write_atomic`] (a temporary file next to it,
+//! `fsync`ed and renamed over the old one, then the directory `fsync`ed; a missing
+//! directory is created), so a crash (even `kill -9`) leaves either the old or the new
+//! file and at most one interval of changes is lost. Format: a first line naming the format,
 //! then per group one JSON header line (a versioned record: grouping key, push times, TTL,
 //! per-family push times) followed by the group's families in the text format 0.0.4. The
 //! text form round-trips every value exactly (shortest float representation, `NaN`,
@@ -17,7 +18,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -153,27 +153,12 @@ pub fn snapshot(store: &Store) -> String {
     out
 }
 
-/// Writes `contents` to `path` atomically and durably.
+/// Writes `contents` to `path` atomically and durably ([`common::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), PersistenceError> {
-    let err = |source| PersistenceError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(contents).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    common::fs::write_atomic(path, contents).map_err(|e| PersistenceError::Write {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// What [`load`] did.
