@@ -847,3 +847,68 @@ fn connection_errors_are_retried_and_logs_keep_url_credentials_out() {
         "a URL credential was logged: {text}"
     );
 }
+
+/// Throughput figure (not a check): `cargo test -p metrics-gateway --test remote_write
+/// -- --ignored --nocapture throughput`; N series pushed at once, then re-recorded.
+#[test]
+#[ignore]
+fn throughput() {
+    if !on_path("prometheus") {
+        eprintln!("SKIP throughput: `prometheus` is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), "global: {}\n").unwrap();
+    let port = common::testkit::free_port();
+    let prom_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let child = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let _prom = Child(child, dir);
+    wait_for(
+        || get(prom_addr, "/-/ready").is_some_and(|(s, _)| s == 200),
+        "prometheus ready",
+    );
+    let gdir = tempfile::tempdir().unwrap();
+    let n: usize = std::env::var("RW_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let gw = gateway(
+        gdir.path(),
+        &format!(
+            "remote_write:\n  - url: http://{prom_addr}/api/v1/write\n    name: prom\n    queue_config: {{capacity: 1000000, batch_send_deadline: 100ms}}\n"
+        ),
+        &["--push.max-series-per-group", "0"],
+    );
+    let body: String = (0..n)
+        .map(|i| format!("bench_series{{tm=\"tm-{}\",sub=\"{i}\"}} {i}\n", i % 100))
+        .collect();
+    let sent = "metrics_gateway_remote_write_samples_sent_total{remote=\"prom\"}";
+    let t = Instant::now();
+    put(&gw, "/metrics/job/bench", &body);
+    let pushed = t.elapsed();
+    let want = (n + 2) as f64;
+    wait_for(|| metric(&gw, sent) >= want, "all sent");
+    let took = t.elapsed();
+    eprintln!(
+        "remote write: {n} series pushed in {pushed:?}, all sent to Prometheus after {took:?}: {:.0} samples/s after the push (dropped: {})",
+        want / (took - pushed).as_secs_f64(),
+        metric(
+            &gw,
+            "metrics_gateway_remote_write_samples_dropped_total{reason=\"queue_full\",remote=\"prom\"}"
+        )
+    );
+}
