@@ -41,14 +41,18 @@ pub async fn run(remote: Arc<Remote>, client: reqwest::Client) {
             continue;
         }
         remote.set_in_flight(batch.len());
-        send(&remote, &client, &batch).await;
+        send(&remote, &client, batch).await;
         remote.set_in_flight(0);
     }
 }
 
-async fn send(remote: &Remote, client: &reqwest::Client, batch: &[super::queue::QueuedSample]) {
-    let body = bytes::Bytes::from(proto::encode(batch));
+async fn send(remote: &Remote, client: &reqwest::Client, batch: Vec<super::queue::QueuedSample>) {
     let n = batch.len() as u64;
+    // Encoding and compressing a batch is CPU work: off the async workers.
+    let body = match tokio::task::spawn_blocking(move || proto::encode(&batch)).await {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(_) => return,
+    };
     let m = &remote.metrics;
     let cfg = &remote.config.queue_config;
     let mut retry: u32 = 0;
