@@ -236,6 +236,14 @@ def owner_journey(browser):
     expect(row(page, "wordcount")).to_have_count(1)
     expect(row(page, "Fork of wordcount")).to_have_count(0)
 
+    step("create from the YAML view: the API's error is shown there")
+    page.click("nav >> text=Create")
+    page.click("#tab-yaml")
+    page.fill("#yaml", "metadata:\n  name: \"\"\nspec:\n  deploymentTargetName: fake\n")
+    page.click("#create-submit")
+    expect(page.locator("#yaml-error")).to_contain_text("metadata.name")
+    page.click("nav >> text=Deployments")
+
     step("Chinese: every visible label changes")
     english = page.locator("body").inner_text()
     page.select_option("#lang", "zh")
