@@ -1,7 +1,8 @@
 //! Logs (`tracing`) and the per-service metrics registry.
 
 use prometheus::{
-    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -70,6 +71,18 @@ pub fn int_counter_vec(
 ) -> IntCounterVec {
     let m = IntCounterVec::new(Opts::new(format!("{prefix}_{name}"), help), labels)
         .expect("static metric definition");
+    register(registry, m)
+}
+
+/// An integer counter without labels, registered as `{prefix}_{name}`.
+pub fn int_counter(registry: &Registry, prefix: &str, name: &str, help: &str) -> IntCounter {
+    let m = IntCounter::new(format!("{prefix}_{name}"), help).expect("static metric definition");
+    register(registry, m)
+}
+
+/// An integer gauge without labels, registered as `{prefix}_{name}`.
+pub fn int_gauge(registry: &Registry, prefix: &str, name: &str, help: &str) -> IntGauge {
+    let m = IntGauge::new(format!("{prefix}_{name}"), help).expect("static metric definition");
     register(registry, m)
 }
 
@@ -157,6 +170,8 @@ mod tests {
         counter_vec(&r, "svc", "wait_seconds_total", "Waits.", &["t"])
             .with_label_values(&["t"])
             .inc_by(0.5);
+        int_counter(&r, "svc", "scrapes_total", "Scrapes.").inc_by(2);
+        int_gauge(&r, "svc", "groups", "Groups.").set(7);
         // Same name again: no panic, the first one stays registered.
         let again = int_counter_vec(&r, "svc", "things_total", "Things.", &["kind"]);
         again.with_label_values(&["b"]).inc();
@@ -168,6 +183,8 @@ mod tests {
             "svc_seconds_count 1",
             "svc_bytes_count{",
             "svc_wait_seconds_total{",
+            "svc_scrapes_total 2",
+            "svc_groups 7",
         ] {
             assert!(text.contains(name), "{name}: {text}");
         }

@@ -1,6 +1,6 @@
 //! The gateway's own metrics, registered once and counted in one place.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Every metric the gateway keeps about itself (besides the shared HTTP and reload ones).
 #[derive(Clone)]
@@ -27,29 +27,18 @@ pub struct GatewayMetrics {
     pub scrapes: IntCounter,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    // A duplicate registration (same registry reused in tests) keeps the first.
-    let _ = r.register(Box::new(c.clone()));
-    c
-}
+/// The prefix of every metric the gateway registers.
+const PREFIX: &str = "metrics_gateway";
 
 impl GatewayMetrics {
-    /// Creates and registers the metrics with the `metrics_gateway` prefix.
+    /// Creates and registers the metrics with the `metrics_gateway` prefix (a second
+    /// registration in the same registry keeps the first, see [`common::telemetry`]).
     pub fn register(registry: &Registry) -> Self {
+        use common::telemetry::{int_counter, int_counter_vec, int_gauge};
         let vec = |name: &str, help: &str, labels: &[&str]| {
-            reg(
-                registry,
-                IntCounterVec::new(Opts::new(format!("metrics_gateway_{name}"), help), labels)
-                    .expect("static metric definition"),
-            )
+            int_counter_vec(registry, PREFIX, name, help, labels)
         };
-        let gauge = |name: &str, help: &str| {
-            reg(
-                registry,
-                IntGauge::new(format!("metrics_gateway_{name}"), help)
-                    .expect("static metric definition"),
-            )
-        };
+        let gauge = |name: &str, help: &str| int_gauge(registry, PREFIX, name, help);
         Self {
             pushes: vec(
                 "pushes_total",
@@ -80,18 +69,17 @@ impl GatewayMetrics {
                 "persistence_last_write_timestamp_seconds",
                 "Unix time of the last successful write of the persistence file.",
             ),
-            persistence_skipped_groups: reg(
+            persistence_skipped_groups: int_counter(
                 registry,
-                IntCounter::new(
-                    "metrics_gateway_persistence_skipped_groups_total",
-                    "Groups of the persistence file skipped when loading it because they were invalid.",
-                )
-                .expect("static metric definition"),
+                PREFIX,
+                "persistence_skipped_groups_total",
+                "Groups of the persistence file skipped when loading it because they were invalid.",
             ),
-            scrapes: reg(
+            scrapes: int_counter(
                 registry,
-                IntCounter::new("metrics_gateway_scrapes_total", "Renders of GET /metrics.")
-                    .expect("static metric definition"),
+                PREFIX,
+                "scrapes_total",
+                "Renders of GET /metrics.",
             ),
         }
     }
@@ -100,5 +88,49 @@ impl GatewayMetrics {
     pub fn sizes(&self, stats: crate::store::Stats) {
         self.groups.set(stats.groups as i64);
         self.series.set(stats.series as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_keeps_its_name_type_and_labels() {
+        let r = Registry::new();
+        let m = GatewayMetrics::register(&r);
+        m.pushes.with_label_values(&["PUT", "ok"]).inc();
+        m.limit_rejections.with_label_values(&["body_size"]).inc();
+        m.groups_removed.with_label_values(&["ttl"]).inc();
+        m.persistence_writes.with_label_values(&["ok"]).inc();
+        m.sizes(crate::store::Stats {
+            groups: 2,
+            series: 5,
+        });
+        m.persistence_last_write.set(1_700_000_000);
+        m.persistence_skipped_groups.inc();
+        m.scrapes.inc();
+        // Registering again (a registry shared in tests) neither panics nor resets.
+        GatewayMetrics::register(&r);
+        let text = common::telemetry::encode(&r);
+        for line in [
+            "# TYPE metrics_gateway_pushes_total counter",
+            r#"metrics_gateway_pushes_total{method="PUT",result="ok"} 1"#,
+            r#"metrics_gateway_limit_rejections_total{limit="body_size"} 1"#,
+            r#"metrics_gateway_groups_removed_total{reason="ttl"} 1"#,
+            r#"metrics_gateway_persistence_writes_total{result="ok"} 1"#,
+            "# TYPE metrics_gateway_groups gauge",
+            "metrics_gateway_groups 2",
+            "metrics_gateway_series 5",
+            "metrics_gateway_persistence_last_write_timestamp_seconds 1700000000",
+            "# TYPE metrics_gateway_persistence_skipped_groups_total counter",
+            "metrics_gateway_persistence_skipped_groups_total 1",
+            "metrics_gateway_scrapes_total 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
     }
 }
