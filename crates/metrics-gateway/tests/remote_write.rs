@@ -563,9 +563,10 @@ fn prometheus_stores_what_was_pushed_and_the_rule_results_sample_for_sample() {
     );
     let started = Instant::now();
     push_rounds(&gw);
-    // Two rule evaluations after the pushes.
-    std::thread::sleep(Duration::from_millis(2200));
-    let at = now_secs();
+    // Rule evaluations after the pushes; `at` lies far enough back that every evaluation
+    // up to it has been copied into the history (once a second) before we read it.
+    std::thread::sleep(Duration::from_millis(3000));
+    let at = now_secs() - 1.5;
     let ours = |q: &str| {
         let (s, b) = get(
             gw.addr,
