@@ -240,6 +240,7 @@ pub fn settings(c: &Config) -> Settings {
         cluster_start_timeout: c.controller.cluster_start_timeout,
         metrics_gateway: c.metrics_gateway.url.clone(),
         artifacts: c.artifacts.clone(),
+        kubernetes: c.kubernetes.clone(),
     }
 }
 

@@ -521,6 +521,25 @@ pub struct ClusterRef {
     pub local_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<String>,
+    /// For `kubernetes` clusters: where the job's objects are (additive; older records have
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesClusterRef>,
+}
+
+/// Where a job's objects on Kubernetes are, and how the manager reaches them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesClusterRef {
+    /// The Kubernetes namespace of the target.
+    pub namespace: String,
+    /// The job id naming the objects (`job-<jobId>-jobmanager`).
+    pub job_id: Uuid,
+    /// The kubeconfig context, when the target names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub flink_rest: crate::kubernetes::cluster::FlinkRestAccess,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -656,12 +675,40 @@ pub enum TargetKind {
     Local,
     /// An existing Flink session cluster.
     Session,
+    /// A Flink cluster per job in a Kubernetes namespace (VVP's target: `spec.kubernetes`,
+    /// no `type`).
+    Kubernetes,
+}
+
+impl TargetKind {
+    /// The spelling of `spec.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Local => "local",
+            TargetKind::Session => "session",
+            TargetKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    fn is_kubernetes(&self) -> bool {
+        *self == TargetKind::Kubernetes
+    }
+}
+
+/// A target without `spec.type` is VVP's: a Kubernetes namespace.
+fn kubernetes_kind() -> TargetKind {
+    TargetKind::Kubernetes
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
-    #[serde(rename = "type")]
+    /// Absent for a Kubernetes target (VVP's shape), also when stored.
+    #[serde(
+        rename = "type",
+        default = "kubernetes_kind",
+        skip_serializing_if = "TargetKind::is_kubernetes"
+    )]
     pub kind: TargetKind,
     /// The session cluster's REST URL (`session` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -680,6 +727,13 @@ pub struct TargetSpec {
 pub struct KubernetesTarget {
     /// The Kubernetes namespace the jobs' objects are created in (it must exist).
     pub namespace: String,
+    /// The kubeconfig context of the cluster (else the current context, or in-cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// How the manager reaches Flink's REST API: `service` (the JobManager Service's DNS
+    /// name; default) or `proxy` (the API server's service proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flink_rest: Option<crate::kubernetes::cluster::FlinkRestAccess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

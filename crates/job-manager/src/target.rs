@@ -403,6 +403,7 @@ impl LocalClusters {
             rest_url: format!("http://127.0.0.1:{rest}"),
             local_dir: Some(dir.display().to_string()),
             log_dir: Some(log_dir.display().to_string()),
+            kubernetes: None,
         };
         let env: Vec<(String, String)> = spec
             .env

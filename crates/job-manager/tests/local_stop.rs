@@ -55,6 +55,7 @@ async fn groups_are_deleted_after_the_stop_scripts_finished() {
         rest_url: "http://127.0.0.1:1".into(),
         local_dir: Some(cluster_dir.display().to_string()),
         log_dir: Some(log_dir.display().to_string()),
+        kubernetes: None,
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.lock().unwrap().is_empty() {

@@ -523,12 +523,28 @@ async fn put_upserts_deployment_targets_for_owners_only() {
         .to_string();
     let (s, _) = h.call_as(Some(&editor), "PUT", &url, Some(target)).await;
     assert_eq!(s, 403);
-    // VVP's own target body (a Kubernetes namespace, no spec.type) is refused naming why.
+    // VVP's own target body (a Kubernetes namespace, no spec.type) is a Kubernetes target,
+    // read back in the same shape.
+    let vvp =
+        json!({"metadata": {"name": "ack"}, "spec": {"kubernetes": {"namespace": "flink-jobs"}}});
+    let (s, v) = h
+        .call("PUT", &format!("{API}/deployment-targets/ack"), Some(vvp))
+        .await;
+    assert!(s == 200 || s == 201, "{s} {v}");
+    let (s, v) = h
+        .call("GET", &format!("{API}/deployment-targets/ack"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["data"]["spec"],
+        json!({"kubernetes": {"namespace": "flink-jobs"}})
+    );
+    // Neither a kind nor a namespace: refused naming both.
     let (s, v) = h
         .call(
             "PUT",
-            &format!("{API}/deployment-targets/ack"),
-            Some(json!({"metadata": {"name": "ack"}, "spec": {"kubernetes": {"namespace": "flink-jobs"}}})),
+            &format!("{API}/deployment-targets/nothing"),
+            Some(json!({"metadata": {"name": "nothing"}, "spec": {}})),
         )
         .await;
     assert_eq!(s, 400, "{v}");
@@ -536,7 +552,22 @@ async fn put_upserts_deployment_targets_for_owners_only() {
         v["message"]
             .as_str()
             .unwrap()
-            .starts_with("spec.type is required"),
+            .starts_with("spec.kubernetes.namespace or spec.type is required"),
+        "{v}"
+    );
+    // A namespace Kubernetes would refuse is named.
+    let (s, v) = h
+        .call(
+            "PUT",
+            &format!("{API}/deployment-targets/bad"),
+            Some(json!({"metadata": {"name": "bad"}, "spec": {"kubernetes": {"namespace": "Flink_Jobs"}}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with(
+            "spec.kubernetes.namespace \"Flink_Jobs\" is not a Kubernetes namespace name"
+        ),
         "{v}"
     );
 }

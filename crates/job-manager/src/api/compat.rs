@@ -207,10 +207,7 @@ pub fn no_effect(d: &Deployment, target: &DeploymentTarget) -> Vec<String> {
     let on = format!(
         "on deployment target {:?} ({})",
         target.metadata.name,
-        match target.spec.kind {
-            TargetKind::Local => "local",
-            TargetKind::Session => "session",
-        }
+        target.spec.kind.as_str()
     );
     let mut say = |field: String, why: &str| out.push(format!("{field} has no effect {on}: {why}"));
     match target.spec.kind {
@@ -295,6 +292,8 @@ pub fn no_effect(d: &Deployment, target: &DeploymentTarget) -> Vec<String> {
                 }
             }
         }
+        // Pods, images, resources and logging all shape the job's own pods.
+        TargetKind::Kubernetes => {}
     }
     out
 }

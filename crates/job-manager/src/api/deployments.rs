@@ -965,9 +965,12 @@ fn decode_target(mut body: Value) -> Result<DeploymentTarget, ApiError> {
     if let Some(o) = body.as_object_mut() {
         o.remove("status");
     }
-    if body.pointer("/spec/type").is_none() && body.get("spec").is_some_and(Value::is_object) {
+    if body.pointer("/spec/type").is_none()
+        && body.pointer("/spec/kubernetes").is_none()
+        && body.get("spec").is_some_and(Value::is_object)
+    {
         return Err(ApiError::invalid(
-            "spec.type is required: local (a Flink cluster per job on the manager's host) or session (spec.restUrl of an existing cluster); a target with only spec.kubernetes.namespace cannot run jobs from the API yet (job-manager render uses it)",
+            "spec.kubernetes.namespace or spec.type is required: a Kubernetes namespace the jobs run in (VVP's shape), or type local (a Flink cluster per job on the manager's host) or session (spec.restUrl of an existing cluster)",
         ));
     }
     let target: DeploymentTarget = decode(body)?;
@@ -987,8 +990,42 @@ fn decode_target(mut body: Value) -> Result<DeploymentTarget, ApiError> {
                 ));
             }
         }
+        TargetKind::Kubernetes => {
+            if target.spec.rest_url.is_some() {
+                return Err(ApiError::invalid(
+                    "spec.restUrl is only allowed for session targets; a Kubernetes target's Flink REST API is its JobManager Service (spec.kubernetes.flinkRest: service or proxy)",
+                ));
+            }
+            let Some(k) = &target.spec.kubernetes else {
+                return Err(ApiError::invalid(
+                    "spec.kubernetes.namespace is required for a Kubernetes target",
+                ));
+            };
+            if !is_dns_label(&k.namespace) {
+                return Err(ApiError::invalid(format!(
+                    "spec.kubernetes.namespace {:?} is not a Kubernetes namespace name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+                    k.namespace
+                )));
+            }
+            if k.context.as_deref().is_some_and(str::is_empty) {
+                return Err(ApiError::invalid(
+                    "spec.kubernetes.context must not be empty (omit it for the current context)",
+                ));
+            }
+        }
     }
     Ok(target)
+}
+
+/// A Kubernetes namespace name (RFC 1123 label).
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 /// `PUT` (VVP's upsert, owner only): creates the target `name` or replaces it. A

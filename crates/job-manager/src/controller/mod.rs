@@ -93,6 +93,8 @@ pub struct Settings {
     pub metrics_gateway: Option<String>,
     /// The artifact policy (which jarUris may run, the download limits).
     pub artifacts: crate::config::ArtifactsConfig,
+    /// The Kubernetes target's settings (images, default savepoint base).
+    pub kubernetes: crate::kubernetes::Settings,
 }
 
 impl Default for Settings {
@@ -104,6 +106,7 @@ impl Default for Settings {
             cluster_start_timeout: Duration::from_secs(180),
             metrics_gateway: None,
             artifacts: Default::default(),
+            kubernetes: Default::default(),
         }
     }
 }
@@ -153,7 +156,7 @@ impl<F: Flink> Controller<F> {
         Self {
             store,
             flink,
-            providers: Providers::new(local),
+            providers: Providers::new(local, settings.clone()),
             settings,
             data_dir,
             jars: Mutex::new(HashMap::new()),

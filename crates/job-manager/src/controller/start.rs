@@ -93,6 +93,13 @@ impl<F: Flink> Controller<F> {
             Err(e) => return Err(e.into()),
         };
         match observed.as_deref() {
+            None if provider.runs_job_itself() => {
+                // Application mode: the JobManager starts the job itself, with our id.
+                let e = FlinkError::Protocol(format!(
+                    "the JobManager has not started Flink job {fid} yet"
+                ));
+                self.start_held_up(&rec, job, since, e)
+            }
             None => {
                 if provider.dedicated() {
                     let o = match self.flink.overview(rest).await {
@@ -336,7 +343,7 @@ impl<F: Flink> Controller<F> {
                 .signed_duration_since(since.max(seen))
                 .to_std()
                 .unwrap_or_default();
-            if started_for > CLUSTER_EXIT_GRACE {
+            if started_for >= provider.exit_grace() {
                 if let Presence::Gone(why) = provider.observe(c) {
                     let said = provider
                         .last_error(c)

@@ -109,6 +109,20 @@ impl FakeFlink {
         self.lock().jobs.clone()
     }
 
+    /// A job `RUNNING` as an application-mode JobManager starts it itself (no upload, no
+    /// `run_jar`), with the Flink job id it was given.
+    pub fn start_application_job(&self, job: &str) {
+        self.lock().jobs.entry(job.to_string()).or_insert(FakeJob {
+            status: "RUNNING".into(),
+            request: RunRequest {
+                job_id: job.to_string(),
+                ..Default::default()
+            },
+            restarts: 0,
+            exception: None,
+        });
+    }
+
     /// Sets a job's status (e.g. `RESTARTING`, `FAILED`) as if Flink changed it.
     pub fn set_status(&self, job: &str, status: &str, exception: Option<&str>) {
         let mut i = self.lock();

@@ -66,7 +66,7 @@ pub const REST_PORT_NAME: &str = "rest";
 
 /// How the manager reaches Flink's REST API of a job on Kubernetes
 /// (`kubernetes.flinkRest: service | proxy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlinkRestAccess {
     /// The JobManager Service's cluster DNS name (a manager running in the cluster).

@@ -30,6 +30,13 @@ pub struct Settings {
     pub default_flink_version: String,
     /// Image of the init container that downloads the JAR (needs `curl`).
     pub fetcher_image: String,
+    /// Base of the default savepoint and checkpoint directories of jobs on Kubernetes
+    /// targets, e.g. `oss://bucket/flink-savepoints`: a deployment gets
+    /// `<base>/<namespace>/<deploymentId>` (checkpoints under `.../checkpoints`). Unset:
+    /// `file:///flink-data/savepoints/<namespace>/<deploymentId>` (only useful with a
+    /// shared volume mounted at `/flink-data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_base: Option<String>,
 }
 
 impl Default for Settings {
@@ -39,6 +46,7 @@ impl Default for Settings {
             default_repository: DEFAULT_FLINK_REPOSITORY.into(),
             default_flink_version: DEFAULT_FLINK_VERSION.into(),
             fetcher_image: DEFAULT_FETCHER_IMAGE.into(),
+            savepoint_base: None,
         }
     }
 }

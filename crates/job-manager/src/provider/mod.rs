@@ -4,20 +4,23 @@
 //! - [`local`]: a standalone cluster per job, started by the manager from `FLINK_HOME`
 //!   (see [`crate::target`]).
 //! - [`session`]: an existing session cluster the job is submitted to.
+//! - [`kubernetes`]: a cluster per job in a Kubernetes namespace (application mode).
 //!
 //! A provider brings a job's cluster up ([`ClusterProvider::ensure`]), adopts one an earlier
 //! life of the manager started, says whether it still exists when its REST API does not
 //! answer, tears it down, and names its default savepoint and checkpoint directories, its
 //! logs and its Flink REST base URL.
 
+pub mod kubernetes;
 pub mod local;
 pub mod session;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 
 use crate::{
+    controller::Settings,
     model::{ClusterRef, Deployment, DeploymentTarget, Job, TargetKind},
     target::LocalClusters,
     template,
@@ -94,19 +97,31 @@ pub trait ClusterProvider: Send + Sync {
     /// slots before the job is submitted, and a cluster that does not answer while the job
     /// is being stopped is stopped by tearing it down.
     fn dedicated(&self) -> bool;
+    /// How long a starting cluster's processes may take to appear before
+    /// [`ClusterProvider::observe`] saying `Gone` fails the start.
+    fn exit_grace(&self) -> Duration {
+        crate::controller::CLUSTER_EXIT_GRACE
+    }
+    /// Whether the cluster runs the job itself (application mode, with the Flink job id the
+    /// manager fixed): the controller then waits for the job instead of submitting it.
+    fn runs_job_itself(&self) -> bool {
+        false
+    }
 }
 
 /// The providers of this manager, one per target kind.
 pub struct Providers {
     local: local::Local,
     session: session::Session,
+    kubernetes: kubernetes::Kubernetes,
 }
 
 impl Providers {
-    pub fn new(local: LocalClusters) -> Self {
+    pub fn new(local: LocalClusters, settings: Arc<dyn Fn() -> Settings + Send + Sync>) -> Self {
         Self {
             local: local::Local::new(local),
             session: session::Session,
+            kubernetes: kubernetes::Kubernetes::new(settings),
         }
     }
 
@@ -115,13 +130,16 @@ impl Providers {
         match kind {
             TargetKind::Local => &self.local,
             TargetKind::Session => &self.session,
+            TargetKind::Kubernetes => &self.kubernetes,
         }
     }
 
     /// The provider that made `cluster` (known from the cluster record, so a target deleted
     /// or changed since does not matter).
     pub fn for_cluster(&self, cluster: &ClusterRef) -> &dyn ClusterProvider {
-        if cluster.local_dir.is_some() {
+        if cluster.kubernetes.is_some() {
+            &self.kubernetes
+        } else if cluster.local_dir.is_some() {
             &self.local
         } else {
             &self.session

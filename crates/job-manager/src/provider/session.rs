@@ -16,6 +16,7 @@ impl ClusterProvider for Session {
             rest_url: req.target.spec.rest_url.clone().unwrap_or_default(),
             local_dir: None,
             log_dir: None,
+            kubernetes: None,
         };
         Box::pin(async move {
             Ok(Provided {

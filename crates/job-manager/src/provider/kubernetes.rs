@@ -1,0 +1,260 @@
+//! The `kubernetes` target (VVP's: `spec.kubernetes.namespace`): one Flink cluster per job
+//! in application mode, its objects built by [`crate::kubernetes::build`] and applied by
+//! [`KubeCluster`] with server-side apply.
+//!
+//! - Credentials: the standard inference (`KUBECONFIG` / `~/.kube/config`, else the
+//!   in-cluster service account), or the target's `spec.kubernetes.context`. One client per
+//!   (context, Flink REST access), created on first use and kept.
+//! - The JobManager runs the job itself with the Flink job id the manager fixed, restoring
+//!   from the savepoint the controller chose ([`ClusterProvider::runs_job_itself`]): the
+//!   controller never uploads or submits.
+//! - A pod that cannot run (ImagePullBackOff, ErrImagePull, CrashLoopBackOff, OOMKilled,
+//!   Unschedulable; from the namespace's watcher) makes the cluster
+//!   [`Presence::Gone`] with the kubelet's or scheduler's words, so the start fails with
+//!   them at once instead of at the cluster start timeout.
+//! - Teardown deletes the JobManager Job (the garbage collector removes what it owns).
+//! - Default directories: `<kubernetes.savepoint_base>/<namespace>/<deploymentId>` (and
+//!   `/checkpoints` below it), else `file:///flink-data/savepoints/<namespace>/<deploymentId>`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+
+use super::{ClusterProvider, ClusterRequest, Error, Presence, Provided};
+use crate::{
+    controller::Settings,
+    kubernetes::{
+        self,
+        cluster::{FlinkRestAccess, JobRef, KubeCluster},
+        observe::Reason,
+        JobRequest, Restore,
+    },
+    model::{ClusterRef, Deployment, KubernetesClusterRef},
+};
+
+/// Where savepoints go when neither the deployment, its target nor the config choose.
+pub const FALLBACK_SAVEPOINT_BASE: &str = "file:///flink-data/savepoints";
+
+type Key = (Option<String>, FlinkRestAccess);
+
+/// The provider of `kubernetes` targets.
+pub struct Kubernetes {
+    settings: Arc<dyn Fn() -> Settings + Send + Sync>,
+    clients: Arc<Mutex<HashMap<Key, KubeCluster>>>,
+}
+
+impl Kubernetes {
+    pub fn new(settings: Arc<dyn Fn() -> Settings + Send + Sync>) -> Self {
+        Self {
+            settings,
+            clients: Arc::default(),
+        }
+    }
+
+    /// The client of a context, connected on first use.
+    async fn client(
+        clients: &Mutex<HashMap<Key, KubeCluster>>,
+        context: Option<&str>,
+        access: FlinkRestAccess,
+    ) -> Result<KubeCluster, kubernetes::cluster::Error> {
+        let key = (context.map(str::to_string), access);
+        if let Some(c) = clients.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(c.clone());
+        }
+        let c = KubeCluster::connect(context, access).await?;
+        Ok(clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(c)
+            .clone())
+    }
+
+    fn cached(&self, k: &KubernetesClusterRef) -> Option<KubeCluster> {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(k.context.clone(), k.flink_rest))
+            .cloned()
+    }
+
+    fn base(&self, d: &Deployment) -> String {
+        let base = (self.settings)()
+            .kubernetes
+            .savepoint_base
+            .unwrap_or_else(|| FALLBACK_SAVEPOINT_BASE.into());
+        format!(
+            "{}/{}/{}",
+            base.trim_end_matches('/'),
+            d.metadata.namespace,
+            d.id()
+        )
+    }
+}
+
+fn job_ref(k: &KubernetesClusterRef) -> JobRef {
+    JobRef {
+        namespace: k.namespace.clone(),
+        job_id: k.job_id,
+    }
+}
+
+impl ClusterProvider for Kubernetes {
+    fn ensure<'a>(&'a self, req: ClusterRequest<'a>) -> BoxFuture<'a, Result<Provided, Error>> {
+        Box::pin(async move {
+            let Some(target) = req.target.spec.kubernetes.as_ref() else {
+                return Err(Error::Spec(format!(
+                    "deployment target {:?} has no spec.kubernetes.namespace",
+                    req.target.metadata.name
+                )));
+            };
+            let access = target.flink_rest.unwrap_or_default();
+            let settings = (self.settings)();
+            // The job's spec (what runs), with its placeholders rendered.
+            let mut deployment = req.deployment.clone();
+            deployment.spec = req.job.spec.deployment_spec.clone();
+            deployment.spec.template.spec.flink_configuration = req.flink_configuration.clone();
+            let job_id = req.job.metadata.id;
+            let savepoint_dir = req
+                .target
+                .spec
+                .savepoint_dir
+                .clone()
+                .or_else(|| self.default_savepoint_dir(req.deployment));
+            let objects = kubernetes::build(
+                &JobRequest {
+                    deployment: &deployment,
+                    target_namespace: &target.namespace,
+                    job_id,
+                    flink_job_id: req.job.status.flink_job_id.clone(),
+                    restore: req.job.spec.restored_from.clone().map(|path| Restore {
+                        path,
+                        allow_non_restored_state: req.job.spec.allow_non_restored_state,
+                    }),
+                    savepoint_dir,
+                    checkpoint_dir: self.default_checkpoint_dir(req.deployment),
+                    metrics_gateway_url: req.metrics_gateway.map(str::to_string),
+                    artifact_store: None,
+                },
+                &settings.kubernetes,
+            )
+            .map_err(|e| Error::Spec(e.to_string()))?;
+            let cluster = Self::client(&self.clients, target.context.as_deref(), access)
+                .await
+                .map_err(|e| Error::Spec(e.to_string()))?;
+            let job = JobRef {
+                namespace: target.namespace.clone(),
+                job_id,
+            };
+            // The watcher first, so the pods' troubles are known when Flink does not answer.
+            cluster.watch(&job.namespace);
+            cluster
+                .ensure(&job, &objects, None)
+                .await
+                .map_err(|e| Error::Spec(e.to_string()))?;
+            Ok(Provided {
+                cluster: ClusterRef {
+                    rest_url: cluster.flink_rest_base_url(&job),
+                    local_dir: None,
+                    log_dir: None,
+                    kubernetes: Some(KubernetesClusterRef {
+                        namespace: target.namespace.clone(),
+                        job_id,
+                        context: target.context.clone(),
+                        flink_rest: access,
+                    }),
+                },
+                note: Some(format!(
+                    "Applied the objects of job {job_id} in Kubernetes namespace {} (JobManager Job {}).",
+                    target.namespace,
+                    kubernetes::jobmanager_name(job_id)
+                )),
+            })
+        })
+    }
+
+    fn observe(&self, cluster: &ClusterRef) -> Presence {
+        let Some(k) = &cluster.kubernetes else {
+            return Presence::Present;
+        };
+        let Some(client) = self.cached(k) else {
+            // Not connected in this life yet: nothing known.
+            return Presence::Present;
+        };
+        let seen = client.observe(&job_ref(k));
+        match seen.worst() {
+            Some(c)
+                if matches!(
+                    c.reason,
+                    Reason::ImagePullBackOff
+                        | Reason::ErrImagePull
+                        | Reason::InvalidImageName
+                        | Reason::CrashLoopBackOff
+                        | Reason::OomKilled
+                        | Reason::Unschedulable
+                        | Reason::Forbidden
+                ) =>
+            {
+                Presence::Gone(format!("{}: {}", c.reason, c.message))
+            }
+            _ => Presence::Present,
+        }
+    }
+
+    fn teardown(&self, cluster: &ClusterRef) {
+        let Some(k) = cluster.kubernetes.clone() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(namespace = %k.namespace, job = %k.job_id, "No runtime to delete the job's Kubernetes objects on.");
+            return;
+        };
+        let clients = self.clients.clone();
+        rt.spawn(async move {
+            let job = job_ref(&k);
+            let result = match Self::client(&clients, k.context.as_deref(), k.flink_rest).await {
+                Ok(c) => c.teardown(&job).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::warn!(namespace = %k.namespace, job = %k.job_id, "Could not delete the job's Kubernetes objects: {e}");
+            }
+        });
+    }
+
+    fn default_savepoint_dir(&self, d: &Deployment) -> Option<String> {
+        Some(self.base(d))
+    }
+
+    fn default_checkpoint_dir(&self, d: &Deployment) -> Option<String> {
+        Some(format!("{}/checkpoints", self.base(d)))
+    }
+
+    fn logs(&self, cluster: &ClusterRef) -> Option<String> {
+        cluster.kubernetes.as_ref().map(|k| {
+            format!(
+                "kubectl -n {} logs job/{}",
+                k.namespace,
+                kubernetes::jobmanager_name(k.job_id)
+            )
+        })
+    }
+
+    fn exit_grace(&self) -> Duration {
+        // A pod condition is the kubelet's or scheduler's verdict, not a process still
+        // being launched.
+        Duration::ZERO
+    }
+
+    fn runs_job_itself(&self) -> bool {
+        true
+    }
+
+    fn dedicated(&self) -> bool {
+        true
+    }
+}
