@@ -63,12 +63,14 @@ impl Queue {
         if last.is_some_and(|l| t <= l) {
             return Pushed::OutOfOrder;
         }
+        if is_stale(v) {
+            // Forgotten even when the marker does not fit: no entry outlives its series.
+            s.last.remove(&labels);
+        }
         if s.samples.len() >= self.capacity {
             return Pushed::Full;
         }
-        if is_stale(v) {
-            s.last.remove(&labels);
-        } else {
+        if !is_stale(v) {
             s.last.insert(labels.clone(), t);
         }
         s.samples.push_back((labels, t, v));
@@ -133,5 +135,10 @@ mod tests {
         assert_eq!(q.take(10).len(), 2);
         assert_eq!(q.push(a.clone(), 3, stale_nan()), Pushed::Queued);
         assert_eq!(q.push(a, 4, stale_nan()), Pushed::Ignored);
+        // A marker that does not fit still ends the series' entry.
+        let q = Queue::new(1);
+        assert_eq!(q.push(b.clone(), 1, 1.0), Pushed::Queued);
+        assert_eq!(q.push(b.clone(), 2, stale_nan()), Pushed::Full);
+        assert_eq!(q.state().last.len(), 0);
     }
 }
