@@ -66,11 +66,82 @@ async fn flink_ui() -> (String, Seen) {
     (format!("http://{addr}"), seen)
 }
 
+/// A stand-in for the metrics-gateway's query API: `POST /api/v1/query_range` answers a
+/// series over the asked range for the Flink metrics the console charts (none for failed
+/// checkpoints, so "no data" is shown too); every query is recorded.
+async fn gateway() -> (String, Seen) {
+    async fn handle(State(seen): State<Seen>, uri: Uri, body: String) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+        let query = form.get("query").cloned().unwrap_or_default();
+        seen.lock()
+            .unwrap()
+            .push((uri.path().to_string(), query.clone()));
+        if uri.path() != "/api/v1/query_range" {
+            return axum::http::StatusCode::ACCEPTED.into_response();
+        }
+        let num = |k: &str| {
+            form.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (start, end, step) = (num("start"), num("end"), num("step").max(1.0));
+        let last = [
+            ("numRecordsIn", 1500.0),
+            ("numRecordsOut", 1200.0),
+            ("numRestarts", 2.0),
+            ("lastCheckpointDuration", 830.0),
+            ("backPressured", 120.0),
+            (
+                "jobmanager_Status_JVM_Memory_Heap_Used",
+                256.0 * 1024.0 * 1024.0,
+            ),
+            (
+                "taskmanager_Status_JVM_Memory_Heap_Used",
+                512.0 * 1024.0 * 1024.0,
+            ),
+        ]
+        .into_iter()
+        .find(|(m, _)| query.contains(m))
+        .map(|(_, v)| v);
+        let result = match last {
+            Some(v) => {
+                let n = ((end - start) / step) as usize;
+                let values: Vec<Value> = (0..=n)
+                    .map(|i| {
+                        // A wave rising to the last value.
+                        let x = v
+                            * (0.5 + 0.5 * i as f64 / n.max(1) as f64)
+                            * if i % 7 == 3 { 0.9 } else { 1.0 };
+                        json!([start + i as f64 * step, x.to_string()])
+                    })
+                    .collect();
+                json!([{"metric": {}, "values": values}])
+            }
+            None => json!([]),
+        };
+        axum::Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+            .into_response()
+    }
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/{*rest}", any(handle))
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.ok() });
+    (format!("http://{addr}"), seen)
+}
+
 struct Served {
     h: Harness,
     base: String,
     flink: String,
     seen: Seen,
+    queries: Seen,
     _dir: tempfile::TempDir,
 }
 
@@ -82,6 +153,8 @@ async fn serve() -> Served {
     config.controller.poll_interval = Duration::from_millis(200);
     // As behind a trusted auth proxy; tokens work beside it.
     config.auth.proxy_user_header = Some("X-Forwarded-User".into());
+    let (gateway, queries) = gateway().await;
+    config.metrics_gateway.url = Some(gateway);
     let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), config);
     let (flink, seen) = flink_ui().await;
     let (s, v) = h
@@ -105,6 +178,7 @@ async fn serve() -> Served {
         base,
         flink,
         seen,
+        queries,
         _dir: dir,
     }
 }
@@ -314,6 +388,102 @@ async fn console_page_and_flink_ui_proxy_without_a_browser() {
     assert_eq!(v["data"]["role"], "viewer");
     assert_eq!(v["data"]["principal"]["name"], "viewer");
     let _ = &s.flink;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_panels_are_read_from_the_gateway_for_the_deployment_only() {
+    let s = serve().await;
+    let id = create(&s.h, "orders", "RUNNING", json!({})).await;
+    wait_running(&s, &id).await;
+    let viewer = token(&s.h, "viewer", "viewer").await;
+    let path = format!("/console/v1/namespaces/default/deployments/{id}/metrics");
+    let (_, d) =
+        s.h.call(
+            "GET",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            None,
+        )
+        .await;
+    let job = d["data"]["status"]["running"]["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A viewer reads a panel: points over the asked range, the unit, the running job.
+    let (st, v) =
+        s.h.call_as(
+            Some(&viewer),
+            "GET",
+            &format!("{path}?query=recordsIn&range=900"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["unit"], "1/s");
+    assert_eq!(v["data"]["jobId"], job.as_str());
+    let points = v["data"]["series"][0]["points"].as_array().unwrap();
+    assert!(points.len() > 100, "{}", points.len());
+    assert_eq!(points.last().unwrap()[1], 1500.0);
+    let q = s.queries.lock().unwrap().last().unwrap().1.clone();
+    assert_eq!(
+        q,
+        format!(
+            "sum(rate(flink_taskmanager_job_task_numRecordsIn{{namespace=\"default\",deploymentId=\"{id}\",jobId=\"{job}\"}}[1m]))"
+        )
+    );
+    // Two series for heap.
+    let (st, v) =
+        s.h.call_as(Some(&viewer), "GET", &format!("{path}?query=heap"), None)
+            .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["series"].as_array().unwrap().len(), 2);
+
+    // No PromQL of the caller's reaches the gateway: only named panels and ranges.
+    let before = s.queries.lock().unwrap().len();
+    for (q, want) in [
+        ("query=up", "unknown panel \"up\""),
+        ("query=sum(up)", "unknown panel"),
+        ("", "name a panel"),
+        ("query=heap&range=5", "range: 5"),
+    ] {
+        let (st, v) =
+            s.h.call_as(Some(&viewer), "GET", &format!("{path}?{q}"), None)
+                .await;
+        assert_eq!(st, 400, "{q}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(want), "{q}: {msg}");
+        if q.starts_with("query=up") {
+            assert!(msg.contains("recordsIn"), "{msg}");
+        }
+    }
+    assert_eq!(s.queries.lock().unwrap().len(), before);
+    // Unauthenticated: 401; another namespace's or an unknown deployment: 404.
+    let (st, _) =
+        s.h.call_as(None, "GET", &format!("{path}?query=heap"), None)
+            .await;
+    assert_eq!(st, 401);
+    let (st, v) =
+        s.h.call(
+            "GET",
+            &format!(
+                "/console/v1/namespaces/default/deployments/{}/metrics?query=heap",
+                uuid_like()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404, "{v}");
+    assert!(s
+        .queries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == "/api/v1/query_range")
+        .all(|(_, q)| q.contains(&format!("deploymentId=\"{id}\""))));
+}
+
+fn uuid_like() -> &'static str {
+    "00000000-0000-4000-8000-000000000000"
 }
 
 fn playwright_available() -> Result<(), String> {

@@ -189,8 +189,16 @@ mod tests {
             "tab.events",
             "tab.jobs",
             "tab.savepoints",
+            "tab.metrics",
         ] {
             assert!(en.contains(dynamic), "{dynamic}");
+        }
+        // Chart titles and series names come from the server's panels.
+        for p in crate::console::metrics::PANELS {
+            assert!(en.contains(&format!("metrics.{}", p.name)), "{}", p.name);
+            for (s, _) in p.series {
+                assert!(en.contains(&format!("metrics.series.{s}")), "{s}");
+            }
         }
     }
 

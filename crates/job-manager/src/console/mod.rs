@@ -5,10 +5,13 @@
 //!   binary (hand-written ES modules, no build step).
 //! - [`proxy`]: `/flink/{namespace}/{deploymentId}/…` forwards to the Flink web UI of a
 //!   RUNNING deployment, authenticated by a short-lived session cookie the console sets.
+//! - [`metrics`]: a deployment's charts, from a fixed set of panels, read from the
+//!   metrics-gateway's query API.
 //! - `GET /console/v1/namespaces/{ns}/me`: who the caller is and their role there (and the
 //!   manager's version), so the console can disable what the role may not do and say why.
 
 pub mod assets;
+pub mod metrics;
 pub mod proxy;
 
 use axum::{
@@ -29,6 +32,10 @@ pub fn router(state: AppState) -> Router {
     let cs = proxy::ConsoleState::new(state.clone());
     let me = Router::new()
         .route("/console/v1/namespaces/{ns}/me", get(me))
+        .route(
+            "/console/v1/namespaces/{ns}/deployments/{id}/metrics",
+            get(metrics::panel),
+        )
         .with_state(state);
     let flink = Router::new()
         .route(

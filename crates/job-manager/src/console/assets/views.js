@@ -325,7 +325,7 @@ async function createPage(main) {
 
 // ---- Deployment page ----------------------------------------------------------------
 
-const TABS = ["overview", "configure", "events", "jobs", "savepoints"];
+const TABS = ["overview", "configure", "events", "jobs", "savepoints", "metrics"];
 
 async function deploymentPage(main, id, tab) {
   if (!TABS.includes(tab)) tab = "overview";
@@ -386,6 +386,7 @@ async function deploymentPage(main, id, tab) {
   if (tab === "events") drawBody = async () => eventsTab(body, d);
   if (tab === "jobs") drawBody = async () => jobsTab(body, d);
   if (tab === "savepoints") drawBody = async () => savepointsTab(body, d);
+  if (tab === "metrics") drawBody = metricsTab(body, d);
   if (tab === "configure") configureTab(body, d, async () => { await refresh(); });
 
   const refresh = async () => {
@@ -467,6 +468,79 @@ async function savepointsTab(body, d) {
   swap(body, sps, () => sps.length
     ? table(["time", "origin", "state", "location"], sps.map((s) => [fmtTime(s.metadata.createdAt), s.metadata.origin, s.status.state, s.status.location || "—"]), "savepoints")
     : h("p", { class: "muted" }, t("savepoints.none")));
+}
+
+// ---- Metrics: hand-written SVG line charts of the manager's fixed panels -------------
+
+const PANELS = ["recordsIn", "recordsOut", "restarts", "checkpointDuration", "checkpointFailures", "backpressure", "heap"];
+const RANGES = [900, 3600, 21600, 86400];
+const METRICS_EVERY_MS = 15000;
+const SVGNS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, ...kids) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  return e;
+}
+
+// 1234567 → "1.23M"; units as the API names them (1/s, ms, B, ms/s).
+function fmtValue(v, unit) {
+  if (unit === "B") return fmtSize(Math.round(v));
+  const a = Math.abs(v);
+  const n = a >= 1e9 ? (v / 1e9).toFixed(2) + "G" : a >= 1e6 ? (v / 1e6).toFixed(2) + "M" : a >= 1e4 ? (v / 1e3).toFixed(1) + "k" : Number.isInteger(v) ? String(v) : v.toFixed(a >= 100 ? 0 : 2);
+  return unit === "1/s" ? n + "/s" : unit ? n + " " + unit : n;
+}
+
+function chart(data) {
+  const W = 320, H = 120, L = 4, R = 4, T = 8, B = 18;
+  const all = data.series.flatMap((s) => s.points);
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": t("metrics." + data.panel) });
+  if (!all.length) return null;
+  const end = Math.max(...all.map((p) => p[0]));
+  const start = end - data.range;
+  const max = Math.max(...all.map((p) => p[1]), 0) || 1;
+  const x = (ts) => L + ((ts - start) / data.range) * (W - L - R);
+  const y = (v) => T + (1 - v / max) * (H - T - B);
+  root.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
+  root.append(svg("text", { x: L, y: T + 2, class: "tick" }, fmtValue(max, data.unit)));
+  root.append(svg("text", { x: L, y: H - 4, class: "tick" }, fmtTime(new Date(start * 1000).toISOString()).slice(11, 16)));
+  root.append(svg("text", { x: W - R, y: H - 4, class: "tick end" }, fmtTime(new Date(end * 1000).toISOString()).slice(11, 16)));
+  data.series.forEach((s, i) => {
+    if (!s.points.length) return;
+    const d = s.points.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("");
+    root.append(svg("path", { d, class: "line s" + i }, svg("title", {}, t("metrics.series." + s.name))));
+  });
+  return root;
+}
+
+function metricsTab(body, d) {
+  let range = Number(sessionStorage.getItem("jm.m.range")) || 3600;
+  let last = 0;
+  const grid = h("div", { class: "charts", id: "charts" });
+  const err = errorBox("metrics-error");
+  const sel = h("select", { id: "metrics-range", onchange: (e) => { range = Number(e.target.value); sessionStorage.setItem("jm.m.range", range); last = 0; load(); } },
+    ...RANGES.map((r) => h("option", { value: r, selected: r === range }, t("metrics.range", { span: r < 3600 ? r / 60 + " min" : r / 3600 + " h" }))));
+  body.replaceChildren(h("div", { class: "field inline" }, h("label", { for: "metrics-range" }, t("metrics.rangeLabel")), sel), err, grid);
+  const load = async () => {
+    if (Date.now() - last < METRICS_EVERY_MS) return;
+    last = Date.now();
+    const base = `/console/v1/namespaces/${api.enc(S.ns)}/deployments/${d.metadata.id}/metrics?range=${range}&query=`;
+    const got = await Promise.all(PANELS.map((p) => api.get(base + p).catch((x) => x)));
+    const failed = got.find((g) => g instanceof Error);
+    if (failed && failed.status === 401) throw failed;
+    err.textContent = failed ? t("metrics.failed", { msg: failed.message }) : "";
+    grid.replaceChildren(...got.map((g, i) => {
+      const panel = PANELS[i];
+      const ok = !(g instanceof Error);
+      const c = ok ? chart(g) : null;
+      const lastValues = ok ? g.series.filter((s) => s.points.length).map((s) => (g.series.length > 1 ? t("metrics.series." + s.name) + " " : "") + fmtValue(s.points[s.points.length - 1][1], g.unit)) : [];
+      return h("figure", { class: "card panel", "data-panel": panel },
+        h("figcaption", {}, h("strong", {}, t("metrics." + panel)), " ", h("span", { class: "value" }, lastValues.join(" · "))),
+        c || h("p", { class: "muted" }, ok ? t("metrics.none") : "—"));
+    }));
+  };
+  return load;
 }
 
 function configureTab(body, d, after) {
