@@ -31,6 +31,18 @@ pub struct Config {
     /// The Kubernetes target: Flink image per Flink version, default Flink version, the
     /// JAR fetcher's image.
     pub kubernetes: crate::kubernetes::Settings,
+    /// Where the store lives (read at start; `--store.url` overrides `url`).
+    pub store: StoreConfig,
+}
+
+/// The store: embedded files under `--data-dir` (no `url`) or PostgreSQL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://USER@HOST:PORT/DB`; unset: the embedded store.
+    pub url: Option<String>,
+    /// File holding the database password (trailing newline ignored).
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +207,20 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(
                     "metrics_gateway.url",
                     "must start with http:// or https://",
+                ));
+            }
+        }
+        if let Some(u) = &self.store.url {
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(ConfigError::invalid(
+                    "store.url",
+                    "must start with postgres:// (unset for the embedded store)",
+                ));
+            }
+            if url::Url::parse(u).is_ok_and(|p| p.password().is_some_and(|p| !p.is_empty())) {
+                return Err(ConfigError::invalid(
+                    "store.url",
+                    "must not carry a password: put it in the file store.password_file names",
                 ));
             }
         }

@@ -110,6 +110,11 @@ pub struct Args {
     /// JOB_MANAGER_BOOTSTRAP_TOKEN environment variable).
     #[arg(long = "bootstrap-token-file", value_name = "PATH")]
     pub bootstrap_token_file: Option<PathBuf>,
+
+    /// PostgreSQL store, `postgres://USER@HOST:PORT/DB` (overrides `store.url` of the
+    /// config file); unset: the embedded store under --data-dir.
+    #[arg(long = "store.url", value_name = "URL")]
+    pub store_url: Option<String>,
 }
 
 impl Args {
@@ -147,7 +152,14 @@ pub fn open_store(data_dir: &Path, bootstrap: Option<&Secret>) -> Result<Arc<Sto
     if let Some(secret) = bootstrap {
         check_bootstrap_len(secret, "the configuration")?;
     }
-    let store = Store::open(data_dir)?;
+    prepare_store(Store::open(data_dir)?, bootstrap)
+}
+
+/// [`open_store`] for an opened store (any backend).
+pub fn prepare_store(store: Store, bootstrap: Option<&Secret>) -> Result<Arc<Store>, Error> {
+    if let Some(secret) = bootstrap {
+        check_bootstrap_len(secret, "the configuration")?;
+    }
     let mut writes = vec![];
     {
         let t = store.read();
@@ -324,7 +336,15 @@ pub async fn run(mut args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         path: args.data_dir.clone(),
         source,
     })?;
-    let store = open_store(&args.data_dir, bootstrap.as_ref())?;
+    let store_config = config.current().store.clone();
+    let store = prepare_store(
+        Store::open_at(
+            &args.data_dir,
+            args.store_url.as_deref().or(store_config.url.as_deref()),
+            store_config.password_file.as_deref(),
+        )?,
+        bootstrap.as_ref(),
+    )?;
     let metrics = metrics::Metrics::register(INFO.metric_prefix, &registry);
     let flink = Arc::new(flink::rest::RestFlink::default());
     let (state, controller) = assemble(

@@ -7,6 +7,12 @@
 //! deployment (a torn last line is skipped on load). Everything is also held in memory;
 //! reads never touch the disk.
 //!
+//! Persistence sits behind [`Backend`]: the files above ([`FileBackend`], the default) or
+//! PostgreSQL ([`postgres::PgBackend`], `--store.url postgres://…`). Either way the tables
+//! are held in memory and every write goes to the backend first (one database transaction
+//! per multi-record change); PostgreSQL also enforces `resourceVersion`, so a replica whose
+//! memory is stale is refused ([`Error::Conflict`]) and reloads.
+//!
 //! The store publishes which deployments changed ([`Store::take_changed`],
 //! [`Store::changed`]): a user's write through [`Store::transact`] marks the deployments it
 //! touches, and the controller subscribes; nobody else wakes the controller.
@@ -27,6 +33,8 @@ use crate::model::{
     ApiToken, Control, Deployment, DeploymentTarget, Event, Job, Namespace, Savepoint,
 };
 
+pub mod pg;
+
 /// Why the store could not read or write.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,6 +52,27 @@ pub enum Error {
         what: String,
         source: serde_json::Error,
     },
+    /// The database holds another version than the one this change was based on (another
+    /// replica changed it first).
+    #[error("{what} was changed concurrently (by another job-manager replica); reload and retry")]
+    Conflict { what: String },
+    /// The database refused or could not be reached; the message never carries the password.
+    #[error("store database error: {message}")]
+    Database { message: String },
+}
+
+/// Where the store keeps its records underneath the in-memory tables.
+pub trait Backend: Send + Sync {
+    /// Loads everything (at most `max_events` events per deployment, the newest).
+    fn load(&self, max_events: usize) -> Result<Tables>;
+    /// Persists `writes` all or nothing where the backend can (PostgreSQL: one
+    /// transaction); `current` is the memory they were computed from (for the
+    /// resourceVersion check).
+    fn commit(&self, current: &Tables, writes: &[Write1]) -> Result<()>;
+    /// Appends an event to deployment's list `current` (memory before the append).
+    fn append_event(&self, current: &[Event], event: &Event, max_events: usize) -> Result<()>;
+    /// Drops a deployment's events.
+    fn remove_events(&self, deployment: Uuid) -> Result<()>;
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -87,8 +116,6 @@ pub struct Tables {
     pub tokens: BTreeMap<(String, String), StoredToken>,
     /// Per deployment, oldest first.
     pub events: BTreeMap<Uuid, Vec<Event>>,
-    /// Lines in each deployment's event file (to know when to compact it).
-    event_lines: BTreeMap<Uuid, usize>,
 }
 
 /// Kinds of stored files.
@@ -123,7 +150,7 @@ pub const MAX_EVENTS_PER_DEPLOYMENT: usize = 1000;
 
 /// The store.
 pub struct Store {
-    root: PathBuf,
+    backend: Box<dyn Backend>,
     tables: RwLock<Tables>,
     /// Serialises writers so the file and the memory always agree.
     writer: std::sync::Mutex<()>,
@@ -168,65 +195,75 @@ impl Write1 {
 impl Store {
     /// Opens (or creates) the store under `data_dir/store`, loading everything.
     pub fn open(data_dir: &Path) -> Result<Store> {
-        let root = data_dir.join("store");
-        let mut t = Tables::default();
-        for r in load::<DeploymentRecord>(&root, Kind::Deployment)? {
-            t.deployments.insert(r.deployment.id(), r);
-        }
-        for j in load::<Job>(&root, Kind::Job)? {
-            t.jobs.insert(j.metadata.id, j);
-        }
-        for s in load::<Savepoint>(&root, Kind::Savepoint)? {
-            t.savepoints.insert(s.metadata.id, s);
-        }
-        for d in load::<DeploymentTarget>(&root, Kind::Target)? {
-            t.targets
-                .insert((d.metadata.namespace.clone(), d.metadata.name.clone()), d);
-        }
-        for (ns, v) in load::<(String, serde_json::Value)>(&root, Kind::Defaults)? {
-            t.defaults.insert(ns, v);
-        }
-        for n in load::<Namespace>(&root, Kind::Namespace)? {
-            t.namespaces.insert(n.metadata.name.clone(), n);
-        }
-        for k in load::<StoredToken>(&root, Kind::Token)? {
-            t.tokens
-                .insert((k.token.namespace.clone(), k.token.name.clone()), k);
-        }
-        let events_dir = root.join("events");
-        mkdir(&events_dir)?;
-        for entry in read_dir(&events_dir)? {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".jsonl"))
-                .and_then(|n| Uuid::parse_str(n).ok())
-            else {
-                continue;
-            };
-            let path = entry.path();
-            let text = fs::read_to_string(&path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let mut list: Vec<Event> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
-            t.event_lines.insert(id, text.lines().count());
-            if list.len() > MAX_EVENTS_PER_DEPLOYMENT {
-                list.drain(..list.len() - MAX_EVENTS_PER_DEPLOYMENT);
-            }
-            t.events.insert(id, list);
-        }
+        Store::with_backend(Box::new(FileBackend::new(data_dir.join("store"))))
+    }
+
+    /// Opens the store `url` names (PostgreSQL, with the password from `password_file`
+    /// if given), or the embedded one under `data_dir` when there is no URL.
+    pub fn open_at(
+        data_dir: &Path,
+        url: Option<&str>,
+        password_file: Option<&Path>,
+    ) -> Result<Store> {
+        let Some(url) = url else {
+            return Store::open(data_dir);
+        };
+        let password = match password_file {
+            Some(path) => Some(
+                fs::read_to_string(path)
+                    .map_err(|source| Error::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let location = pg::PgLocation::parse(url, password.as_deref())?;
+        tracing::info!("Store: PostgreSQL at {}.", location.display());
+        Store::with_backend(Box::new(pg::PgBackend::connect(location)?))
+    }
+
+    /// Opens a store over `backend`, loading everything.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Result<Store> {
+        let tables = backend.load(MAX_EVENTS_PER_DEPLOYMENT)?;
         Ok(Store {
-            root,
-            tables: RwLock::new(t),
+            backend,
+            tables: RwLock::new(tables),
             writer: std::sync::Mutex::new(()),
             max_events: MAX_EVENTS_PER_DEPLOYMENT,
             changes: Default::default(),
             changed: Notify::new(),
         })
+    }
+
+    /// Persists `writes` and applies them to memory (the writer lock is held). After a
+    /// conflict the memory is reloaded from the backend, so the next attempt sees the
+    /// other replica's change.
+    fn commit_and_apply(&self, writes: Vec<Write1>) -> Result<()> {
+        let committed = {
+            let t = self.read();
+            self.backend.commit(&t, &writes)
+        };
+        if let Err(e) = committed {
+            if matches!(e, Error::Conflict { .. }) {
+                match self.backend.load(self.max_events) {
+                    Ok(fresh) => {
+                        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                    }
+                    Err(reload) => {
+                        tracing::warn!("Cannot reload the store after a conflict: {reload}")
+                    }
+                }
+            }
+            return Err(e);
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for w in writes {
+            apply(&mut t, w);
+        }
+        Ok(())
     }
 
     /// Keeps at most `n` events per deployment (default [`MAX_EVENTS_PER_DEPLOYMENT`]).
@@ -253,14 +290,8 @@ impl Store {
                 let t = self.read();
                 f(&t)?
             };
-            for w in &writes {
-                self.persist(w)?;
-            }
             let touched: Vec<Uuid> = writes.iter().filter_map(Write1::deployment).collect();
-            let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
-            for w in writes {
-                apply(&mut t, w);
-            }
+            self.commit_and_apply(writes)?;
             (touched, out)
         };
         let (ids, out) = touched;
@@ -293,14 +324,7 @@ impl Store {
     /// Persists and applies writes that cannot fail validation (the controller's).
     pub fn write(&self, writes: Vec<Write1>) -> Result<()> {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        for w in &writes {
-            self.persist(w)?;
-        }
-        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        for w in writes {
-            apply(&mut t, w);
-        }
-        Ok(())
+        self.commit_and_apply(writes)
     }
 
     /// Applies `f` to the current version of a deployment record (the controller changes
@@ -317,40 +341,20 @@ impl Store {
         };
         let mut writes = f(&mut rec);
         writes.push(Write1::Deployment(rec.clone()));
-        for w in &writes {
-            self.persist(w)?;
-        }
-        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
-        for w in writes {
-            apply(&mut t, w);
-        }
+        self.commit_and_apply(writes)?;
         Ok(Some(rec))
     }
 
     /// Appends an event (durably) and keeps it in memory.
     pub fn append_event(&self, event: Event) -> Result<()> {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self
-            .root
-            .join("events")
-            .join(format!("{}.jsonl", event.metadata.deployment_id));
-        let mut line = serde_json::to_string(&event).map_err(|source| Error::Encode {
-            what: "event".into(),
-            source,
-        })?;
-        line.push('\n');
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        f.write_all(line.as_bytes()).map_err(io)?;
-        f.sync_data().map_err(io)?;
         let id = event.metadata.deployment_id;
+        {
+            let t = self.read();
+            let current = t.events.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            self.backend
+                .append_event(current, &event, self.max_events)?;
+        }
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         let list = t.events.entry(id).or_default();
         list.push(event);
@@ -358,35 +362,17 @@ impl Store {
             let excess = list.len() - self.max_events;
             list.drain(..excess);
         }
-        let kept = list.len();
-        let lines = t.event_lines.entry(id).or_insert(0);
-        *lines += 1;
-        if *lines > 2 * self.max_events {
-            let mut text = String::new();
-            for e in t.events.get(&id).into_iter().flatten() {
-                if let Ok(l) = serde_json::to_string(e) {
-                    text.push_str(&l);
-                    text.push('\n');
-                }
-            }
-            write_atomic(
-                &self.root.join("events"),
-                &format!("{id}.jsonl"),
-                text.as_bytes(),
-            )?;
-            t.event_lines.insert(id, kept);
-        }
         Ok(())
     }
 
     /// Drops the events of a deleted deployment.
     pub fn remove_events(&self, deployment: Uuid) {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.root.join("events").join(format!("{deployment}.jsonl"));
-        let _ = fs::remove_file(path);
+        if let Err(e) = self.backend.remove_events(deployment) {
+            tracing::warn!("Cannot remove the events of deployment {deployment}: {e}");
+        }
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         t.events.remove(&deployment);
-        t.event_lines.remove(&deployment);
     }
 
     /// Drops every event recorded in namespace `ns` (when the namespace is deleted).
@@ -400,6 +386,23 @@ impl Store {
             .collect();
         for id in ids {
             self.remove_events(id);
+        }
+    }
+}
+
+/// The embedded backend: one file per record under `root` (see the module doc).
+pub struct FileBackend {
+    root: PathBuf,
+    /// Lines in each deployment's event file (to know when to compact it).
+    event_lines: std::sync::Mutex<BTreeMap<Uuid, usize>>,
+}
+
+impl FileBackend {
+    /// The files under `root` (`<data-dir>/store`).
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            event_lines: Default::default(),
         }
     }
 
@@ -438,6 +441,126 @@ impl Store {
 
     fn remove(&self, kind: Kind, key: &str) -> Result<()> {
         let path = self.root.join(kind.dir()).join(format!("{key}.json"));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+}
+
+impl Backend for FileBackend {
+    fn load(&self, max_events: usize) -> Result<Tables> {
+        let root = &self.root;
+        let mut t = Tables::default();
+        for r in load::<DeploymentRecord>(root, Kind::Deployment)? {
+            t.deployments.insert(r.deployment.id(), r);
+        }
+        for j in load::<Job>(root, Kind::Job)? {
+            t.jobs.insert(j.metadata.id, j);
+        }
+        for s in load::<Savepoint>(root, Kind::Savepoint)? {
+            t.savepoints.insert(s.metadata.id, s);
+        }
+        for d in load::<DeploymentTarget>(root, Kind::Target)? {
+            t.targets
+                .insert((d.metadata.namespace.clone(), d.metadata.name.clone()), d);
+        }
+        for (ns, v) in load::<(String, serde_json::Value)>(root, Kind::Defaults)? {
+            t.defaults.insert(ns, v);
+        }
+        for n in load::<Namespace>(root, Kind::Namespace)? {
+            t.namespaces.insert(n.metadata.name.clone(), n);
+        }
+        for k in load::<StoredToken>(root, Kind::Token)? {
+            t.tokens
+                .insert((k.token.namespace.clone(), k.token.name.clone()), k);
+        }
+        let events_dir = root.join("events");
+        mkdir(&events_dir)?;
+        let mut lines = self.event_lines.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in read_dir(&events_dir)? {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let text = fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let mut list: Vec<Event> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            lines.insert(id, text.lines().count());
+            if list.len() > max_events {
+                list.drain(..list.len() - max_events);
+            }
+            t.events.insert(id, list);
+        }
+        Ok(t)
+    }
+
+    fn commit(&self, _current: &Tables, writes: &[Write1]) -> Result<()> {
+        for w in writes {
+            self.persist(w)?;
+        }
+        Ok(())
+    }
+
+    fn append_event(&self, current: &[Event], event: &Event, max_events: usize) -> Result<()> {
+        let id = event.metadata.deployment_id;
+        let path = self.root.join("events").join(format!("{id}.jsonl"));
+        let mut line = serde_json::to_string(event).map_err(|source| Error::Encode {
+            what: "event".into(),
+            source,
+        })?;
+        line.push('\n');
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(line.as_bytes()).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        let mut lines = self.event_lines.lock().unwrap_or_else(|e| e.into_inner());
+        let n = lines.entry(id).or_insert(0);
+        *n += 1;
+        if *n > 2 * max_events {
+            let all = current.len() + 1;
+            let skip = all.saturating_sub(max_events);
+            let mut text = String::new();
+            for e in current.iter().chain(std::iter::once(event)).skip(skip) {
+                if let Ok(l) = serde_json::to_string(e) {
+                    text.push_str(&l);
+                    text.push('\n');
+                }
+            }
+            write_atomic(
+                &self.root.join("events"),
+                &format!("{id}.jsonl"),
+                text.as_bytes(),
+            )?;
+            lines.insert(id, all - skip);
+        }
+        Ok(())
+    }
+
+    fn remove_events(&self, deployment: Uuid) -> Result<()> {
+        let path = self.root.join("events").join(format!("{deployment}.jsonl"));
+        self.event_lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&deployment);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -91,7 +91,10 @@ impl ApiError {
 
 impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> Self {
-        ApiError::internal(e)
+        match e {
+            crate::store::Error::Conflict { .. } => ApiError::conflict(e.to_string()),
+            e => ApiError::internal(e),
+        }
     }
 }
 

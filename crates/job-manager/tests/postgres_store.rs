@@ -1,0 +1,397 @@
+//! The PostgreSQL store against a real PostgreSQL (Debian's `postgresql` package): a
+//! throwaway cluster in a temporary directory on a free 127.0.0.1 port. Skips with a message
+//! when `initdb` is not installed. As root (CI), the server runs as the `postgres` user.
+
+mod support;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use job_manager::store::{DeploymentRecord, Error, Store, Write1};
+use serde_json::{json, Value};
+use support::Manager;
+use uuid::Uuid;
+
+/// Runs `f` on a plain thread: the synchronous client must not run on the test's runtime.
+fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+/// A running PostgreSQL cluster; stopped (immediately) on drop.
+struct Pg {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_postgres: bool,
+}
+
+/// The database password (scram-sha-256; the manager reads it from `store.password_file`).
+const PASSWORD: &str = "pg-test-password-5d1c";
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Pg {
+    fn start() -> Option<Pg> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            eprintln!("SKIP: no PostgreSQL server (install Debian's `postgresql` package; /usr/lib/postgresql/*/bin/initdb is absent)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            // initdb refuses root: the cluster belongs to the `postgres` user.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown the temp dir to postgres");
+        }
+        let port = common::testkit::free_port();
+        let pg = Pg {
+            bin,
+            dir,
+            port,
+            as_postgres,
+        };
+        let data = pg.data();
+        let pwfile = pg.password_file();
+        std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
+        let out = pg
+            .cmd("initdb")
+            .args(["-A", "scram-sha-256", "-U", "jm", "--no-sync", "--pwfile"])
+            .arg(&pwfile)
+            .arg("-D")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = pg
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(pg.dir.path().join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                pg.dir.path().display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default()
+        );
+        Some(pg)
+    }
+
+    fn password_file(&self) -> PathBuf {
+        self.dir.path().join("password")
+    }
+
+    /// A manager using database `url` (password from the file), state under `data`.
+    fn manager(&self, data: &Path, url: &str) -> Manager {
+        std::fs::create_dir_all(data).unwrap();
+        std::fs::write(
+            data.join("config.yml"),
+            format!(
+                "controller:\n  poll_interval: 300ms\nstore:\n  password_file: {}\n",
+                self.password_file().display()
+            ),
+        )
+        .unwrap();
+        Manager::start(data, &["--store.url", url])
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    /// A fresh, empty database; its URL.
+    fn database(&self, name: &str) -> String {
+        let port = self.port;
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(
+                &format!("host=127.0.0.1 port={port} user=jm password={PASSWORD} dbname=postgres"),
+                postgres::NoTls,
+            )
+            .unwrap();
+            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        });
+        format!("postgres://jm@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The rows of one query (on a plain thread).
+    fn query(
+        &self,
+        url: &str,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Vec<postgres::Row> {
+        off_runtime(|| {
+            let url = url.replace("jm@", &format!("jm:{PASSWORD}@"));
+            postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap()
+                .query(sql, params)
+                .unwrap()
+        })
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn deployment(name: &str, jar: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {"state": "CANCELLED", "template": {"spec": {"artifact": {"jarUri": jar, "entryClass": "x.Main"}}}}
+    })
+}
+
+const DEPS: &str = "/api/v1/namespaces/default/deployments";
+
+async fn create(m: &Manager, name: &str) -> (String, Value) {
+    let (s, v) = m.upload("default", "job.jar", b"PK\x03\x04 job").await;
+    assert_eq!(s, 201, "{v}");
+    let jar = v["data"]["uri"].as_str().unwrap().to_string();
+    let (s, v) = m.call("POST", DEPS, Some(deployment(name, &jar))).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["data"]["metadata"]["id"].as_str().unwrap().to_string();
+    (id, v["data"].clone())
+}
+
+fn store_files(data: &Path) -> usize {
+    std::fs::read_dir(data.join("store/deployments"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_over_postgres_creates_patches_and_keeps_everything_across_restarts() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("keep");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a");
+    let m = pg.manager(&data, &url);
+    let (id, created) = create(&m, "kept").await;
+    assert_eq!(created["metadata"]["resourceVersion"], 1);
+    let (s, v) = m
+        .call(
+            "PATCH",
+            &format!("{DEPS}/{id}"),
+            Some(json!({"metadata": {"resourceVersion": 1, "labels": {"team": "a"}}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 2);
+    assert_eq!(
+        store_files(&data),
+        0,
+        "nothing in the embedded store: the deployment is in PostgreSQL"
+    );
+    // The database holds it, with its version in the column the check uses.
+    let uuid = Uuid::parse_str(&id).unwrap();
+    let rows = pg.query(
+        &url,
+        "SELECT namespace, name, resource_version FROM deployments",
+        &[],
+    );
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i64>(2)
+        ),
+        ("default".into(), "kept".into(), 2)
+    );
+    m.kill9();
+
+    // A restart on another data directory (another node) finds everything.
+    let m = pg.manager(&dir.path().join("b"), &url);
+    let d = m.deployment(&id).await;
+    assert_eq!(d["metadata"]["name"], "kept");
+    assert_eq!(d["metadata"]["labels"]["team"], "a");
+    assert_eq!(d["metadata"]["resourceVersion"], 2);
+    let (s, v) = m.call("GET", DEPS, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["items"].as_array().unwrap().len(), 1);
+    // The bootstrap token came from the database too (the call above was authorised) and
+    // the migrations ran exactly once.
+    let n: i64 = pg.query(&url, "SELECT count(*) FROM job_manager_migrations", &[])[0].get(0);
+    assert_eq!(n, 1);
+    let n: i64 = pg.query(
+        &url,
+        "SELECT count(*) FROM deployments WHERE id = $1",
+        &[&uuid],
+    )[0]
+    .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_a_stale_resource_version_is_refused_by_the_database() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("stale");
+    let dir = tempfile::tempdir().unwrap();
+    let a = pg.manager(&dir.path().join("a"), &url);
+    let (id, _) = create(&a, "shared").await;
+    // B loads the deployment at version 1.
+    let b = pg.manager(&dir.path().join("b"), &url);
+    assert_eq!(b.deployment(&id).await["metadata"]["resourceVersion"], 1);
+    let (s, v) = a
+        .call(
+            "PATCH",
+            &format!("{DEPS}/{id}"),
+            Some(json!({"metadata": {"resourceVersion": 1, "labels": {"by": "a"}}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // B still believes version 1, so its own check passes; the database refuses.
+    let (s, v) = b
+        .call(
+            "PATCH",
+            &format!("{DEPS}/{id}"),
+            Some(json!({"metadata": {"resourceVersion": 1, "labels": {"by": "b"}}})),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed concurrently"),
+        "{v}"
+    );
+    // B reloaded: it now shows A's change, and a PATCH over it succeeds.
+    let d = b.deployment(&id).await;
+    assert_eq!(d["metadata"]["labels"]["by"], "a");
+    assert_eq!(d["metadata"]["resourceVersion"], 2);
+    let (s, v) = b
+        .call(
+            "PATCH",
+            &format!("{DEPS}/{id}"),
+            Some(json!({"metadata": {"resourceVersion": 2, "labels": {"by": "b"}}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let uuid = Uuid::parse_str(&id).unwrap();
+    let data: Value =
+        pg.query(&url, "SELECT data FROM deployments WHERE id = $1", &[&uuid])[0].get(0);
+    assert_eq!(data["deployment"]["metadata"]["labels"]["by"], "b");
+    assert_eq!(data["deployment"]["metadata"]["resourceVersion"], 3);
+}
+
+fn record(name: &str, version: u64) -> DeploymentRecord {
+    serde_json::from_value(json!({
+        "deployment": {
+            "metadata": {"id": Uuid::new_v4(), "name": name, "namespace": "default", "resourceVersion": version},
+            "spec": {"template": {"spec": {"artifact": {"jarUri": "file:///x.jar"}}}}
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_failed_multi_record_change_leaves_nothing_in_the_database() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("atomic");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = pg.password_file();
+    // A wrong password is refused with the server's reason, the password never echoed.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password-77\n").unwrap();
+    let err = Store::open_at(dir.path(), Some(&url), Some(&wrong))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password-77"), "{err}");
+    let one = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    let existing = record("existing", 1);
+    let eid = existing.deployment.id();
+    one.write(vec![Write1::Deployment(existing.clone())])
+        .unwrap();
+    // A second replica moves it to version 2.
+    let two = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    let mut newer = existing.clone();
+    newer.deployment.metadata.resource_version = 2;
+    two.write(vec![Write1::Deployment(newer)]).unwrap();
+
+    // The first replica's change creates a deployment and writes the stale one: the
+    // second write fails, so the first must not persist either.
+    let fresh = record("fresh", 1);
+    let fid = fresh.deployment.id();
+    let mut stale = existing.clone();
+    stale.deployment.metadata.resource_version = 2;
+    let err = one
+        .transact::<(), Error>(|_| {
+            Ok((
+                vec![Write1::Deployment(fresh.clone()), Write1::Deployment(stale)],
+                (),
+            ))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains(&eid.to_string()), "{err}");
+    let n: i64 = pg.query(
+        &url,
+        "SELECT count(*) FROM deployments WHERE id = $1",
+        &[&fid],
+    )[0]
+    .get(0);
+    assert_eq!(n, 0, "the created deployment was rolled back");
+    // Memory agrees with the database: reloaded after the conflict, without `fresh`.
+    assert!(!one.read().deployments.contains_key(&fid));
+    assert_eq!(
+        one.read().deployments[&eid]
+            .deployment
+            .metadata
+            .resource_version,
+        2
+    );
+    let reopened = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    assert_eq!(reopened.read().deployments.len(), 1);
+}
