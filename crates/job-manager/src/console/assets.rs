@@ -44,6 +44,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("assets/views.js"),
     ),
     (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/admin.js"),
+    ),
+    (
         "yaml.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/yaml.js"),

@@ -72,7 +72,7 @@ function header() {
   const signedIn = api.token() || S.viaProxyHeader;
   const nav = h("nav", { "aria-label": t("nav.label") });
   if (signedIn) {
-    for (const [hash, key] of [["#/deployments", "nav.deployments"], ["#/create", "nav.create"], ["#/artifacts", "nav.artifacts"], ["#/tokens", "nav.tokens"], ["#/system", "nav.system"]]) {
+    for (const [hash, key] of [["#/deployments", "nav.deployments"], ["#/create", "nav.create"], ["#/artifacts", "nav.artifacts"], ["#/templates", "nav.templates"], ["#/targets", "nav.targets"], ["#/members", "nav.members"], ["#/tokens", "nav.tokens"], ["#/system", "nav.system"]]) {
       const cur = location.hash.startsWith(hash) || (hash === "#/deployments" && (location.hash === "" || location.hash === "#/" || location.hash.startsWith("#/d/")));
       nav.append(h("a", { href: hash, "aria-current": cur ? "page" : null }, t(key)));
     }

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { S, h, go, fmtTime, confirmDialog, route, setTz, ZONES } from "./app.js";
 import { t, lang } from "./i18n.js";
 import { dump, parse } from "./yaml.js";
+import { templatesPage, targetsPage, membersPage } from "./admin.js";
 
 const POLL_MS = 2000;
 const MAX_UPLOAD = 50 * 1024 * 1024;
@@ -33,9 +34,9 @@ function poll(fn) {
 const nsPath = (rest) => `/api/v1/namespaces/${api.enc(S.ns)}/${rest}`;
 const RANK = { viewer: 1, editor: 2, owner: 3 };
 const rank = () => RANK[S.me && S.me.role] || 0;
-const canEdit = () => rank() >= 2;
-const isOwner = () => rank() >= 3;
-const roleReason = (need) => t("role.needs", { role: t("role." + ((S.me && S.me.role) || "none")), need: t("role." + need) });
+export const canEdit = () => rank() >= 2;
+export const isOwner = () => rank() >= 3;
+export const roleReason = (need) => t("role.needs", { role: t("role." + ((S.me && S.me.role) || "none")), need: t("role." + need) });
 
 function stateBadge(state, id) {
   return h("span", { class: "badge st-" + (state || "UNKNOWN"), id }, t("state." + (state || "UNKNOWN")));
@@ -67,7 +68,7 @@ function parseLabels(s) {
   return o;
 }
 
-function errorBox(id) {
+export function errorBox(id) {
   return h("p", { class: "error", id, role: "alert" });
 }
 
@@ -77,6 +78,9 @@ export async function renderPage(hash, main) {
   if (page === "d" && a) return deploymentPage(main, decodeURIComponent(a), b || "overview");
   if (page === "artifacts") return artifactsPage(main);
   if (page === "tokens") return tokensPage(main);
+  if (page === "templates") return templatesPage(main);
+  if (page === "targets") return targetsPage(main);
+  if (page === "members") return membersPage(main);
   if (page === "system") return systemPage(main);
   return listPage(main);
 }
