@@ -589,3 +589,62 @@ async fn a_black_holed_api_server_fails_each_call_within_the_call_timeout() {
     let obs = cluster.observe(&job());
     assert!(!obs.synced && obs.pods.is_empty());
 }
+
+#[tokio::test]
+async fn flink_rest_in_proxy_mode_goes_through_the_api_server_with_the_clusters_credentials() {
+    use job_manager::flink::{rest::RestFlink, Flink};
+    let fake = FakeKube::start(Scenario::Healthy, &[NS]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: ack\n\
+             clusters:\n- name: ack\n  cluster: {{server: \"{}\"}}\n\
+             users:\n- name: ci\n  user: {{token: proxy-token}}\n\
+             contexts:\n- name: ack\n  context: {{cluster: ack, user: ci}}\n",
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let cluster = KubeCluster::connect_kubeconfig(&path, None, FlinkRestAccess::Proxy)
+        .await
+        .unwrap();
+    cluster.ensure(&job(), &objects(), None).await.unwrap();
+    let rest = kubernetes::cluster::route_flink_rest(&cluster, &job());
+    assert!(rest.starts_with(&fake.url()), "{rest}");
+    let flink = RestFlink::default();
+    let o = flink.overview(&rest).await.unwrap();
+    assert_eq!((o.taskmanagers, o.slots_total), (1, 2));
+    let fid = Uuid::parse_str(JOB).unwrap().simple().to_string();
+    let trigger = flink
+        .trigger_savepoint(&rest, &fid, Some("oss://bucket/flink-savepoints"))
+        .await
+        .unwrap();
+    assert_eq!(trigger, "5e1b5a7a2f6c4bd1a1b0c0ffee000001");
+    // Flink's own errors keep their status (not taken for an unreachable cluster).
+    let err = flink.checkpoints(&rest, &fid).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            job_manager::flink::FlinkError::Http { status: 404, .. }
+        ),
+        "{err:?}"
+    );
+    let calls = fake.proxy_calls();
+    assert_eq!(calls[0].path, "/overview");
+    assert_eq!(calls[1].method, "POST");
+    assert!(calls[1].path.ends_with("/savepoints"), "{:?}", calls[1]);
+    assert!(String::from_utf8_lossy(&calls[1].body).contains("oss://bucket/flink-savepoints"));
+    for c in &calls {
+        assert_eq!(
+            c.authorization.as_deref(),
+            Some("Bearer proxy-token"),
+            "{c:?}"
+        );
+    }
+    // A URL that is not registered is plain HTTP (no credentials).
+    kubernetes::cluster::forget_flink_rest(&rest);
+    flink.overview(&rest).await.unwrap();
+    assert_eq!(fake.proxy_calls().last().unwrap().authorization, None);
+}

@@ -301,3 +301,40 @@ async fn a_resume_after_suspend_restores_from_the_savepoint() {
     let args = jm["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains("--fromSavepoint"), "{args}");
 }
+
+#[tokio::test]
+async fn a_missing_permission_fails_the_start_naming_the_verb_and_resource() {
+    let _env = KUBE_ENV.lock().await;
+    let s = setup(Scenario::Forbidden {
+        verb: "patch",
+        resource: "services",
+    })
+    .await;
+    let id = create(&s.h).await;
+    let d = reconcile_until(&s, &id, "FAILED", false).await;
+    let failure = d["status"]["failure"]["message"].to_string();
+    assert!(
+        failure.contains("not allowed to patch services in Kubernetes namespace flink-jobs"),
+        "{failure}"
+    );
+    assert!(
+        events(&s.h)
+            .iter()
+            .any(|e| e.contains("job-manager rbac --namespace flink-jobs")),
+        "{:?}",
+        events(&s.h)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_namespace_fails_the_start_saying_so() {
+    let _env = KUBE_ENV.lock().await;
+    let s = setup(Scenario::NamespaceMissing).await;
+    let id = create(&s.h).await;
+    let d = reconcile_until(&s, &id, "FAILED", false).await;
+    let failure = d["status"]["failure"]["message"].to_string();
+    assert!(
+        failure.contains("Kubernetes namespace flink-jobs does not exist"),
+        "{failure}"
+    );
+}

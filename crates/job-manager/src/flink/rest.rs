@@ -2,6 +2,7 @@
 
 use std::{path::Path, time::Duration};
 
+use axum::http::Method;
 use serde_json::{json, Value};
 
 use super::{Checkpoints, Flink, FlinkError, Operation, Overview, Result, RunRequest};
@@ -32,21 +33,46 @@ impl RestFlink {
         Self { http }
     }
 
+    /// One request to `rest` + `path`: plain HTTP, or through the Kubernetes API server's
+    /// service proxy with the cluster's credentials when `rest` is a registered proxy URL
+    /// ([`crate::kubernetes::cluster::route_flink_rest`]).
     async fn send(
         &self,
         rest: &str,
         what: &str,
-        req: reqwest::RequestBuilder,
+        method: Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
     ) -> Result<(u16, Value)> {
-        let resp = req.send().await.map_err(|e| FlinkError::Unreachable {
+        let unreachable = |message: String| FlinkError::Unreachable {
             url: rest.to_string(),
-            message: e.to_string(),
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| FlinkError::Unreachable {
-            url: rest.to_string(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let (status, text) = match crate::kubernetes::cluster::proxy_route(rest) {
+            Some((cluster, job)) => {
+                let (status, bytes) = cluster
+                    .flink_rest_via_proxy(
+                        &job,
+                        method,
+                        path,
+                        body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+                    )
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                (status, String::from_utf8_lossy(&bytes).into_owned())
+            }
+            None => {
+                let url = format!("{}{path}", rest.trim_end_matches('/'));
+                let mut req = self.http.request(method, url);
+                if let Some((ct, b)) = body {
+                    req = req.header("Content-Type", ct).body(b);
+                }
+                let resp = req.send().await.map_err(|e| unreachable(e.to_string()))?;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.map_err(|e| unreachable(e.to_string()))?;
+                (status, text)
+            }
+        };
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -63,20 +89,24 @@ impl RestFlink {
     }
 
     async fn get(&self, rest: &str, path: &str) -> Result<Value> {
-        let url = format!("{}{path}", rest.trim_end_matches('/'));
         Ok(self
-            .send(rest, &format!("GET {path}"), self.http.get(url))
+            .send(rest, &format!("GET {path}"), Method::GET, path, None)
             .await?
             .1)
     }
 
     async fn post(&self, rest: &str, path: &str, body: Value) -> Result<Value> {
-        let url = format!("{}{path}", rest.trim_end_matches('/'));
+        let json = (
+            "application/json".to_string(),
+            body.to_string().into_bytes(),
+        );
         Ok(self
             .send(
                 rest,
                 &format!("POST {path}"),
-                self.http.post(url).json(&body),
+                Method::POST,
+                path,
+                Some(json),
             )
             .await?
             .1)
@@ -185,16 +215,16 @@ impl Flink for RestFlink {
         );
         body.extend_from_slice(&bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let url = format!("{}/jars/upload", rest.trim_end_matches('/'));
-        let req = self
-            .http
-            .post(url)
-            .header(
-                "Content-Type",
-                format!("multipart/form-data; boundary={boundary}"),
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let (_, v) = self
+            .send(
+                rest,
+                "POST /jars/upload",
+                Method::POST,
+                "/jars/upload",
+                Some((content_type, body)),
             )
-            .body(body);
-        let (_, v) = self.send(rest, "POST /jars/upload", req).await?;
+            .await?;
         let filename = str_field(&v, "POST /jars/upload", "filename")?;
         filename
             .rsplit('/')
@@ -303,9 +333,14 @@ impl Flink for RestFlink {
     }
 
     async fn cancel(&self, rest: &str, job: &str) -> Result<()> {
-        let url = format!("{}/jobs/{job}?mode=cancel", rest.trim_end_matches('/'));
-        self.send(rest, "PATCH /jobs/{id}?mode=cancel", self.http.patch(url))
-            .await?;
+        self.send(
+            rest,
+            "PATCH /jobs/{id}?mode=cancel",
+            Method::PATCH,
+            &format!("/jobs/{job}?mode=cancel"),
+            None,
+        )
+        .await?;
         Ok(())
     }
 

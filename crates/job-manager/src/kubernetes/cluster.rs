@@ -27,7 +27,7 @@
 use std::{
     collections::BTreeMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -74,6 +74,46 @@ pub enum FlinkRestAccess {
     Service,
     /// The API server's service proxy (a manager outside the cluster, tests).
     Proxy,
+}
+
+/// Flink REST base URLs that are API server service proxy URLs, with the client whose
+/// credentials they need: [`crate::flink::rest::RestFlink`] sends requests to these URLs
+/// through [`KubeCluster::flink_rest_via_proxy`] instead of plain HTTP.
+type ProxyRoutes = Mutex<BTreeMap<String, (KubeCluster, JobRef)>>;
+
+fn proxy_routes() -> &'static ProxyRoutes {
+    static ROUTES: OnceLock<ProxyRoutes> = OnceLock::new();
+    ROUTES.get_or_init(ProxyRoutes::default)
+}
+
+/// Registers a job's Flink REST base URL when `cluster` reaches Flink through the service
+/// proxy; returns the base URL either way.
+pub fn route_flink_rest(cluster: &KubeCluster, job: &JobRef) -> String {
+    let url = cluster.flink_rest_base_url(job);
+    if cluster.flink_rest == FlinkRestAccess::Proxy {
+        proxy_routes()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.clone(), (cluster.clone(), job.clone()));
+    }
+    url
+}
+
+/// The client and job of a registered service proxy base URL.
+pub fn proxy_route(rest: &str) -> Option<(KubeCluster, JobRef)> {
+    proxy_routes()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(rest.trim_end_matches('/'))
+        .cloned()
+}
+
+/// Forgets a job's service proxy route (its objects are deleted).
+pub fn forget_flink_rest(rest: &str) {
+    proxy_routes()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(rest.trim_end_matches('/'));
 }
 
 /// Which job's objects, in which Kubernetes namespace.

@@ -12,6 +12,9 @@
 //!   Unschedulable; from the namespace's watcher) makes the cluster
 //!   [`Presence::Gone`] with the kubelet's or scheduler's words, so the start fails with
 //!   them at once instead of at the cluster start timeout.
+//! - With `spec.kubernetes.flinkRest: proxy`, Flink's REST base URL is the API server's
+//!   service proxy URL, registered so that [`crate::flink::rest::RestFlink`] calls it with the
+//!   cluster's credentials ([`kubernetes::cluster::route_flink_rest`]).
 //! - Teardown deletes the JobManager Job (the garbage collector removes what it owns).
 //! - Default directories: `<kubernetes.savepoint_base>/<namespace>/<deploymentId>` (and
 //!   `/checkpoints` below it), else `file:///flink-data/savepoints/<namespace>/<deploymentId>`.
@@ -33,7 +36,7 @@ use crate::{
         observe::Reason,
         JobRequest, Restore,
     },
-    model::{ClusterRef, Deployment, KubernetesClusterRef},
+    model::{ClusterRef, Deployment, Job, KubernetesClusterRef},
 };
 
 /// Where savepoints go when neither the deployment, its target nor the config choose.
@@ -158,7 +161,7 @@ impl ClusterProvider for Kubernetes {
                 .map_err(|e| Error::Spec(e.to_string()))?;
             Ok(Provided {
                 cluster: ClusterRef {
-                    rest_url: cluster.flink_rest_base_url(&job),
+                    rest_url: kubernetes::cluster::route_flink_rest(&cluster, &job),
                     local_dir: None,
                     log_dir: None,
                     kubernetes: Some(KubernetesClusterRef {
@@ -175,6 +178,33 @@ impl ClusterProvider for Kubernetes {
                 )),
             })
         })
+    }
+
+    fn adopt(&self, _job: &Job, cluster: &ClusterRef) {
+        // After a restart of the manager, Flink REST through the service proxy needs the
+        // client again.
+        let Some(k) = cluster.kubernetes.clone() else {
+            return;
+        };
+        if k.flink_rest != FlinkRestAccess::Proxy
+            || kubernetes::cluster::proxy_route(&cluster.rest_url).is_some()
+        {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let clients = self.clients.clone();
+        rt.spawn(async move {
+            match Self::client(&clients, k.context.as_deref(), k.flink_rest).await {
+                Ok(c) => {
+                    kubernetes::cluster::route_flink_rest(&c, &job_ref(&k));
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %k.namespace, job = %k.job_id, "Cannot reach Kubernetes for the job's Flink REST API: {e}");
+                }
+            }
+        });
     }
 
     fn observe(&self, cluster: &ClusterRef) -> Presence {
@@ -213,6 +243,7 @@ impl ClusterProvider for Kubernetes {
             tracing::warn!(namespace = %k.namespace, job = %k.job_id, "No runtime to delete the job's Kubernetes objects on.");
             return;
         };
+        kubernetes::cluster::forget_flink_rest(&cluster.rest_url);
         let clients = self.clients.clone();
         rt.spawn(async move {
             let job = job_ref(&k);

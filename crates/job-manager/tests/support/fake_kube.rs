@@ -97,6 +97,8 @@ pub struct ProxyCall {
     /// The path below `/proxy`.
     pub path: String,
     pub content_type: Option<String>,
+    /// The `Authorization` header (the client's credentials).
+    pub authorization: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -543,6 +545,10 @@ async fn handle(
             path: sub.trim_start_matches("proxy").to_string(),
             content_type: headers
                 .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            authorization: headers
+                .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             body: body.to_vec(),
