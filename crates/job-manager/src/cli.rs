@@ -1,6 +1,6 @@
 //! The subcommands beside the server: `job-manager render` (the Kubernetes objects of a
 //! deployment, without a cluster) and `job-manager rbac` (what a target namespace must
-//! grant the manager). Without a subcommand, `job-manager` runs the server ([`Args`]).
+//! grant the manager), `job-manager migrate` (embedded store → PostgreSQL). Without a subcommand, `job-manager` runs the server ([`Args`]).
 
 use std::{
     io::Read,
@@ -40,6 +40,22 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the Role and RoleBinding a Kubernetes target namespace needs.
     Rbac(RbacArgs),
+    /// Copy an embedded store into an empty PostgreSQL database, verified by counts and
+    /// checksums per kind of record.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// The embedded store's data directory (the manager's --data-dir).
+    #[arg(long = "from", value_name = "DIR")]
+    pub from: PathBuf,
+    /// The database, `postgres://USER@HOST:PORT/DB` (empty or freshly migrated).
+    #[arg(long = "to", value_name = "URL")]
+    pub to: String,
+    /// File holding the database password.
+    #[arg(long = "password-file", value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -233,6 +249,7 @@ pub fn run(command: &Command) -> std::process::ExitCode {
             r.yaml
         }),
         Command::Rbac(a) => rbac(a),
+        Command::Migrate(a) => migrate(a),
     };
     match result {
         Ok(out) => {
@@ -244,6 +261,48 @@ pub fn run(command: &Command) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `job-manager migrate`: the copy and its verification, one line per kind.
+pub fn migrate(args: &MigrateArgs) -> Result<String, Error> {
+    if !args.from.join("store").is_dir() {
+        return Err(Error::Target(format!(
+            "no job-manager store under {} (pass the manager's --data-dir)",
+            args.from.display()
+        )));
+    }
+    let from = Store::open(&args.from)?;
+    let to = Store::open_at(&args.from, Some(&args.to), args.password_file.as_deref())?;
+    let (want, got) = crate::store::copy_into(&from, &to)?;
+    // Read back through a fresh connection: what the next start will load.
+    drop(to);
+    let reopened = Store::open_at(&args.from, Some(&args.to), args.password_file.as_deref())?;
+    let again = crate::store::summary(&reopened.read())?;
+    let mut out = String::new();
+    let mut bad = vec![];
+    for ((w, g), a) in want.iter().zip(&got).zip(&again) {
+        let ok = w == g && w == a;
+        out.push_str(&format!(
+            "{:<20} {:>6} sha256:{} {}\n",
+            w.0,
+            w.1,
+            w.2,
+            if ok { "ok" } else { "MISMATCH" }
+        ));
+        if !ok {
+            bad.push(format!(
+                "{} ({} copied as {}, read back {})",
+                w.0, w.1, g.1, a.1
+            ));
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Error::Target(format!(
+            "the copy differs from the source in: {}\n{out}",
+            bad.join(", ")
+        )));
+    }
+    Ok(out)
 }
 
 fn read(path: &Path) -> Result<String, Error> {

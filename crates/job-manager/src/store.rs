@@ -569,6 +569,91 @@ impl Backend for FileBackend {
     }
 }
 
+/// Per kind of record: how many and a SHA-256 over them (in key order, as JSON), to
+/// compare two stores.
+pub fn summary(t: &Tables) -> Result<Vec<(&'static str, usize, String)>> {
+    fn digest<K, V: Serialize>(
+        kind: &'static str,
+        m: &BTreeMap<K, V>,
+    ) -> Result<(&'static str, usize, String)> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for v in m.values() {
+            let bytes = serde_json::to_vec(v).map_err(|source| Error::Encode {
+                what: kind.into(),
+                source,
+            })?;
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(&bytes);
+        }
+        Ok((kind, m.len(), hex::encode(h.finalize())))
+    }
+    let events: BTreeMap<(Uuid, usize), &Event> = t
+        .events
+        .iter()
+        .flat_map(|(id, l)| l.iter().enumerate().map(move |(i, e)| ((*id, i), e)))
+        .collect();
+    Ok(vec![
+        digest("deployments", &t.deployments)?,
+        digest("jobs", &t.jobs)?,
+        digest("savepoints", &t.savepoints)?,
+        digest("deployment-targets", &t.targets)?,
+        digest("deployment-defaults", &t.defaults)?,
+        digest("namespaces", &t.namespaces)?,
+        digest("apitokens", &t.tokens)?,
+        digest("events", &events)?,
+    ])
+}
+
+/// Copies everything in `from` into the empty store `to` (records in one transaction, then
+/// the events) and returns the [`summary`] of both; the caller compares them.
+#[allow(clippy::type_complexity)]
+pub fn copy_into(
+    from: &Store,
+    to: &Store,
+) -> Result<(
+    Vec<(&'static str, usize, String)>,
+    Vec<(&'static str, usize, String)>,
+)> {
+    {
+        let t = to.read();
+        if !(t.deployments.is_empty()
+            && t.jobs.is_empty()
+            && t.savepoints.is_empty()
+            && t.targets.is_empty()
+            && t.namespaces.is_empty()
+            && t.tokens.is_empty()
+            && t.events.is_empty())
+        {
+            return Err(Error::Exists {
+                path: PathBuf::from(
+                    "the target store (it is not empty; migrate into an empty database)",
+                ),
+            });
+        }
+    }
+    let t = from.read();
+    let mut writes = vec![];
+    writes.extend(t.namespaces.values().cloned().map(Write1::Namespace));
+    writes.extend(t.targets.values().cloned().map(Write1::Target));
+    writes.extend(
+        t.defaults
+            .iter()
+            .map(|(ns, v)| Write1::Defaults(ns.clone(), v.clone())),
+    );
+    writes.extend(t.tokens.values().cloned().map(Write1::Token));
+    writes.extend(t.deployments.values().cloned().map(Write1::Deployment));
+    writes.extend(t.jobs.values().cloned().map(Write1::Job));
+    writes.extend(t.savepoints.values().cloned().map(Write1::Savepoint));
+    to.write(writes)?;
+    for list in t.events.values() {
+        for e in list {
+            to.append_event(e.clone())?;
+        }
+    }
+    Ok((summary(&t)?, summary(&to.read())?))
+}
+
 fn key2(a: &str, b: &str) -> String {
     // Namespaces and names are DNS labels, so `~` cannot occur in either; `*` is the
     // bootstrap namespace.

@@ -395,3 +395,115 @@ fn a_failed_multi_record_change_leaves_nothing_in_the_database() {
     let reopened = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
     assert_eq!(reopened.read().deployments.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_every_kind_of_record_verified_by_counts_and_checksums() {
+    use job_manager::{flink::fake::FakeFlink, testing::Harness, Config};
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("migrated");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("embedded");
+    // An embedded store with every kind: namespace, target, defaults, token, a running
+    // deployment with its job, a savepoint and events.
+    let deployment_id = {
+        let h = Harness::open(
+            &data,
+            std::sync::Arc::new(FakeFlink::new()),
+            Config::default(),
+        );
+        h.fake_target().await;
+        for (m, p, b) in [
+            (
+                "POST",
+                "/namespaces/v1/namespaces",
+                json!({"metadata": {"name": "team-b"}}),
+            ),
+            (
+                "PATCH",
+                "/api/v1/namespaces/default/deployment-defaults",
+                json!({"spec": {"maxJobCreationAttempts": 2}}),
+            ),
+            (
+                "POST",
+                "/apitokens/v1/namespaces/default/apitokens",
+                json!({"name": "ci", "role": "editor"}),
+            ),
+        ] {
+            let (s, v) = h.call(m, p, Some(b)).await;
+            assert!(s == 200 || s == 201, "{m} {p}: {s} {v}");
+        }
+        let (s, v) = h
+            .call(
+                "POST",
+                DEPS,
+                Some(json!({
+                    "metadata": {"name": "moved"},
+                    "spec": {"state": "RUNNING", "deploymentTargetName": "fake",
+                             "template": {"spec": {"artifact": {"jarUri": h.jar_uri}}}}
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["data"]["metadata"]["id"].as_str().unwrap().to_string();
+        h.settle(20).await;
+        let (s, v) = h
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/savepoints",
+                Some(json!({"metadata": {"deploymentId": id}})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        h.settle(10).await;
+        let t = h.state.store.read();
+        assert!(!t.jobs.is_empty() && !t.savepoints.is_empty() && !t.events.is_empty());
+        assert!(!t.targets.is_empty() && !t.defaults.is_empty() && t.tokens.len() >= 2);
+        id
+    };
+    let migrate = |to: &str| {
+        let out = Command::new(support::BIN)
+            .arg("migrate")
+            .arg("--from")
+            .arg(&data)
+            .args(["--to", to, "--password-file"])
+            .arg(pg.password_file())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = migrate(&url);
+    assert!(ok, "{out}{err}");
+    for kind in [
+        "deployments",
+        "jobs",
+        "savepoints",
+        "deployment-targets",
+        "deployment-defaults",
+        "namespaces",
+        "apitokens",
+        "events",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("{kind} in {out}"));
+        assert!(line.ends_with(" ok"), "{line}");
+        let count: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(count >= 1, "{line}");
+    }
+    // A second run refuses: the database is not empty any more.
+    let (ok, _, err) = migrate(&url);
+    assert!(!ok);
+    assert!(err.contains("not empty"), "{err}");
+    // A manager over the database serves what the embedded store held.
+    let m = pg.manager(&dir.path().join("after"), &url);
+    let d = m.deployment(&deployment_id).await;
+    assert_eq!(d["metadata"]["name"], "moved");
+    assert_eq!(m.savepoints(&deployment_id).await.len(), 1);
+    assert!(!m.jobs(&deployment_id).await.is_empty());
+    assert!(!m.events(&deployment_id).await.is_empty());
+}
