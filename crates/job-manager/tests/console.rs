@@ -482,6 +482,91 @@ async fn metrics_panels_are_read_from_the_gateway_for_the_deployment_only() {
         .all(|(_, q)| q.contains(&format!("deploymentId=\"{id}\""))));
 }
 
+/// Points the running job of deployment `id` at `dir` as its log directory, as the local
+/// provider records it (the fake Flink's clusters have none).
+fn set_log_dir(h: &Harness, id: &str, dir: &std::path::Path) {
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    h.state
+        .store
+        .transact(|t| {
+            let job = t.deployments[&id]
+                .deployment
+                .status
+                .running
+                .as_ref()
+                .and_then(|r| r.job_id)
+                .unwrap();
+            let mut j = t.jobs[&job].clone();
+            j.status.cluster.as_mut().unwrap().log_dir = Some(dir.display().to_string());
+            Ok::<_, job_manager::store::Error>((vec![job_manager::store::Write1::Job(j)], ()))
+        })
+        .unwrap();
+}
+
+/// A JobManager log of `lines` numbered lines (and a TaskManager log beside it).
+fn write_logs(dir: &std::path::Path, lines: usize) {
+    let body: String = (0..lines)
+        .map(|i| format!("2026-11-29 10:00:00,000 INFO  org.apache.flink.runtime.jobmaster.JobMaster [] - line {i}\n"))
+        .collect();
+    std::fs::write(dir.join("flink-u-standalonesession-0-host.log"), body).unwrap();
+    std::fs::write(dir.join("flink-u-taskexecutor-0-host.log"), "taskmanager\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_the_bounded_tail_of_the_jobmanager_log_of_the_job() {
+    let s = serve().await;
+    let id = create(&s.h, "orders", "RUNNING", json!({})).await;
+    wait_running(&s, &id).await;
+    let viewer = token(&s.h, "viewer", "viewer").await;
+    let path = format!("/console/v1/namespaces/default/deployments/{id}/logs");
+    // A session target keeps no log files here: said so.
+    let (st, v) = s.h.call_as(Some(&viewer), "GET", &path, None).await;
+    assert_eq!(st, 404, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("only local targets"),
+        "{v}"
+    );
+
+    let logs = tempfile::tempdir().unwrap();
+    write_logs(logs.path(), 20_000);
+    set_log_dir(&s.h, &id, logs.path());
+    let (st, v) = s.h.call_as(Some(&viewer), "GET", &path, None).await;
+    assert_eq!(st, 200, "{v}");
+    let text = v["data"]["text"].as_str().unwrap();
+    assert!(text.len() as u64 <= job_manager::console::logs::MAX_TAIL);
+    assert!(
+        text.ends_with("line 19999\n"),
+        "{}",
+        &text[text.len() - 40..]
+    );
+    assert!(text.starts_with("2026-11-29"), "cut at a line start");
+    assert_eq!(v["data"]["truncated"], true);
+    assert_eq!(v["data"]["file"], "flink-u-standalonesession-0-host.log");
+    // Query parameters name no file: the same log whatever is asked.
+    let (_, w) =
+        s.h.call_as(
+            Some(&viewer),
+            "GET",
+            &format!("{path}?file=/etc/passwd&path=../x"),
+            None,
+        )
+        .await;
+    assert_eq!(w["data"]["file"], v["data"]["file"]);
+    let (st, _) = s.h.call_as(None, "GET", &path, None).await;
+    assert_eq!(st, 401);
+    let (st, _) =
+        s.h.call(
+            "GET",
+            &format!("/console/v1/namespaces/other/deployments/{id}/logs"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404);
+}
+
 fn uuid_like() -> &'static str {
     "00000000-0000-4000-8000-000000000000"
 }
@@ -518,6 +603,9 @@ async fn browser_journeys() {
     let orders = create(&s.h, "orders", "RUNNING", json!({"team": "payments"})).await;
     create(&s.h, "reports", "CANCELLED", json!({"team": "bi"})).await;
     wait_running(&s, &orders).await;
+    let logs = tempfile::tempdir().unwrap();
+    write_logs(logs.path(), 3000);
+    set_log_dir(&s.h, &orders, logs.path());
     let viewer = token(&s.h, "viewer", "viewer").await;
     let (st, v) =
         s.h.call(

@@ -195,6 +195,7 @@ mod tests {
             "tab.jobs",
             "tab.savepoints",
             "tab.metrics",
+            "tab.logs",
         ] {
             assert!(en.contains(dynamic), "{dynamic}");
         }

@@ -7,10 +7,12 @@
 //!   RUNNING deployment, authenticated by a short-lived session cookie the console sets.
 //! - [`metrics`]: a deployment's charts, from a fixed set of panels, read from the
 //!   metrics-gateway's query API.
+//! - [`logs`]: the tail of a deployment's JobManager log where the target keeps log files.
 //! - `GET /console/v1/namespaces/{ns}/me`: who the caller is and their role there (and the
 //!   manager's version), so the console can disable what the role may not do and say why.
 
 pub mod assets;
+pub mod logs;
 pub mod metrics;
 pub mod proxy;
 
@@ -35,6 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/console/v1/namespaces/{ns}/deployments/{id}/metrics",
             get(metrics::panel),
+        )
+        .route(
+            "/console/v1/namespaces/{ns}/deployments/{id}/logs",
+            get(logs::jobmanager),
         )
         .with_state(state);
     let flink = Router::new()

@@ -223,6 +223,8 @@ def owner_journey(browser):
     expect(page.locator("#savepoints tbody tr").first).to_contain_text("USER_REQUEST")
     expect(page.locator("#savepoints tbody tr").first).to_contain_text("COMPLETED")
 
+    page.click("#tabbtn-logs")
+    expect(page.locator("#logs-none")).to_contain_text("only local targets")
     step("suspend; change parallelism in the YAML view; a concurrent change is a conflict")
     page.click("#action-suspend")
     expect(page.locator("#state")).to_have_text("SUSPENDED")
@@ -370,6 +372,12 @@ def viewer_journey(browser, dep_id):
     expect(note).to_contain_text("editor")
     expect(page.locator("#action-start")).to_have_attribute("title", re.compile("editor"))
     shot(page, "viewer-desktop")
+    page.click("#tabbtn-logs")
+    expect(page.locator("#log-file")).to_contain_text("standalonesession")
+    expect(page.locator("#log-file")).to_contain_text("showing the last")
+    expect(page.locator("#log")).to_contain_text("line 2999")
+    shot(page, "logs-desktop")
+    page.click("#tabbtn-overview")
     orders = page.url.rsplit("/d/", 1)[1].split("/")[0]
     r = page.request.get(f"{URL}/flink/default/{orders}/jobs/overview")
     assert r.status == 200, r.status

@@ -329,7 +329,7 @@ async function createPage(main) {
 
 // ---- Deployment page ----------------------------------------------------------------
 
-const TABS = ["overview", "configure", "events", "jobs", "savepoints", "metrics"];
+const TABS = ["overview", "configure", "events", "jobs", "savepoints", "metrics", "logs"];
 
 async function deploymentPage(main, id, tab) {
   if (!TABS.includes(tab)) tab = "overview";
@@ -391,6 +391,7 @@ async function deploymentPage(main, id, tab) {
   if (tab === "jobs") drawBody = async () => jobsTab(body, d);
   if (tab === "savepoints") drawBody = async () => savepointsTab(body, d);
   if (tab === "metrics") drawBody = metricsTab(body, d);
+  if (tab === "logs") drawBody = logsTab(body, d);
   if (tab === "configure") configureTab(body, d, async () => { await refresh(); });
 
   const refresh = async () => {
@@ -545,6 +546,26 @@ function metricsTab(body, d) {
     }));
   };
   return load;
+}
+
+// The tail of the JobManager log, where the target keeps log files (local clusters).
+function logsTab(body, d) {
+  let last = 0;
+  return async () => {
+    if (Date.now() - last < 5000) return;
+    last = Date.now();
+    let r;
+    try {
+      r = await api.get(`/console/v1/namespaces/${api.enc(S.ns)}/deployments/${d.metadata.id}/logs`);
+    } catch (x) {
+      if (x.status === 401) throw x;
+      return swap(body, x.message, () => h("p", { class: "muted", id: "logs-none" }, x.message));
+    }
+    swap(body, r, () => [
+      h("p", { class: "muted", id: "log-file" }, t("logs.file", { file: r.file, size: fmtSize(r.size) }), r.truncated ? " · " + t("logs.truncated", { size: fmtSize(r.text.length) }) : ""),
+      h("pre", { class: "log", id: "log", tabindex: "0", "aria-label": t("logs.label") }, r.text),
+    ]);
+  };
 }
 
 function configureTab(body, d, after) {
