@@ -338,3 +338,58 @@ async fn a_missing_namespace_fails_the_start_saying_so() {
         "{failure}"
     );
 }
+
+#[tokio::test]
+async fn an_api_server_that_does_not_answer_holds_the_start_up_until_the_start_timeout() {
+    let _env = KUBE_ENV.lock().await;
+    // A port nothing listens on: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: ack\n\
+             clusters:\n- name: ack\n  cluster: {{server: \"http://{closed}\"}}\n\
+             users:\n- name: ci\n  user: {{token: t}}\n\
+             contexts:\n- name: ack\n  context: {{cluster: ack, user: ci}}\n"
+        ),
+    )
+    .unwrap();
+    std::env::set_var("KUBECONFIG", &path);
+    let mut c = config();
+    c.controller.cluster_start_timeout = Duration::from_secs(1);
+    let flink = Arc::new(FakeFlink::new());
+    let h = Harness::open(&dir.path().join("data"), flink, c);
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployment-targets",
+            Some(
+                json!({"metadata":{"name":"ack"},"spec":{"kubernetes":{"namespace":"flink-jobs"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = create(&h).await;
+    h.controller.reconcile_all().await;
+    h.controller.reconcile_all().await;
+    let d = deployment(&h, &id).await;
+    assert_ne!(d["status"]["state"], "FAILED", "{d}");
+    assert!(
+        events(&h)
+            .iter()
+            .any(|e| e.starts_with("ClusterNotReady") && e.contains("Kubernetes API unavailable")),
+        "{:?}",
+        events(&h)
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.controller.reconcile_all().await;
+    let d = deployment(&h, &id).await;
+    assert_eq!(d["status"]["state"], "FAILED", "{d}");
+    let failure = d["status"]["failure"]["message"].to_string();
+    assert!(failure.contains("Kubernetes API unavailable"), "{failure}");
+}

@@ -65,6 +65,9 @@ impl<F: Flink> Controller<F> {
                     .await;
                 let provided = match provided {
                     Ok(p) => p,
+                    Err(crate::provider::Error::Transient(e)) => {
+                        return self.start_held_up(&rec, job, since, FlinkError::Protocol(e));
+                    }
                     Err(e) => return self.job_failed_to_start(&rec, job, e.to_string(), true),
                 };
                 let cluster = provided.cluster;

@@ -99,6 +99,16 @@ impl Kubernetes {
     }
 }
 
+/// A Kubernetes error: retried when it may pass (API server down, timeout, conflict), else
+/// the start fails with it.
+fn kube_error(e: kubernetes::cluster::Error) -> Error {
+    if e.is_transient() {
+        Error::Transient(e.to_string())
+    } else {
+        Error::Spec(e.to_string())
+    }
+}
+
 fn job_ref(k: &KubernetesClusterRef) -> JobRef {
     JobRef {
         namespace: k.namespace.clone(),
@@ -148,7 +158,7 @@ impl ClusterProvider for Kubernetes {
             .map_err(|e| Error::Spec(e.to_string()))?;
             let cluster = Self::client(&self.clients, target.context.as_deref(), access)
                 .await
-                .map_err(|e| Error::Spec(e.to_string()))?;
+                .map_err(kube_error)?;
             let job = JobRef {
                 namespace: target.namespace.clone(),
                 job_id,
@@ -158,7 +168,7 @@ impl ClusterProvider for Kubernetes {
             cluster
                 .ensure(&job, &objects, None)
                 .await
-                .map_err(|e| Error::Spec(e.to_string()))?;
+                .map_err(kube_error)?;
             Ok(Provided {
                 cluster: ClusterRef {
                     rest_url: kubernetes::cluster::route_flink_rest(&cluster, &job),

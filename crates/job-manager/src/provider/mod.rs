@@ -55,6 +55,10 @@ pub enum Error {
     Spec(String),
     #[error(transparent)]
     Local(#[from] crate::target::Error),
+    /// The cluster's control plane did not answer or asked to retry (the start is held up
+    /// and retried until the cluster start timeout).
+    #[error("{0}")]
+    Transient(String),
 }
 
 /// Whether a job's cluster still exists, as far as its provider can tell.
