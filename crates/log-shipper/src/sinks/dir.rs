@@ -127,39 +127,68 @@ impl DirSink {
     }
 
     /// Appends the batch and fsyncs every touched file.
+    ///
+    /// Each file's records are gathered into one buffer and written with one `write_all`
+    /// (a write call per event cost most of this sink's CPU); its path is worked out once per
+    /// run of records from the same stream.
     pub fn send(
         &mut self,
         batch: &[Record],
         state: &mut BTreeMap<String, u64>,
     ) -> Result<(), SendError> {
-        let mut touched: BTreeMap<String, u64> = BTreeMap::new();
+        // Output file → its bytes of this batch, in first-seen order of files.
+        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut last: Option<(*const crate::record::StreamInfo, usize)> = None;
         for r in batch {
-            let rel = r.stream.object_path(true);
+            let ptr = std::sync::Arc::as_ptr(&r.stream);
+            let slot = match last {
+                Some((p, i)) if p == ptr => i,
+                _ => {
+                    let rel = r.stream.object_path(true);
+                    let i = match pending.iter().position(|(k, _)| *k == rel) {
+                        Some(i) => i,
+                        None => {
+                            pending.push((rel, Vec::new()));
+                            pending.len() - 1
+                        }
+                    };
+                    last = Some((ptr, i));
+                    i
+                }
+            };
+            let buf = &mut pending[slot].1;
+            match self.format {
+                Format::Raw => buf.extend_from_slice(&r.event.data),
+                Format::Json => {
+                    buf.extend_from_slice(r.to_json().as_bytes());
+                    buf.push(b'\n');
+                }
+            }
+        }
+        let mut touched: BTreeMap<String, u64> = BTreeMap::new();
+        for (rel, bytes) in pending {
             if !self.open.contains_key(&rel) {
                 let path = self.root.join(&rel);
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| io_err("cannot create directory", dir, e))?;
+                    if let Err(e) = std::fs::create_dir_all(dir) {
+                        self.rollback(touched.keys(), state);
+                        return Err(io_err("cannot create directory", dir, e));
+                    }
                 }
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| io_err("cannot open", &path, e))?;
-                self.open.insert(rel.clone(), f);
+                match OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(f) => {
+                        self.open.insert(rel.clone(), f);
+                    }
+                    Err(e) => {
+                        self.rollback(touched.keys(), state);
+                        return Err(io_err("cannot open", &path, e));
+                    }
+                }
             }
             let Some(f) = self.open.get_mut(&rel) else {
                 continue;
             };
-            let res = match self.format {
-                Format::Raw => f.write_all(&r.event.data),
-                Format::Json => {
-                    let mut line = r.to_json();
-                    line.push('\n');
-                    f.write_all(line.as_bytes())
-                }
-            };
-            if let Err(e) = res {
+            if let Err(e) = f.write_all(&bytes) {
                 // Put every file of this batch back to its acknowledged length so that the
                 // retry does not write anything twice.
                 touched.insert(rel.clone(), 0);
