@@ -567,6 +567,38 @@ async fn logs_are_the_bounded_tail_of_the_jobmanager_log_of_the_job() {
     assert_eq!(st, 404);
 }
 
+#[tokio::test]
+async fn metrics_without_a_configured_gateway_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), Config::default());
+    h.fake_target().await;
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployments",
+            Some(json!({
+                "metadata": {"name": "orders"},
+                "spec": {"deploymentTargetName": "fake",
+                         "template": {"spec": {"artifact": {"kind": "JAR", "jarUri": h.jar_uri}}}}
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["data"]["metadata"]["id"].as_str().unwrap();
+    let (s, v) = h
+        .call(
+            "GET",
+            &format!("/console/v1/namespaces/default/deployments/{id}/metrics?query=heap"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("metrics_gateway.url"));
+}
+
 fn uuid_like() -> &'static str {
     "00000000-0000-4000-8000-000000000000"
 }
