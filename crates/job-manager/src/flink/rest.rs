@@ -61,6 +61,11 @@ impl RestFlink {
                     .map_err(|e| unreachable(e.to_string()))?;
                 (status, String::from_utf8_lossy(&bytes).into_owned())
             }
+            None if crate::kubernetes::cluster::is_service_proxy_url(rest) => {
+                return Err(unreachable(
+                    "the Kubernetes client for this service proxy URL is not connected yet".into(),
+                ));
+            }
             None => {
                 let url = format!("{}{path}", rest.trim_end_matches('/'));
                 let mut req = self.http.request(method, url);

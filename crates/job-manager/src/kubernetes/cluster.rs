@@ -108,6 +108,14 @@ pub fn proxy_route(rest: &str) -> Option<(KubeCluster, JobRef)> {
         .cloned()
 }
 
+/// Whether `rest` is an API server service proxy URL (`…/api/v1/namespaces/<ns>/services/
+/// <name>:<port>/proxy`): without a registered route it must not be called as plain HTTP
+/// (it would go without credentials).
+pub fn is_service_proxy_url(rest: &str) -> bool {
+    let r = rest.trim_end_matches('/');
+    r.contains("/api/v1/namespaces/") && r.contains("/services/") && r.ends_with("/proxy")
+}
+
 /// Forgets a job's service proxy route (its objects are deleted).
 pub fn forget_flink_rest(rest: &str) {
     proxy_routes()

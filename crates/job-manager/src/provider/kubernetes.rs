@@ -109,6 +109,41 @@ fn kube_error(e: kubernetes::cluster::Error) -> Error {
     }
 }
 
+impl Kubernetes {
+    /// After a restart of the manager: the client of a job's cluster again (its pods'
+    /// watcher, and its service proxy route when Flink REST goes through the API server),
+    /// connected in the background.
+    fn reconnect(&self, cluster: &ClusterRef) {
+        let Some(k) = cluster.kubernetes.clone() else {
+            return;
+        };
+        let proxied = k.flink_rest == FlinkRestAccess::Proxy;
+        if let Some(c) = self.cached(&k) {
+            if proxied && kubernetes::cluster::proxy_route(&cluster.rest_url).is_none() {
+                kubernetes::cluster::route_flink_rest(&c, &job_ref(&k));
+            }
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let clients = self.clients.clone();
+        rt.spawn(async move {
+            match Self::client(&clients, k.context.as_deref(), k.flink_rest).await {
+                Ok(c) => {
+                    c.watch(&k.namespace);
+                    if proxied {
+                        kubernetes::cluster::route_flink_rest(&c, &job_ref(&k));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %k.namespace, job = %k.job_id, "Cannot reach Kubernetes for the job's cluster: {e}");
+                }
+            }
+        });
+    }
+}
+
 fn job_ref(k: &KubernetesClusterRef) -> JobRef {
     JobRef {
         namespace: k.namespace.clone(),
@@ -191,30 +226,14 @@ impl ClusterProvider for Kubernetes {
     }
 
     fn adopt(&self, _job: &Job, cluster: &ClusterRef) {
-        // After a restart of the manager, Flink REST through the service proxy needs the
-        // client again.
-        let Some(k) = cluster.kubernetes.clone() else {
-            return;
-        };
-        if k.flink_rest != FlinkRestAccess::Proxy
-            || kubernetes::cluster::proxy_route(&cluster.rest_url).is_some()
-        {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let clients = self.clients.clone();
-        rt.spawn(async move {
-            match Self::client(&clients, k.context.as_deref(), k.flink_rest).await {
-                Ok(c) => {
-                    kubernetes::cluster::route_flink_rest(&c, &job_ref(&k));
-                }
-                Err(e) => {
-                    tracing::warn!(namespace = %k.namespace, job = %k.job_id, "Cannot reach Kubernetes for the job's Flink REST API: {e}");
-                }
-            }
-        });
+        self.reconnect(cluster);
+    }
+
+    fn flink_rest(&self, cluster: &ClusterRef) -> String {
+        // Until the client is back (after a restart of the manager), calls to a service
+        // proxy URL answer "unreachable" and are retried.
+        self.reconnect(cluster);
+        cluster.rest_url.clone()
     }
 
     fn observe(&self, cluster: &ClusterRef) -> Presence {
