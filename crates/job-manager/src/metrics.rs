@@ -16,6 +16,8 @@ pub struct Metrics {
     pub jar_uris_refused: IntCounter,
     /// Savepoint locations retention left alone (outside the manager's savepoint directory).
     pub savepoint_deletions_refused: IntCounter,
+    /// 1 while this replica's controller reconciles (always with the embedded store).
+    pub leader: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -36,7 +38,14 @@ impl Metrics {
         )
         .expect("static metric definition");
         let _ = registry.register(Box::new(pass.clone()));
+        let leader = prometheus::IntGauge::new(
+            format!("{prefix}_leader"),
+            "1 on the replica whose controller reconciles (PostgreSQL advisory lock held; always 1 with the embedded store), 0 elsewhere.",
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(leader.clone()));
         Self {
+            leader,
             reconcile_pass_seconds: pass,
             reconcile_errors: counter(
                 "reconcile_errors_total",

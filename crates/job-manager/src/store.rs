@@ -73,6 +73,10 @@ pub trait Backend: Send + Sync {
     fn append_event(&self, current: &[Event], event: &Event, max_events: usize) -> Result<()>;
     /// Drops a deployment's events.
     fn remove_events(&self, deployment: Uuid) -> Result<()>;
+    /// Whether this replica may reconcile (only one of those sharing a database does).
+    fn is_leader(&self) -> bool {
+        true
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -263,6 +267,20 @@ impl Store {
         for w in writes {
             apply(&mut t, w);
         }
+        Ok(())
+    }
+
+    /// Whether this replica leads (reconciles); always with the embedded store.
+    pub fn is_leader(&self) -> bool {
+        self.backend.is_leader()
+    }
+
+    /// Replaces the memory with what the backend holds (a new leader's first step: another
+    /// replica wrote while this one followed).
+    pub fn reload(&self) -> Result<()> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = self.backend.load(self.max_events)?;
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 

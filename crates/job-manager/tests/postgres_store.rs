@@ -507,3 +507,74 @@ async fn migrate_copies_every_kind_of_record_verified_by_counts_and_checksums() 
     assert!(!m.jobs(&deployment_id).await.is_empty());
     assert!(!m.events(&deployment_id).await.is_empty());
 }
+
+async fn leader_gauge(m: &Manager) -> Option<i64> {
+    let text = m
+        .http
+        .get(format!("{}/metrics", m.base))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("job_manager_leader "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_another_takes_over_with_what_the_first_wrote() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("leader");
+    let dir = tempfile::tempdir().unwrap();
+    let a = pg.manager(&dir.path().join("a"), &url);
+    support::eventually("a leads", std::time::Duration::from_secs(10), || async {
+        (leader_gauge(&a).await == Some(1)).then_some(())
+    })
+    .await;
+    let b = pg.manager(&dir.path().join("b"), &url);
+    // B follows (A holds the lock), yet is ready and serves the API.
+    support::eventually(
+        "b reports 0",
+        std::time::Duration::from_secs(10),
+        || async { (leader_gauge(&b).await == Some(0)).then_some(()) },
+    )
+    .await;
+    for m in [&a, &b] {
+        let s = m
+            .http
+            .get(format!("{}/-/ready", m.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 200);
+    }
+    assert_eq!(leader_gauge(&a).await, Some(1));
+    // A writes after B loaded; then A dies.
+    let (id, _) = create(&a, "written-by-a").await;
+    a.kill9();
+    // B takes the lock (the dead session's lock is released) and reloads A's writes.
+    support::eventually("b leads", std::time::Duration::from_secs(15), || async {
+        (leader_gauge(&b).await == Some(1)).then_some(())
+    })
+    .await;
+    let d = support::eventually("b reloaded", std::time::Duration::from_secs(10), || async {
+        let (s, v) = b.call("GET", &format!("{DEPS}/{id}"), None).await;
+        (s == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(d["data"]["metadata"]["name"], "written-by-a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_always_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::start(dir.path(), &[]);
+    let got = support::eventually("gauge", std::time::Duration::from_secs(10), || async {
+        leader_gauge(&m).await
+    })
+    .await;
+    assert_eq!(got, 1);
+}

@@ -70,6 +70,9 @@ use crate::{
 
 /// Deployments reconciled at the same time.
 pub const MAX_CONCURRENT_RECONCILES: usize = 16;
+
+/// How often a follower (another replica holds the leader lock) checks for leadership.
+pub const FOLLOWER_CHECK: Duration = Duration::from_secs(1);
 /// Longest one reconcile step of one deployment may take (every Flink call has its own,
 /// shorter timeout; this bounds a step that makes many).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -188,7 +191,32 @@ impl<F: Flink> Controller<F> {
         // The periodic pass in progress: when it started and what is left of it.
         let mut pass: Option<(Instant, BTreeSet<Uuid>)> = None;
         let mut next_full = tokio::time::Instant::now();
+        // Of replicas sharing a database only the leader reconciles; a new leader first
+        // reloads what the old one wrote.
+        let mut was_leader = true;
         loop {
+            let leader = self.store.is_leader();
+            self.metrics.leader.set(i64::from(leader));
+            if !leader {
+                was_leader = false;
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(FOLLOWER_CHECK) => {}
+                }
+                continue;
+            }
+            if !was_leader {
+                if let Err(e) = self.store.reload() {
+                    tracing::warn!("New leader cannot reload the store: {e}");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(FOLLOWER_CHECK) => {}
+                    }
+                    continue;
+                }
+                was_leader = true;
+                next_full = tokio::time::Instant::now();
+            }
             let mut due = self.store.take_changed();
             if tokio::time::Instant::now() >= next_full {
                 let all: BTreeSet<Uuid> = self.store.read().deployments.keys().copied().collect();

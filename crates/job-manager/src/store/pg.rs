@@ -180,12 +180,89 @@ fn db(display: &str, e: postgres::Error) -> Error {
 pub struct PgBackend {
     calls: Mutex<mpsc::Sender<Call>>,
     display: String,
+    leader: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The advisory lock whose holder reconciles (arbitrary, fixed).
+const LEADER_LOCK: i64 = 0x6a6f_625f_6c65_6164;
+
+/// How often leadership is tried for, and held leadership checked.
+const LEADER_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Holds the leader lock on a connection of its own: a session lock is released when the
+/// session ends, so a killed leader's lock goes with its connection. Runs until `stop`.
+fn elect(
+    location: PgLocation,
+    leader: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: mpsc::Receiver<()>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut conn: Option<Client> = None;
+    loop {
+        let held = (|| -> std::result::Result<bool, postgres::Error> {
+            if conn.as_ref().is_none_or(Client::is_closed) {
+                conn = Some(location.config.connect(NoTls)?);
+                leader.store(false, Ordering::SeqCst);
+            }
+            let Some(c) = conn.as_mut() else {
+                return Ok(false);
+            };
+            if leader.load(Ordering::SeqCst) {
+                // Still our session, so still our lock.
+                c.simple_query("SELECT 1")?;
+                return Ok(true);
+            }
+            let row = c.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?;
+            Ok(row.get(0))
+        })();
+        let now = match held {
+            Ok(h) => h,
+            Err(e) => {
+                if leader.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        "Lost the leader lock at {}: {}",
+                        location.display,
+                        db(&location.display, e)
+                    );
+                }
+                conn = None;
+                false
+            }
+        };
+        if now != leader.swap(now, Ordering::SeqCst) {
+            tracing::info!(
+                "{} at {}.",
+                if now {
+                    "Leader: this replica reconciles"
+                } else {
+                    "Follower: another replica reconciles"
+                },
+                location.display
+            );
+        }
+        match stop.recv_timeout(LEADER_CHECK) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
 }
 
 impl PgBackend {
     /// Connects, runs the migrations and starts the connection's thread.
     pub fn connect(location: PgLocation) -> Result<PgBackend> {
         let display = location.display.clone();
+        let leader = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        {
+            let location = location.clone();
+            let leader = leader.clone();
+            std::thread::Builder::new()
+                .name("job-manager-leader".into())
+                .spawn(move || elect(location, leader, stop_rx))
+                .map_err(|e| Error::Database {
+                    message: format!("cannot start the leader election thread: {e}"),
+                })?;
+        }
         let (tx, rx) = mpsc::channel::<Call>();
         std::thread::Builder::new()
             .name("job-manager-pg".into())
@@ -197,6 +274,8 @@ impl PgBackend {
                 while let Ok(call) = rx.recv() {
                     call(&mut conn);
                 }
+                // The store is gone: so is the election (and with it the lock).
+                drop(stop_tx);
             })
             .map_err(|e| Error::Database {
                 message: format!("cannot start the database thread: {e}"),
@@ -204,6 +283,7 @@ impl PgBackend {
         let backend = PgBackend {
             calls: Mutex::new(tx),
             display,
+            leader,
         };
         backend.call(migrate)?;
         Ok(backend)
@@ -680,6 +760,10 @@ fn load_all(c: &mut Client, display: &str, max_events: usize) -> Result<Tables> 
 }
 
 impl Backend for PgBackend {
+    fn is_leader(&self) -> bool {
+        self.leader.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn load(&self, max_events: usize) -> Result<Tables> {
         self.call(move |c, d| load_all(c, d, max_events))
     }
