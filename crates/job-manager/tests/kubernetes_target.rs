@@ -393,3 +393,51 @@ async fn an_api_server_that_does_not_answer_holds_the_start_up_until_the_start_t
     let failure = d["status"]["failure"]["message"].to_string();
     assert!(failure.contains("Kubernetes API unavailable"), "{failure}");
 }
+
+#[tokio::test]
+async fn a_manager_restarted_mid_start_adopts_the_objects_and_creates_nothing_twice() {
+    let _env = KUBE_ENV.lock().await;
+    let s = setup(Scenario::Healthy).await;
+    let id = create(&s.h).await;
+    // The objects are applied; the JobManager has not started the job yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (job, _) = loop {
+        s.h.controller.reconcile_all().await;
+        if let Some((job, fid)) = newest_job(&s.h) {
+            if s.fake
+                .object("batch", "jobs", NS, &format!("job-{job}-jobmanager"))
+                .is_some()
+            {
+                break (job, fid);
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing applied");
+    };
+    let Setup {
+        h,
+        flink,
+        fake,
+        _dir,
+    } = s;
+    drop(h);
+    // A new life of the manager on the same data.
+    let h = Harness::open(&_dir.path().join("data"), flink.clone(), config());
+    let s = Setup {
+        h,
+        flink,
+        fake,
+        _dir,
+    };
+    reconcile_until(&s, &id, "RUNNING", true).await;
+    let (again, _) = newest_job(&s.h).unwrap();
+    assert_eq!(job, again, "the restarted manager started another job");
+    for (resource, name) in [
+        ("jobs", format!("job-{job}-jobmanager")),
+        ("configmaps", format!("job-{job}-config")),
+        ("services", format!("job-{job}-jobmanager")),
+        ("deployments", format!("job-{job}-taskmanager")),
+    ] {
+        assert_eq!(s.fake.creates(resource, &name), 1, "{resource}/{name}");
+    }
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+}
