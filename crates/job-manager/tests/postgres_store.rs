@@ -192,7 +192,9 @@ fn deployment(name: &str, jar: &str) -> Value {
 const DEPS: &str = "/api/v1/namespaces/default/deployments";
 
 async fn create(m: &Manager, name: &str) -> (String, Value) {
-    let (s, v) = m.upload("default", "job.jar", b"PK\x03\x04 job").await;
+    let (s, v) = m
+        .upload("default", &format!("{name}.jar"), b"PK\x03\x04 job")
+        .await;
     assert_eq!(s, 201, "{v}");
     let jar = v["data"]["uri"].as_str().unwrap().to_string();
     let (s, v) = m.call("POST", DEPS, Some(deployment(name, &jar))).await;
@@ -276,11 +278,20 @@ async fn a_replica_with_a_stale_resource_version_is_refused_by_the_database() {
     let Some(pg) = Pg::start() else { return };
     let url = pg.database("stale");
     let dir = tempfile::tempdir().unwrap();
-    let a = pg.manager(&dir.path().join("a"), &url);
-    let (id, _) = create(&a, "shared").await;
-    // B loads the deployment at version 1.
+    // B leads (so it never reloads on its own: only a conflict makes it); A follows.
     let b = pg.manager(&dir.path().join("b"), &url);
-    assert_eq!(b.deployment(&id).await["metadata"]["resourceVersion"], 1);
+    support::eventually("b leads", std::time::Duration::from_secs(10), || async {
+        (leader_gauge(&b).await == Some(1)).then_some(())
+    })
+    .await;
+    let a = pg.manager(&dir.path().join("a"), &url);
+    let (id, _) = create(&b, "shared").await;
+    // A sees the deployment at version 1.
+    support::eventually("a sees it", std::time::Duration::from_secs(5), || async {
+        let (s, v) = a.call("GET", &format!("{DEPS}/{id}"), None).await;
+        (s == 200 && v["data"]["metadata"]["resourceVersion"] == 1).then_some(())
+    })
+    .await;
     let (s, v) = a
         .call(
             "PATCH",
@@ -552,8 +563,18 @@ async fn one_replica_leads_and_another_takes_over_with_what_the_first_wrote() {
         assert_eq!(s, 200);
     }
     assert_eq!(leader_gauge(&a).await, Some(1));
-    // A writes after B loaded; then A dies.
+    // A writes after B loaded; the follower's API shows it soon (it reloads), then A dies.
     let (id, _) = create(&a, "written-by-a").await;
+    support::eventually(
+        "b's API shows a's write",
+        std::time::Duration::from_secs(5),
+        || async {
+            let (s, _) = b.call("GET", &format!("{DEPS}/{id}"), None).await;
+            (s == 200).then_some(())
+        },
+    )
+    .await;
+    let (id2, _) = create(&a, "just-before-death").await;
     a.kill9();
     // B takes the lock (the dead session's lock is released) and reloads A's writes.
     support::eventually("b leads", std::time::Duration::from_secs(15), || async {
@@ -566,6 +587,8 @@ async fn one_replica_leads_and_another_takes_over_with_what_the_first_wrote() {
     })
     .await;
     assert_eq!(d["data"]["metadata"]["name"], "written-by-a");
+    let d = b.deployment(&id2).await;
+    assert_eq!(d["metadata"]["name"], "just-before-death");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

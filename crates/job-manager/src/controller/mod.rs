@@ -71,7 +71,8 @@ use crate::{
 /// Deployments reconciled at the same time.
 pub const MAX_CONCURRENT_RECONCILES: usize = 16;
 
-/// How often a follower (another replica holds the leader lock) checks for leadership.
+/// How often a follower (another replica holds the leader lock) checks for leadership and
+/// reloads the store (so its API shows the leader's writes at most this late).
 pub const FOLLOWER_CHECK: Duration = Duration::from_secs(1);
 /// Longest one reconcile step of one deployment may take (every Flink call has its own,
 /// shorter timeout; this bounds a step that makes many).
@@ -199,6 +200,10 @@ impl<F: Flink> Controller<F> {
             self.metrics.leader.set(i64::from(leader));
             if !leader {
                 was_leader = false;
+                // A follower's API serves memory: refresh it with the leader's writes.
+                if let Err(e) = self.store.reload() {
+                    tracing::warn!("Follower cannot reload the store: {e}");
+                }
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = tokio::time::sleep(FOLLOWER_CHECK) => {}
