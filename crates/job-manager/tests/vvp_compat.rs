@@ -604,3 +604,60 @@ async fn logging_profiles_are_recognised_and_an_unknown_one_is_named() {
         .await;
     assert_eq!(s, 201, "{v}");
 }
+
+#[tokio::test]
+async fn pod_options_and_pod_templates_are_exclusive_and_misspelt_pod_options_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness(dir.path());
+    let target =
+        json!({"metadata": {"name": "ack"}, "spec": {"kubernetes": {"namespace": "flink-jobs"}}});
+    let (status, _, body) = call_with_headers(
+        &h,
+        "POST",
+        &format!("{API}/deployment-targets"),
+        Some(target),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // `pods` together with a pod template: refused on every target kind, naming both.
+    let mut both = vvp_deployment(&h, "both");
+    both["spec"]["template"]["spec"]["kubernetes"]["taskManagerPodTemplate"] =
+        json!({"metadata": {"labels": {"tier": "tm"}}});
+    h.fake_target().await;
+    for target in ["fake", "ack"] {
+        both["spec"]["deploymentTargetName"] = json!(target);
+        let (status, _, body) = call_with_headers(
+            &h,
+            "POST",
+            &format!("{API}/deployments"),
+            Some(both.clone()),
+        )
+        .await;
+        assert_eq!(status, 400, "{target}: {body}");
+        let msg = body.to_string();
+        assert!(
+            msg.contains("kubernetes.pods") && msg.contains("taskManagerPodTemplate"),
+            "{target}: {msg}"
+        );
+    }
+
+    // On a Kubernetes target the pod options are Kubernetes objects, parsed strictly.
+    let mut typo = vvp_deployment(&h, "typo");
+    typo["spec"]["deploymentTargetName"] = json!("ack");
+    typo["spec"]["template"]["spec"]["kubernetes"]["pods"]["tolerations"] =
+        json!([{"key": "dedicated", "operatr": "Exists"}]);
+    let (status, _, body) =
+        call_with_headers(&h, "POST", &format!("{API}/deployments"), Some(typo)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("operatr"), "{body}");
+
+    // Nothing was stored by the refusals; the same document without the mistakes is accepted.
+    let (_, _, list) = call_with_headers(&h, "GET", &format!("{API}/deployments"), None).await;
+    assert!(!list.to_string().contains("\"both\""), "{list}");
+    let mut ok = vvp_deployment(&h, "ok");
+    ok["spec"]["deploymentTargetName"] = json!("ack");
+    let (status, _, body) =
+        call_with_headers(&h, "POST", &format!("{API}/deployments"), Some(ok)).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -207,6 +207,16 @@ pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
             }
         }
     }
+    if let Some(k) = &ts.kubernetes {
+        // VVP: `pods` and the pod templates are exclusive; on a Kubernetes target the pod
+        // options are also parsed strictly here, so a misspelt field is a 400, not a failed start.
+        let checked = if target.spec.kind == TargetKind::Kubernetes {
+            crate::kubernetes::pods::customisation(Some(k)).map(|_| ())
+        } else {
+            crate::kubernetes::pods::check_exclusive(k)
+        };
+        checked.map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
     if s.state == DesiredState::Suspended && target.spec.kind == TargetKind::Session {
         let has_dir = ts
             .flink_configuration
