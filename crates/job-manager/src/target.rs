@@ -492,9 +492,21 @@ impl LocalClusters {
             .parent()
             .and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned());
+        // The daemons' pids, read before the stop scripts remove them from the pid files:
+        // their reporters may push until the processes have exited.
+        let pids: Vec<String> = ["standalonesession", "taskexecutor"]
+            .iter()
+            .flat_map(|daemon| daemon_pids(&dir.join("pid"), &ident, daemon))
+            .collect();
         tokio::spawn(async move {
             for script in ["taskmanager.sh", "jobmanager.sh"] {
                 run_script(&home, &dir, &log_dir, &ident, &[], script, "stop").await;
+            }
+            let deadline = tokio::time::Instant::now() + STOP_EXIT_WAIT;
+            while pids.iter().any(|pid| Path::new("/proc").join(pid).exists())
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             if let (Some(url), Some(deployment)) = (gateway, deployment) {
                 delete_groups(&url, &deployment).await;
@@ -505,6 +517,23 @@ impl LocalClusters {
 
 /// How long a resumed cluster's start scripts get before missing daemons are started.
 const RESUME_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// How long a stopped cluster's processes get to exit before its metric groups are deleted
+/// anyway (`flink-daemon.sh` escalates to SIGKILL well within this).
+const STOP_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The pids a daemon's pid file names (empty when there is none).
+fn daemon_pids(pid_dir: &Path, ident: &str, daemon: &str) -> Vec<String> {
+    let file = pid_dir.join(format!("flink-{ident}-{daemon}.pid"));
+    std::fs::read_to_string(file)
+        .map(|t| {
+            t.split_whitespace()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Whether the daemon's pid file names a live process.
 fn daemon_alive(pid_dir: &Path, ident: &str, daemon: &str) -> bool {
