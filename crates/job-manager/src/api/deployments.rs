@@ -399,25 +399,7 @@ pub async fn create_deployment(
         o.remove("status");
     }
     let build = |t: &Tables| {
-        let mut merged = builtin_defaults();
-        if let Some(def) = t.defaults.get(&ns) {
-            deep_merge(&mut merged, def);
-        }
-        deep_merge(&mut merged, &body);
-        let mut d: Deployment = decode(merged)?;
-        if d.kind != "Deployment" {
-            return Err(ApiError::invalid(format!(
-                "kind {:?} must be Deployment",
-                d.kind
-            )));
-        }
-        if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
-            return Err(ApiError::invalid(format!(
-                "metadata.namespace {:?} does not match the namespace {ns:?} of the URL",
-                d.metadata.namespace
-            )));
-        }
-        d.metadata.namespace = ns.clone();
+        let mut d = with_defaults(t, &ns, &body)?;
         compat::normalize(&mut d);
         compat::resolve_target(&mut d, t, compat::explicit_target_name(&body))?;
         Ok(d)
@@ -425,6 +407,31 @@ pub async fn create_deployment(
     let commit = |t: &Tables, d: Deployment| commit_new(&st, t, &ns, d);
     let d = transact_checked(&st, build, commit)?;
     answer(&st, StatusCode::CREATED, d)
+}
+
+/// A whole Deployment document as the user sent it, over the built-in defaults and the
+/// namespace's own (create and `PUT`), placed in the URL's namespace.
+fn with_defaults(t: &Tables, ns: &str, body: &Value) -> Result<Deployment, ApiError> {
+    let mut merged = builtin_defaults();
+    if let Some(def) = t.defaults.get(ns) {
+        deep_merge(&mut merged, def);
+    }
+    deep_merge(&mut merged, body);
+    let mut d: Deployment = decode(merged)?;
+    if d.kind != "Deployment" {
+        return Err(ApiError::invalid(format!(
+            "kind {:?} must be Deployment",
+            d.kind
+        )));
+    }
+    if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
+        return Err(ApiError::invalid(format!(
+            "metadata.namespace {:?} does not match the namespace {ns:?} of the URL",
+            d.metadata.namespace
+        )));
+    }
+    d.metadata.namespace = ns.to_string();
+    Ok(d)
 }
 
 /// The answer to a write of `d`: the deployment, with the settings that have no effect on
@@ -585,25 +592,7 @@ pub async fn put_deployment(
     }
     let key_id = Uuid::parse_str(&key).ok();
     let build = |t: &Tables| {
-        let mut merged = builtin_defaults();
-        if let Some(def) = t.defaults.get(&ns) {
-            deep_merge(&mut merged, def);
-        }
-        deep_merge(&mut merged, &body);
-        let mut d: Deployment = decode(merged)?;
-        if d.kind != "Deployment" {
-            return Err(ApiError::invalid(format!(
-                "kind {:?} must be Deployment",
-                d.kind
-            )));
-        }
-        if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
-            return Err(ApiError::invalid(format!(
-                "metadata.namespace {:?} does not match the namespace {ns:?} of the URL",
-                d.metadata.namespace
-            )));
-        }
-        d.metadata.namespace = ns.clone();
+        let mut d = with_defaults(t, &ns, &body)?;
         match find(t, &ns, &key) {
             Ok(cur) => {
                 let cur = cur.deployment;
