@@ -388,14 +388,13 @@ fn eval_alerting(
     };
     let mut current: HashMap<Labels, (BTreeMap<String, String>, f64)> = HashMap::new();
     for (sample_labels, value) in v {
-        let mut tmpl_labels = labels_map(&sample_labels);
-        tmpl_labels.remove(METRIC_NAME);
+        // `$labels` is the sample's label set, `__name__` included when the expression
+        // kept it, as Prometheus gives it to templates.
         let data = AlertData {
-            labels: tmpl_labels.clone(),
+            labels: labels_map(&sample_labels),
             external_labels: s.external_labels.clone(),
             external_url: s.external_url.clone(),
             value,
-            now_ms: ts,
             query: Some(&query),
         };
         let mut l = sample_labels.without_name();
