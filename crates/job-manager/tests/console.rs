@@ -692,3 +692,115 @@ async fn browser_journeys() {
         .iter()
         .any(|(m, p)| m == "GET" && p == "/"));
 }
+
+/// The job templates page saves the namespace's deployment defaults with their
+/// `resourceVersion`: a save based on an older version is refused (409) instead of
+/// overwriting someone else's change; VVP bodies without one are still applied.
+#[tokio::test]
+async fn deployment_defaults_are_versioned_and_refuse_a_stale_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), Config::default());
+    h.fake_target().await;
+    let url = "/api/v1/namespaces/default/deployment-defaults";
+    let spec = |p: i64| json!({"template": {"spec": {"parallelism": p}}});
+
+    // Nothing stored yet: version 0, the built-in defaults.
+    let (s, v) = h.call("GET", url, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 0);
+    assert_eq!(v["data"]["spec"]["template"]["spec"]["parallelism"], 1);
+
+    // A VVP body (no resourceVersion) is applied; each change counts one up.
+    let (s, v) = h.call("PUT", url, Some(json!({"spec": spec(2)}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 1);
+    let (s, v) = h
+        .call(
+            "PUT",
+            url,
+            Some(json!({"metadata": {"resourceVersion": 1}, "spec": spec(3)})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 2);
+    // Saving the same spec again changes nothing.
+    let (s, v) = h
+        .call(
+            "PUT",
+            url,
+            Some(json!({"metadata": {"resourceVersion": 2}, "spec": spec(3)})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 2);
+
+    // Another editor still holding version 1: refused, naming both versions; nothing lost.
+    for method in ["PUT", "PATCH"] {
+        let (s, v) = h
+            .call(
+                method,
+                url,
+                Some(json!({"metadata": {"resourceVersion": 1}, "spec": spec(9)})),
+            )
+            .await;
+        assert_eq!(s, 409, "{method}: {v}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            msg.contains("resourceVersion 1 is stale") && msg.contains("at 2"),
+            "{msg}"
+        );
+    }
+    let (_, v) = h.call("GET", url, None).await;
+    assert_eq!(v["data"]["spec"]["template"]["spec"]["parallelism"], 3);
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 2);
+
+    // A merge patch with the current version; a malformed version is a 400 naming it.
+    let (s, v) = h
+        .call(
+            "PATCH",
+            url,
+            Some(
+                json!({"metadata": {"resourceVersion": 2}, "spec": {"maxJobCreationAttempts": 7}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 3);
+    assert_eq!(v["data"]["spec"]["maxJobCreationAttempts"], 7);
+    assert_eq!(v["data"]["spec"]["template"]["spec"]["parallelism"], 3);
+    let (s, v) = h
+        .call(
+            "PUT",
+            url,
+            Some(json!({"metadata": {"resourceVersion": "three"}, "spec": spec(4)})),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("metadata.resourceVersion"));
+
+    // A new deployment takes the defaults' spec, not their version.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployments",
+            Some(json!({
+                "metadata": {"name": "orders"},
+                "spec": {"deploymentTargetName": "fake",
+                         "template": {"spec": {"artifact": {"kind": "JAR", "jarUri": h.jar_uri}}}}
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 1);
+    assert_eq!(v["data"]["spec"]["template"]["spec"]["parallelism"], 3);
+    assert_eq!(v["data"]["spec"]["maxJobCreationAttempts"], 7);
+
+    // The version survives a restart of the store.
+    drop(h);
+    let h = Harness::open(dir.path(), Arc::new(FakeFlink::new()), Config::default());
+    let (_, v) = h.call("GET", url, None).await;
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 3);
+}

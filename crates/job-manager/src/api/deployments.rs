@@ -1,4 +1,5 @@
-//! Deployments and what hangs off them: clone, defaults, jobs, savepoints, events, targets.
+//! Deployments and what hangs off them: clone, jobs, savepoints, events, targets (the
+//! namespace's defaults are in [`super::defaults`]).
 
 use std::{collections::BTreeMap, str::FromStr};
 
@@ -323,7 +324,7 @@ pub fn builtin_defaults() -> Value {
 }
 
 /// Deep merge: values of `over` win; objects merge recursively.
-fn deep_merge(base: &mut Value, over: &Value) {
+pub(crate) fn deep_merge(base: &mut Value, over: &Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
@@ -1140,83 +1141,6 @@ pub async fn delete_target(
         Ok((vec![Write1::RemoveTarget(ns.clone(), name.clone())], v))
     })?;
     ok(StatusCode::OK, v)
-}
-
-fn defaults_doc(ns: &str, v: &Value) -> Value {
-    json!({
-        "kind": "DeploymentDefaults",
-        "apiVersion": "v1",
-        "metadata": {"namespace": ns},
-        "spec": v.get("spec").cloned().unwrap_or_else(|| json!({})),
-    })
-}
-
-pub async fn get_defaults(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
-) -> ApiResult {
-    caller.require(&ns, Role::Viewer)?;
-    let t = st.store.read();
-    let mut v = builtin_defaults();
-    if let Some(d) = t.defaults.get(&ns) {
-        deep_merge(&mut v, d);
-    }
-    ok(StatusCode::OK, defaults_doc(&ns, &v))
-}
-
-fn store_defaults(st: &AppState, ns: &str, f: impl FnOnce(Option<&Value>) -> Value) -> ApiResult {
-    let v = st.store.transact(|t| {
-        let v = f(t.defaults.get(ns));
-        let spec = v.get("spec").cloned().unwrap_or_else(|| json!({}));
-        if !spec.is_object() {
-            return Err(ApiError::invalid("spec must be an object"));
-        }
-        // The defaults must make a well-typed spec on their own.
-        let mut probe = builtin_defaults();
-        deep_merge(&mut probe, &json!({"spec": spec}));
-        decode::<crate::model::DeploymentSpec>(probe["spec"].clone())
-            .map_err(|e| ApiError::invalid(format!("spec.{}", e.message)))?;
-        let stored = json!({"spec": spec});
-        Ok((
-            vec![Write1::Defaults(ns.to_string(), stored.clone())],
-            stored,
-        ))
-    })?;
-    let mut full = builtin_defaults();
-    deep_merge(&mut full, &v);
-    ok(StatusCode::OK, defaults_doc(ns, &full))
-}
-
-pub async fn put_defaults(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
-    Doc(body): Doc,
-) -> ApiResult {
-    caller.require(&ns, Role::Editor)?;
-    store_defaults(
-        &st,
-        &ns,
-        |_| json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}),
-    )
-}
-
-pub async fn patch_defaults(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(ns): Path<String>,
-    Doc(body): Doc,
-) -> ApiResult {
-    caller.require(&ns, Role::Editor)?;
-    store_defaults(&st, &ns, |cur| {
-        let mut v = cur.cloned().unwrap_or_else(|| json!({"spec": {}}));
-        merge_patch(
-            &mut v,
-            &json!({"spec": body.get("spec").cloned().unwrap_or_else(|| json!({}))}),
-        );
-        v
-    })
 }
 
 #[cfg(test)]

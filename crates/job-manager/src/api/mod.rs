@@ -2,7 +2,8 @@
 //! `{"success", "httpCode", "message", "reason", "data"}`, lists are `data.items`, bodies may
 //! be JSON or YAML (`Content-Type: application/yaml`).
 //!
-//! - [`deployments`]: deployments, clone, defaults, jobs, savepoints, events, targets.
+//! - [`deployments`]: deployments, clone, jobs, savepoints, events, targets.
+//! - [`defaults`]: the namespace's deployment defaults, with their `resourceVersion`.
 //! - [`artifacts`]: JAR upload, list, metadata, download, delete.
 //! - [`access`]: API tokens and namespaces (members and their roles).
 //! - [`auth`]: who is calling and what their role allows.
@@ -13,6 +14,7 @@ pub mod access;
 pub mod artifacts;
 pub mod auth;
 pub mod compat;
+pub mod defaults;
 pub mod deployments;
 mod yaml_bound;
 
@@ -317,9 +319,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("{ns}/deployment-defaults"),
-            get(d::get_defaults)
-                .put(d::put_defaults)
-                .patch(d::patch_defaults),
+            get(defaults::get_defaults)
+                .put(defaults::put_defaults)
+                .patch(defaults::patch_defaults),
         )
         .route(
             "/artifacts/v1/namespaces/{ns}/artifacts:upload",
