@@ -379,21 +379,22 @@ pub async fn serve(gw: Gateway, lifecycle: Lifecycle) -> Result<(), Error> {
 pub async fn run(args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let gw = build(&args, &lifecycle)?;
     query::start(&gw.query, &lifecycle);
-    let initial = gw.config.current().remote_write.clone();
-    let remote = remote_write::start(&initial, &gw.query.history, &gw.registry);
-    gw.config.on_reload(move |c| {
-        if c.remote_write != initial {
-            tracing::warn!("`remote_write` changed; the change takes effect at the next restart.");
-        }
-    });
+    let remote = remote_write::start(
+        &gw.config.current().remote_write,
+        &gw.query.history,
+        &gw.registry,
+        args.common.grace_period,
+    );
+    {
+        let remote = remote.clone();
+        gw.config.on_reload(move |c| remote.apply(&c.remote_write));
+    }
     rules::start(&gw, &args, &lifecycle)?;
     let query = gw.query.clone();
     let result = serve(gw, lifecycle).await;
-    if let Some(remote) = remote {
-        // The last pushes and rule results into the history (and so into the queues).
-        let _ = tokio::task::spawn_blocking(move || query.tick(history_now(), false)).await;
-        remote.drain(args.common.grace_period).await;
-    }
+    // The last pushes and rule results into the history (and so into the queues).
+    let _ = tokio::task::spawn_blocking(move || query.tick(history_now(), false)).await;
+    remote.drain(args.common.grace_period).await;
     result
 }
 

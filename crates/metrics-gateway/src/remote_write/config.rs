@@ -18,6 +18,9 @@ const RESERVED_HEADERS: [&str; 6] = [
     "x-prometheus-remote-write-version",
 ];
 
+/// Most shards one remote may have (each is a task with its own connection).
+pub const MAX_SHARDS: usize = 1_000;
+
 /// One `remote_write` entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -82,12 +85,16 @@ fn bearer() -> String {
     "Bearer".to_string()
 }
 
-/// `queue_config:` (one shard: `capacity` is the whole queue's bound).
+/// `queue_config:`, Prometheus's fields and defaults, plus `shard_update_interval`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Most samples waiting to be sent; more are dropped and counted.
+    /// Most samples waiting in one shard; more are dropped and counted.
     pub capacity: usize,
+    /// Fewest shards (concurrent senders); also the number at start.
+    pub min_shards: usize,
+    /// Most shards.
+    pub max_shards: usize,
     /// Most samples in one request.
     pub max_samples_per_send: usize,
     /// Longest a sample waits for its batch to fill.
@@ -99,16 +106,22 @@ pub struct QueueConfig {
     /// Longest retry delay.
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// How often the number of shards is reconsidered (Prometheus: fixed at 10 s).
+    #[serde(with = "humantime_serde")]
+    pub shard_update_interval: Duration,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             capacity: 10_000,
+            min_shards: 1,
+            max_shards: 50,
             max_samples_per_send: 2_000,
             batch_send_deadline: Duration::from_secs(5),
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
+            shard_update_interval: Duration::from_secs(10),
         }
     }
 }
@@ -222,6 +235,9 @@ impl RemoteWriteConfig {
         let q = &self.queue_config;
         for (name, zero) in [
             ("capacity", q.capacity == 0),
+            ("min_shards", q.min_shards == 0),
+            ("max_shards", q.max_shards == 0),
+            ("shard_update_interval", q.shard_update_interval.is_zero()),
             ("max_samples_per_send", q.max_samples_per_send == 0),
             ("batch_send_deadline", q.batch_send_deadline.is_zero()),
             ("min_backoff", q.min_backoff.is_zero()),
@@ -233,6 +249,18 @@ impl RemoteWriteConfig {
                     "must be greater than zero",
                 ));
             }
+        }
+        if q.min_shards > q.max_shards {
+            return Err(ConfigError::invalid(
+                f("queue_config.min_shards"),
+                "must not be greater than `max_shards`",
+            ));
+        }
+        if q.max_shards > MAX_SHARDS {
+            return Err(ConfigError::invalid(
+                f("queue_config.max_shards"),
+                format!("must be at most {MAX_SHARDS}"),
+            ));
         }
         if q.min_backoff > q.max_backoff {
             return Err(ConfigError::invalid(

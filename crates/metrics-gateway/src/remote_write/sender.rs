@@ -1,14 +1,16 @@
-//! The sender of one remote: batches from its queue, POSTs them, retries what may succeed
-//! later (connection errors, 5xx, 429) with capped, jittered exponential backoff and drops
-//! what never will (other 4xx), counting both.
+//! One worker of one remote: batches from its shard of the queue, POSTs them, retries
+//! what may succeed later (connection errors, 5xx, 429) with capped, jittered exponential
+//! backoff and drops what never will (other 4xx), counting both.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
-use super::{proto, Remote};
+use super::queue::{QueuedSample, Wakers};
+use super::{proto, Remote, Settings};
 
 /// Why one attempt failed.
 enum Attempt {
@@ -16,60 +18,116 @@ enum Attempt {
     Reject(String),
 }
 
-/// Sends batches until the queue is closed and empty.
-pub async fn run(remote: Arc<Remote>, client: reqwest::Client) {
+/// How sending a batch ended.
+enum Sent {
+    /// Accepted, or refused for good (counted either way).
+    Done,
+    /// The worker's generation ended before the batch got through: it goes back to the
+    /// queue for the next generation's workers.
+    HandBack(Vec<QueuedSample>),
+}
+
+/// Sends the batches of `shard` until the queue is closed and the shard empty, or the
+/// queue moves to another generation.
+pub async fn worker(
+    remote: Arc<Remote>,
+    settings: Arc<Settings>,
+    client: reqwest::Client,
+    generation: u64,
+    shard: usize,
+    wake: Wakers,
+) {
     let q = &remote.queue;
-    let cfg = &remote.config.queue_config;
+    let cfg = &settings.config.queue_config;
+    let notify = &wake[shard];
     loop {
-        if q.is_empty() {
+        let Some(len) = q.shard_len(generation, shard) else {
+            return;
+        };
+        if len == 0 {
             if q.is_closed() {
                 return;
             }
-            q.wait().await;
+            notify.notified().await;
             continue;
         }
         let deadline = Instant::now() + cfg.batch_send_deadline;
-        while !q.is_closed() && q.len() < cfg.max_samples_per_send {
+        while !q.is_closed()
+            && q.shard_len(generation, shard)
+                .is_some_and(|n| n < cfg.max_samples_per_send)
+        {
             tokio::select! {
-                _ = q.wait() => {}
+                _ = notify.notified() => {}
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let batch = q.take(cfg.max_samples_per_send);
-        remote.metrics.pending.set(q.len() as i64);
+        let Some(batch) = q.take(generation, shard, cfg.max_samples_per_send) else {
+            return;
+        };
         if batch.is_empty() {
             continue;
         }
-        remote.set_in_flight(batch.len());
-        send(&remote, &client, batch).await;
-        remote.set_in_flight(0);
+        let n = batch.len();
+        remote.in_flight.fetch_add(n, Ordering::Relaxed);
+        remote.update_pending();
+        let began = Instant::now();
+        let sent = send(&remote, &settings, &client, batch, generation, notify).await;
+        let took = began.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+        remote.stats.send_nanos.fetch_add(took, Ordering::Relaxed);
+        remote.stats.done.fetch_add(n as u64, Ordering::Relaxed);
+        remote.in_flight.fetch_sub(n, Ordering::Relaxed);
+        if let Sent::HandBack(batch) = sent {
+            q.requeue_front(batch);
+            remote.update_pending();
+            return;
+        }
+        remote.update_pending();
     }
 }
 
-async fn send(remote: &Remote, client: &reqwest::Client, batch: Vec<super::queue::QueuedSample>) {
+async fn send(
+    remote: &Remote,
+    settings: &Settings,
+    client: &reqwest::Client,
+    batch: Vec<QueuedSample>,
+    generation: u64,
+    notify: &tokio::sync::Notify,
+) -> Sent {
     let n = batch.len() as u64;
     // Encoding and compressing a batch is CPU work: off the async workers.
-    let body = match tokio::task::spawn_blocking(move || proto::encode(&batch)).await {
-        Ok(b) => bytes::Bytes::from(b),
-        Err(_) => return,
+    let (batch, body) = match tokio::task::spawn_blocking(move || {
+        let body = proto::encode(&batch);
+        (batch, body)
+    })
+    .await
+    {
+        Ok((batch, b)) => (batch, bytes::Bytes::from(b)),
+        Err(_) => return Sent::Done,
     };
     let m = &remote.metrics;
-    let cfg = &remote.config.queue_config;
+    let cfg = &settings.config.queue_config;
     let mut retry: u32 = 0;
     loop {
-        match attempt(remote, client, body.clone()).await {
+        match attempt(settings, client, body.clone()).await {
             Ok(()) => {
                 m.sent.inc_by(n);
-                return;
+                remote.stats.last_success_ms.store(
+                    crate::query::history::unix_ms(std::time::SystemTime::now()),
+                    Ordering::Relaxed,
+                );
+                return Sent::Done;
             }
             Err(Attempt::Reject(why)) => {
                 m.failed.inc_by(n);
                 m.dropped("rejected").inc_by(n);
                 tracing::error!(remote = %remote.name, samples = n, error = %why,
                     "Remote write refused a batch; dropped it (not retried).");
-                return;
+                return Sent::Done;
             }
             Err(Attempt::Retry(why, after)) => {
+                if !remote.queue.is_current(generation) {
+                    return Sent::HandBack(batch);
+                }
                 m.retried.inc_by(n);
                 let backoff =
                     common::backoff::capped_jittered(cfg.min_backoff, cfg.max_backoff, retry);
@@ -77,18 +135,28 @@ async fn send(remote: &Remote, client: &reqwest::Client, batch: Vec<super::queue
                 tracing::warn!(remote = %remote.name, samples = n, error = %why, retry,
                     delay = ?delay, "Remote write failed; retrying.");
                 retry = retry.saturating_add(1);
-                tokio::time::sleep(delay).await;
+                let until = Instant::now() + delay;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => break,
+                        _ = notify.notified() => {
+                            if !remote.queue.is_current(generation) {
+                                return Sent::HandBack(batch);
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 }
 
 async fn attempt(
-    remote: &Remote,
+    settings: &Settings,
     client: &reqwest::Client,
     body: bytes::Bytes,
 ) -> Result<(), Attempt> {
-    let cfg = &remote.config;
+    let cfg = &settings.config;
     let mut headers = HeaderMap::new();
     for (k, v) in &cfg.headers {
         if let (Ok(k), Ok(v)) = (
