@@ -5,6 +5,7 @@
 //! either the old contents or the new ones, never a mix or an empty file. Temporary names
 //! are `.{name}.{pid}.{n}.tmp`: unique per process and call, so concurrent writers of the
 //! same destination never share one, and easy to recognise (and remove) at start-up.
+//! [`write_new`] is the same for a name that must not exist yet (uploads without overwrite).
 
 use std::{
     io::Write,
@@ -46,11 +47,42 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Wri
     write_atomic_with(path, bytes, Some(mode))
 }
 
+/// Like [`write_atomic`], but never replaces: when `path` exists the write fails with
+/// [`std::io::ErrorKind::AlreadyExists`] and the file is left as it was. Of concurrent
+/// writers of one new name exactly one succeeds (the temporary file is hard-linked into
+/// place, which is atomic and never replaces a name).
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let (dir, tmp) = write_temp(path, bytes, None)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(|source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    sync_dir(dir);
+    Ok(())
+}
+
 fn write_atomic_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), WriteError> {
-    let err = |p: &Path| {
-        let path = p.to_path_buf();
-        move |source| WriteError { path, source }
-    };
+    let (dir, tmp) = write_temp(path, bytes, mode)?;
+    if let Err(source) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(WriteError {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Writes `bytes` to a fresh, synced temporary file beside `path`; returns the directory
+/// and the temporary file.
+fn write_temp<'a>(
+    path: &'a Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> Result<(&'a Path, PathBuf), WriteError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -62,7 +94,10 @@ fn write_atomic_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(),
             path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
         })?;
-    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    std::fs::create_dir_all(dir).map_err(|source| WriteError {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let tmp = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
@@ -86,18 +121,14 @@ fn write_atomic_with(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(),
         let _ = std::fs::remove_file(&tmp);
         return Err(WriteError { path: tmp, source });
     }
-    if let Err(source) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(WriteError {
-            path: path.to_path_buf(),
-            source,
-        });
-    }
-    // The rename itself is durable only once the directory entry is.
+    Ok((dir, tmp))
+}
+
+/// Makes a rename or link in `dir` durable (the directory entry itself).
+fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -138,6 +169,35 @@ mod tests {
             got.iter().all(|b| *b == got[0]),
             "a mix of writers: {got:?}"
         );
+    }
+
+    #[test]
+    fn write_new_never_replaces_and_one_of_many_concurrent_writers_wins() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("d/new.bin");
+        write_new(&path, b"first").unwrap();
+        let e = write_new(&path, b"second").unwrap_err();
+        assert_eq!(e.source.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("new.bin"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let race = root.path().join("race");
+        let won = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for i in 0..8u8 {
+                let (race, won) = (&race, &won);
+                s.spawn(move || {
+                    if write_new(race, &[i; 16]).is_ok() {
+                        won.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(won.into_inner(), 1);
+        let names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !is_temp_name(n)), "{names:?}");
     }
 
     #[cfg(unix)]

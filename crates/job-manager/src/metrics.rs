@@ -1,6 +1,8 @@
-//! job-manager's own metrics, registered once and counted in one place.
+//! job-manager's own metrics, registered once and counted in one place. Built with
+//! [`common::telemetry`]'s constructors, as every service's metrics are.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Opts, Registry};
+use common::telemetry::{histogram, int_counter, int_gauge};
+use prometheus::{Histogram, IntCounter, IntGauge, Registry};
 
 /// The controller's and API's counters.
 #[derive(Clone)]
@@ -17,36 +19,27 @@ pub struct Metrics {
     /// Savepoint locations retention left alone (outside the manager's savepoint directory).
     pub savepoint_deletions_refused: IntCounter,
     /// 1 while this replica's controller reconciles (always with the embedded store).
-    pub leader: prometheus::IntGauge,
+    pub leader: IntGauge,
 }
 
 impl Metrics {
     /// Registers the metrics in `registry` (a second registration is harmless).
     pub fn register(prefix: &str, registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::with_opts(Opts::new(format!("{prefix}_{name}"), help))
-                .expect("static metric definition");
-            let _ = registry.register(Box::new(c.clone()));
-            c
-        };
-        let pass = Histogram::with_opts(
-            HistogramOpts::new(
-                format!("{prefix}_reconcile_pass_duration_seconds"),
-                "Time for one reconcile pass over every deployment.",
-            )
-            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]),
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(pass.clone()));
-        let leader = prometheus::IntGauge::new(
-            format!("{prefix}_leader"),
-            "1 on the replica whose controller reconciles (PostgreSQL advisory lock held; always 1 with the embedded store), 0 elsewhere.",
-        )
-        .expect("static metric definition");
-        let _ = registry.register(Box::new(leader.clone()));
+        let counter = |name: &str, help: &str| int_counter(registry, prefix, name, help);
         Self {
-            leader,
-            reconcile_pass_seconds: pass,
+            leader: int_gauge(
+                registry,
+                prefix,
+                "leader",
+                "1 on the replica whose controller reconciles (PostgreSQL advisory lock held; always 1 with the embedded store), 0 elsewhere.",
+            ),
+            reconcile_pass_seconds: histogram(
+                registry,
+                prefix,
+                "reconcile_pass_duration_seconds",
+                "Time for one reconcile pass over every deployment.",
+                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0],
+            ),
             reconcile_errors: counter(
                 "reconcile_errors_total",
                 "Reconcile steps that failed and will be retried.",
@@ -74,5 +67,50 @@ impl Metrics {
                 "Savepoint locations that retention did not delete because they are outside the savepoint directory the manager configured.",
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::proto::MetricType;
+
+    /// The names, types and help of what dashboards and alerts read stay as they were.
+    #[test]
+    fn every_metric_is_registered_under_its_name_and_type() {
+        let registry = prometheus::Registry::new();
+        let m = super::Metrics::register("job_manager", &registry);
+        m.leader.set(1);
+        m.reconcile_pass_seconds.observe(0.02);
+        let families = registry.gather();
+        let kind = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .map(|f| f.get_field_type())
+        };
+        assert_eq!(kind("job_manager_leader"), Some(MetricType::GAUGE));
+        assert_eq!(
+            kind("job_manager_reconcile_pass_duration_seconds"),
+            Some(MetricType::HISTOGRAM)
+        );
+        for c in [
+            "reconcile_errors_total",
+            "jobs_started_total",
+            "flink_job_submissions_total",
+            "savepoints_triggered_total",
+            "deployments_failed_total",
+            "auth_denied_total",
+            "jar_uris_refused_total",
+            "savepoint_deletions_refused_total",
+        ] {
+            assert_eq!(
+                kind(&format!("job_manager_{c}")),
+                Some(MetricType::COUNTER),
+                "{c}"
+            );
+        }
+        assert_eq!(families.len(), 10, "no metric more or less");
+        // A second registration in the same registry (tests share one) is harmless.
+        let _ = super::Metrics::register("job_manager", &registry);
     }
 }

@@ -749,7 +749,7 @@ fn load<T: DeserializeOwned>(root: &Path, kind: Kind) -> Result<Vec<T>> {
     for entry in read_dir(&dir)? {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.ends_with(".tmp") {
+        if common::fs::is_temp_name(&name) {
             // A write interrupted before its rename: the old version is still in place.
             let _ = fs::remove_file(&path);
             continue;
@@ -771,72 +771,28 @@ fn load<T: DeserializeOwned>(root: &Path, kind: Kind) -> Result<Vec<T>> {
     Ok(out)
 }
 
-/// A temporary file name in `dir` for `name`, unique within this process and across
-/// processes, so concurrent writers of one name never share a temporary file.
-fn temp_name(name: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(".{name}.{}.{n}.tmp", std::process::id())
-}
-
-/// Writes `bytes` to a fresh temporary file in `dir` and syncs it.
-fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    mkdir(dir)?;
-    let tmp = dir.join(temp_name(name));
-    let io = |source| Error::Io {
-        path: tmp.clone(),
-        source,
-    };
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    Ok(tmp)
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync of the directory.
+/// Writes `bytes` to `dir/name` atomically with [`common::fs::write_atomic`] (temp file,
+/// fsync, rename, fsync of the directory).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = write_temp(dir, name, bytes)?;
-    let dest = dir.join(name);
-    if let Err(source) = fs::rename(&tmp, &dest) {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::Io { path: dest, source });
-    }
-    sync_dir(dir);
-    Ok(())
+    common::fs::write_atomic(&dir.join(name), bytes).map_err(io_error)
 }
 
 /// Like [`write_atomic`], but refuses ([`Error::Exists`]) when `dir/name` exists; of
-/// concurrent writers of one name exactly one succeeds.
+/// concurrent writers of one name exactly one succeeds ([`common::fs::write_new`]).
 pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = write_temp(dir, name, bytes)?;
-    let dest = dir.join(name);
-    // A hard link is created atomically and never replaces an existing name.
-    let linked = fs::hard_link(&tmp, &dest);
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            sync_dir(dir);
-            Ok(())
+    common::fs::write_new(&dir.join(name), bytes).map_err(|e| {
+        if e.source.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Exists { path: e.path }
+        } else {
+            io_error(e)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(Error::Exists { path: dest })
-        }
-        Err(source) => Err(Error::Io { path: dest, source }),
+    })
+}
+
+fn io_error(e: common::fs::WriteError) -> Error {
+    Error::Io {
+        path: e.path,
+        source: e.source,
     }
 }
 
