@@ -168,6 +168,16 @@ async fn serve() -> Served {
         )
         .await;
     assert_eq!(s, 201, "{v}");
+    // A Kubernetes target (VVP's body) for the Advanced view's pod options: deployments on
+    // it stay CANCELLED, so no cluster is ever contacted.
+    let (s, v) = h
+        .call(
+            "POST",
+            "/api/v1/namespaces/default/deployment-targets",
+            Some(json!({"metadata": {"name": "k8s"}, "spec": {"kubernetes": {"namespace": "flink-jobs"}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     let router = h.router.clone();

@@ -1,11 +1,16 @@
-"""Browser journeys through the job-manager console (run by tests/console.rs).
+"""Browser journeys through the job-manager console.
 
-One Chromium (Debian's, never downloaded) for every journey; each user gets its own
-context. The Rust side serves the manager over the fake Flink with a `fake` session target
-and the deployments `orders` (RUNNING, team=payments) and `reports` (CANCELLED, team=bi).
-
+`journeys.py` (run by tests/console.rs): one Chromium (Debian's, never downloaded) for every
+journey; each user gets its own context. The Rust side serves the manager over the fake
+Flink with a `fake` session target, a `k8s` Kubernetes target (never contacted: its
+deployments stay CANCELLED) and the deployments `orders` (RUNNING, team=payments) and
+`reports` (CANCELLED, team=bi).
 Environment: JM_URL, JM_TOKEN (owner), JM_VIEWER_TOKEN, JM_JAR (a file to upload),
 JM_SCREENSHOTS (directory), JM_CHROMIUM.
+
+`journeys.py real-flink` (run by crates/suite/tests/flink_e2e.rs against flink-suite with
+real Flink): the deployment JM_DEPLOYMENT (a name) is RUNNING with the job JM_JOB.
+Environment: JM_URL, JM_TOKEN, JM_DEPLOYMENT, JM_JOB, JM_SCREENSHOTS, JM_CHROMIUM.
 """
 
 import os
@@ -17,8 +22,8 @@ from playwright.sync_api import expect, sync_playwright
 
 URL = os.environ["JM_URL"]
 OWNER = os.environ["JM_TOKEN"]
-VIEWER = os.environ["JM_VIEWER_TOKEN"]
-JAR = os.environ["JM_JAR"]
+VIEWER = os.environ.get("JM_VIEWER_TOKEN", "")
+JAR = os.environ.get("JM_JAR", "")
 SHOTS = os.environ["JM_SCREENSHOTS"]
 CHROMIUM = os.environ.get("JM_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -249,6 +254,27 @@ def owner_journey(browser):
     page.click("#tabbtn-overview")
     expect(page.locator("dl.facts")).to_contain_text("3")
 
+    step("configure: a label and a Flink configuration key deleted in the YAML are gone")
+    page.click("#tabbtn-configure")
+    expect(cfg).to_have_value(re.compile(r"changed: elsewhere"))
+    text = cfg.input_value()
+    text = re.sub(r"\n *changed: elsewhere", "", text)
+    text = re.sub(r"\n *execution\.checkpointing\.interval: 10s", "", text)
+    assert "changed" not in text and "checkpointing.interval" not in text, text
+    cfg.fill(text)
+    page.click("#config-save")
+    expect(page.locator("#config-ok")).to_contain_text("resourceVersion")
+    page.reload()
+    cfg = page.locator("#config-yaml")
+    expect(cfg).to_have_value(re.compile(r"team: search"))
+    expect(cfg).not_to_have_value(re.compile(r"changed: elsewhere"))
+    expect(cfg).not_to_have_value(re.compile(r"checkpointing\.interval"))
+    r = page.request.get(f"{URL}/api/v1/namespaces/default/deployments/{dep_id}",
+                         headers={"Authorization": f"Bearer {OWNER}"})
+    got = r.json()["data"]
+    assert got["metadata"]["labels"] == {"team": "search"}, got["metadata"]
+    assert "execution.checkpointing.interval" not in got["spec"]["template"]["spec"]["flinkConfiguration"], got["spec"]
+
     step("clone, then delete the clone with a confirmation")
     page.click("#action-clone")
     expect(page.locator("h1")).to_have_text("Fork of wordcount")
@@ -323,6 +349,26 @@ def owner_journey(browser):
     page.reload()
     expect(page.locator("#defaults-yaml")).to_have_value(re.compile(r"parallelism: 3"))
     shot(page, "templates-desktop")
+    # Someone else saves meanwhile (a VVP client: no resourceVersion): this save is refused,
+    # the text kept; after Reload the other change is there and saving works again.
+    r = page.request.patch(f"{URL}/api/v1/namespaces/default/deployment-defaults",
+                           headers={"Authorization": f"Bearer {OWNER}"},
+                           data={"spec": {"maxSavepointCreationAttempts": 6}})
+    assert r.ok, r.text()
+    defaults = page.locator("#defaults-yaml")
+    defaults.fill(defaults.input_value().replace("parallelism: 3", "parallelism: 5"))
+    page.click("#defaults-save")
+    expect(page.locator("#defaults-error")).to_contain_text("Conflict")
+    expect(page.locator("#defaults-error")).to_contain_text("stale")
+    expect(defaults).to_have_value(re.compile(r"parallelism: 5"))
+    page.click("#defaults-reload")
+    expect(defaults).to_have_value(re.compile(r"maxSavepointCreationAttempts: 6"))
+    expect(defaults).to_have_value(re.compile(r"parallelism: 3"))
+    defaults.fill(defaults.input_value().replace("parallelism: 3", "parallelism: 5"))
+    page.click("#defaults-save")
+    expect(page.locator("#defaults-ok")).to_contain_text("saved")
+    expect(defaults).to_have_value(re.compile(r"maxSavepointCreationAttempts: 6"))
+    expect(defaults).to_have_value(re.compile(r"parallelism: 5"))
 
     step("deployment targets: list, create (with a field error first), delete")
     page.click("nav >> text=Targets")
@@ -415,6 +461,113 @@ def proxy_user_journey(browser):
     ctx.close()
 
 
+def advanced_journey(browser):
+    ctx, page = new_page(browser, DESKTOP)
+    step("advanced view: logging profile, loggers and pod options round-trip with the YAML view")
+    login(page, OWNER)
+    page.click("nav >> text=Create")
+    page.fill("#f-name", "pods")
+    page.select_option("#f-target", "k8s")
+    page.select_option("#f-jar", label="wordcount.jar")
+    page.click("#tab-advanced")
+    expect(page.locator("#f-name")).to_be_hidden()
+    page.select_option("#f-log-profile", "sls")
+    page.fill("#f-loggers", ": INFO\norg.apache.kafka: WARN")
+    page.fill("#f-pod-labels", "team: search\ntier: gold")
+    page.fill("#f-pod-annotations", "prometheus.io/scrape: true")
+    page.fill("#f-pod-nodeSelector", "disktype: ssd")
+    page.fill("#f-pod-envVars", "1BAD=x")
+    page.fill("#f-pod-tolerations", "- key: dedicated\n  operater: Equal\n  value: flink\n  effect: NoSchedule")
+    page.fill("#f-pod-volumes", "- name: data\n  emptyDir: {}")
+    page.fill("#f-pod-volumeMounts", "- name: data\n  mountPath: /data")
+    shot(page, "create-pods-desktop")
+    page.click("#tab-yaml")
+    yaml = page.locator("#yaml")
+    for want in [r"loggingProfile: sls", r"org\.apache\.kafka: WARN", r'"": INFO', r"disktype: ssd",
+                 r"prometheus\.io/scrape: \"true\"", r"- key: dedicated\n\s+operater: Equal",
+                 r"emptyDir: \{\}", r"mountPath: /data", r"name: \"?1BAD\"?\n\s+value: x"]:
+        expect(yaml).to_have_value(re.compile(want))
+    yaml.fill(yaml.input_value().replace("disktype: ssd", "disktype: nvme").replace("tier: gold", "tier: silver"))
+    page.click("#tab-advanced")
+    expect(page.locator("#f-pod-nodeSelector")).to_have_value("disktype: nvme")
+    expect(page.locator("#f-pod-labels")).to_have_value("team: search\ntier: silver")
+    expect(page.locator("#f-log-profile")).to_have_value("sls")
+    expect(page.locator("#f-loggers")).to_have_value(": INFO\norg.apache.kafka: WARN")
+    expect(page.locator("#f-pod-tolerations")).to_have_value(re.compile(r"operater: Equal"))
+    expect(page.locator("#f-pod-envVars")).to_have_value("1BAD=x")
+
+    step("advanced view: the API's errors appear next to the pod option they name")
+    page.fill("#f-pod-affinity", "nodeAffinity: [")
+    page.click("#create-submit")
+    expect(page.locator("#f-pod-affinity-error")).to_contain_text("line 1")
+    page.fill("#f-pod-affinity", "")
+    page.click("#create-submit")
+    expect(page.locator("#f-pod-envVars-error")).to_contain_text("envVars[0].name")
+    expect(page.locator("#f-pod-envVars")).to_have_attribute("aria-invalid", "true")
+    page.fill("#f-pod-envVars", "REGION=cn-hangzhou")
+    page.click("#create-submit")
+    expect(page.locator("#f-pod-tolerations-error")).to_contain_text("operater")
+    expect(page.locator("#f-pod-envVars-error")).to_have_text("")
+    shot(page, "create-pods-error-desktop")
+    page.fill("#f-pod-tolerations", page.locator("#f-pod-tolerations").input_value().replace("operater", "operator"))
+    page.click("#create-submit")
+    expect(page.locator("#state")).to_have_text("CANCELLED")
+    page.click("#tabbtn-configure")
+    cfg = page.locator("#config-yaml")
+    for want in [r"loggingProfile: sls", r"disktype: nvme", r"operator: Equal", r"tier: silver",
+                 r"name: REGION\n\s+value: cn-hangzhou", r"mountPath: /data"]:
+        expect(cfg).to_have_value(re.compile(want))
+    ctx.close()
+
+
+def real_flink_journey(browser):
+    """Against flink-suite running the deployment JM_DEPLOYMENT on real Flink."""
+    name = os.environ["JM_DEPLOYMENT"]
+    job = os.environ["JM_JOB"]
+    ctx, page = new_page(browser, DESKTOP)
+    step("real Flink: the list shows the deployment RUNNING")
+    login(page, OWNER)
+    expect(row(page, name)).to_contain_text("RUNNING")
+    shot(page, "real-flink-deployments-desktop")
+    step("real Flink: the deployment page shows the running job")
+    row(page, name).locator("a").click()
+    expect(page.locator("#state")).to_have_text("RUNNING")
+    expect(page.locator("dl.facts")).to_contain_text(job)
+    dep_id = page.url.rsplit("/d/", 1)[1].split("/")[0]
+    page.click("#tabbtn-jobs")
+    expect(page.locator("#jobs tbody tr").first).to_contain_text(job)
+    expect(page.locator("#jobs tbody tr").first).to_contain_text("RUNNING")
+    shot(page, "real-flink-deployment-desktop")
+
+    step("real Flink: the Flink UI link opens Flink's own web UI through the proxy")
+    with ctx.expect_page() as opened:
+        page.click("#flink-ui")
+    flink = opened.value
+    flink.wait_for_load_state()
+    assert flink.url.startswith(f"{URL}/flink/default/{dep_id}/"), flink.url
+    expect(flink).to_have_title(re.compile("Apache Flink"))
+    # Flink's dashboard (an Angular app) fetched its REST API through the proxy and shows
+    # the running job; its REST answer names the deployment's Flink job RUNNING.
+    overview = flink.request.get(f"{URL}/flink/default/{dep_id}/jobs/overview")
+    assert overview.ok, overview.status
+    jobs = overview.json()["jobs"]
+    assert any(j["state"] == "RUNNING" for j in jobs), jobs
+    expect(flink.locator("body")).to_contain_text(re.compile("Running Jobs|RUNNING"), timeout=30_000)
+    shot(flink, "real-flink-ui-desktop")
+    flink.close()
+
+    step("real Flink: a savepoint triggered from the console completes")
+    page.click("#action-savepoint")
+    expect(page.locator("#action-error")).to_have_text("")
+    page.click("#tabbtn-savepoints")
+    first = page.locator("#savepoints tbody tr").first
+    expect(first).to_contain_text("USER_REQUEST")
+    expect(first).to_contain_text("COMPLETED", timeout=45_000)
+    expect(first).to_contain_text("file://")
+    shot(page, "real-flink-savepoints-desktop")
+    ctx.close()
+
+
 def phone_journey(browser):
     ctx, page = new_page(browser, PHONE)
     step("phone width: list and deployment page")
@@ -440,13 +593,20 @@ def phone_journey(browser):
 
 
 T0 = time.monotonic()
+WHICH = sys.argv[1] if len(sys.argv) > 1 else "fake-flink"
 with sync_playwright() as p:
     browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
     try:
-        dep = owner_journey(browser)
-        viewer_journey(browser, dep)
-        proxy_user_journey(browser)
-        phone_journey(browser)
+        if WHICH == "real-flink":
+            real_flink_journey(browser)
+        elif WHICH == "fake-flink":
+            dep = owner_journey(browser)
+            advanced_journey(browser)
+            viewer_journey(browser, dep)
+            proxy_user_journey(browser)
+            phone_journey(browser)
+        else:
+            sys.exit(f"unknown journey {WHICH!r}: use fake-flink or real-flink")
     finally:
         browser.close()
         if errors:

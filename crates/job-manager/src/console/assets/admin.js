@@ -18,22 +18,26 @@ export async function templatesPage(main) {
   const text = h("textarea", { id: "defaults-yaml", rows: 22, spellcheck: "false", readonly: !editor });
   const err = errorBox("defaults-error");
   const ok = h("p", { class: "ok", id: "defaults-ok", role: "status" });
+  // The resourceVersion the text was loaded at: a save based on an older one is refused.
+  let rv = 0;
   const load = async () => {
     const v = await api.get(url);
+    rv = v.metadata.resourceVersion;
     text.value = dump({ spec: v.spec || {} }) + "\n";
+    err.textContent = "";
   };
   const save = async (e) => {
     e.preventDefault();
     err.textContent = "";
     ok.textContent = "";
     try {
-      parse(text.value);
-      await api.call("PUT", url, { yaml: text.value });
-      ok.textContent = t("templates.saved");
+      const doc = parse(text.value) || {};
+      const v = await api.call("PUT", url, { metadata: { resourceVersion: rv }, spec: doc.spec || {} });
+      ok.textContent = t("templates.saved", { rv: v.metadata.resourceVersion });
       await load();
     } catch (x) {
       if (x.status === 401) throw x;
-      err.textContent = x.message;
+      err.textContent = x.status === 409 ? t("templates.conflict") + " " + x.message : x.message;
     }
   };
   main.append(h("h1", {}, t("templates.title")), editor ? null : note("editor"),

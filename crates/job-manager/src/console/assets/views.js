@@ -173,11 +173,27 @@ const FIELDS = [
   { id: "f-tm-memory", path: "spec.template.spec.resources.taskmanager.memory", label: "create.tmMemory", adv: true },
   { id: "f-schedule", path: "spec.savepointSchedule.cron", label: "create.schedule", adv: true },
   { id: "f-flink-conf", path: "spec.template.spec.flinkConfiguration", label: "create.flinkConf", adv: true, kv: true },
+  { id: "f-log-profile", path: "spec.template.spec.logging.loggingProfile", label: "create.logProfile", adv: true, options: ["default", "oss", "sls"], group: "create.logging" },
   { id: "f-loggers", path: "spec.template.spec.logging.log4jLoggers", label: "create.loggers", adv: true, kv: true },
+  // VVP's pod options (Kubernetes targets; envVars also on local).
+  ...[["labels", "kv"], ["annotations", "kv"], ["nodeSelector", "kv"], ["envVars", "env"], ["tolerations", "yaml"], ["affinity", "yaml"],
+    ["volumes", "yaml"], ["volumeMounts", "yaml"], ["imagePullSecrets", "yaml"], ["securityContext", "yaml"]]
+    .map(([k, kind], i) => ({ id: "f-pod-" + k, path: "spec.template.spec.kubernetes.pods." + k, label: "pods." + k, adv: true, [kind]: true, group: i ? null : "create.pods" })),
 ];
 
 // "key: value" lines ⇄ an object (Flink configuration, loggers).
 const kvText = (o) => Object.entries(o || {}).map(([k, v]) => `${k}: ${v}`).join("\n");
+// "NAME=value" lines ⇄ [{name, value}] (pod environment variables).
+const envText = (a) => (a || []).map((e) => `${e.name}=${e.value ?? ""}`).join("\n");
+function parseEnv(s) {
+  return s.split("\n").map((x) => x.trim()).filter(Boolean).map((line) => {
+    const i = line.indexOf("=");
+    if (i <= 0) throw new Error(t("create.envInvalid", { line }));
+    return { name: line.slice(0, i).trim(), value: line.slice(i + 1) };
+  });
+}
+const yamlOf = (v) => (v == null || (typeof v === "object" && !Object.keys(v).length) ? "" : dump(v));
+
 function parseKv(s) {
   const o = {};
   for (const line of s.split("\n").map((x) => x.trim()).filter(Boolean)) {
@@ -227,7 +243,7 @@ async function createPage(main) {
   for (const f of FIELDS) {
     let c;
     if (f.options) c = h("select", { id: f.id }, h("option", { value: "" }, t("create.default")), ...f.options.map((o) => h("option", { value: o }, o)));
-    else if (f.kv) c = h("textarea", { id: f.id, rows: 4, spellcheck: "false", placeholder: "key: value", "aria-describedby": f.id + "-error" });
+    else if (f.kv || f.env || f.yaml) c = h("textarea", { id: f.id, rows: f.yaml ? 5 : 3, spellcheck: "false", placeholder: f.env ? "NAME=value" : f.kv ? "key: value" : "YAML", "aria-describedby": f.id + "-error" });
     else if (f.select === "targets") c = h("select", { id: f.id }, ...targets.map((n) => h("option", { value: n }, n)));
     else if (f.select === "states") c = h("select", { id: f.id }, ...["CANCELLED", "RUNNING"].map((s) => h("option", { value: s }, t("state." + s))));
     else c = h("input", { id: f.id, type: f.type || "text", min: f.type === "number" ? "1" : null, "aria-describedby": f.id + "-error" });
@@ -241,12 +257,13 @@ async function createPage(main) {
       std.append(h("div", { class: "field" }, h("label", { for: "f-jar" }, t("create.jar")), pick,
         h("p", { class: "muted" }, h("a", { href: "#/artifacts" }, t("create.jarUpload")))));
     }
+    if (f.group) adv.append(h("h2", { class: "group" }, t(f.group)));
     (f.adv ? adv : std).append(row);
   }
   const fill = () => {
     for (const f of FIELDS) {
       const v = get(doc, f.path);
-      controls[f.id].value = f.labels ? labelsText(v) : f.kv ? kvText(v) : v ?? "";
+      controls[f.id].value = f.labels ? labelsText(v) : f.kv ? kvText(v) : f.env ? envText(v) : f.yaml ? yamlOf(v) : v ?? "";
     }
     const pick = document.getElementById("f-jar");
     if (pick) pick.value = artifacts.some((a) => a.uri === controls["f-jaruri"].value) ? controls["f-jaruri"].value : "";
@@ -257,7 +274,14 @@ async function createPage(main) {
       let v = raw;
       if (f.type === "number") v = raw === "" ? undefined : Number(raw);
       if (f.labels) v = raw.trim() ? parseLabels(raw) : undefined;
-      if (f.kv) v = raw.trim() ? parseKv(raw) : undefined;
+      try {
+        if (f.kv) v = raw.trim() ? parseKv(raw) : undefined;
+        if (f.env) v = raw.trim() ? parseEnv(raw) : undefined;
+        if (f.yaml) v = raw.trim() ? parse(raw) : undefined;
+      } catch (x) {
+        x.field = f;
+        throw x;
+      }
       set(doc, f.path, typeof v === "string" ? v.trim() : v);
     }
     prune(doc);
@@ -270,9 +294,11 @@ async function createPage(main) {
       controls[id].removeAttribute("aria-invalid");
     }
   };
-  const showError = (message) => {
-    const f = view !== "yaml" ? fieldFor(message) : null;
+  const showError = (message, field) => {
+    const f = view !== "yaml" ? field || fieldFor(message) : null;
     if (f) {
+      if (f.adv && view !== "advanced") switchTo("advanced");
+      if (!f.adv && view !== "standard") switchTo("standard");
       errs[f.id].textContent = message;
       controls[f.id].setAttribute("aria-invalid", "true");
       controls[f.id].focus();
@@ -293,7 +319,7 @@ async function createPage(main) {
         fill();
       }
     } catch (x) {
-      showError(x.message);
+      showError(x.message, x.field);
       return;
     }
     view = v;
@@ -310,7 +336,7 @@ async function createPage(main) {
     clearErrors();
     let body;
     try {
-      if (view === "standard") {
+      if (view !== "yaml") {
         collect();
         body = doc;
       } else {
@@ -320,7 +346,7 @@ async function createPage(main) {
       go("#/d/" + d.metadata.id);
     } catch (x) {
       if (x.status === 401) throw x;
-      showError(x.message);
+      showError(x.message, x.field);
     }
   } }, tabs, general, std, adv, yamlBox, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "create-submit" }, t("create.submit"))));
   main.append(h("h1", {}, t("create.title")), form);
@@ -568,15 +594,34 @@ function logsTab(body, d) {
   };
 }
 
+// The merge patch that turns `from` into `to`: keys `to` lacks become null (removed).
+export function diffPatch(from, to) {
+  const isObj = (x) => x && typeof x === "object" && !Array.isArray(x);
+  if (!isObj(from) || !isObj(to)) return to;
+  const p = {};
+  for (const k of Object.keys(from)) if (!(k in to)) p[k] = null;
+  for (const [k, v] of Object.entries(to)) {
+    if (JSON.stringify(from[k]) === JSON.stringify(v)) continue;
+    p[k] = isObj(from[k]) && isObj(v) ? diffPatch(from[k], v) : v;
+  }
+  return p;
+}
+
 function configureTab(body, d, after) {
-  const editable = (x) => ({ metadata: { name: x.metadata.name, labels: x.metadata.labels || {}, resourceVersion: x.metadata.resourceVersion }, spec: x.spec });
+  const editable = (x) => {
+    const { id, namespace, createdAt, modifiedAt, ...metadata } = x.metadata;
+    return { metadata: Object.assign({ labels: {}, annotations: {} }, metadata), spec: x.spec };
+  };
+  // The document the text was loaded from: saving sends what changed since (removed keys
+  // as null), with its resourceVersion, so a key deleted here is deleted there.
+  let base = editable(d);
   const text = h("textarea", { id: "config-yaml", rows: 24, spellcheck: "false", readonly: !canEdit() });
   const err = errorBox("config-error");
   const ok = h("p", { class: "ok", id: "config-ok", role: "status" });
   text.value = dump(editable(d)) + "\n";
   const reload = async () => {
-    const fresh = await api.get(nsPath("deployments/" + d.metadata.id));
-    text.value = dump(editable(fresh)) + "\n";
+    base = editable(await api.get(nsPath("deployments/" + d.metadata.id)));
+    text.value = dump(base) + "\n";
     err.textContent = "";
   };
   const save = async (e) => {
@@ -584,9 +629,13 @@ function configureTab(body, d, after) {
     err.textContent = "";
     ok.textContent = "";
     try {
-      parse(text.value);
-      const saved = await api.call("PATCH", nsPath("deployments/" + d.metadata.id), { yaml: text.value });
-      text.value = dump(editable(saved)) + "\n";
+      const edited = parse(text.value);
+      if (!edited || typeof edited !== "object" || Array.isArray(edited)) throw new Error(t("config.notMapping"));
+      const patch = diffPatch(base, edited);
+      patch.metadata = Object.assign(patch.metadata || {}, { resourceVersion: base.metadata.resourceVersion });
+      const saved = await api.call("PATCH", nsPath("deployments/" + d.metadata.id), patch);
+      base = editable(saved);
+      text.value = dump(base) + "\n";
       ok.textContent = t("config.saved", { rv: saved.metadata.resourceVersion });
       await after();
     } catch (x) {
