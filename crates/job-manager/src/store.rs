@@ -68,7 +68,9 @@ pub trait Backend: Send + Sync {
     /// Persists `writes` all or nothing where the backend can (PostgreSQL: one
     /// transaction); `current` is the memory they were computed from (for the
     /// resourceVersion check).
-    fn commit(&self, current: &Tables, writes: &[Write1]) -> Result<()>;
+    /// Events among `writes` are appended to their deployment's list, keeping at most
+    /// `max_events`.
+    fn commit(&self, current: &Tables, writes: &[Write1], max_events: usize) -> Result<()>;
     /// Appends an event to deployment's list `current` (memory before the append).
     fn append_event(&self, current: &[Event], event: &Event, max_events: usize) -> Result<()>;
     /// Drops a deployment's events.
@@ -181,6 +183,9 @@ pub enum Write1 {
     RemoveToken(String, String),
     RemoveNamespace(String),
     RemoveDefaults(String),
+    /// An event recorded together with the change it reports (one transaction with
+    /// PostgreSQL; appended after the other writes with the embedded files).
+    Event(Event),
 }
 
 impl Write1 {
@@ -191,6 +196,7 @@ impl Write1 {
             Write1::Job(j) => Some(j.metadata.deployment_id),
             Write1::Savepoint(s) => Some(s.metadata.deployment_id),
             Write1::RemoveDeployment(id) => Some(*id),
+            // An event does not change what the controller works towards.
             _ => None,
         }
     }
@@ -248,7 +254,7 @@ impl Store {
     fn commit_and_apply(&self, writes: Vec<Write1>) -> Result<()> {
         let committed = {
             let t = self.read();
-            self.backend.commit(&t, &writes)
+            self.backend.commit(&t, &writes, self.max_events)
         };
         if let Err(e) = committed {
             if matches!(e, Error::Conflict { .. }) {
@@ -265,7 +271,7 @@ impl Store {
         }
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         for w in writes {
-            apply(&mut t, w);
+            apply(&mut t, w, self.max_events);
         }
         Ok(())
     }
@@ -444,6 +450,8 @@ impl FileBackend {
             Write1::RemoveToken(ns, n) => self.remove(Kind::Token, &key2(ns, n)),
             Write1::RemoveNamespace(n) => self.remove(Kind::Namespace, n),
             Write1::RemoveDefaults(n) => self.remove(Kind::Defaults, n),
+            // Appended by `commit`, which knows the deployment's list.
+            Write1::Event(_) => Ok(()),
         }
     }
 
@@ -524,9 +532,26 @@ impl Backend for FileBackend {
         Ok(t)
     }
 
-    fn commit(&self, _current: &Tables, writes: &[Write1]) -> Result<()> {
+    fn commit(&self, current: &Tables, writes: &[Write1], max_events: usize) -> Result<()> {
+        // Files cannot be changed together: the records first, then the events reporting
+        // them (an event never tells of a change that did not reach the disk).
         for w in writes {
             self.persist(w)?;
+        }
+        let mut appended: BTreeMap<Uuid, Vec<Event>> = BTreeMap::new();
+        for w in writes {
+            if let Write1::Event(e) = w {
+                let id = e.metadata.deployment_id;
+                let stored = current.events.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+                let before = appended.entry(id).or_default();
+                if before.is_empty() {
+                    self.append_event(stored, e, max_events)?;
+                } else {
+                    let list: Vec<Event> = stored.iter().chain(before.iter()).cloned().collect();
+                    self.append_event(&list, e, max_events)?;
+                }
+                before.push(e.clone());
+            }
         }
         Ok(())
     }
@@ -678,8 +703,16 @@ fn key2(a: &str, b: &str) -> String {
     format!("{}~{b}", a.replace('*', "_all_"))
 }
 
-fn apply(t: &mut Tables, w: Write1) {
+fn apply(t: &mut Tables, w: Write1, max_events: usize) {
     match w {
+        Write1::Event(e) => {
+            let list = t.events.entry(e.metadata.deployment_id).or_default();
+            list.push(e);
+            if list.len() > max_events {
+                let excess = list.len() - max_events;
+                list.drain(..excess);
+            }
+        }
         Write1::Deployment(r) => {
             t.deployments.insert(r.deployment.id(), r);
         }

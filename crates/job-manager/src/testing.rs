@@ -29,7 +29,19 @@ pub struct Harness {
 impl Harness {
     /// Opens (or re-opens, to simulate a restart) a manager on `data_dir` over `flink`.
     pub fn open(data_dir: &Path, flink: Arc<FakeFlink>, config: Config) -> Harness {
-        let store = crate::open_store(data_dir, Some(&Secret::new(TOKEN))).expect("open store");
+        let store = crate::store::Store::open(data_dir).expect("open store");
+        Harness::with_store(data_dir, store, flink, config)
+    }
+
+    /// A manager over an opened `store` (e.g. PostgreSQL shared with other managers);
+    /// `data_dir` holds artifacts and savepoints.
+    pub fn with_store(
+        data_dir: &Path,
+        store: crate::store::Store,
+        flink: Arc<FakeFlink>,
+        config: Config,
+    ) -> Harness {
+        let store = crate::prepare_store(store, Some(&Secret::new(TOKEN))).expect("open store");
         let registry = prometheus::Registry::new();
         let handle = ConfigHandle::with_loader(
             "job_manager",

@@ -2,185 +2,17 @@
 //! throwaway cluster in a temporary directory on a free 127.0.0.1 port. Skips with a message
 //! when `initdb` is not installed. As root (CI), the server runs as the `postgres` user.
 
+mod pg_support;
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
+
+use pg_support::Pg;
 
 use job_manager::store::{DeploymentRecord, Error, Store, Write1};
 use serde_json::{json, Value};
 use support::Manager;
 use uuid::Uuid;
-
-/// Runs `f` on a plain thread: the synchronous client must not run on the test's runtime.
-fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|s| s.spawn(f).join().unwrap())
-}
-
-/// A running PostgreSQL cluster; stopped (immediately) on drop.
-struct Pg {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    as_postgres: bool,
-}
-
-/// The database password (scram-sha-256; the manager reads it from `store.password_file`).
-const PASSWORD: &str = "pg-test-password-5d1c";
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl Pg {
-    fn start() -> Option<Pg> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .find(|b| b.join("initdb").exists());
-        let Some(bin) = bin else {
-            eprintln!("SKIP: no PostgreSQL server (install Debian's `postgresql` package; /usr/lib/postgresql/*/bin/initdb is absent)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let as_postgres = is_root();
-        if as_postgres {
-            // initdb refuses root: the cluster belongs to the `postgres` user.
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown the temp dir to postgres");
-        }
-        let port = common::testkit::free_port();
-        let pg = Pg {
-            bin,
-            dir,
-            port,
-            as_postgres,
-        };
-        let data = pg.data();
-        let pwfile = pg.password_file();
-        std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
-        let out = pg
-            .cmd("initdb")
-            .args(["-A", "scram-sha-256", "-U", "jm", "--no-sync", "--pwfile"])
-            .arg(&pwfile)
-            .arg("-D")
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = pg
-            .cmd("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(pg.dir.path().join("log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                pg.dir.path().display()
-            ))
-            .args(["-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {} {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(pg.dir.path().join("log")).unwrap_or_default()
-        );
-        Some(pg)
-    }
-
-    fn password_file(&self) -> PathBuf {
-        self.dir.path().join("password")
-    }
-
-    /// A manager using database `url` (password from the file), state under `data`.
-    fn manager(&self, data: &Path, url: &str) -> Manager {
-        std::fs::create_dir_all(data).unwrap();
-        std::fs::write(
-            data.join("config.yml"),
-            format!(
-                "controller:\n  poll_interval: 300ms\nstore:\n  password_file: {}\n",
-                self.password_file().display()
-            ),
-        )
-        .unwrap();
-        Manager::start(data, &["--store.url", url])
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn cmd(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    }
-
-    /// A fresh, empty database; its URL.
-    fn database(&self, name: &str) -> String {
-        let port = self.port;
-        off_runtime(|| {
-            let mut c = postgres::Client::connect(
-                &format!("host=127.0.0.1 port={port} user=jm password={PASSWORD} dbname=postgres"),
-                postgres::NoTls,
-            )
-            .unwrap();
-            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        });
-        format!("postgres://jm@127.0.0.1:{}/{name}", self.port)
-    }
-
-    /// The rows of one query (on a plain thread).
-    fn query(
-        &self,
-        url: &str,
-        sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Vec<postgres::Row> {
-        off_runtime(|| {
-            let url = url.replace("jm@", &format!("jm:{PASSWORD}@"));
-            postgres::Client::connect(&url, postgres::NoTls)
-                .unwrap()
-                .query(sql, params)
-                .unwrap()
-        })
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = self
-            .cmd("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
 
 fn deployment(name: &str, jar: &str) -> Value {
     json!({
@@ -600,4 +432,110 @@ async fn the_embedded_store_always_leads() {
     })
     .await;
     assert_eq!(got, 1);
+}
+
+fn job_of(rec: &DeploymentRecord) -> job_manager::model::Job {
+    serde_json::from_value(json!({
+        "kind": "Job",
+        "apiVersion": "v1",
+        "metadata": {
+            "id": Uuid::new_v4(), "namespace": "default", "deploymentId": rec.deployment.id(),
+            "deploymentName": rec.deployment.metadata.name, "createdAt": "2026-01-01T00:00:00Z"
+        },
+        "spec": {
+            "deploymentSpec": rec.deployment.spec, "allowNonRestoredState": false,
+            "deploymentTargetName": "fake"
+        },
+        "status": {"state": "STARTED", "flinkJobId": "f1"}
+    }))
+    .unwrap()
+}
+
+fn event_of(rec: &DeploymentRecord, job: Uuid, name: &str) -> job_manager::model::Event {
+    serde_json::from_value(json!({
+        "kind": "Event",
+        "apiVersion": "v1",
+        "metadata": {
+            "id": Uuid::new_v4(), "namespace": "default", "deploymentId": rec.deployment.id(),
+            "jobId": job, "createdAt": "2026-01-01T00:00:00Z"
+        },
+        "spec": {"name": name, "message": "Job is RUNNING."}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_deployment_its_job_and_the_event_reporting_them_persist_together_or_not_at_all() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("with_events");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = pg.password_file();
+    let one = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    let rec = record("evented", 1);
+    let id = rec.deployment.id();
+    one.write(vec![Write1::Deployment(rec.clone())]).unwrap();
+    // Another replica changes the deployment: `one`'s next change is computed from version 1.
+    let two = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    let mut moved = rec.clone();
+    moved.deployment.metadata.resource_version = 2;
+    two.write(vec![Write1::Deployment(moved)]).unwrap();
+
+    let count = |table: &str| -> i64 {
+        pg.query(
+            &url,
+            &format!(
+                "SELECT count(*) FROM {table} WHERE {} = $1",
+                if table == "deployments" {
+                    "id"
+                } else {
+                    "deployment_id"
+                }
+            ),
+            &[&id],
+        )[0]
+        .get(0)
+    };
+    let job = job_of(&rec);
+    let err = one
+        .modify(id, |r| {
+            r.deployment.metadata.resource_version = 2;
+            vec![
+                Write1::Job(job.clone()),
+                Write1::Event(event_of(r, job.metadata.id, "JobRunning")),
+            ]
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(
+        count("jobs"),
+        0,
+        "the job was rolled back with the deployment"
+    );
+    assert_eq!(count("events"), 0, "so was the event reporting it");
+    {
+        let t = one.read();
+        assert!(t.jobs.is_empty(), "memory agrees");
+        assert!(!t.events.contains_key(&id), "memory agrees");
+    }
+
+    // Over the current version all three persist, in one transaction, and show in memory.
+    one.modify(id, |r| {
+        r.deployment.metadata.resource_version = 3;
+        vec![
+            Write1::Job(job.clone()),
+            Write1::Event(event_of(r, job.metadata.id, "JobRunning")),
+        ]
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (count("deployments"), count("jobs"), count("events")),
+        (1, 1, 1)
+    );
+    assert_eq!(one.read().events[&id][0].spec.name, "JobRunning");
+    let reopened = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    let t = reopened.read();
+    assert_eq!(t.deployments[&id].deployment.metadata.resource_version, 3);
+    assert_eq!(t.events[&id].len(), 1);
+    assert!(t.jobs.contains_key(&job.metadata.id));
 }

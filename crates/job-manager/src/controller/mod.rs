@@ -145,6 +145,10 @@ pub struct Controller<F> {
     /// When this process first worked on each starting job (a cluster adopted from an
     /// earlier life gets its own grace to bring missing processes back).
     first_seen: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+    /// Events of the deployments whose step is in progress, not yet written: the step's
+    /// next [`Controller::commit`] writes them in its transaction (a change and the event
+    /// reporting it persist together or not at all); the rest at the end of the step.
+    staged: Mutex<HashMap<Uuid, Vec<Event>>>,
 }
 
 impl<F: Flink> Controller<F> {
@@ -171,6 +175,7 @@ impl<F: Flink> Controller<F> {
             metrics,
             clock,
             first_seen: Mutex::new(HashMap::new()),
+            staged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -301,8 +306,23 @@ impl<F: Flink> Controller<F> {
             .await
             .is_err()
         {
+            self.flush_events(id);
             self.metrics.reconcile_errors.inc();
             tracing::warn!(deployment = %id, timeout = ?STEP_TIMEOUT, "Reconcile step timed out; retrying on the next pass.");
+        }
+    }
+
+    /// Writes the events staged by deployment `id`'s step and ends the staging.
+    fn flush_events(&self, id: Uuid) {
+        let staged = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        for e in staged.unwrap_or_default() {
+            if let Err(error) = self.store.append_event(e) {
+                tracing::error!(%error, "Cannot record event.");
+            }
         }
     }
 
@@ -311,6 +331,10 @@ impl<F: Flink> Controller<F> {
         let Some(rec) = self.store.read().deployments.get(&id).cloned() else {
             return;
         };
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Vec::new());
         let result = match rec.control.phase.clone() {
             Phase::Idle => self.idle(rec).await,
             Phase::Starting { job, .. } if rec.deployment.spec.state != DesiredState::Running => {
@@ -331,6 +355,7 @@ impl<F: Flink> Controller<F> {
                     .await
             }
         };
+        self.flush_events(id);
         if let Err(error) = result {
             self.metrics.reconcile_errors.inc();
             tracing::warn!(deployment = %id, %error, "Reconcile step failed; retrying on the next pass.");
@@ -354,23 +379,57 @@ impl<F: Flink> Controller<F> {
                 message,
             },
         };
+        let e = {
+            let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            match staged.get_mut(&d.id()) {
+                Some(list) => {
+                    list.push(e);
+                    return;
+                }
+                None => e,
+            }
+        };
         if let Err(error) = self.store.append_event(e) {
             tracing::error!(%error, "Cannot record event.");
         }
     }
 
+    /// The events staged by deployment `id`'s step so far, as writes (taken: a failed
+    /// commit drops them with the change they report).
+    fn staged_events(&self, id: Uuid) -> Vec<Write1> {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&id)
+            .map(std::mem::take)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Write1::Event)
+            .collect()
+    }
+
+    /// Persists a deployment's status and control, the `extra` writes and the events its
+    /// step recorded so far in one transaction.
     fn commit(
         &self,
         id: Uuid,
         status: DeploymentStatus,
         control: Control,
-        extra: Vec<Write1>,
+        mut extra: Vec<Write1>,
     ) -> Result<()> {
+        extra.extend(self.staged_events(id));
         self.store.modify(id, move |r| {
             r.deployment.status = status;
             r.control = control;
             extra
         })?;
+        Ok(())
+    }
+
+    /// Persists `writes` of deployment `id`'s step with the events it recorded so far.
+    fn write(&self, id: Uuid, mut writes: Vec<Write1>) -> Result<()> {
+        writes.extend(self.staged_events(id));
+        self.store.write(writes)?;
         Ok(())
     }
 

@@ -46,8 +46,8 @@ impl<F: Flink> Controller<F> {
                     "RestUnreachable",
                     &e.to_string(),
                 ) {
-                    self.commit(d.id(), status, control, vec![])?;
                     self.event(d, Some(job.metadata.id), CLUSTER_UNREACHABLE, e.to_string());
+                    self.commit(d.id(), status, control, vec![])?;
                 }
                 return Ok(());
             }
@@ -106,13 +106,13 @@ impl<F: Flink> Controller<F> {
                 job.status.ended_at = Some(self.now());
                 status.state = DeploymentState::Finished;
                 self.teardown(&job);
-                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
                 self.event(
                     d,
                     Some(job.metadata.id),
                     "JobFinished",
                     format!("Flink job {fid} finished."),
                 );
+                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
                 return Ok(());
             }
             Some(s) => {

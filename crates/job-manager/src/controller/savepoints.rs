@@ -112,13 +112,13 @@ impl<F: Flink> Controller<F> {
                         sp.status.location = Some(location.clone());
                         sp.status.completed_at = Some(self.now());
                         let origin = sp.metadata.origin;
-                        self.store.write(vec![Write1::Savepoint(sp)])?;
                         self.event(
                             d,
                             Some(job.metadata.id),
                             "SavepointCompleted",
                             format!("Savepoint completed at {location}."),
                         );
+                        self.write(d.id(), vec![Write1::Savepoint(sp)])?;
                         if origin == SavepointOrigin::Scheduled {
                             self.retain_scheduled(d)?;
                         }

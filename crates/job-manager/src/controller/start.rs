@@ -72,10 +72,10 @@ impl<F: Flink> Controller<F> {
                 };
                 let cluster = provided.cluster;
                 job.status.cluster = Some(cluster.clone());
-                self.store.write(vec![Write1::Job(job.clone())])?;
                 if let Some(note) = provided.note {
                     self.event(d, Some(job_id), "ClusterStarting", note);
                 }
+                self.write(d.id(), vec![Write1::Job(job.clone())])?;
                 cluster
             }
         };
@@ -148,15 +148,15 @@ impl<F: Flink> Controller<F> {
                     next_scheduled: None,
                     start_error: None,
                 };
-                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
-                self.forget_start(job_id);
-                self.metrics.jobs_started.inc();
                 self.event(
                     d,
                     Some(job_id),
                     "JobRunning",
                     format!("Job {job_id} is RUNNING (Flink job {fid})."),
                 );
+                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
+                self.forget_start(job_id);
+                self.metrics.jobs_started.inc();
                 Ok(())
             }
             Some(s @ ("FAILED" | "CANCELED")) => {
@@ -176,14 +176,14 @@ impl<F: Flink> Controller<F> {
                 status.state = DeploymentState::Finished;
                 let mut control = rec.control.clone();
                 control.phase = Phase::Idle;
-                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
-                self.teardown(&job);
                 self.event(
                     d,
                     Some(job_id),
                     "JobFinished",
                     format!("Job {job_id} finished."),
                 );
+                self.commit(d.id(), status, control, vec![Write1::Job(job.clone())])?;
+                self.teardown(&job);
                 Ok(())
             }
             Some(other) => {
@@ -267,7 +267,6 @@ impl<F: Flink> Controller<F> {
                 self.metrics.flink_submissions.inc();
                 job.status.submitted = true;
                 job.status.flink_job_id = fid.clone();
-                self.store.write(vec![Write1::Job(job.clone())])?;
                 self.event(
                     d,
                     Some(job.metadata.id),
@@ -277,6 +276,7 @@ impl<F: Flink> Controller<F> {
                         req.parallelism
                     ),
                 );
+                self.write(d.id(), vec![Write1::Job(job.clone())])?;
                 self.store.notify(d.id());
                 Ok(())
             }
@@ -372,7 +372,6 @@ impl<F: Flink> Controller<F> {
         if rec.control.start_error.as_deref() != Some(cause.as_str()) {
             let mut control = rec.control.clone();
             control.start_error = Some(cause.clone());
-            self.commit(d.id(), d.status.clone(), control, vec![])?;
             self.event(
                 d,
                 Some(job.metadata.id),
@@ -382,6 +381,7 @@ impl<F: Flink> Controller<F> {
                     job.metadata.id
                 ),
             );
+            self.commit(d.id(), d.status.clone(), control, vec![])?;
         }
         Ok(())
     }

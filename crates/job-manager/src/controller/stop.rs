@@ -57,13 +57,13 @@ impl<F: Flink> Controller<F> {
                         sp.status.state = SavepointState::Completed;
                         sp.status.location = Some(location.clone());
                         sp.status.completed_at = Some(self.now());
-                        self.store.write(vec![Write1::Savepoint(sp)])?;
                         self.event(
                             d,
                             Some(job_id),
                             "SavepointCompleted",
                             format!("Stopped job {job_id} with savepoint {location}."),
                         );
+                        self.write(d.id(), vec![Write1::Savepoint(sp)])?;
                         job.status.observed_flink_job_status = Some("FINISHED".into());
                         self.stopped(&rec, Some(job), goal, Some(JobState::Suspended))
                     }

@@ -49,13 +49,13 @@ impl<F: Flink> Controller<F> {
                     }
                     let mut control = rec.control.clone();
                     control.failed_at_version = None;
-                    self.commit(d.id(), status, control, vec![])?;
                     self.event(
                         d,
                         None,
                         "DeploymentStateChanged",
                         format!("Deployment is {}.", goal.reached()),
                     );
+                    self.commit(d.id(), status, control, vec![])?;
                 }
                 Ok(())
             }
@@ -89,9 +89,9 @@ impl<F: Flink> Controller<F> {
             failed_at_version: Some(d.metadata.resource_version),
             ..rec.control.clone()
         };
+        self.event(d, job.map(|j| j.metadata.id), reason, message);
         self.commit(d.id(), status, control, extra)?;
         self.metrics.deployments_failed.inc();
-        self.event(d, job.map(|j| j.metadata.id), reason, message);
         Ok(())
     }
 
@@ -175,7 +175,6 @@ impl<F: Flink> Controller<F> {
             next_scheduled: None,
             start_error: None,
         };
-        self.commit(d.id(), status, control, vec![Write1::Job(job)])?;
         self.event(
             d,
             Some(id),
@@ -185,6 +184,7 @@ impl<F: Flink> Controller<F> {
                 None => format!("Starting job {id} without restoring state."),
             },
         );
+        self.commit(d.id(), status, control, vec![Write1::Job(job)])?;
         self.store.notify(d.id());
         Ok(())
     }
@@ -259,7 +259,6 @@ impl<F: Flink> Controller<F> {
             },
             ..rec.control.clone()
         };
-        self.commit(d.id(), status, control, extra)?;
         self.event(
             d,
             Some(job.metadata.id),
@@ -270,6 +269,7 @@ impl<F: Flink> Controller<F> {
                 format!("Cancelling job {}.", job.metadata.id)
             },
         );
+        self.commit(d.id(), status, control, extra)?;
         self.store.notify(d.id());
         Ok(())
     }
@@ -329,13 +329,13 @@ impl<F: Flink> Controller<F> {
             phase: Phase::Idle,
             ..Control::default()
         };
-        self.commit(d.id(), status, control, extra)?;
         self.event(
             d,
             job.as_ref().map(|j| j.metadata.id),
             "DeploymentStateChanged",
             format!("Deployment is {}.", goal.reached()),
         );
+        self.commit(d.id(), status, control, extra)?;
         self.store.notify(d.id());
         Ok(())
     }

@@ -49,6 +49,8 @@ struct Inner {
     fail_uploads: Option<String>,
     /// REST URLs whose calls never answer (a black-holed address).
     black_holes: std::collections::BTreeSet<String>,
+    /// Job submissions are accepted (the job runs) but never answered.
+    hang_after_run: bool,
     /// Locations the next completed savepoints report (then the default one).
     savepoint_locations: std::collections::VecDeque<String>,
     next: u64,
@@ -175,6 +177,56 @@ impl FakeFlink {
         self.lock().fail_uploads = message.map(str::to_string);
     }
 
+    /// The synchronous part of a submission: the job id, and whether to hang.
+    fn submit(&self, jar_id: &str, req: &RunRequest) -> Result<(String, bool)> {
+        let mut i = self.lock();
+        self.record(&mut i, "run_jar", Some(&req.job_id))?;
+        if !i.jars.contains_key(jar_id) {
+            return Err(FlinkError::Http {
+                status: 404,
+                what: "run_jar".into(),
+                message: format!("Jar file {jar_id} does not exist"),
+            });
+        }
+        if let Some((n, msg)) = &mut i.fail_runs {
+            if *n > 0 {
+                *n -= 1;
+                let message = msg.clone();
+                return Err(FlinkError::Http {
+                    status: 400,
+                    what: "run_jar".into(),
+                    message,
+                });
+            }
+        }
+        if i.jobs.contains_key(&req.job_id) {
+            return Err(FlinkError::Http {
+                status: 500,
+                what: "run_jar".into(),
+                message: format!(
+                    "DuplicateJobSubmissionException: Job has already been submitted: {}",
+                    req.job_id
+                ),
+            });
+        }
+        i.jobs.insert(
+            req.job_id.clone(),
+            FakeJob {
+                status: "RUNNING".into(),
+                request: req.clone(),
+                restarts: 0,
+                exception: None,
+            },
+        );
+        Ok((req.job_id.clone(), i.hang_after_run))
+    }
+
+    /// Accepts job submissions (the job runs) but never answers them, as a manager that dies
+    /// between its submission and its write of the result sees it (or not, again).
+    pub fn hang_after_run(&self, hang: bool) {
+        self.lock().hang_after_run = hang;
+    }
+
     /// Refuses the next `n` job submissions with `message`.
     pub fn fail_runs(&self, n: u32, message: &str) {
         self.lock().fail_runs = Some((n, message.to_string()));
@@ -298,46 +350,11 @@ impl Flink for FakeFlink {
 
     async fn run_jar(&self, rest: &str, jar_id: &str, req: &RunRequest) -> Result<String> {
         self.gate(rest).await;
-        let mut i = self.lock();
-        self.record(&mut i, "run_jar", Some(&req.job_id))?;
-        if !i.jars.contains_key(jar_id) {
-            return Err(FlinkError::Http {
-                status: 404,
-                what: "run_jar".into(),
-                message: format!("Jar file {jar_id} does not exist"),
-            });
+        let (id, hang) = self.submit(jar_id, req)?;
+        if hang {
+            std::future::pending::<()>().await;
         }
-        if let Some((n, msg)) = &mut i.fail_runs {
-            if *n > 0 {
-                *n -= 1;
-                let message = msg.clone();
-                return Err(FlinkError::Http {
-                    status: 400,
-                    what: "run_jar".into(),
-                    message,
-                });
-            }
-        }
-        if i.jobs.contains_key(&req.job_id) {
-            return Err(FlinkError::Http {
-                status: 500,
-                what: "run_jar".into(),
-                message: format!(
-                    "DuplicateJobSubmissionException: Job has already been submitted: {}",
-                    req.job_id
-                ),
-            });
-        }
-        i.jobs.insert(
-            req.job_id.clone(),
-            FakeJob {
-                status: "RUNNING".into(),
-                request: req.clone(),
-                restarts: 0,
-                exception: None,
-            },
-        );
-        Ok(req.job_id.clone())
+        Ok(id)
     }
 
     async fn job_status(&self, rest: &str, job: &str) -> Result<Option<String>> {

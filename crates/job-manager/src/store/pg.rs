@@ -384,6 +384,13 @@ enum Op {
         table: &'static str,
         key: Key,
     },
+    /// An event, appended.
+    Event {
+        id: Uuid,
+        namespace: String,
+        deployment: Uuid,
+        data: serde_json::Value,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -548,6 +555,12 @@ fn ops(current: &Tables, writes: &[Write1]) -> Result<Vec<Op>> {
                 table: "deployment_defaults",
                 key: Key::One(n.clone()),
             },
+            Write1::Event(ev) => Op::Event {
+                id: ev.metadata.id,
+                namespace: ev.metadata.namespace.clone(),
+                deployment: ev.metadata.deployment_id,
+                data: encode("event", ev)?,
+            },
         });
     }
     Ok(out)
@@ -652,6 +665,16 @@ fn apply_op(tx: &mut Transaction<'_>, op: &Op, display: &str) -> Result<()> {
             .map_err(e)?;
             Ok(())
         }
+        Op::Event {
+            id,
+            namespace,
+            deployment,
+            data,
+        } => {
+            tx.execute(INSERT_EVENT, &[id, namespace, deployment, data])
+                .map_err(e)?;
+            Ok(())
+        }
         Op::Delete { table, key } => {
             match key {
                 Key::Id { id, .. } => {
@@ -675,6 +698,12 @@ fn apply_op(tx: &mut Transaction<'_>, op: &Op, display: &str) -> Result<()> {
         }
     }
 }
+
+const INSERT_EVENT: &str =
+    "INSERT INTO events (id, namespace, deployment_id, data) VALUES ($1, $2, $3, $4)";
+
+/// Deletes all but the newest `$2` events of deployment `$1`.
+const TRIM_EVENTS: &str = "DELETE FROM events WHERE deployment_id = $1 AND seq <= (SELECT seq FROM events WHERE deployment_id = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)";
 
 fn load_all(c: &mut Client, display: &str, max_events: usize) -> Result<Tables> {
     let e = |e| db(display, e);
@@ -768,16 +797,33 @@ impl Backend for PgBackend {
         self.call(move |c, d| load_all(c, d, max_events))
     }
 
-    fn commit(&self, current: &Tables, writes: &[Write1]) -> Result<()> {
+    fn commit(&self, current: &Tables, writes: &[Write1], max_events: usize) -> Result<()> {
         if writes.is_empty() {
             return Ok(());
         }
         let ops = ops(current, writes)?;
+        // Deployments whose event list outgrows `max_events` with this commit.
+        let mut added: HashMap<Uuid, usize> = HashMap::new();
+        for w in writes {
+            if let Write1::Event(e) = w {
+                *added.entry(e.metadata.deployment_id).or_default() += 1;
+            }
+        }
+        let trim: Vec<Uuid> = added
+            .into_iter()
+            .filter(|(id, n)| current.events.get(id).map_or(0, Vec::len) + n > max_events)
+            .map(|(id, _)| id)
+            .collect();
+        let keep = i64::try_from(max_events).unwrap_or(i64::MAX);
         self.call(move |c, d| {
             let mut tx = c.transaction().map_err(|e| db(d, e))?;
             for op in &ops {
                 // Dropping the transaction on error rolls everything back.
                 apply_op(&mut tx, op, d)?;
+            }
+            for id in &trim {
+                tx.execute(TRIM_EVENTS, &[id, &keep])
+                    .map_err(|e| db(d, e))?;
             }
             tx.commit().map_err(|e| db(d, e))
         })
@@ -792,17 +838,10 @@ impl Backend for PgBackend {
         let keep = i64::try_from(max_events).unwrap_or(i64::MAX);
         self.call(move |c, d| {
             let e = |e| db(d, e);
-            c.execute(
-                "INSERT INTO events (id, namespace, deployment_id, data) VALUES ($1, $2, $3, $4)",
-                &[&id, &ns, &dep, &data],
-            )
-            .map_err(e)?;
-            if trim {
-                c.execute(
-                    "DELETE FROM events WHERE deployment_id = $1 AND seq <= (SELECT seq FROM events WHERE deployment_id = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)",
-                    &[&dep, &keep],
-                )
+            c.execute(INSERT_EVENT, &[&id, &ns, &dep, &data])
                 .map_err(e)?;
+            if trim {
+                c.execute(TRIM_EVENTS, &[&dep, &keep]).map_err(e)?;
             }
             Ok(())
         })
