@@ -1,12 +1,15 @@
 //! Kubernetes pod discovery: the suite's Flink pods on this node and their container logs.
 //!
-//! The pods are listed from the Kubernetes API (`GET /api/v1/pods` with the suite's label
-//! selector and `fieldSelector=spec.nodeName=<node>`) every `resync_interval`; their container
-//! logs are kubelet's files `{pod_log_dir}/{namespace}_{pod}_{uid}/{container}/{n}.log` in the
-//! CRI log format. [`PodLabels`] is the [`LabelSource`] that gives every file its pod's
-//! labels (namespace, deployment id, job id, component, pod, container) and keeps files of
-//! foreign pods out. A failed list is logged and counted and the last good pod set is kept,
-//! so an API outage never stops shipping the known pods.
+//! The pods are watched through the Kubernetes API with `kube-runtime`'s watcher (a list,
+//! then a watch from its `resourceVersion`, the suite's label selector and
+//! `fieldSelector=spec.nodeName=<node>`), so a pod is seen as soon as the API server has it,
+//! however short-lived; when the watch falls too far behind (`410 Gone`) the watcher lists
+//! again and the pod set is replaced by the new list. Container logs are kubelet's files
+//! `{pod_log_dir}/{namespace}_{pod}_{uid}/{container}/{n}.log` in the CRI log format.
+//! [`PodLabels`] is the [`LabelSource`] that gives every file its pod's labels (namespace,
+//! deployment id, job id, component, pod, container) and keeps files of foreign pods out.
+//! A failed list or watch is logged and counted and retried with back-off while the last
+//! known pod set is kept, so an API outage never stops shipping the known pods.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -15,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use common::{labels::FlinkPodLabels, Secret};
+use common::labels::FlinkPodLabels;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod as KubePod;
+use kube::runtime::{watcher, WatchStreamExt};
 use prometheus::IntCounterVec;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +31,9 @@ use crate::record::{LabelSource, Labels};
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 /// The in-cluster service-account CA.
 pub const DEFAULT_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+/// The former polling interval, now unused (see [`KubernetesConfig::resync_interval`]).
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The `kubernetes` section of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,11 +47,13 @@ pub struct KubernetesConfig {
     pub pod_log_dir: PathBuf,
     /// API server URL (default `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`).
     pub api_url: Option<String>,
-    /// Bearer token file (re-read at every list, as projected tokens rotate).
+    /// Bearer token file (re-read at least once a minute, as projected tokens rotate).
     pub token_file: PathBuf,
-    /// CA bundle of the API server (used for `https` when the file exists).
+    /// CA bundle of the API server (used for `https` when the file exists; re-read about
+    /// once a minute, as the in-cluster CA rotates).
     pub ca_file: PathBuf,
-    /// How often the pods are listed again.
+    /// No longer used: pods are watched, not polled. Accepted so that existing files load;
+    /// a value other than the default is reported with a warning at start.
     #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
     /// Kubernetes namespaces to list pods in (needs only a namespaced Role); empty: all
@@ -61,7 +72,7 @@ impl Default for KubernetesConfig {
             api_url: None,
             token_file: PathBuf::from(DEFAULT_TOKEN_FILE),
             ca_file: PathBuf::from(DEFAULT_CA_FILE),
-            resync_interval: Duration::from_secs(30),
+            resync_interval: DEFAULT_RESYNC_INTERVAL,
             namespaces: Vec::new(),
             multiline: None,
         }
@@ -117,15 +128,31 @@ pub struct Pod {
     pub labels: FlinkPodLabels,
 }
 
-/// The pods known from the last good list, shared between the lister and the routes.
+/// The pods known from the watch, shared between the watcher and the routes.
 #[derive(Debug, Default)]
 struct PodSet {
-    /// Pods of the last good list, by uid.
+    /// Pods that exist now, by uid.
     live: HashMap<String, Pod>,
     /// Every pod ever seen, by uid (labels of files still being read after the pod is gone).
     seen: HashMap<String, Pod>,
-    /// Whether a list has succeeded yet (before it, no pod is known to be gone).
-    listed: bool,
+    /// The scopes (`None`: the whole cluster, else a namespace) listed completely at least
+    /// once; before that, no pod of the scope is known to be gone.
+    listed: HashSet<Option<String>>,
+}
+
+impl PodSet {
+    fn listed(&self, namespace: &str) -> bool {
+        self.listed.contains(&None) || self.listed.contains(&Some(namespace.to_string()))
+    }
+
+    /// Records `p` as seen; whether that changed what is remembered.
+    fn see(&mut self, p: &Pod) -> bool {
+        if self.seen.get(&p.uid) == Some(p) {
+            return false;
+        }
+        self.seen.insert(p.uid.clone(), p.clone());
+        true
+    }
 }
 
 /// A pod as remembered on disk (`{data-dir}/kubernetes-pods.json`).
@@ -222,22 +249,41 @@ impl PodLabels {
         }
     }
 
-    /// Replaces the live pod set (after a good list).
+    /// Replaces the whole live pod set (a complete list of the cluster).
     pub fn set_pods(&self, pods: Vec<Pod>) {
+        self.replace_scope(None, pods);
+    }
+
+    /// Replaces the live pods of one scope (`None`: every pod; else one namespace) with a
+    /// complete list of it: pods of the scope missing from `pods` are gone.
+    pub fn replace_scope(&self, namespace: Option<&str>, pods: Vec<Pod>) {
         let mut set = self.pods.write().unwrap_or_else(|e| e.into_inner());
-        set.live.clear();
-        set.listed = true;
+        set.live
+            .retain(|_, p| namespace.is_some_and(|ns| p.k8s_namespace != ns));
+        set.listed.insert(namespace.map(str::to_string));
         let mut changed = false;
         for p in pods {
-            if set.seen.get(&p.uid) != Some(&p) {
-                set.seen.insert(p.uid.clone(), p.clone());
-                changed = true;
-            }
+            changed |= set.see(&p);
             set.live.insert(p.uid.clone(), p);
         }
         if changed {
             self.save(&set);
         }
+    }
+
+    /// A pod was added or changed.
+    pub fn apply(&self, pod: Pod) {
+        let mut set = self.pods.write().unwrap_or_else(|e| e.into_inner());
+        if set.see(&pod) {
+            self.save(&set);
+        }
+        set.live.insert(pod.uid.clone(), pod);
+    }
+
+    /// A pod was deleted (or stopped being a suite pod).
+    pub fn remove(&self, uid: &str) {
+        let mut set = self.pods.write().unwrap_or_else(|e| e.into_inner());
+        set.live.remove(uid);
     }
 
     /// Uids of the live pods.
@@ -294,31 +340,31 @@ impl LabelSource for PodLabels {
     }
 
     fn gone(&self, path: &Path) -> bool {
-        let Some((_, _, uid, _)) = self.parse_path(path) else {
+        let Some((ns, _, uid, _)) = self.parse_path(path) else {
             return false;
         };
         let set = self.pods.read().unwrap_or_else(|e| e.into_inner());
-        set.listed && !set.live.contains_key(&uid)
+        set.listed(&ns) && !set.live.contains_key(&uid)
     }
 }
 
-/// Why a list failed.
+/// Why watching pods cannot start or failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ListError {
+pub enum Error {
     /// No API URL configured and not in a cluster.
     #[error("kubernetes.api_url is not set and KUBERNETES_SERVICE_HOST is not in the environment")]
     NoApiUrl,
+    /// The API URL does not parse.
+    #[error("kubernetes.api_url {url:?} is not a valid URL: {message}")]
+    BadApiUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// No node name.
     #[error("kubernetes.node_name is not set and NODE_NAME is not in the environment")]
     NoNodeName,
-    /// The token file is unreadable.
-    #[error("kubernetes.token_file {path}: {source}")]
-    Token {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The CA file is unusable.
     #[error("kubernetes.ca_file {path}: {message}")]
     Ca {
@@ -327,192 +373,262 @@ pub enum ListError {
         /// Why.
         message: String,
     },
-    /// The request failed.
-    #[error("listing pods: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The API server answered with an error.
-    #[error("listing pods: HTTP {status}: {message}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// The Status message.
-        message: String,
-    },
+    /// The client cannot be built (an unreadable `kubernetes.token_file`, a bad CA).
+    #[error("kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// A list or watch failed (it is retried with back-off).
+    #[error("watching pods: {0}")]
+    Watch(#[source] watcher::Error),
 }
 
-impl ListError {
-    /// A short code for the error metric.
+impl Error {
+    /// A short code for the error metric: `http_<status>` for the API server's answers
+    /// (`http_410` when the watch fell behind), `connect`, `token`, `config`, ...
     pub fn code(&self) -> String {
+        fn client(e: &kube::Error) -> String {
+            match e {
+                kube::Error::Api(s) => format!("http_{}", s.code),
+                kube::Error::Auth(_) => "token".into(),
+                kube::Error::HyperError(_)
+                | kube::Error::Service(_)
+                | kube::Error::HttpError(_) => "connect".into(),
+                kube::Error::SerdeError(_) => "decode".into(),
+                _ => "client".into(),
+            }
+        }
         match self {
-            Self::NoApiUrl | Self::NoNodeName => "config".into(),
-            Self::Token { .. } => "token".into(),
+            Self::NoApiUrl | Self::BadApiUrl { .. } | Self::NoNodeName => "config".into(),
             Self::Ca { .. } => "ca".into(),
-            Self::Http(_) => "connect".into(),
-            Self::Status { status, .. } => format!("http_{status}"),
+            Self::Client(e) => client(e),
+            Self::Watch(
+                watcher::Error::InitialListFailed(e)
+                | watcher::Error::WatchStartFailed(e)
+                | watcher::Error::WatchFailed(e),
+            ) => client(e),
+            Self::Watch(watcher::Error::WatchError(s)) => format!("http_{}", s.code),
+            Self::Watch(watcher::Error::NoResourceVersion) => "protocol".into(),
         }
     }
 }
 
-#[derive(Deserialize)]
-struct PodList {
-    #[serde(default)]
-    items: Vec<PodItem>,
-}
-
-#[derive(Deserialize)]
-struct PodItem {
-    metadata: Metadata,
-    #[serde(default)]
-    status: PodStatus,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    uid: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Default)]
-struct PodStatus {
-    #[serde(default, rename = "podIP")]
-    pod_ip: Option<String>,
-}
-
-/// Lists the suite's pods on one node.
-pub struct Lister {
+/// Watches the suite's pods on one node.
+pub struct PodWatcher {
     cfg: KubernetesConfig,
-    client: reqwest::Client,
-    url: String,
+    kube: kube::Config,
     node: String,
 }
 
-impl Lister {
-    /// A lister for `cfg` (the CA is read now; the token at every list).
-    pub fn new(cfg: &KubernetesConfig) -> Result<Self, ListError> {
-        let url = cfg.api_url().ok_or(ListError::NoApiUrl)?;
-        let node = cfg.node_name().ok_or(ListError::NoNodeName)?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5));
-        if url.starts_with("https") && cfg.ca_file.exists() {
-            let pem = std::fs::read(&cfg.ca_file).map_err(|e| ListError::Ca {
-                path: cfg.ca_file.clone(),
+impl PodWatcher {
+    /// A watcher for `cfg`: the URL, node name and CA are checked now; the client is built
+    /// when [`PodWatcher::run`] starts, and the token file is read at every request.
+    pub fn new(cfg: &KubernetesConfig) -> Result<Self, Error> {
+        let url = cfg.api_url().ok_or(Error::NoApiUrl)?;
+        let node = cfg.node_name().ok_or(Error::NoNodeName)?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::BadApiUrl {
+                url: url.clone(),
                 message: e.to_string(),
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ListError::Ca {
-                path: cfg.ca_file.clone(),
-                message: e.to_string(),
-            })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+        if uri.scheme().is_none() || uri.host().is_none() {
+            return Err(Error::BadApiUrl {
+                url,
+                message: "needs a scheme and a host (https://host:port)".into(),
+            });
         }
-        let client = builder.build()?;
+        let mut kube = kube::Config::new(uri);
+        kube.default_namespace = "default".into();
+        if url.starts_with("https") && cfg.ca_file.exists() {
+            let pem = std::fs::read(&cfg.ca_file).map_err(|e| Error::Ca {
+                path: cfg.ca_file.clone(),
+                message: e.to_string(),
+            })?;
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Ca {
+                path: cfg.ca_file.clone(),
+                message: e.to_string(),
+            })?;
+            kube.root_cert_file = Some(cfg.ca_file.clone());
+        }
         Ok(Self {
             cfg: cfg.clone(),
-            client,
-            url: url.trim_end_matches('/').to_string(),
+            kube,
             node,
         })
     }
 
-    /// One list: the suite's pods on this node (pods without valid suite labels are left
-    /// out with a debug message), from every configured namespace or the whole cluster.
-    pub async fn list(&self) -> Result<Vec<Pod>, ListError> {
-        if self.cfg.namespaces.is_empty() {
-            return self.list_at(format!("{}/api/v1/pods", self.url)).await;
-        }
-        let mut pods = Vec::new();
-        for ns in &self.cfg.namespaces {
-            let ns = percent_encoding::utf8_percent_encode(ns, percent_encoding::NON_ALPHANUMERIC);
-            pods.extend(
-                self.list_at(format!("{}/api/v1/namespaces/{ns}/pods", self.url))
-                    .await?,
-            );
-        }
-        Ok(pods)
-    }
-
-    async fn list_at(&self, url: String) -> Result<Vec<Pod>, ListError> {
-        let token =
-            std::fs::read_to_string(&self.cfg.token_file).map_err(|source| ListError::Token {
-                path: self.cfg.token_file.clone(),
-                source,
-            })?;
-        let token = Secret::new(token.trim().to_string());
-        let resp = self
-            .client
-            .get(url)
-            .query(&[
-                ("labelSelector", common::labels::selector(None)),
-                ("fieldSelector", format!("spec.nodeName={}", self.node)),
-            ])
-            .bearer_auth(token.expose())
-            .send()
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| body.chars().take(200).collect());
-            return Err(ListError::Status {
-                status: status.as_u16(),
-                message,
-            });
-        }
-        let list: PodList = resp.json().await?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|p| match FlinkPodLabels::from_labels(&p.metadata.labels) {
-                Ok(labels) => Some(Pod {
-                    k8s_namespace: p.metadata.namespace,
-                    name: p.metadata.name,
-                    uid: p.metadata.uid,
-                    ip: p.status.pod_ip.filter(|s| !s.is_empty()),
-                    labels,
-                }),
-                Err(error) => {
-                    tracing::debug!(pod = %p.metadata.name, %error, "Not a suite Flink pod; ignored.");
-                    None
+    /// The API client: kube's stack for `kube` (TLS with the CA re-read as it rotates),
+    /// plus the bearer token read from `token_file` at every request (trimmed, as
+    /// client-go does; a projected token rotates under us). An unreadable token file is
+    /// logged and the request goes without one (the API server's 401 is counted as `token`).
+    fn client(&self) -> Result<kube::Client, Error> {
+        let token_file = self.cfg.token_file.clone();
+        let auth =
+            tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
+                match std::fs::read_to_string(&token_file) {
+                    Ok(token) => {
+                        let token = common::Secret::new(token.trim().to_string());
+                        match http::HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
+                            Ok(mut v) => {
+                                v.set_sensitive(true);
+                                req.headers_mut().insert(http::header::AUTHORIZATION, v);
+                            }
+                            Err(_) => tracing::warn!(
+                                file = %token_file.display(),
+                                "The service account token holds characters a header cannot."
+                            ),
+                        }
+                    }
+                    Err(error) => tracing::warn!(
+                        file = %token_file.display(),
+                        %error,
+                        "Cannot read the service account token."
+                    ),
                 }
-            })
-            .collect())
+                req
+            });
+        Ok(kube::client::ClientBuilder::try_from(self.kube.clone())
+            .map_err(Error::Client)?
+            .with_layer(&auth)
+            .build())
     }
 
-    /// Lists every `resync_interval` into `target` until `stop`; failures are logged and
-    /// counted in `errors` (label `code`) and the last good set is kept.
+    /// The watcher's settings: the suite's pods on this node.
+    fn watch_config(&self) -> watcher::Config {
+        watcher::Config::default()
+            .labels(&common::labels::selector(None))
+            .fields(&format!("spec.nodeName={}", self.node))
+    }
+
+    /// Watches into `target` until `stop`. Failures are logged, counted in `errors` (label
+    /// `code`) and retried with capped exponential back-off; the last known pods are kept.
     pub async fn run(
         self,
         target: PodLabels,
         errors: IntCounterVec,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        loop {
-            match self.list().await {
-                Ok(pods) => {
-                    let before = target.live_uids();
-                    let after: HashSet<String> = pods.iter().map(|p| p.uid.clone()).collect();
-                    if before != after {
-                        tracing::info!(pods = ?pods.iter().map(|p| &p.name).collect::<Vec<_>>(), "Suite pods on this node.");
-                    }
-                    target.set_pods(pods);
-                }
+        if self.cfg.resync_interval != DEFAULT_RESYNC_INTERVAL {
+            tracing::warn!(
+                resync_interval = ?self.cfg.resync_interval,
+                "kubernetes.resync_interval is no longer used: pods are watched."
+            );
+        }
+        let token_file = self.cfg.token_file.clone();
+        let count = |e: &Error| {
+            let code = match e.code() {
+                c if c == "http_401" && std::fs::metadata(&token_file).is_err() => "token".into(),
+                c => c,
+            };
+            errors.with_label_values(&[&code]).inc();
+        };
+        let mut retry = 0;
+        let client = loop {
+            match self.client() {
+                Ok(c) => break c,
                 Err(error) => {
-                    errors.with_label_values(&[&error.code()]).inc();
-                    tracing::warn!(%error, "Cannot list pods; keeping the last known pods.");
+                    count(&error);
+                    retry += 1;
+                    tracing::warn!(%error, "Cannot build the Kubernetes client; keeping the last known pods.");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(common::backoff::capped_jittered(
+                            Duration::from_millis(500),
+                            Duration::from_secs(30),
+                            retry,
+                        )) => {}
+                    }
                 }
             }
-            tokio::select! {
+        };
+        let wc = self.watch_config();
+        let scopes: Vec<Option<String>> = if self.cfg.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.cfg.namespaces.iter().cloned().map(Some).collect()
+        };
+        let streams = scopes.into_iter().map(|scope| {
+            let api: kube::Api<KubePod> = match &scope {
+                None => kube::Api::all(client.clone()),
+                Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            };
+            watcher(api, wc.clone())
+                .default_backoff()
+                .map(move |ev| (scope.clone(), ev))
+                .boxed()
+        });
+        let mut events = futures::stream::select_all(streams);
+        // Pods of a list in progress, per scope, applied as a whole when it is complete.
+        let mut listing: HashMap<Option<String>, Vec<Pod>> = HashMap::new();
+        loop {
+            let next = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.cfg.resync_interval) => {}
+                next = events.next() => next,
+            };
+            let Some((scope, event)) = next else {
+                return;
+            };
+            match event {
+                Ok(watcher::Event::Init) => {
+                    listing.insert(scope, Vec::new());
+                }
+                Ok(watcher::Event::InitApply(p)) => {
+                    if let Some(pod) = suite_pod(&p) {
+                        listing.entry(scope).or_default().push(pod);
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let pods = listing.remove(&scope).unwrap_or_default();
+                    tracing::info!(
+                        namespace = scope.as_deref().unwrap_or("*"),
+                        pods = ?pods.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                        "Suite pods on this node listed."
+                    );
+                    target.replace_scope(scope.as_deref(), pods);
+                }
+                Ok(watcher::Event::Apply(p)) => match suite_pod(&p) {
+                    Some(pod) => {
+                        if !target.live_uids().contains(&pod.uid) {
+                            tracing::info!(pod = %pod.name, "Suite pod added on this node.");
+                        }
+                        target.apply(pod);
+                    }
+                    None => target.remove(p.metadata.uid.as_deref().unwrap_or_default()),
+                },
+                Ok(watcher::Event::Delete(p)) => {
+                    tracing::info!(pod = ?p.metadata.name, "Suite pod deleted.");
+                    target.remove(p.metadata.uid.as_deref().unwrap_or_default());
+                }
+                Err(e) => {
+                    let error = Error::Watch(e);
+                    count(&error);
+                    tracing::warn!(%error, code = %error.code(), "Kubernetes watch failed; retrying, keeping the last known pods.");
+                }
             }
+        }
+    }
+}
+
+/// The suite pod `p` is, or `None` (with a debug message) when its labels are not a
+/// complete suite identity.
+fn suite_pod(p: &KubePod) -> Option<Pod> {
+    let m = &p.metadata;
+    let name = m.name.clone().unwrap_or_default();
+    let labels = m.labels.clone().unwrap_or_default();
+    match FlinkPodLabels::from_labels(&labels) {
+        Ok(labels) => Some(Pod {
+            k8s_namespace: m.namespace.clone().unwrap_or_default(),
+            name,
+            uid: m.uid.clone()?,
+            ip: p
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .filter(|s| !s.is_empty()),
+            labels,
+        }),
+        Err(error) => {
+            tracing::debug!(pod = %name, %error, "Not a suite Flink pod; ignored.");
+            None
         }
     }
 }

@@ -9,9 +9,9 @@
 //! - [`route`]: one sink's pipeline: discover → tail → multiline → batch → send → checkpoint.
 //! - [`checkpoint`]: versioned, atomically replaced progress files.
 //! - [`buffer`]: the bounded outage buffer on disk.
-//! - [`kubernetes`]: Kubernetes mode: the suite's pods on this node listed from the API,
-//!   their container logs under `/var/log/pods` labelled from them, the pods seen remembered
-//!   in `{data-dir}/kubernetes-pods.json`.
+//! - [`kubernetes`]: Kubernetes mode: the suite's pods on this node watched through the API
+//!   (`kube-runtime`'s watcher), their container logs under `/var/log/pods` labelled from
+//!   them, the pods seen remembered in `{data-dir}/kubernetes-pods.json`.
 //! - [`sinks`]: local directory (`sinks::dir`), SLS (`sinks::sls`, with `sinks::sls::proto`
 //!   and `sinks::lz4`), OSS (`sinks::oss`); the Alibaba Cloud signer both cloud sinks use
 //!   (`sinks::alibaba`).
@@ -236,7 +236,7 @@ fn check_applicable(args: &Args, config: &Config) -> Result<(), common::ConfigEr
         let mut k8s = config.kubernetes.clone();
         k8s.namespaces
             .extend(args.kubernetes_namespaces.iter().cloned());
-        kubernetes::Lister::new(&k8s)
+        kubernetes::PodWatcher::new(&k8s)
             .map_err(|e| common::ConfigError::invalid("kubernetes", e.to_string()))?;
     }
     Ok(())
@@ -302,10 +302,10 @@ fn start_routes(
         let mut k8s = config.kubernetes.clone();
         k8s.namespaces
             .extend(args.kubernetes_namespaces.iter().cloned());
-        let lister = kubernetes::Lister::new(&k8s).map_err(|e| {
+        let watcher = kubernetes::PodWatcher::new(&k8s).map_err(|e| {
             Error::Config(common::ConfigError::invalid("kubernetes", e.to_string()))
         })?;
-        tokio::spawn(lister.run(
+        tokio::spawn(watcher.run(
             pods.clone(),
             metrics.kubernetes_list_errors.clone(),
             stop.clone(),

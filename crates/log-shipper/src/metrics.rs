@@ -115,7 +115,7 @@ impl Metrics {
             kubernetes_list_errors: counter(
                 r,
                 "kubernetes_list_errors_total",
-                "Failed Kubernetes pod lists (the last good pod set is kept), by error code.",
+                "Failed Kubernetes pod lists and watches (retried; the last known pod set is kept), by error code.",
                 &["code"],
             ),
         }

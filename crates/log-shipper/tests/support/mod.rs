@@ -1,0 +1,3 @@
+//! Test support shared by log-shipper's integration tests.
+
+pub mod fake_kube;
