@@ -1,8 +1,12 @@
 //! The service's configuration file.
+//!
+//! A reload (SIGHUP, `POST /-/reload`) applies every field to what happens next (the next
+//! request, reconcile step or download), except `store.url` and `store.password_file`: a
+//! reload that changes them is refused naming the field, and the running config stays.
 
 use std::time::Duration;
 
-use common::{ConfigError, ServiceConfig};
+use common::{config::unchanged, ConfigError, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_POLL: Duration = Duration::from_secs(2);
@@ -31,7 +35,8 @@ pub struct Config {
     /// The Kubernetes target: Flink image per Flink version, default Flink version, the
     /// JAR fetcher's image.
     pub kubernetes: crate::kubernetes::Settings,
-    /// Where the store lives (read at start; `--store.url` overrides `url`).
+    /// Where the store lives (read at start, so a reload cannot change it; `--store.url`
+    /// overrides `url`).
     pub store: StoreConfig,
 }
 
@@ -233,5 +238,16 @@ impl ServiceConfig for Config {
             }
         }
         Ok(())
+    }
+
+    /// Every field applies at reload (each is read from the live config where it is used)
+    /// except the store's: the store is opened once, at start.
+    fn check_reload(&self, reloaded: &Self) -> Result<(), ConfigError> {
+        unchanged("store.url", &self.store.url, &reloaded.store.url)?;
+        unchanged(
+            "store.password_file",
+            &self.store.password_file,
+            &reloaded.store.password_file,
+        )
     }
 }

@@ -269,13 +269,10 @@ pub fn assemble<F: Flink>(
     let gateway = config.clone();
     let local = LocalClusters::new(flink_home, data_dir)
         .with_metrics_gateway(move || gateway.current().metrics_gateway.url.clone());
-    let cur = config.current();
     let state = AppState {
         store: store.clone(),
         data_dir: data_dir.to_path_buf(),
         local: local.clone(),
-        proxy_user_header: cur.auth.proxy_user_header.clone(),
-        max_upload_bytes: cur.artifacts.max_upload_bytes,
         config: config.clone(),
         metrics: metrics.clone(),
     };

@@ -160,7 +160,7 @@ pub async fn upload(
             e.body_text()
         ))
     })?;
-    let limit = st.max_upload_bytes;
+    let limit = st.max_upload_bytes();
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

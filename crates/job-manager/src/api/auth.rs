@@ -92,7 +92,7 @@ impl FromRequestParts<AppState> for Caller {
                 None => Err(unauthorized("invalid or revoked API token")),
             };
         }
-        if let Some(header) = &state.proxy_user_header {
+        if let Some(header) = state.proxy_user_header() {
             if let Some(uid) = parts
                 .headers
                 .get(header.as_str())

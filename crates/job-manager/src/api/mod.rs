@@ -39,13 +39,42 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub data_dir: PathBuf,
     pub local: LocalClusters,
-    /// Header carrying the user id from a trusted auth proxy (`None`: not trusted).
-    pub proxy_user_header: Option<String>,
-    /// Largest accepted artifact.
-    pub max_upload_bytes: u64,
-    /// The live configuration (reloadable fields are read from it per request).
+    /// The live configuration: every field is read from it when used, so a reload takes
+    /// effect for the next request (see [`crate::config`] for the fields only a restart
+    /// changes).
     pub config: common::ConfigHandle<crate::Config>,
     pub metrics: Metrics,
+}
+
+impl AppState {
+    /// `auth.proxy_user_header` now: the header carrying the user id from a trusted auth
+    /// proxy (`None`: not trusted).
+    pub fn proxy_user_header(&self) -> Option<String> {
+        self.config.current().auth.proxy_user_header.clone()
+    }
+
+    /// `artifacts.max_upload_bytes` now: the largest accepted artifact.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.config.current().artifacts.max_upload_bytes
+    }
+}
+
+/// What a multipart upload may carry beside the artifact (boundaries, part headers).
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+/// Caps an upload's body at `artifacts.max_upload_bytes` (plus the multipart framing) as
+/// configured now, so a reload of the limit applies to the next upload; reading beyond it
+/// fails, and the handler answers 413 naming the limit.
+async fn upload_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = state.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// An API error: status, a short reason and a message naming what is wrong.
@@ -279,7 +308,6 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 pub fn router(state: AppState) -> Router {
     use deployments as d;
     let ns = "/api/v1/namespaces/{ns}";
-    let upload_limit = state.max_upload_bytes as usize + 64 * 1024;
     Router::new()
         .route(
             &format!("{ns}/deployments"),
@@ -325,7 +353,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/artifacts/v1/namespaces/{ns}/artifacts:upload",
-            post(artifacts::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+            post(artifacts::upload)
+                .layer::<_, std::convert::Infallible>(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    upload_limit,
+                ))
+                .layer::<_, std::convert::Infallible>(axum::extract::DefaultBodyLimit::disable()),
         )
         .route(
             "/artifacts/v1/namespaces/{ns}/artifacts:list",

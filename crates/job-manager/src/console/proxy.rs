@@ -349,7 +349,7 @@ async fn forward_inner(cs: ConsoleState, req: Request) -> Result<Response, ApiEr
         }
     }
     if !read_only {
-        let limit = usize::try_from(cs.app.max_upload_bytes).unwrap_or(usize::MAX);
+        let limit = usize::try_from(cs.app.max_upload_bytes()).unwrap_or(usize::MAX);
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
