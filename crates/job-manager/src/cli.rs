@@ -193,11 +193,15 @@ pub fn render(args: &RenderArgs) -> Result<Rendered, Error> {
         Some(s) => Uuid::parse_str(s.trim()).map_err(|_| Error::JobId(s.clone()))?,
         None => derived_id(&["job", &deployment.id().to_string()]),
     };
-    let artifact_store = args.manager_url.as_ref().map(|url| ArtifactStore {
-        base_url: url.clone(),
-        token_secret: ArtifactStore::token_secret_name(job_id),
-        token_key: "token".into(),
-    });
+    // No token to show: the manager mints one when it starts the job.
+    let artifact_store = args
+        .manager_url
+        .clone()
+        .or_else(|| config.kubernetes.manager_url.clone())
+        .map(|base_url| ArtifactStore {
+            base_url,
+            token: None,
+        });
     let request = JobRequest {
         deployment: &deployment,
         target_namespace: &target_namespace,
@@ -217,6 +221,12 @@ pub fn render(args: &RenderArgs) -> Result<Rendered, Error> {
     };
     let objects = kubernetes::build(&request, &config.kubernetes)?;
     notes.extend(objects.notes.iter().cloned());
+    if let Some(secret) = objects.secret.as_ref().filter(|s| s.data.is_none()) {
+        notes.push(format!(
+            "Secret {} is rendered without its download token: job-manager mints one when it starts the job (kubernetes.manager_url), so pods of objects applied by hand cannot download the JAR",
+            secret.metadata.name.as_deref().unwrap_or_default()
+        ));
+    }
     Ok(Rendered {
         yaml: objects.to_yaml_stream()?,
         notes,

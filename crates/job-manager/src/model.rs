@@ -540,6 +540,10 @@ pub struct KubernetesClusterRef {
     pub context: Option<String>,
     #[serde(default)]
     pub flink_rest: crate::kubernetes::cluster::FlinkRestAccess,
+    /// The scope, expiry and hash of the job's artifact download token, when its JAR is in
+    /// the artifact store (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_token: Option<crate::artifacts::tokens::DownloadGrant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::Deployment,
     batch::v1::Job,
-    core::v1::{ConfigMap, PodTemplateSpec, Service},
+    core::v1::{ConfigMap, Container, PodTemplateSpec, Secret, Service},
     rbac::v1::{Role, RoleBinding},
 };
 use serde::Deserialize;
@@ -167,6 +167,18 @@ fn cases() -> Vec<Case> {
             user_pod_labels: &[],
         },
         Case {
+            name: "credentials-in-uri",
+            template_spec: "      artifact:
+        kind: JAR
+        jarUri: https://ci:s3cr3t-pw@repo.example.com/orders-1.0.jar?download_token=t0k3n
+        flinkVersion: '1.20'
+      parallelism: 1
+"
+            .to_string(),
+            extra_args: &[],
+            user_pod_labels: &[],
+        },
+        Case {
             name: "flink-1.17",
             template_spec: "      artifact:
         kind: JAR
@@ -224,6 +236,8 @@ fn render(dir: &Path, doc: &str, extra: &[&str]) -> Output {
 /// The objects of a render, parsed into Kubernetes types.
 struct Objects {
     config_map: ConfigMap,
+    /// The job's Secret (download token or a jarUri with credentials), when it needs one.
+    secret: Option<Secret>,
     service: Service,
     job: Job,
     deployment: Deployment,
@@ -231,6 +245,7 @@ struct Objects {
 
 fn parse(stream: &str) -> Objects {
     let mut config_map = None;
+    let mut secret = None;
     let mut service = None;
     let mut job = None;
     let mut deployment = None;
@@ -244,15 +259,18 @@ fn parse(stream: &str) -> Objects {
         kinds.push(kind.clone());
         match kind.as_str() {
             "ConfigMap" => config_map = Some(serde_yaml::from_value::<ConfigMap>(v).unwrap()),
+            "Secret" => secret = Some(serde_yaml::from_value::<Secret>(v).unwrap()),
             "Service" => service = Some(serde_yaml::from_value::<Service>(v).unwrap()),
             "Job" => job = Some(serde_yaml::from_value::<Job>(v).unwrap()),
             "Deployment" => deployment = Some(serde_yaml::from_value::<Deployment>(v).unwrap()),
             other => panic!("unexpected kind {other}"),
         }
     }
+    kinds.retain(|k| k != "Secret");
     assert_eq!(kinds, ["ConfigMap", "Service", "Job", "Deployment"]);
     Objects {
         config_map: config_map.unwrap(),
+        secret,
         service: service.unwrap(),
         job: job.unwrap(),
         deployment: deployment.unwrap(),
@@ -597,21 +615,101 @@ fn restore_arguments_and_the_manager_download() {
     );
     assert!(args.contains(&"--allowNonRestoredState".to_string()));
     assert_eq!(
-        o.deployment.spec.unwrap().replicas,
+        o.deployment.spec.as_ref().unwrap().replicas,
         Some(2),
         "ceil(3 / 2 slots)"
     );
-    let pod = o.job.spec.unwrap().template.spec.unwrap();
-    let init = &pod.init_containers.unwrap()[0];
-    let fetch = init.args.clone().unwrap();
-    assert_eq!(
-        fetch.last().unwrap(),
-        "http://job-manager.flink-suite:8080/artifacts/v1/namespaces/default/artifacts:download?filename=orders-1.0.jar"
+    let secret_name = format!("job-{JOB_ID}-artifact-token");
+    for (component, pod) in pods(&o) {
+        let init = fetcher(pod);
+        let env = env_of(&init);
+        assert_eq!(
+            env["JOB_MANAGER_JAR_URL"],
+            (Some("http://job-manager.flink-suite:8080/artifacts/v1/namespaces/default/artifacts:download?filename=orders-1.0.jar".to_string()), None),
+            "{component}"
+        );
+        assert_eq!(
+            env["JOB_MANAGER_ARTIFACT_TOKEN"],
+            (None, Some((secret_name.clone(), "token".to_string()))),
+            "{component}"
+        );
+    }
+    // The Secret is rendered without a token: the manager mints one when it starts the job.
+    let secret = o.secret.expect("the token's Secret");
+    assert_eq!(secret.metadata.name.as_deref(), Some(secret_name.as_str()));
+    assert_eq!(secret.metadata.namespace.as_deref(), Some("flink-jobs"));
+    assert!(secret.data.is_none(), "{:?}", secret.data);
+}
+
+/// The init container of a pod.
+fn fetcher(pod: &PodTemplateSpec) -> Container {
+    let spec = pod.spec.as_ref().unwrap();
+    let init = spec.init_containers.as_ref().unwrap();
+    assert_eq!(init.len(), 1);
+    assert_eq!(init[0].name, "fetch-jar");
+    init[0].clone()
+}
+
+/// A container's environment: name → (value, (Secret, key)).
+#[allow(clippy::type_complexity)]
+fn env_of(c: &Container) -> BTreeMap<String, (Option<String>, Option<(String, String)>)> {
+    c.env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let from = e
+                .value_from
+                .and_then(|v| v.secret_key_ref)
+                .map(|r| (r.name, r.key));
+            (e.name, (e.value, from))
+        })
+        .collect()
+}
+
+#[test]
+fn credentials_in_the_jar_uri_are_only_in_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "credentials-in-uri")
+        .unwrap();
+    let out = render(dir.path(), &document(&case.template_spec), case.extra_args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let token = init.env.clone().unwrap()[0].value_from.clone().unwrap();
-    assert_eq!(
-        token.secret_key_ref.unwrap().name,
-        format!("job-{JOB_ID}-artifact-token")
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let o = parse(&stdout);
+    let uri = "https://ci:s3cr3t-pw@repo.example.com/orders-1.0.jar?download_token=t0k3n";
+    let secret_name = format!("job-{JOB_ID}-artifact-token");
+    for (component, pod) in pods(&o) {
+        let init = fetcher(pod);
+        let env = env_of(&init);
+        assert_eq!(
+            env["JOB_MANAGER_JAR_URL"],
+            (None, Some((secret_name.clone(), "jar-url".to_string()))),
+            "{component}"
+        );
+        assert!(!env.contains_key("JOB_MANAGER_ARTIFACT_TOKEN"));
+        // Neither the pod spec nor the script holds the credentials.
+        let spec = serde_json::to_string(pod).unwrap();
+        for part in ["s3cr3t-pw", "t0k3n", "ci:"] {
+            assert!(!spec.contains(part), "{component}: {part} in {spec}");
+        }
+        assert_eq!(init.command.unwrap(), ["sh", "-c"]);
+    }
+    let secret = o.secret.expect("the URL's Secret");
+    assert_eq!(secret.metadata.name.as_deref(), Some(secret_name.as_str()));
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    assert_eq!(secret.data.unwrap()["jar-url"].0, uri.as_bytes());
+    // Only in the Secret (base64), in the whole stream.
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("s3cr3t") && !stderr.contains("t0k3n"),
+        "{stderr}"
     );
 }
 

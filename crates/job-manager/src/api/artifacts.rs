@@ -3,7 +3,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{FromRequestParts, Path, Query, Request, State},
     http::{header, HeaderMap, StatusCode},
     response::IntoResponse,
 };
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{auth::Caller, ok, ApiError, ApiResult, AppState};
 use crate::{
-    artifacts,
+    artifacts::{self, tokens},
     model::{Deployment, Role},
     store,
 };
@@ -275,13 +275,53 @@ pub async fn metadata(
     ok(StatusCode::OK, m)
 }
 
+/// `GET …/artifacts:download?filename=NAME`: for a caller with the viewer role, or for the
+/// pods of a job on a Kubernetes target with that job's download token (only its one
+/// artifact, before expiry, while the job's cluster exists; see
+/// [`crate::artifacts::tokens`]). A refused token gets 401 or 403 naming why, never the
+/// token.
 pub async fn download(
     State(st): State<AppState>,
-    caller: Caller,
     Path(ns): Path<String>,
     Query(q): Query<FileQuery>,
+    req: Request,
 ) -> ApiResult {
-    caller.require(&ns, Role::Viewer)?;
+    let (mut parts, _) = req.into_parts();
+    let download_token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| t.starts_with(tokens::TOKEN_PREFIX))
+        .map(str::to_string);
+    if let Some(token) = download_token {
+        let name = q.filename.clone().unwrap_or_default();
+        let verdict = tokens::verify(&token, &ns, &name, &st.store.read().jobs, Utc::now());
+        match verdict {
+            Ok(grant) => {
+                tracing::info!(namespace = %ns, artifact = %name, job = %grant.job_id, "Artifact downloaded with its job's download token.");
+            }
+            Err(refusal) => {
+                st.metrics.auth_denied.inc();
+                tracing::info!(namespace = %ns, artifact = %name, "Download token refused: {refusal}");
+                let status =
+                    StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                let reason = if status == StatusCode::FORBIDDEN {
+                    "Forbidden"
+                } else {
+                    "Unauthorized"
+                };
+                return Err(ApiError::new(status, reason, refusal.to_string()));
+            }
+        }
+    } else {
+        let caller = Caller::from_request_parts(&mut parts, &st).await?;
+        caller.require(&ns, Role::Viewer)?;
+    }
     let (name, path) = named(&st, &ns, &q)?;
     let bytes = tokio::fs::read(&path).await.map_err(ApiError::internal)?;
     Ok((

@@ -89,6 +89,18 @@ impl FromRequestParts<AppState> for Caller {
                     },
                     state: state.clone(),
                 }),
+                // A job's download token opens nothing but its artifact's download.
+                None if secret
+                    .trim()
+                    .starts_with(crate::artifacts::tokens::TOKEN_PREFIX) =>
+                {
+                    state.metrics.auth_denied.inc();
+                    Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        "a job's download token allows only GET of its artifact (/artifacts/v1/namespaces/{ns}/artifacts:download)",
+                    ))
+                }
                 None => Err(unauthorized("invalid or revoked API token")),
             };
         }

@@ -292,8 +292,19 @@ pub fn no_effect(d: &Deployment, target: &DeploymentTarget) -> Vec<String> {
                 }
             }
         }
-        // Pods, images, resources and logging all shape the job's own pods.
-        TargetKind::Kubernetes => {}
+        // Pods, images, resources and logging all shape the job's own pods; what the target
+        // does not apply is Flink's native-Kubernetes options and what the builder replaces.
+        TargetKind::Kubernetes => {
+            let ns = target
+                .spec
+                .kubernetes
+                .as_ref()
+                .map(|k| k.namespace.as_str())
+                .unwrap_or_default();
+            for n in crate::kubernetes::no_effect::no_effect(d, ns) {
+                say(n.field, &n.why);
+            }
+        }
     }
     out
 }

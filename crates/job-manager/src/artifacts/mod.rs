@@ -8,9 +8,11 @@
 //! - an `http(s)://` URI that the operator allowed in `artifacts.remote` (see [`remote`]).
 //!
 //! The API checks a jarUri when a deployment is created or its jarUri changes; the controller
-//! checks it again right before it hands the JAR to Flink.
+//! checks it again right before it hands the JAR to Flink. Pods of a job on a Kubernetes
+//! target download a stored JAR with a token of that one artifact ([`tokens`]).
 
 pub mod remote;
+pub mod tokens;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -502,7 +502,10 @@ impl KubeCluster {
                         .into(),
             });
         }
-        let mut secret = token.map(|t| token_secret(objects, t));
+        let mut secret = objects
+            .secret
+            .clone()
+            .or_else(|| token.map(|t| token_secret(objects, t)));
         let uid = match existing.and_then(|j| j.metadata.uid) {
             Some(uid) => {
                 tracing::info!(namespace = ns, job = %jm_name, "Adopting the existing JobManager Job.");

@@ -9,7 +9,9 @@
 //! - [`settings`]: images per Flink version and the JAR fetcher's image.
 //! - [`flink_conf`]: Flink's configuration, in the format of the Flink version.
 //! - [`pods`]: pod options (`kubernetes.pods`), pod templates, the suite's labels.
-//! - [`fetch`]: the init container that downloads the JAR into the pods.
+//! - [`fetch`]: the init container that downloads the JAR into the pods, and the job's
+//!   Secret (download token, or a jarUri with credentials).
+//! - [`no_effect`]: settings of a deployment that a Kubernetes target does not apply.
 //! - [`objects`]: the ConfigMap, the JobManager Job and its Service, the TaskManager
 //!   Deployment; [`build`] makes them all.
 //! - [`rbac`]: every permission the manager uses in a target namespace (one list) and the
@@ -21,6 +23,7 @@
 pub mod cluster;
 pub mod fetch;
 pub mod flink_conf;
+pub mod no_effect;
 pub mod objects;
 pub mod observe;
 pub mod pods;
@@ -76,20 +79,20 @@ pub struct Restore {
     pub allow_non_restored_state: bool,
 }
 
-/// How pods fetch a JAR that lives in job-manager's artifact store (`file://` URIs): over
-/// the manager's artifact API with a token kept in a Secret.
+/// How pods fetch a JAR that lives in job-manager's artifact store (`file://` URIs): from
+/// the manager's artifact download endpoint, with a read-only token of that one artifact
+/// kept in the job's Secret (see [`crate::artifacts::tokens`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactStore {
     /// The manager's base URL as the pods reach it, e.g. `http://job-manager.flink-suite:8080`.
     pub base_url: String,
-    /// The Secret (in the target namespace) holding the read-only download token.
-    pub token_secret: String,
-    /// The key of the token in that Secret.
-    pub token_key: String,
+    /// The job's download token (`Debug` shows no value); `None` when there is none to
+    /// show (`job-manager render`): the Secret is then rendered without it.
+    pub token: Option<common::Secret>,
 }
 
 impl ArtifactStore {
-    /// The Secret name the manager uses for a job's download token.
+    /// The name of a job's Secret: the download token, or a jarUri with credentials.
     pub fn token_secret_name(job_id: Uuid) -> String {
         format!("job-{job_id}-artifact-token")
     }

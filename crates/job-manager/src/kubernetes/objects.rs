@@ -1,6 +1,8 @@
 //! The objects of one job: the ConfigMap (Flink's and log4j's configuration), the JobManager
 //! (a batch/v1 Job running `standalone-job`) and its Service, the TaskManager Deployment.
-//! The ConfigMap, Service and Deployment are owned by the JobManager Job once it exists
+//! The job's Secret (the artifact download token, or a jarUri with credentials; see
+//! [`super::fetch`]) comes with them when the download needs one. The ConfigMap, Secret,
+//! Service and Deployment are owned by the JobManager Job once it exists
 //! ([`JobObjects::set_owner`]), so deleting the Job removes the set.
 
 use std::collections::BTreeMap;
@@ -12,8 +14,8 @@ use k8s_openapi::{
         batch::v1::{Job, JobSpec},
         core::v1::{
             ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-            EnvVar, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service,
-            ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            EnvVar, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret,
+            Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -26,7 +28,7 @@ use k8s_openapi::{
 
 use super::{
     config_map_name,
-    fetch::{fetcher, jar_source, JarSource},
+    fetch::{self, fetcher, jar_source, JarSource},
     flink_conf::{self, ConfInput, FlinkVersion, Reporter},
     jobmanager_name,
     pods::{self, Identity, MAIN_CONTAINER},
@@ -47,10 +49,13 @@ pub const FLINK_JOB_ID_ANNOTATION: &str = "flink-suite.io/flink-job-id";
 
 const DEFAULT_CPU: f64 = 1.0;
 
-/// The Kubernetes objects of one job.
-#[derive(Debug, Clone, PartialEq)]
+/// The Kubernetes objects of one job. `Debug` shows the Secret's name and keys, never its
+/// values.
+#[derive(Clone, PartialEq)]
 pub struct JobObjects {
     pub config_map: ConfigMap,
+    /// The download token or the jarUri with credentials, when the download needs one.
+    pub secret: Option<Secret>,
     pub service: Service,
     pub jobmanager: Job,
     pub taskmanager: Deployment,
@@ -58,8 +63,28 @@ pub struct JobObjects {
     pub notes: Vec<String>,
 }
 
+impl std::fmt::Debug for JobObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = self.secret.as_ref().map(|s| {
+            let keys: Vec<&String> = s.data.iter().flat_map(|d| d.keys()).collect();
+            format!(
+                "{:?} keys {keys:?}",
+                s.metadata.name.as_deref().unwrap_or_default()
+            )
+        });
+        f.debug_struct("JobObjects")
+            .field("config_map", &self.config_map)
+            .field("secret", &secret)
+            .field("service", &self.service)
+            .field("jobmanager", &self.jobmanager)
+            .field("taskmanager", &self.taskmanager)
+            .field("notes", &self.notes)
+            .finish()
+    }
+}
+
 impl JobObjects {
-    /// Makes the ConfigMap, Service and TaskManager Deployment owned by the JobManager Job
+    /// Makes the ConfigMap, Secret, Service and TaskManager Deployment owned by the JobManager Job
     /// (`uid` is the Job's, known once the API server created it). Deletion is not blocked
     /// on them (`blockOwnerDeletion` would need `update` on `jobs/finalizers`).
     pub fn set_owner(&mut self, uid: &str) {
@@ -73,33 +98,44 @@ impl JobObjects {
             block_owner_deletion: None,
         };
         for m in [
-            &mut self.config_map.metadata,
-            &mut self.service.metadata,
-            &mut self.taskmanager.metadata,
-        ] {
+            Some(&mut self.config_map.metadata),
+            self.secret.as_mut().map(|s| &mut s.metadata),
+            Some(&mut self.service.metadata),
+            Some(&mut self.taskmanager.metadata),
+        ]
+        .into_iter()
+        .flatten()
+        {
             m.owner_references = Some(vec![owner.clone()]);
         }
     }
 
-    /// The objects as JSON, in the order to apply them (ConfigMap, Service, JobManager Job,
-    /// TaskManager Deployment).
+    /// The objects as JSON, in the order to apply them (ConfigMap, Secret if any, Service,
+    /// JobManager Job, TaskManager Deployment).
     pub fn to_values(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
-        Ok(vec![
-            serde_json::to_value(&self.config_map)?,
+        let mut v = vec![serde_json::to_value(&self.config_map)?];
+        if let Some(s) = &self.secret {
+            v.push(serde_json::to_value(s)?);
+        }
+        v.extend([
             serde_json::to_value(&self.service)?,
             serde_json::to_value(&self.jobmanager)?,
             serde_json::to_value(&self.taskmanager)?,
-        ])
+        ]);
+        Ok(v)
     }
 
     /// A multi-document YAML stream of the objects (as `kubectl apply -f -` reads it).
     pub fn to_yaml_stream(&self) -> Result<String, serde_yaml::Error> {
-        let docs = [
-            serde_yaml::to_string(&self.config_map)?,
+        let mut docs = vec![serde_yaml::to_string(&self.config_map)?];
+        if let Some(s) = &self.secret {
+            docs.push(serde_yaml::to_string(s)?);
+        }
+        docs.extend([
             serde_yaml::to_string(&self.service)?,
             serde_yaml::to_string(&self.jobmanager)?,
             serde_yaml::to_string(&self.taskmanager)?,
-        ];
+        ]);
         Ok(docs
             .iter()
             .map(|d| format!("---\n{d}"))
@@ -225,6 +261,12 @@ pub fn build(req: &JobRequest<'_>, settings: &Settings) -> Result<JobObjects> {
     let log4j = with_console_appender(&log4j, &mut notes);
 
     let jar = jar_source(req, &namespace)?;
+    let secret = fetch::secret(
+        &jar,
+        req.artifact_store.as_ref(),
+        req.target_namespace,
+        who.labels(None),
+    );
 
     // The ConfigMap.
     let config_map = ConfigMap {
@@ -409,6 +451,7 @@ pub fn build(req: &JobRequest<'_>, settings: &Settings) -> Result<JobObjects> {
     };
     Ok(JobObjects {
         config_map,
+        secret,
         service,
         jobmanager,
         taskmanager,

@@ -1,7 +1,8 @@
 //! What the Kubernetes target is configured with: the Flink image per Flink version, the
-//! default Flink version and the image of the JAR-fetching init container.
+//! default Flink version, the image of the JAR-fetching init container, and how pods reach
+//! the manager's artifact store (its URL, the download token's lifetime).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,10 @@ pub const DEFAULT_FLINK_VERSION: &str = "1.20";
 pub const DEFAULT_FLINK_REPOSITORY: &str = "flink";
 /// The image of the init container that downloads the job's JAR (it runs `curl`).
 pub const DEFAULT_FETCHER_IMAGE: &str = "curlimages/curl:8.11.1";
+/// How long a job's artifact download token is valid by default.
+pub const DEFAULT_ARTIFACT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// The longest download token lifetime accepted.
+pub const MAX_ARTIFACT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Settings of the Kubernetes target (the `kubernetes:` section of the manager's config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,8 +33,18 @@ pub struct Settings {
     pub default_repository: String,
     /// Flink version of deployments whose artifact names none.
     pub default_flink_version: String,
-    /// Image of the init container that downloads the JAR (needs `curl`).
+    /// Image of the init container that downloads the JAR (needs `sh` and `curl` 7.71 or
+    /// newer).
     pub fetcher_image: String,
+    /// job-manager's base URL as the pods reach it, e.g.
+    /// `http://job-manager.flink-suite.svc:8080`: jobs whose jarUri is in the artifact store
+    /// download their JAR from there. Unset: such a job fails to start, naming this setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_url: Option<String>,
+    /// How long the download token of a job (artifact-store JARs) is valid, e.g. `1h`. Pods
+    /// created after it expired (a TaskManager rescheduled later) cannot download the JAR.
+    #[serde(with = "humantime_serde")]
+    pub artifact_token_ttl: Duration,
     /// Base of the default savepoint and checkpoint directories of jobs on Kubernetes
     /// targets, e.g. `oss://bucket/flink-savepoints`: a deployment gets
     /// `<base>/<namespace>/<deploymentId>` (checkpoints under `.../checkpoints`). Unset:
@@ -46,6 +61,8 @@ impl Default for Settings {
             default_repository: DEFAULT_FLINK_REPOSITORY.into(),
             default_flink_version: DEFAULT_FLINK_VERSION.into(),
             fetcher_image: DEFAULT_FETCHER_IMAGE.into(),
+            manager_url: None,
+            artifact_token_ttl: DEFAULT_ARTIFACT_TOKEN_TTL,
             savepoint_base: None,
         }
     }
@@ -70,6 +87,29 @@ impl Settings {
             if value.trim().is_empty() || value.contains(char::is_whitespace) {
                 return Err((field.into(), "must be an image name without spaces".into()));
             }
+        }
+        if let Some(url) = &self.manager_url {
+            let parsed = url::Url::parse(url.trim()).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+            });
+            if parsed.is_none() {
+                return Err((
+                    "manager_url".into(),
+                    format!("{url:?} must be an http:// or https:// URL with a host and without credentials or query (e.g. http://job-manager.flink-suite.svc:8080)"),
+                ));
+            }
+        }
+        if self.artifact_token_ttl < Duration::from_secs(1)
+            || self.artifact_token_ttl > MAX_ARTIFACT_TOKEN_TTL
+        {
+            return Err((
+                "artifact_token_ttl".into(),
+                format!("{:?} must be between 1s and 7days", self.artifact_token_ttl),
+            ));
         }
         for (version, image) in &self.images {
             if FlinkVersion::parse(version).is_none() {
@@ -188,6 +228,22 @@ mod tests {
         assert_eq!(s.validate().unwrap_err().0, "images[\"latest\"]");
         let s: Settings = serde_yaml::from_str("default_flink_version: one\n").unwrap();
         assert_eq!(s.validate().unwrap_err().0, "default_flink_version");
+        let s: Settings = serde_yaml::from_str(
+            "manager_url: http://job-manager.flink-suite.svc:8080\nartifact_token_ttl: 15m\n",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.artifact_token_ttl, Duration::from_secs(900));
+        for bad in [
+            "manager_url: job-manager:8080\n",
+            "manager_url: http://u:p@job-manager:8080\n",
+            "manager_url: ftp://job-manager\n",
+        ] {
+            let s: Settings = serde_yaml::from_str(bad).unwrap();
+            assert_eq!(s.validate().unwrap_err().0, "manager_url", "{bad}");
+        }
+        let s: Settings = serde_yaml::from_str("artifact_token_ttl: 30days\n").unwrap();
+        assert_eq!(s.validate().unwrap_err().0, "artifact_token_ttl");
         assert!(
             serde_yaml::from_str::<Settings>("image: x\n").is_err(),
             "unknown fields are errors"

@@ -1,6 +1,8 @@
 //! Builder tests that need the crate's internals; the rendered output is tested end to end
 //! in `tests/kubernetes_render.rs`.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
 use super::*;
@@ -53,43 +55,140 @@ fn owner_references_point_at_the_jobmanager_job() {
     assert!(o.jobmanager.metadata.owner_references.is_none());
 }
 
+/// The init container of the JobManager pod and its environment by name.
+fn fetcher(
+    o: &JobObjects,
+) -> (
+    k8s_openapi::api::core::v1::Container,
+    BTreeMap<String, k8s_openapi::api::core::v1::EnvVar>,
+) {
+    let pod = o.jobmanager.spec.clone().unwrap().template.spec.unwrap();
+    let init = pod.init_containers.unwrap()[0].clone();
+    let env = init
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect();
+    (init, env)
+}
+
+fn secret_ref(e: &k8s_openapi::api::core::v1::EnvVar) -> (String, String) {
+    let r = e.value_from.clone().unwrap().secret_key_ref.unwrap();
+    (r.name, r.key)
+}
+
 #[test]
 fn store_artifacts_are_fetched_from_the_manager_with_the_token_secret() {
     let mut d = deployment();
     d.spec.template.spec.artifact.jar_uri =
-        "file:///var/lib/job-manager/artifacts/default/my job.jar".into();
+        "file:///var/lib/job-manager/artifacts/default/my+job.jar".into();
     let err = build(&request(&d), &Settings::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("artifact.jarUri"), "{err}");
-    assert!(err.contains("--manager-url"), "{err}");
+    assert!(err.contains("kubernetes.manager_url"), "{err}");
     let mut r = request(&d);
+    let token = common::Secret::new("jmdl_0123456789abcdef");
     r.artifact_store = Some(ArtifactStore {
         base_url: "http://job-manager.flink-suite:8080/".into(),
-        token_secret: ArtifactStore::token_secret_name(r.job_id),
-        token_key: "token".into(),
+        token: Some(token.clone()),
     });
     let o = build(&r, &Settings::default()).unwrap();
-    let pod = o.jobmanager.spec.unwrap().template.spec.unwrap();
-    let init = &pod.init_containers.unwrap()[0];
-    let args = init.args.clone().unwrap();
+    let (init, env) = fetcher(&o);
+    assert_eq!(init.command.clone().unwrap(), ["sh", "-c"]);
+    assert_eq!(init.args.clone().unwrap(), [fetch::FETCH_SCRIPT]);
     assert_eq!(
-        args.last().unwrap(),
-        "http://job-manager.flink-suite:8080/artifacts/v1/namespaces/default/artifacts:download?filename=my%20job.jar"
+        env[fetch::URL_ENV].value.as_deref(),
+        Some("http://job-manager.flink-suite:8080/artifacts/v1/namespaces/default/artifacts:download?filename=my%2Bjob.jar")
     );
-    assert!(args.contains(&"Authorization: Bearer $(JOB_MANAGER_ARTIFACT_TOKEN)".to_string()));
+    assert_eq!(
+        env[fetch::PATH_ENV].value.as_deref(),
+        Some("/opt/flink/usrlib/myjob.jar")
+    );
+    let secret_name = ArtifactStore::token_secret_name(r.job_id);
+    assert_eq!(
+        secret_ref(&env[fetch::TOKEN_ENV]),
+        (secret_name.clone(), fetch::SECRET_TOKEN_KEY.to_string())
+    );
+    // The token is in the Secret, and nowhere else.
+    let secret = o.secret.clone().unwrap();
+    assert_eq!(secret.metadata.name.as_deref(), Some(secret_name.as_str()));
+    assert_eq!(
+        secret.data.clone().unwrap()[fetch::SECRET_TOKEN_KEY].0,
+        token.expose().as_bytes()
+    );
+    let mut without_secret = o.clone();
+    without_secret.secret = None;
+    let text = serde_json::to_string(&without_secret.to_values().unwrap()).unwrap();
+    assert!(!text.contains(token.expose()));
     assert!(
-        args.contains(&"/opt/flink/usrlib/myjob.jar".to_string()),
-        "{args:?}"
+        !format!("{o:?}").contains(token.expose()),
+        "Debug shows no token"
     );
-    let env = &init.env.clone().unwrap()[0];
-    let secret = env.value_from.clone().unwrap().secret_key_ref.unwrap();
-    assert_eq!(secret.name, format!("job-{}-artifact-token", r.job_id));
+    // Owned by the JobManager Job like the rest.
+    let mut owned = o.clone();
+    owned.set_owner("uid-1");
+    assert_eq!(
+        owned.secret.unwrap().metadata.owner_references.unwrap()[0].uid,
+        "uid-1"
+    );
     d.spec.template.spec.artifact.jar_uri = "oss://bucket/job.jar".into();
     let err = build(&request(&d), &Settings::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("http:// or https://"), "{err}");
+}
+
+#[test]
+fn credentials_in_a_jar_uri_go_to_the_secret_not_the_pod_spec() {
+    for uri in [
+        "https://ci:s3cr3t@repo.example.com/orders-1.0.jar",
+        "https://bucket.oss-cn-hangzhou.aliyuncs.com/orders-1.0.jar?Expires=1&OSSAccessKeyId=ak&Signature=s1gn",
+    ] {
+        let mut d = deployment();
+        d.spec.template.spec.artifact.jar_uri = uri.into();
+        let r = request(&d);
+        let o = build(&r, &Settings::default()).unwrap();
+        let (_, env) = fetcher(&o);
+        assert_eq!(
+            secret_ref(&env[fetch::URL_ENV]),
+            (
+                ArtifactStore::token_secret_name(r.job_id),
+                fetch::SECRET_URL_KEY.to_string()
+            )
+        );
+        assert!(!env.contains_key(fetch::TOKEN_ENV));
+        let secret = o.secret.clone().unwrap();
+        assert_eq!(
+            secret.data.clone().unwrap()[fetch::SECRET_URL_KEY].0,
+            uri.as_bytes()
+        );
+        let mut rest = o.clone();
+        rest.secret = None;
+        let text = serde_json::to_string(&rest.to_values().unwrap()).unwrap();
+        for part in ["s3cr3t", "s1gn", "Signature"] {
+            assert!(!text.contains(part), "{part} in {text}");
+        }
+    }
+    // Without credentials the URL stays readable and no Secret is made.
+    let d = deployment();
+    let o = build(&request(&d), &Settings::default()).unwrap();
+    assert!(o.secret.is_none());
+    let (_, env) = fetcher(&o);
+    assert_eq!(
+        env[fetch::URL_ENV].value.as_deref(),
+        Some("https://repo.example.com/orders-1.0.jar")
+    );
+    // A quote would end curl's config value: refused, without the credentials.
+    let mut d = deployment();
+    d.spec.template.spec.artifact.jar_uri = "https://u:pw@repo.example.com/a\"b.jar".into();
+    let err = build(&request(&d), &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("percent-encode"), "{err}");
+    assert!(!err.contains("pw"), "{err}");
 }
 
 #[test]

@@ -15,6 +15,9 @@
 //! - With `spec.kubernetes.flinkRest: proxy`, Flink's REST base URL is the API server's
 //!   service proxy URL, registered so that [`crate::flink::rest::RestFlink`] calls it with the
 //!   cluster's credentials ([`kubernetes::cluster::route_flink_rest`]).
+//! - A JAR in the artifact store is downloaded by the pods with a token of that one
+//!   artifact ([`crate::artifacts::tokens`]), recorded (as its hash) in the cluster record;
+//!   teardown revokes it.
 //! - Teardown deletes the JobManager Job (the garbage collector removes what it owns).
 //! - Default directories: `<kubernetes.savepoint_base>/<namespace>/<deploymentId>` (and
 //!   `/checkpoints` below it), else `file:///flink-data/savepoints/<namespace>/<deploymentId>`.
@@ -173,6 +176,17 @@ impl ClusterProvider for Kubernetes {
                 .savepoint_dir
                 .clone()
                 .or_else(|| self.default_savepoint_dir(req.deployment));
+            // A JAR in the artifact store: the pods download it from the manager with a
+            // token of that one artifact (see `artifacts::tokens`).
+            let (artifact_store, artifact_token) = crate::artifacts::tokens::for_job(
+                &deployment.spec.template.spec.artifact.jar_uri,
+                &req.deployment.metadata.namespace,
+                job_id,
+                &settings.kubernetes,
+                chrono::Utc::now(),
+            )
+            .map_err(|e| Error::Spec(e.to_string()))?
+            .unzip();
             let objects = kubernetes::build(
                 &JobRequest {
                     deployment: &deployment,
@@ -186,7 +200,7 @@ impl ClusterProvider for Kubernetes {
                     savepoint_dir,
                     checkpoint_dir: self.default_checkpoint_dir(req.deployment),
                     metrics_gateway_url: req.metrics_gateway.map(str::to_string),
-                    artifact_store: None,
+                    artifact_store,
                 },
                 &settings.kubernetes,
             )
@@ -214,6 +228,7 @@ impl ClusterProvider for Kubernetes {
                         job_id,
                         context: target.context.clone(),
                         flink_rest: access,
+                        artifact_token,
                     }),
                 },
                 note: Some(format!(
@@ -268,6 +283,7 @@ impl ClusterProvider for Kubernetes {
         let Some(k) = cluster.kubernetes.clone() else {
             return;
         };
+        crate::artifacts::tokens::revoke_job(k.job_id);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(namespace = %k.namespace, job = %k.job_id, "No runtime to delete the job's Kubernetes objects on.");
             return;
