@@ -1,11 +1,13 @@
 //! Aggregation operators (`sum`, `topk`, `quantile`, `limit_ratio`, ...).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use promql_parser::parser::token::*;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use crate::eval::{err, Ctx, Result};
+use crate::eval::{err, report_combined, Ctx, Result};
+use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::value::{format_go_float, Sample, Value};
 
@@ -237,6 +239,17 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
             return err("count_values: missing label parameter");
         };
         let l = ctx.eval_string(p, t)?;
+        if ctx.invalid_utf8_literal(&l) {
+            // Go quotes the undecodable bytes as `\xNN`.
+            let q: String = l
+                .chars()
+                .map(|c| match c as u32 {
+                    0x80..=0xff => format!("\\x{:02x}", c as u32),
+                    _ => c.to_string(),
+                })
+                .collect();
+            return err(format!("invalid label name \"{q}\""));
+        }
         if !is_valid_label_name(&l) {
             return err(format!("invalid label name {l:?}"));
         }
@@ -245,7 +258,10 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
     for s in input {
         let mut key = group_key(&s.labels, &a.modifier);
         if let Some(l) = &count_values_label {
-            key.set(l, &format_go_float(s.f));
+            match &s.h {
+                Some(h) => key.set(l, &h.go_string()),
+                None => key.set(l, &format_go_float(s.f)),
+            }
         }
         if !groups.contains_key(&key) {
             order.push(key.clone());
@@ -258,12 +274,51 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
         labels,
         t,
         f,
+        h: None,
     };
+    let op_name = promql_parser::parser::token::TokenType::new(op).to_string();
+    let pos = ctx.pos(&op_name);
+    // Aggregations of floats only: histograms are ignored (with an info annotation) and
+    // a group of histograms only produces nothing.
+    let floats_only = matches!(
+        op,
+        T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE | T_TOPK | T_BOTTOMK
+    );
+    if floats_only {
+        for key in &order {
+            if let Some(g) = groups.get_mut(key) {
+                if g.iter().any(|s| s.h.is_some()) {
+                    ctx.info(format!("ignored histogram in {op_name} aggregation{pos}"));
+                    g.retain(|s| s.h.is_none());
+                }
+            }
+        }
+        order.retain(|k| groups.get(k).is_some_and(|g| !g.is_empty()));
+    }
     match op {
         T_SUM | T_AVG | T_COUNT | T_MIN | T_MAX | T_GROUP | T_STDDEV | T_STDVAR
         | T_COUNT_VALUES => {
             for key in order {
                 let g = &groups[&key];
+                if matches!(op, T_SUM | T_AVG) && g.iter().any(|s| s.h.is_some()) {
+                    if g.iter().any(|s| s.h.is_none()) {
+                        ctx.warn(format!(
+                            "encountered a mix of histograms and floats for aggregation{pos}"
+                        ));
+                        continue;
+                    }
+                    if let Some(h) = sum_histograms(ctx, g, &pos) {
+                        let h = if op == T_AVG {
+                            h.divide(g.len() as f64)
+                        } else {
+                            h
+                        };
+                        let mut s = mk(key, 0.0, g);
+                        s.h = Some(Arc::new(h.compact()));
+                        out.push(s);
+                    }
+                    continue;
+                }
                 let f = match op {
                     T_SUM => {
                         let (mut s, mut c) = (0.0, 0.0);
@@ -369,6 +424,26 @@ pub(crate) fn aggregate(ctx: &Ctx, a: &AggregateExpr, t: i64) -> Result<Value> {
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// Adds up the histograms of a group; `None` with a warning when their layouts cannot be
+/// combined.
+fn sum_histograms(ctx: &Ctx, g: &[Sample], pos: &str) -> Option<FloatHistogram> {
+    let mut it = g.iter().filter_map(|s| s.h.as_ref());
+    let mut acc = (**it.next()?).clone();
+    for h in it {
+        match acc.add(h) {
+            Ok(c) => report_combined(ctx, c, "aggregation", pos),
+            Err(_) => {
+                ctx.warn(format!(
+                    "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}{pos}",
+                    g[0].labels.name().unwrap_or("")
+                ));
+                return None;
+            }
+        }
+    }
+    Some(acc)
 }
 
 fn variance_agg(g: &[Sample]) -> f64 {

@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
@@ -11,6 +12,7 @@ use promql_parser::parser::{
     VectorSelector,
 };
 
+use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
 use crate::storage::{is_histogram_placeholder, is_stale, Storage};
 use crate::value::{RangeSeries, Sample, Value};
@@ -64,8 +66,6 @@ pub struct QueryResult {
     pub warnings: Vec<String>,
     /// Info annotations (`PromQL info: ...`).
     pub infos: Vec<String>,
-    /// True when a native-histogram sample was read (this engine evaluates floats only).
-    pub touched_histogram: bool,
 }
 
 /// Engine settings.
@@ -154,7 +154,8 @@ impl Engine {
         }
         let mut ctx = Ctx::new(self, st, query, start, end, step, true);
         ctx.limits = limits.clone();
-        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        type Points = (Vec<(i64, f64)>, Vec<(i64, Arc<FloatHistogram>)>);
+        let mut out: HashMap<Labels, Points> = HashMap::new();
         let mut t = start;
         while t <= end {
             ctx.step_samples.set(0);
@@ -166,10 +167,14 @@ impl Engine {
             ctx.held.set(ctx.held.get() + points);
             ctx.check_samples(0)?;
             match v {
-                Value::Scalar(f) => out.entry(Labels::default()).or_default().push((t, f)),
+                Value::Scalar(f) => out.entry(Labels::default()).or_default().0.push((t, f)),
                 Value::Vector(vs) => {
                     for s in finish_vector(vs)? {
-                        out.entry(s.labels).or_default().push((t, s.f));
+                        let e = out.entry(s.labels).or_default();
+                        match s.h {
+                            Some(h) => e.1.push((t, h)),
+                            None => e.0.push((t, s.f)),
+                        }
                     }
                 }
                 Value::Matrix(_) => {
@@ -183,9 +188,10 @@ impl Engine {
         }
         let mut m: Vec<RangeSeries> = out
             .into_iter()
-            .map(|(labels, points)| RangeSeries {
+            .map(|(labels, (points, hists))| RangeSeries {
                 labels,
                 points,
+                hists,
                 drop_name: false,
             })
             .collect();
@@ -304,7 +310,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) range_mode: bool,
     warnings: RefCell<BTreeSet<String>>,
     infos: RefCell<BTreeSet<String>>,
-    hist: Cell<bool>,
     matcher_cache: RefCell<HashMap<usize, std::rc::Rc<Vec<Matcher>>>>,
     limits: QueryLimits,
     /// Points of a range query's result so far.
@@ -337,7 +342,6 @@ impl<'a> Ctx<'a> {
             range_mode,
             warnings: RefCell::new(BTreeSet::new()),
             infos: RefCell::new(BTreeSet::new()),
-            hist: Cell::new(false),
             matcher_cache: RefCell::new(HashMap::new()),
             limits: QueryLimits::default(),
             held: Cell::new(0),
@@ -383,7 +387,6 @@ impl<'a> Ctx<'a> {
             value,
             warnings: self.warnings.borrow().iter().cloned().collect(),
             infos: self.infos.borrow().iter().cloned().collect(),
-            touched_histogram: self.hist.get(),
         }
     }
 
@@ -470,14 +473,19 @@ impl<'a> Ctx<'a> {
             if ts <= rt - self.lookback || ts > rt || is_stale(v) {
                 continue;
             }
-            if is_histogram_placeholder(v) {
-                self.hist.set(true);
-                continue;
-            }
+            let h = if is_histogram_placeholder(v) {
+                match self.st.histogram_at(&labels, ts) {
+                    Some(h) => Some(h),
+                    None => continue,
+                }
+            } else {
+                None
+            };
             out.push(Sample {
                 labels,
                 t: if keep_ts { ts } else { t },
-                f: v,
+                f: if h.is_some() { 0.0 } else { v },
+                h,
                 drop_name: false,
             });
         }
@@ -493,21 +501,32 @@ impl<'a> Ctx<'a> {
         let mut out = Vec::with_capacity(series.len());
         for s in series {
             let mut pts = Vec::with_capacity(s.samples.len());
+            let mut hists = Vec::new();
+            let mut hs = s.histograms.into_iter().peekable();
             for (ts, v) in s.samples {
-                if ts <= rt - range || ts > rt || is_stale(v) {
+                if is_histogram_placeholder(v) {
+                    while hs.peek().is_some_and(|(ht, _)| *ht < ts) {
+                        hs.next();
+                    }
+                    if ts <= rt - range || ts > rt {
+                        continue;
+                    }
+                    if let Some((_, h)) = hs.next_if(|(ht, _)| *ht == ts) {
+                        hists.push((ts, h));
+                    }
                     continue;
                 }
-                if is_histogram_placeholder(v) {
-                    self.hist.set(true);
+                if ts <= rt - range || ts > rt || is_stale(v) {
                     continue;
                 }
                 pts.push((ts, v));
             }
-            self.check_samples(pts.len())?;
-            if !pts.is_empty() {
+            self.check_samples(pts.len() + hists.len())?;
+            if !pts.is_empty() || !hists.is_empty() {
                 out.push(RangeSeries {
                     labels: s.labels,
                     points: pts,
+                    hists,
                     drop_name: false,
                 });
             }
@@ -562,6 +581,7 @@ impl<'a> Ctx<'a> {
                     labels: Labels::default(),
                     t: ts,
                     f,
+                    h: None,
                     drop_name: false,
                 }],
                 other => {
@@ -582,13 +602,17 @@ impl<'a> Ctx<'a> {
                         out.push(RangeSeries {
                             labels: s.labels.clone(),
                             points: Vec::new(),
+                            hists: Vec::new(),
                             drop_name: s.drop_name,
                         });
                         map.insert(s.labels.clone(), out.len() - 1);
                         out.len() - 1
                     }
                 };
-                out[idx].points.push((ts, s.f));
+                match s.h {
+                    Some(h) => out[idx].hists.push((ts, h)),
+                    None => out[idx].points.push((ts, s.f)),
+                }
             }
             ts += step;
         }
@@ -607,6 +631,7 @@ impl<'a> Ctx<'a> {
                     v.into_iter()
                         .map(|s| Sample {
                             f: -s.f,
+                            h: s.h.map(|h| Arc::new((*h).clone().scale(-1.0))),
                             drop_name: true,
                             ..s
                         })
@@ -672,12 +697,22 @@ impl<'a> Ctx<'a> {
                     Ok(Value::Scalar(v))
                 }
             }
-            (Value::Vector(v), Value::Scalar(s)) => {
-                Ok(Value::Vector(vector_scalar(op, v, s, false, return_bool)?))
-            }
-            (Value::Scalar(s), Value::Vector(v)) => {
-                Ok(Value::Vector(vector_scalar(op, v, s, true, return_bool)?))
-            }
+            (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(
+                self,
+                op,
+                v,
+                s,
+                false,
+                return_bool,
+            )?)),
+            (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+                self,
+                op,
+                v,
+                s,
+                true,
+                return_bool,
+            )?)),
             (Value::Vector(l), Value::Vector(r)) => {
                 let card = b
                     .modifier
@@ -687,7 +722,15 @@ impl<'a> Ctx<'a> {
                 let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
                 match op {
                     T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, l, r, &matching))),
-                    _ => Ok(Value::Vector(vector_vector(op, l, r, &matching, &card, return_bool)?)),
+                    _ => Ok(Value::Vector(vector_vector(
+                        self,
+                        op,
+                        l,
+                        r,
+                        &matching,
+                        &card,
+                        return_bool,
+                    )?)),
                 }
             }
             (l, r) => err(format!(
@@ -788,7 +831,114 @@ fn go_pow(x: f64, y: f64) -> f64 {
     x.powf(y)
 }
 
+/// One operand of a binary operation: a float or a histogram.
+type Operand<'a> = (f64, Option<&'a Arc<FloatHistogram>>);
+
+/// The result of applying an operator to two elements: `None` when the sample types are
+/// incompatible (an info annotation has been raised), else (float, histogram, keep).
+type ElemResult = Option<(f64, Option<Arc<FloatHistogram>>, bool)>;
+
+/// Applies `op` to two elements, histograms included, as Prometheus does: histograms
+/// add and subtract, scale by `*` and `/` with a float, and compare with `==`/`!=`;
+/// any other combination is dropped with an info annotation.
+fn elem_binop(ctx: &Ctx, op: TokenId, l: Operand, r: Operand) -> Result<ElemResult> {
+    let name = || promql_parser::parser::token::TokenType::new(op).to_string();
+    let incompatible = |a: &str, b: &str| {
+        ctx.info(format!(
+            "incompatible sample types encountered for binary operator {:?}: {a} {} {b}{}",
+            name(),
+            name(),
+            ctx.pos(&name())
+        ));
+        Ok(None)
+    };
+    let combine_err = |e: crate::histogram::Error| {
+        ctx.warn(format!(
+            "{}{}",
+            match e {
+                crate::histogram::Error::MixedSchemas =>
+                    "vector contains a mix of histograms with exponential and custom buckets schemas",
+            },
+            ctx.pos(&name())
+        ));
+        Ok(None)
+    };
+    match (l.1, r.1) {
+        (None, None) => {
+            let (v, keep) = scalar_binop(op, l.0, r.0)?;
+            Ok(Some((v, None, keep)))
+        }
+        (None, Some(h)) => match op {
+            T_MUL => Ok(Some((
+                0.0,
+                Some(Arc::new((**h).clone().scale(l.0).compact())),
+                true,
+            ))),
+            _ => incompatible("float", "histogram"),
+        },
+        (Some(h), None) => match op {
+            T_MUL => Ok(Some((
+                0.0,
+                Some(Arc::new((**h).clone().scale(r.0).compact())),
+                true,
+            ))),
+            T_DIV => Ok(Some((
+                0.0,
+                Some(Arc::new((**h).clone().divide(r.0).compact())),
+                true,
+            ))),
+            _ => incompatible("histogram", "float"),
+        },
+        (Some(a), Some(b)) => match op {
+            T_ADD | T_SUB => {
+                let mut res = (**a).clone();
+                let r = if op == T_ADD { res.add(b) } else { res.sub(b) };
+                match r {
+                    Ok(c) => {
+                        report_combined(
+                            ctx,
+                            c,
+                            if op == T_ADD {
+                                "addition"
+                            } else {
+                                "subtraction"
+                            },
+                            &ctx.pos(&name()),
+                        );
+                        Ok(Some((0.0, Some(Arc::new(res.compact())), true)))
+                    }
+                    Err(e) => combine_err(e),
+                }
+            }
+            T_EQLC => Ok(Some((0.0, Some(a.clone()), a.equals(b)))),
+            T_NEQ => Ok(Some((0.0, Some(a.clone()), !a.equals(b)))),
+            _ => incompatible("histogram", "histogram"),
+        },
+    }
+}
+
+/// Raises the annotations an addition or subtraction of histograms calls for; `pos` is
+/// the position suffix (` (1:8)`) to report.
+pub(crate) fn report_combined(
+    ctx: &Ctx,
+    c: crate::histogram::Combined,
+    operation: &str,
+    pos: &str,
+) {
+    if c.counter_reset_collision {
+        ctx.warn(format!(
+            "conflicting counter resets during histogram {operation}{pos}"
+        ));
+    }
+    if c.custom_bounds_reconciled {
+        ctx.info(format!(
+            "mismatched custom buckets were reconciled during {operation}{pos}"
+        ));
+    }
+}
+
 fn vector_scalar(
+    ctx: &Ctx,
     op: TokenId,
     v: Vec<Sample>,
     s: f64,
@@ -797,18 +947,26 @@ fn vector_scalar(
 ) -> Result<Vec<Sample>> {
     let mut out = Vec::with_capacity(v.len());
     for smp in v {
-        let (lv, rv) = if swap { (s, smp.f) } else { (smp.f, s) };
-        let (mut value, mut keep) = scalar_binop(op, lv, rv)?;
+        let (lv, rv): (Operand, Operand) = if swap {
+            ((s, None), (smp.f, smp.h.as_ref()))
+        } else {
+            ((smp.f, smp.h.as_ref()), (s, None))
+        };
+        let Some((mut value, mut h, mut keep)) = elem_binop(ctx, op, lv, rv)? else {
+            continue;
+        };
         if is_comparison(op) && swap {
-            value = rv;
+            value = rv.0;
         }
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
+            h = None;
             keep = true;
         }
         if keep {
             out.push(Sample {
                 f: value,
+                h,
                 drop_name: smp.drop_name || drops_name(op) || return_bool,
                 ..smp
             });
@@ -862,6 +1020,7 @@ fn set_op(
 }
 
 fn vector_vector(
+    ctx: &Ctx,
     op: TokenId,
     lhs: Vec<Sample>,
     rhs: Vec<Sample>,
@@ -909,14 +1068,22 @@ fn vector_vector(
         if matches!(card, VectorMatchCardinality::OneToOne) && !matched_sigs.insert(sig.clone()) {
             return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
-        let (vl, vr) = if one_to_many {
-            (rs.f, ls.f)
+        let (vl, vr): (Operand, Operand) = if one_to_many {
+            ((rs.f, rs.h.as_ref()), (ls.f, ls.h.as_ref()))
         } else {
-            (ls.f, rs.f)
+            ((ls.f, ls.h.as_ref()), (rs.f, rs.h.as_ref()))
         };
-        let (mut value, mut keep) = scalar_binop(op, vl, vr)?;
+        let Some((mut value, mut h, mut keep)) = elem_binop(ctx, op, vl, vr)? else {
+            continue;
+        };
+        if is_comparison(op) && !return_bool {
+            // A comparison keeps the left-hand side's sample.
+            value = vl.0;
+            h = vl.1.cloned();
+        }
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
+            h = None;
             keep = true;
         }
         if !keep {
@@ -951,6 +1118,7 @@ fn vector_vector(
             labels: metric,
             t: ls.t,
             f: value,
+            h,
             drop_name: drop || ls.drop_name,
         });
     }

@@ -1,13 +1,15 @@
 //! PromQL functions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{Datelike, TimeZone, Timelike, Utc};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
 use crate::aggregate::{kahan_inc, mean, quantile, sort_samples, variance};
-use crate::eval::{err, Ctx, Error, Result};
+use crate::eval::{err, report_combined, Ctx, Error, Result};
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::value::{format_go_float, RangeSeries, Sample, Value};
 
@@ -18,9 +20,12 @@ fn unwrap_paren(e: &Expr) -> &Expr {
     }
 }
 
+/// Applies `f` to every float sample; histogram samples are dropped (as Prometheus's
+/// math functions do).
 fn map_vector(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
     Value::Vector(
         v.into_iter()
+            .filter(|s| s.h.is_none())
             .map(|s| Sample {
                 f: f(s.f),
                 drop_name: true,
@@ -31,6 +36,8 @@ fn map_vector(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
 }
 
 /// Calls `f` on each series of the range argument, producing one sample per series.
+/// `f` sees the float samples only: a series without floats produces nothing, and one
+/// with histograms besides floats gets an info annotation that they were ignored.
 fn over_time(
     ctx: &Ctx,
     c: &Call,
@@ -39,19 +46,186 @@ fn over_time(
     keep_name: bool,
     f: impl Fn(&RangeSeries) -> Option<f64>,
 ) -> Result<Value> {
+    over_time_any(ctx, c, arg, t, keep_name, |s| {
+        if s.points.is_empty() {
+            return None;
+        }
+        if !s.hists.is_empty() {
+            ctx.info(format!(
+                "ignored histograms in a range containing both floats and histograms for metric name {:?}{}",
+                s.labels.name().unwrap_or(""),
+                arg_pos(ctx, c, arg)
+            ));
+        }
+        f(s).map(|v| (v, None))
+    })
+}
+
+/// Like [`over_time`], but `f` sees floats and histograms and may produce either.
+fn over_time_any(
+    ctx: &Ctx,
+    c: &Call,
+    arg: usize,
+    t: i64,
+    keep_name: bool,
+    f: impl Fn(&RangeSeries) -> Option<(f64, Option<Arc<FloatHistogram>>)>,
+) -> Result<Value> {
     let (m, _, _) = ctx.eval_range_arg(&c.args.args[arg], t)?;
     let mut out = Vec::with_capacity(m.len());
     for s in &m {
-        if let Some(v) = f(s) {
+        if let Some((v, h)) = f(s) {
             out.push(Sample {
                 labels: s.labels.clone(),
                 t,
                 f: v,
+                h,
                 drop_name: if keep_name { s.drop_name } else { true },
             });
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// Position suffix of argument `arg` of call `c` (Prometheus reports annotations about
+/// a function's input at its argument).
+fn arg_pos(ctx: &Ctx, c: &Call, arg: usize) -> String {
+    if arg == 0 {
+        ctx.pos_after(&format!("{}(", c.func.name))
+    } else {
+        ctx.pos(c.func.name)
+    }
+}
+
+/// Floats and histograms of a series merged in time order.
+enum Point<'a> {
+    F(i64, f64),
+    H(i64, &'a Arc<FloatHistogram>),
+}
+
+fn merged(s: &RangeSeries) -> Vec<Point<'_>> {
+    let mut out = Vec::with_capacity(s.points.len() + s.hists.len());
+    let (mut i, mut j) = (0, 0);
+    while i < s.points.len() || j < s.hists.len() {
+        if j >= s.hists.len() || (i < s.points.len() && s.points[i].0 < s.hists[j].0) {
+            out.push(Point::F(s.points[i].0, s.points[i].1));
+            i += 1;
+        } else {
+            out.push(Point::H(s.hists[j].0, &s.hists[j].1));
+            j += 1;
+        }
+    }
+    out
+}
+
+fn mixed_warning(ctx: &Ctx, s: &RangeSeries, pos: &str) {
+    ctx.warn(format!(
+        "encountered a mix of histograms and floats for metric name {:?}{pos}",
+        s.labels.name().unwrap_or("")
+    ));
+}
+
+fn mixed_schemas_warning(ctx: &Ctx, s: &RangeSeries, pos: &str) {
+    ctx.warn(format!(
+        "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}{pos}",
+        s.labels.name().unwrap_or("")
+    ));
+}
+
+/// `rate`/`increase`/`delta` over native histograms (all samples of the range are
+/// histograms): the last minus the first, plus what was lost at each counter reset, at
+/// the coarsest schema seen; `None` with a warning when the layouts cannot be combined.
+fn histogram_rate(
+    ctx: &Ctx,
+    s: &RangeSeries,
+    is_counter: bool,
+    pos: &str,
+) -> Option<FloatHistogram> {
+    use CounterResetHint::Gauge;
+    let h = &s.hists;
+    let mut prev: FloatHistogram = (*h[0].1).clone();
+    let last = &h[h.len() - 1].1;
+    let name = s.labels.name().unwrap_or("");
+    if is_counter && (prev.hint == Gauge || last.hint == Gauge) {
+        ctx.warn(format!(
+            "this native histogram metric is not a counter: {name:?}{pos}"
+        ));
+    }
+    // A reset between the first and second sample: start from an empty histogram of the
+    // second's layout, so the first one's layout does not matter.
+    if is_counter && h.len() > 1 && h[1].1.detect_reset(&prev) {
+        prev = FloatHistogram {
+            schema: h[1].1.schema,
+            custom_values: h[1].1.custom_values.clone(),
+            ..FloatHistogram::default()
+        };
+    }
+    let custom = prev.uses_custom_buckets();
+    if last.uses_custom_buckets() != custom {
+        mixed_schemas_warning(ctx, s, pos);
+        return None;
+    }
+    let mut min_schema = prev.schema.min(last.schema);
+    for (_, cur) in &h[1..h.len() - 1] {
+        if !is_counter {
+            continue;
+        }
+        if cur.hint == Gauge {
+            ctx.warn(format!(
+                "this native histogram metric is not a counter: {name:?}{pos}"
+            ));
+        }
+        min_schema = min_schema.min(cur.schema);
+        if cur.uses_custom_buckets() != custom {
+            mixed_schemas_warning(ctx, s, pos);
+            return None;
+        }
+    }
+    let mut res = (**last).clone();
+    res.reduce_to_schema(min_schema);
+    match res.sub(&prev) {
+        Ok(c) => report_combined(
+            ctx,
+            crate::histogram::Combined {
+                counter_reset_collision: false,
+                ..c
+            },
+            "subtraction",
+            "",
+        ),
+        Err(_) => {
+            mixed_schemas_warning(ctx, s, pos);
+            return None;
+        }
+    }
+    if is_counter {
+        let mut p: &FloatHistogram = &prev;
+        for (_, cur) in &h[1..] {
+            if cur.detect_reset(p) {
+                match res.add(p) {
+                    Ok(c) => report_combined(
+                        ctx,
+                        crate::histogram::Combined {
+                            counter_reset_collision: false,
+                            ..c
+                        },
+                        "addition",
+                        pos,
+                    ),
+                    Err(_) => {
+                        mixed_schemas_warning(ctx, s, pos);
+                        return None;
+                    }
+                }
+            }
+            p = cur;
+        }
+    } else if h[0].1.hint != Gauge || last.hint != Gauge {
+        ctx.warn(format!(
+            "this native histogram metric is not a gauge: {name:?}{pos}"
+        ));
+    }
+    res.hint = Gauge;
+    Some(res.compact())
 }
 
 fn linear_regression(points: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
@@ -87,6 +261,48 @@ fn linear_regression(points: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
+/// The extrapolation factor of `rate`/`increase`/`delta`: how much the raw difference
+/// between the first and last sample (`first`, `last`: (timestamp, value or count),
+/// `n` samples, `result` the raw difference) is scaled to cover the whole range.
+#[allow(clippy::too_many_arguments)]
+fn extrapolation_factor(
+    first: (i64, f64),
+    last: (i64, f64),
+    n: usize,
+    result: f64,
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
+    let pts_len = n;
+    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg = sampled / (pts_len - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter {
+        let mut to_zero = to_start;
+        if result > 0.0 && first.1 >= 0.0 {
+            to_zero = sampled * (first.1 / result);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (range_end - range_start) as f64 / 1000.0;
+    }
+    factor
+}
+
 fn extrapolated_rate(
     pts: &[(i64, f64)],
     range_start: i64,
@@ -109,30 +325,16 @@ fn extrapolated_rate(
             prev = v;
         }
     }
-    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg = sampled / (pts.len() - 1) as f64;
-    let threshold = avg * 1.1;
-    if to_start >= threshold {
-        to_start = avg / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result > 0.0 && first.1 >= 0.0 {
-            to_zero = sampled * (first.1 / result);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = avg / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= (range_end - range_start) as f64 / 1000.0;
-    }
+    let factor = extrapolation_factor(
+        first,
+        last,
+        pts.len(),
+        result,
+        range_start,
+        range_end,
+        is_counter,
+        is_rate,
+    );
     Some(result * factor)
 }
 
@@ -154,6 +356,74 @@ fn instant_delta(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
         r /= interval as f64 / 1000.0;
     }
     Some(r)
+}
+
+/// `irate`/`idelta` over a series with histograms: the last two samples must both be
+/// histograms.
+fn instant_delta_any(
+    ctx: &Ctx,
+    s: &RangeSeries,
+    is_rate: bool,
+    pos: &str,
+) -> Option<(f64, Option<Arc<FloatHistogram>>)> {
+    if s.hists.is_empty() {
+        return instant_delta(&s.points, is_rate).map(|v| (v, None));
+    }
+    let all = merged(s);
+    if all.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (&all[all.len() - 2], &all[all.len() - 1]);
+    let (pt, lt, ph, lh) = match (prev, last) {
+        (Point::F(pt, pv), Point::F(lt, lv)) => {
+            return instant_delta(&[(*pt, *pv), (*lt, *lv)], is_rate).map(|v| (v, None));
+        }
+        (Point::H(pt, ph), Point::H(lt, lh)) => (*pt, *lt, ph, lh),
+        _ => {
+            mixed_warning(ctx, s, pos);
+            return None;
+        }
+    };
+    let name = s.labels.name().unwrap_or("");
+    let gauge = |h: &FloatHistogram| h.hint == CounterResetHint::Gauge;
+    if is_rate && (gauge(ph) || gauge(lh)) {
+        ctx.warn(format!(
+            "this native histogram metric is not a counter: {name:?}{pos}"
+        ));
+    }
+    if !is_rate && (!gauge(ph) || !gauge(lh)) {
+        ctx.warn(format!(
+            "this native histogram metric is not a gauge: {name:?}{pos}"
+        ));
+    }
+    let mut res = (***lh).clone();
+    if !is_rate || !lh.detect_reset(ph) {
+        match res.sub(ph) {
+            Ok(c) => report_combined(
+                ctx,
+                crate::histogram::Combined {
+                    counter_reset_collision: false,
+                    ..c
+                },
+                "subtraction",
+                pos,
+            ),
+            Err(_) => {
+                mixed_schemas_warning(ctx, s, pos);
+                return None;
+            }
+        }
+    }
+    res.hint = CounterResetHint::Gauge;
+    let mut res = res.compact();
+    if is_rate {
+        let interval = lt - pt;
+        if interval == 0 {
+            return None;
+        }
+        res = res.divide(interval as f64 / 1000.0);
+    }
+    Some((0.0, Some(Arc::new(res))))
 }
 
 fn absent_labels(e: &Expr) -> Labels {
@@ -187,13 +457,14 @@ fn date_fn(ctx: &Ctx, c: &Call, t: i64, f: impl Fn(chrono::DateTime<Utc>) -> f64
             labels: Labels::default(),
             t,
             f: t as f64 / 1000.0,
+            h: None,
             drop_name: false,
         }]
     } else {
         ctx.eval_vector(&c.args.args[0], t)?
     };
     let mut out = Vec::with_capacity(v.len());
-    for s in v {
+    for s in v.into_iter().filter(|s| s.h.is_none()) {
         let secs = s.f;
         let val = if secs.is_nan() || secs.is_infinite() {
             f64::NAN
@@ -445,12 +716,18 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
         }
         "scalar" => {
             let v = vec_arg(0)?;
-            Ok(Value::Scalar(if v.len() == 1 { v[0].f } else { f64::NAN }))
+            // Histogram samples do not count: one float among them is the scalar.
+            let mut floats = v.iter().filter(|s| s.h.is_none());
+            Ok(Value::Scalar(match (floats.next(), floats.next()) {
+                (Some(s), None) => s.f,
+                _ => f64::NAN,
+            }))
         }
         "vector" => Ok(Value::Vector(vec![Sample {
             labels: Labels::default(),
             t,
             f: scalar_arg(0)?,
+            h: None,
             drop_name: false,
         }])),
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
@@ -465,6 +742,7 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                     .map(|s| Sample {
                         f: s.t as f64 / 1000.0,
                         t,
+                        h: None,
                         drop_name: true,
                         ..s
                     })
@@ -488,6 +766,7 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                 labels: absent_labels(&args[0]),
                 t,
                 f: 1.0,
+                h: None,
                 drop_name: false,
             }]))
         }
@@ -500,21 +779,41 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                 labels: absent_labels(&args[0]),
                 t,
                 f: 1.0,
+                h: None,
                 drop_name: false,
             }]))
         }
-        "present_over_time" => over_time(ctx, c, 0, t, false, |_| Some(1.0)),
-        "count_over_time" => over_time(ctx, c, 0, t, false, |s| Some(s.points.len() as f64)),
-        "sum_over_time" => over_time(ctx, c, 0, t, false, |s| {
-            let (mut sum, mut cc) = (0.0, 0.0);
-            for p in &s.points {
-                (sum, cc) = kahan_inc(p.1, sum, cc);
-            }
-            Some(if sum.is_infinite() { sum } else { sum + cc })
+        "present_over_time" => over_time_any(ctx, c, 0, t, false, |_| Some((1.0, None))),
+        "count_over_time" => over_time_any(ctx, c, 0, t, false, |s| {
+            Some(((s.points.len() + s.hists.len()) as f64, None))
         }),
-        "avg_over_time" => over_time(ctx, c, 0, t, false, |s| {
-            Some(mean(s.points.iter().map(|p| p.1)))
-        }),
+        "sum_over_time" | "avg_over_time" => {
+            let pos = arg_pos(ctx, c, 0);
+            let avg = name == "avg_over_time";
+            over_time_any(ctx, c, 0, t, false, |s| {
+                if !s.hists.is_empty() {
+                    if !s.points.is_empty() {
+                        mixed_warning(ctx, s, &pos);
+                        return None;
+                    }
+                    let h = sum_histograms(ctx, s, &pos)?;
+                    let h = if avg {
+                        h.divide(s.hists.len() as f64)
+                    } else {
+                        h
+                    };
+                    return Some((0.0, Some(Arc::new(h.compact()))));
+                }
+                if avg {
+                    return Some((mean(s.points.iter().map(|p| p.1)), None));
+                }
+                let (mut sum, mut cc) = (0.0, 0.0);
+                for p in &s.points {
+                    (sum, cc) = kahan_inc(p.1, sum, cc);
+                }
+                Some((if sum.is_infinite() { sum } else { sum + cc }, None))
+            })
+        }
         "min_over_time" | "max_over_time" => {
             let is_max = name == "max_over_time";
             over_time(ctx, c, 0, t, false, |s| {
@@ -527,14 +826,19 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                 Some(v)
             })
         }
-        "last_over_time" => over_time(ctx, c, 0, t, true, |s| s.points.last().map(|p| p.1)),
-        "first_over_time" => over_time(ctx, c, 0, t, true, |s| s.points.first().map(|p| p.1)),
-        "ts_of_last_over_time" => over_time(ctx, c, 0, t, false, |s| {
-            s.points.last().map(|p| p.0 as f64 / 1000.0)
-        }),
-        "ts_of_first_over_time" => over_time(ctx, c, 0, t, false, |s| {
-            s.points.first().map(|p| p.0 as f64 / 1000.0)
-        }),
+        "last_over_time" | "first_over_time" | "ts_of_last_over_time" | "ts_of_first_over_time" => {
+            let last = name.contains("last");
+            let ts_only = name.starts_with("ts_of");
+            over_time_any(ctx, c, 0, t, !ts_only, |s| {
+                let all = merged(s);
+                let p = if last { all.last() } else { all.first() }?;
+                Some(match (p, ts_only) {
+                    (Point::F(pt, _) | Point::H(pt, _), true) => (*pt as f64 / 1000.0, None),
+                    (Point::F(_, v), false) => (*v, None),
+                    (Point::H(_, h), false) => (0.0, Some((*h).clone())),
+                })
+            })
+        }
         "ts_of_max_over_time" | "ts_of_min_over_time" => {
             let is_max = name == "ts_of_max_over_time";
             over_time(ctx, c, 0, t, false, |s| {
@@ -574,25 +878,75 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                 Some(quantile(q, &mut v))
             })
         }
-        "changes" => over_time(ctx, c, 0, t, false, |s| {
-            let mut n = 0.0;
-            for w in s.points.windows(2) {
-                let (a, b) = (w[0].1, w[1].1);
-                if !(a == b || (a.is_nan() && b.is_nan())) {
-                    n += 1.0;
+        "changes" | "resets" => {
+            let is_changes = name == "changes";
+            over_time_any(ctx, c, 0, t, false, |s| {
+                let all = merged(s);
+                let mut n = 0.0;
+                for w in all.windows(2) {
+                    let hit = match (&w[0], &w[1]) {
+                        (Point::F(_, a), Point::F(_, b)) => {
+                            if is_changes {
+                                !(a == b || (a.is_nan() && b.is_nan()))
+                            } else {
+                                b < a
+                            }
+                        }
+                        (Point::H(_, a), Point::H(_, b)) => {
+                            if is_changes {
+                                !b.equals(a)
+                            } else {
+                                b.detect_reset(a)
+                            }
+                        }
+                        _ => true,
+                    };
+                    if hit {
+                        n += 1.0;
+                    }
                 }
-            }
-            Some(n)
-        }),
-        "resets" => over_time(ctx, c, 0, t, false, |s| {
-            Some(s.points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
-        }),
+                Some((n, None))
+            })
+        }
         "rate" | "increase" | "delta" => {
             let (m, rs, re) = ctx.eval_range_arg(&args[0], t)?;
             let counter = name != "delta";
             let is_rate = name == "rate";
+            let pos = arg_pos(ctx, c, 0);
             let mut out = Vec::new();
             for s in m {
+                if !s.hists.is_empty() {
+                    if !s.points.is_empty() {
+                        mixed_warning(ctx, &s, &pos);
+                        continue;
+                    }
+                    if s.hists.len() < 2 {
+                        continue;
+                    }
+                    let Some(h) = histogram_rate(ctx, &s, counter, &pos) else {
+                        continue;
+                    };
+                    let first = (s.hists[0].0, s.hists[0].1.count);
+                    let last = (s.hists[s.hists.len() - 1].0, 0.0);
+                    let factor = extrapolation_factor(
+                        first,
+                        last,
+                        s.hists.len(),
+                        h.count,
+                        rs,
+                        re,
+                        counter,
+                        is_rate,
+                    );
+                    out.push(Sample {
+                        labels: s.labels,
+                        t,
+                        f: 0.0,
+                        h: Some(Arc::new(h.scale(factor))),
+                        drop_name: true,
+                    });
+                    continue;
+                }
                 if counter {
                     if let Some(n) = s.labels.name() {
                         if !["_total", "_sum", "_count", "_bucket"]
@@ -611,14 +965,20 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                         labels: s.labels,
                         t,
                         f: v,
+                        h: None,
                         drop_name: true,
                     });
                 }
             }
             Ok(Value::Vector(out))
         }
-        "irate" => over_time(ctx, c, 0, t, false, |s| instant_delta(&s.points, true)),
-        "idelta" => over_time(ctx, c, 0, t, false, |s| instant_delta(&s.points, false)),
+        "irate" | "idelta" => {
+            let pos = arg_pos(ctx, c, 0);
+            let is_rate = name == "irate";
+            over_time_any(ctx, c, 0, t, false, |s| {
+                instant_delta_any(ctx, s, is_rate, &pos)
+            })
+        }
         "deriv" => over_time(ctx, c, 0, t, false, |s| {
             if s.points.len() < 2 {
                 return None;
@@ -678,6 +1038,7 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                 ));
             }
             let mut v = vec_arg(0)?;
+            v.retain(|s| s.h.is_none());
             sort_samples(&mut v, name == "sort_desc");
             Ok(Value::Vector(v))
         }
@@ -762,8 +1123,28 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                     ctx.pos("histogram_quantile(").replace(')', "")
                 ));
             }
+            let (natives, v): (Vec<Sample>, Vec<Sample>) =
+                v.into_iter().partition(|s| s.h.is_some());
             let mut out = Vec::new();
+            for s in &natives {
+                if let Some(h) = &s.h {
+                    out.push(Sample {
+                        t,
+                        f: h.quantile(q),
+                        h: None,
+                        drop_name: true,
+                        ..s.clone()
+                    });
+                }
+            }
             for (key, mut b, mname) in classic_groups(ctx, v) {
+                if natives.iter().any(|s| s.labels.without_name() == key) {
+                    ctx.warn(format!(
+                        "vector contains a mix of classic and native histograms for metric name {mname:?}{}",
+                        ctx.pos_after("histogram_quantile(")
+                    ));
+                    continue;
+                }
                 let (val, forced) = bucket_quantile(q, &mut b);
                 if forced {
                     ctx.info(format!("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {mname:?}"));
@@ -772,6 +1153,7 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
                     labels: key,
                     t,
                     f: val,
+                    h: None,
                     drop_name: false,
                 });
             }
@@ -779,19 +1161,59 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            let _ = vec_arg(0)?;
-            Ok(Value::Vector(Vec::new()))
+            let v = vec_arg(0)?;
+            let f = |h: &FloatHistogram| match name {
+                "histogram_count" => h.count,
+                "histogram_sum" => h.sum,
+                "histogram_avg" => h.sum / h.count,
+                "histogram_stddev" => h.stdvar().sqrt(),
+                _ => h.stdvar(),
+            };
+            Ok(Value::Vector(
+                v.into_iter()
+                    .filter_map(|s| {
+                        let h = s.h.clone()?;
+                        Some(Sample {
+                            f: f(&h),
+                            h: None,
+                            drop_name: true,
+                            ..s
+                        })
+                    })
+                    .collect(),
+            ))
         }
         "histogram_fraction" => {
             let lower = scalar_arg(0)?;
             let upper = scalar_arg(1)?;
             let v = vec_arg(2)?;
+            let (natives, v): (Vec<Sample>, Vec<Sample>) =
+                v.into_iter().partition(|s| s.h.is_some());
             let mut out = Vec::new();
-            for (key, mut b, _) in classic_groups(ctx, v) {
+            for s in &natives {
+                if let Some(h) = &s.h {
+                    out.push(Sample {
+                        t,
+                        f: h.fraction(lower, upper),
+                        h: None,
+                        drop_name: true,
+                        ..s.clone()
+                    });
+                }
+            }
+            for (key, mut b, mname) in classic_groups(ctx, v) {
+                if natives.iter().any(|s| s.labels.without_name() == key) {
+                    ctx.warn(format!(
+                        "vector contains a mix of classic and native histograms for metric name {mname:?}{}",
+                        ctx.pos_after("histogram_fraction(")
+                    ));
+                    continue;
+                }
                 out.push(Sample {
                     labels: key,
                     t,
                     f: bucket_fraction(lower, upper, &mut b),
+                    h: None,
                     drop_name: false,
                 });
             }
@@ -799,6 +1221,22 @@ pub(crate) fn call(ctx: &Ctx, c: &Call, t: i64) -> Result<Value> {
         }
         other => Err(Error::Unsupported(format!("function {other}"))),
     }
+}
+
+/// Sums the histograms of a series (for `sum_over_time`/`avg_over_time`); `None` with a
+/// warning when their layouts cannot be combined.
+fn sum_histograms(ctx: &Ctx, s: &RangeSeries, pos: &str) -> Option<FloatHistogram> {
+    let mut acc = (*s.hists[0].1).clone();
+    for (_, h) in &s.hists[1..] {
+        match acc.add(h) {
+            Ok(c) => report_combined(ctx, c, "aggregation", pos),
+            Err(_) => {
+                mixed_schemas_warning(ctx, s, pos);
+                return None;
+            }
+        }
+    }
+    Some(acc)
 }
 
 fn go_max(a: f64, b: f64) -> f64 {

@@ -1,11 +1,12 @@
 //! A PromQL engine for metrics-gateway: parse with `promql-parser`, evaluate float samples
-//! against a [`Storage`], run Prometheus's `.test` conformance files, and evaluate
+//! (and native histograms) against a [`Storage`], run Prometheus's `.test` conformance files, and evaluate
 //! Prometheus alerting and recording rules.
 //!
 //! # Layout
 //! - [`labels`]: label sets and matchers.
 //! - [`storage`]: the [`Storage`] trait the evaluator reads and the bounded [`MemStorage`].
 //! - [`value`]: samples, vectors, matrices.
+//! - [`histogram`]: float native histograms: arithmetic, reset detection, quantiles.
 //! - [`eval`]: the evaluator ([`Engine`]), selectors and binary operators.
 //! - `aggregate` / `functions`: aggregation operators and functions.
 //! - [`notation`]: the notation of Prometheus's test formats (durations, numbers, series in
@@ -20,6 +21,7 @@
 pub mod aggregate;
 pub mod eval;
 pub mod functions;
+pub mod histogram;
 pub mod labels;
 pub mod notation;
 pub mod promqltest;
@@ -28,6 +30,7 @@ pub mod storage;
 pub mod value;
 
 pub use eval::{parse, parse_series_selector, Engine, Error, QueryLimits, QueryResult};
+pub use histogram::FloatHistogram;
 pub use labels::{Labels, Matcher};
 pub use storage::{MemStorage, Storage};
 pub use value::{RangeSeries, Sample, Value};

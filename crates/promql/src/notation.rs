@@ -27,10 +27,15 @@ pub enum Error {
     /// A native histogram where only floats are supported.
     #[error("native histogram values are not supported")]
     Histogram,
+    /// A native histogram literal that does not parse.
+    #[error("invalid native histogram {0:?}: {1}")]
+    BadHistogram(String, String),
 }
 
 /// `pub type Result`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+use crate::histogram::{parse_notation, FloatHistogram};
 
 /// Parses a duration in Prometheus notation (`1h30m`, `10s53ms`, `1d`) or plain seconds;
 /// returns milliseconds. A leading `-` negates.
@@ -105,9 +110,8 @@ pub fn parse_number(s: &str) -> Option<f64> {
     Some(if neg { -v } else { v })
 }
 
-/// One value slot of a series: a gap, a value, a staleness marker, or a native histogram
-/// (which this engine loads as a placeholder).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One value slot of a series: a gap, a value, a staleness marker, or a native histogram.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Slot {
     /// `_`: no sample at this step.
     Gap,
@@ -115,8 +119,9 @@ pub enum Slot {
     Val(f64),
     /// `stale`: a staleness marker.
     Stale,
-    /// `{{...}}`: a native histogram sample.
-    Hist,
+    /// `{{...}}`: a native histogram sample, and whether its counter-reset hint was given
+    /// explicitly (results are compared on the hint only then).
+    Hist(Box<FloatHistogram>, bool),
 }
 
 /// Parses a series in expanding notation (`1+2x3 _ stale`) into per-step values:
@@ -128,7 +133,7 @@ pub fn parse_series_values(s: &str) -> Result<Vec<Option<Option<f64>>>> {
             Slot::Gap => Ok(None),
             Slot::Stale => Ok(Some(None)),
             Slot::Val(f) => Ok(Some(Some(f))),
-            Slot::Hist => Err(Error::Histogram),
+            Slot::Hist(..) => Err(Error::Histogram),
         })
         .collect()
 }
@@ -160,12 +165,7 @@ pub fn parse_slots(s: &str) -> Result<Vec<Slot>> {
     let mut out = Vec::new();
     for tok in toks {
         if tok.starts_with("{{") {
-            let n = tok
-                .rfind("}}x")
-                .and_then(|p| tok[p + 3..].parse::<usize>().ok())
-                .map(|n| n + 1)
-                .unwrap_or(1);
-            out.extend(std::iter::repeat_n(Slot::Hist, n));
+            out.extend(parse_histogram_token(&tok)?);
             continue;
         }
         if tok == "_" {
@@ -225,6 +225,56 @@ pub fn parse_slots(s: &str) -> Result<Vec<Slot>> {
     Ok(out)
 }
 
+/// Expands one histogram token: `{{h}}`, `{{h}}xN` (N+1 copies), `{{a}}+{{b}}xN` or
+/// `{{a}}-{{b}}xN` (a, a±b, ..., a±N·b).
+fn parse_histogram_token(tok: &str) -> Result<Vec<Slot>> {
+    let bad = |why: String| Error::BadHistogram(tok.to_string(), why);
+    let body_end = tok
+        .find("}}")
+        .ok_or_else(|| bad("missing `}}`".to_string()))?;
+    let (first, hint_set) = parse_notation(&tok[2..body_end]).map_err(bad)?;
+    let rest = &tok[body_end + 2..];
+    if rest.is_empty() {
+        return Ok(vec![Slot::Hist(Box::new(first), hint_set)]);
+    }
+    let count = |s: &str| -> Result<usize> {
+        s.strip_prefix('x')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| bad(format!("expected `x<count>`, got {s:?}")))
+    };
+    if rest.starts_with('x') {
+        let n = count(rest)?;
+        return Ok(vec![Slot::Hist(Box::new(first), hint_set); n + 1]);
+    }
+    let sign = match rest.as_bytes()[0] {
+        b'+' => 1.0,
+        b'-' => -1.0,
+        _ => return Err(bad(format!("unexpected {rest:?}"))),
+    };
+    let inc = rest[1..]
+        .strip_prefix("{{")
+        .ok_or_else(|| bad("expected `{{` after the operator".to_string()))?;
+    let inc_end = inc
+        .find("}}")
+        .ok_or_else(|| bad("missing `}}`".to_string()))?;
+    let (inc_h, _) = parse_notation(&inc[..inc_end]).map_err(bad)?;
+    let n = count(&inc[inc_end + 2..])?;
+    let mut out = Vec::with_capacity(n + 1);
+    let mut cur = first;
+    for k in 0..=n {
+        if k > 0 {
+            let r = if sign > 0.0 {
+                cur.add(&inc_h)
+            } else {
+                cur.sub(&inc_h)
+            };
+            r.map_err(|e| bad(e.to_string()))?;
+        }
+        out.push(Slot::Hist(Box::new(cur.clone()), hint_set));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +298,28 @@ mod tests {
                 Slot::Gap
             ]
         );
+    }
+
+    #[test]
+    fn histogram_expansion() {
+        let v = parse_slots(
+            "{{schema:0 sum:1 count:1}}+{{sum:2 count:2 buckets:[1]}}x2 {{count:3}}x1 _",
+        )
+        .unwrap();
+        assert_eq!(v.len(), 6);
+        let Slot::Hist(h, false) = &v[2] else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            (h.sum, h.count, h.positive.clone()),
+            (5.0, 5.0, vec![(0, 2.0)])
+        );
+        assert!(matches!(&v[4], Slot::Hist(h, false) if h.count == 3.0));
+        assert_eq!(v[5], Slot::Gap);
+        assert!(parse_slots("{{schema:0 foo:1}}")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown histogram field \"foo\""));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! Each `eval` command counts as one case: passed, failed, or skipped. Cases are skipped
 //! only when they use experimental features (functions the parser marks experimental,
-//! `limitk`/`limit_ratio`, fill modifiers, duration expressions, `info()`) or native
-//! histograms; a skipped case never counts as passed.
+//! `limitk`/`limit_ratio`, fill modifiers, duration expressions, `info()`); a skipped
+//! case never counts as passed. Native histograms (`{{...}}` in series and expected
+//! results, `load_with_nhcb`) are loaded and compared as Prometheus's harness does:
+//! after dropping empty buckets, floats within 1e-6, the counter-reset hint only when
+//! the expectation states one.
 
 use std::io::Write;
 use std::path::Path;
@@ -17,8 +20,9 @@ use crate::functions::almost_equal;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::notation::{parse_slots, Slot};
 // The notation moved to its own module; these stay reachable here for existing callers.
+use crate::histogram::{FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 pub use crate::notation::{parse_duration_ms, parse_number, parse_series_values};
-use crate::storage::{stale_nan, MemStorage, HISTOGRAM_PLACEHOLDER_BITS};
+use crate::storage::{stale_nan, MemStorage};
 use crate::value::Value;
 
 /// Result of one file.
@@ -215,7 +219,6 @@ struct Expect {
     range: Option<(i64, i64, i64)>,
     scalar: Option<f64>,
     series: Vec<(Labels, Vec<Slot>)>,
-    has_hist: bool,
 }
 
 #[derive(Debug)]
@@ -433,6 +436,7 @@ pub fn run_text(name: &str, text: &str) -> FileReport {
             };
             match step.zip(start) {
                 Some((step, start)) => {
+                    let mut nhcb = Nhcb::default();
                     for (k, l) in body.iter().enumerate() {
                         if l.contains("__type__") || l.contains("__unit__") {
                             // Type and unit labels change query results only under the
@@ -443,11 +447,17 @@ pub fn run_text(name: &str, text: &str) -> FileReport {
                             start_timestamps = true;
                             continue;
                         }
-                        if let Err(e) = load_line(&storage, l, step, start, is_nhcb) {
+                        let nh = if is_nhcb { Some(&mut nhcb) } else { None };
+                        if let Err(e) = load_line(&storage, l, step, start, nh) {
                             rep.failed += 1;
                             rep.failures
                                 .push(format!("{name}:{}: load: {e}", lineno + k + 1));
                         }
+                    }
+                    if let Err(e) = nhcb.load_into(&storage) {
+                        rep.failed += 1;
+                        rep.failures
+                            .push(format!("{name}:{lineno}: load_with_nhcb: {e}"));
                     }
                 }
                 None => {
@@ -504,40 +514,129 @@ fn is_command(l: &str) -> bool {
         || l.starts_with("eval_")
 }
 
-/// Loads one series line. With `nhcb` (`load_with_nhcb`), classic `_bucket` series are
-/// also converted to native histograms with custom buckets in Prometheus; those are
-/// recorded here as native-histogram placeholders under the family name so that queries
-/// reading them are skipped, while the classic series stay queryable.
-fn load_line(st: &MemStorage, l: &str, step: i64, start: i64, nhcb: bool) -> Result<(), String> {
+/// Classic histogram series of a `load_with_nhcb` command, collected per histogram
+/// (labels without `le`, name without the suffix) and timestamp, to be converted into
+/// native histograms with custom buckets once every line is read.
+#[derive(Default)]
+struct Nhcb {
+    hists: std::collections::BTreeMap<Labels, std::collections::BTreeMap<i64, ClassicAt>>,
+}
+
+#[derive(Default)]
+struct ClassicAt {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: Option<f64>,
+}
+
+impl Nhcb {
+    fn load_into(&self, st: &MemStorage) -> Result<(), String> {
+        for (labels, by_t) in &self.hists {
+            for (&t, c) in by_t {
+                let mut b = c.buckets.clone();
+                b.sort_by(|x, y| x.0.total_cmp(&y.0));
+                let mut h = FloatHistogram {
+                    schema: CUSTOM_BUCKETS_SCHEMA,
+                    ..FloatHistogram::default()
+                };
+                let mut prev = 0.0;
+                for (i, &(le, cum)) in b.iter().enumerate() {
+                    if le != f64::INFINITY {
+                        h.custom_values.push(le);
+                    }
+                    h.positive.push((i as i32, cum - prev));
+                    prev = cum;
+                }
+                h.count = c.count.unwrap_or(prev);
+                h.sum = c.sum.unwrap_or(0.0);
+                h.validate().map_err(|e| format!("{labels}: {e}"))?;
+                st.append_histogram(labels, t, h);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads one series line. With `nhcb` (`load_with_nhcb`), classic `_bucket`, `_count`
+/// and `_sum` series are also collected for conversion into native histograms with
+/// custom buckets, as Prometheus's harness does.
+fn load_line(
+    st: &MemStorage,
+    l: &str,
+    step: i64,
+    start: i64,
+    nhcb: Option<&mut Nhcb>,
+) -> Result<(), String> {
     let (labels, rest) = parse_series_desc(l)?;
     let vals = parse_slots(rest).map_err(|e| e.to_string())?;
-    let native = if nhcb {
-        labels
-            .name()
-            .and_then(|n| n.strip_suffix("_bucket"))
-            .filter(|_| labels.get("le").is_some())
-            .map(|base| {
-                let mut nl = labels.clone();
-                nl.remove("le");
-                nl.set(METRIC_NAME, base);
-                nl
-            })
-    } else {
-        None
-    };
-    for (k, v) in vals.iter().enumerate() {
+    let mut classic: Option<(&mut ClassicMap, Labels, ClassicPart)> = None;
+    if let Some(n) = nhcb {
+        let name = labels.name().unwrap_or("");
+        let part = if let Some(base) = name.strip_suffix("_bucket") {
+            labels
+                .get("le")
+                .and_then(parse_number)
+                .filter(|le| !le.is_nan())
+                .map(|le| (base, ClassicPart::Bucket(le)))
+        } else if let Some(base) = name.strip_suffix("_count") {
+            Some((base, ClassicPart::Count))
+        } else {
+            name.strip_suffix("_sum")
+                .map(|base| (base, ClassicPart::Sum))
+        };
+        if let Some((base, part)) = part {
+            let mut nl = labels.clone();
+            nl.remove("le");
+            nl.set(METRIC_NAME, base);
+            classic = Some((&mut n.hists, nl, part));
+        }
+    }
+    for (k, v) in vals.into_iter().enumerate() {
         let t = start + k as i64 * step;
-        if let (Some(nl), Slot::Val(_)) = (&native, v) {
-            st.append(nl, t, f64::from_bits(HISTOGRAM_PLACEHOLDER_BITS));
+        if let (Some((map, nl, part)), Slot::Val(f)) = (classic.as_mut(), &v) {
+            let at = map.entry(nl.clone()).or_default().entry(t).or_default();
+            match part {
+                ClassicPart::Bucket(le) => at.buckets.push((*le, *f)),
+                ClassicPart::Count => at.count = Some(*f),
+                ClassicPart::Sum => at.sum = Some(*f),
+            }
         }
         match v {
             Slot::Gap => {}
-            Slot::Val(f) => st.append(&labels, t, *f),
+            Slot::Val(f) => st.append(&labels, t, f),
             Slot::Stale => st.append(&labels, t, stale_nan()),
-            Slot::Hist => st.append(&labels, t, f64::from_bits(HISTOGRAM_PLACEHOLDER_BITS)),
+            Slot::Hist(h, _) => st.append_histogram(&labels, t, *h),
         }
     }
     Ok(())
+}
+
+type ClassicMap = std::collections::BTreeMap<Labels, std::collections::BTreeMap<i64, ClassicAt>>;
+
+enum ClassicPart {
+    Bucket(f64),
+    Count,
+    Sum,
+}
+
+/// Compares an expected histogram with a result as Prometheus's harness does: empty
+/// buckets dropped, floats within 1e-6 (relative), the hint only if it was stated.
+fn histogram_matches(want: &FloatHistogram, got: &FloatHistogram, hint_set: bool) -> bool {
+    let (w, g) = (want.clone().compact(), got.clone().compact());
+    let eq = |a: f64, b: f64| almost_equal(a, b, 1e-6);
+    let buckets_eq = |a: &[(i32, f64)], b: &[(i32, f64)]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && eq(x.1, y.1))
+    };
+    w.schema == g.schema
+        && eq(w.count, g.count)
+        && eq(w.sum, g.sum)
+        && (!w.uses_custom_buckets()
+            || crate::histogram::custom_bounds_match(&w.custom_values, &g.custom_values))
+        && w.zero_threshold == g.zero_threshold
+        && eq(w.zero_count, g.zero_count)
+        && buckets_eq(&w.positive, &g.positive)
+        && buckets_eq(&w.negative, &g.negative)
+        && (!hint_set || w.hint == g.hint)
 }
 
 struct EvalCmd<'a> {
@@ -670,9 +769,6 @@ fn parse_expectations(cmd: &EvalCmd, body: &[&str]) -> Result<Expect, String> {
             }
             continue;
         }
-        if l.contains("{{") {
-            ex.has_hist = true;
-        }
         if let Some(f) = parse_number(l) {
             ex.scalar = Some(f);
             continue;
@@ -722,6 +818,13 @@ fn fmt_f(f: f64) -> String {
     crate::value::format_go_float(f)
 }
 
+fn fmt_sample(s: &crate::value::Sample) -> String {
+    match &s.h {
+        Some(h) => h.to_string(),
+        None => fmt_f(s.f),
+    }
+}
+
 fn run_eval(engine: &Engine, st: &MemStorage, line: &str, body: &[&str]) -> Outcome {
     let cmd = match parse_eval_line(line) {
         Ok(c) => c,
@@ -731,9 +834,6 @@ fn run_eval(engine: &Engine, st: &MemStorage, line: &str, body: &[&str]) -> Outc
         Ok(e) => e,
         Err(e) => return Outcome::Fail(format!("invalid expectations: {e}")),
     };
-    if ex.has_hist {
-        return Outcome::Skip("native histogram in expected result".into());
-    }
     let expr = match parse(cmd.query) {
         Ok(e) => e,
         Err(e) => {
@@ -778,9 +878,6 @@ fn run_eval(engine: &Engine, st: &MemStorage, line: &str, body: &[&str]) -> Outc
             return Outcome::Fail(format!("query failed: {e}"));
         }
     };
-    if res.touched_histogram {
-        return Outcome::Skip("query reads native histograms".into());
-    }
     if ex.fail {
         return Outcome::Fail("expected the query to fail, it succeeded".into());
     }
@@ -830,7 +927,7 @@ fn compare(cmd: &EvalCmd, ex: &Expect, res: &QueryResult) -> Result<(), String> 
                     return Err(format!(
                         "unexpected metric {} in result, with value {}",
                         s.labels,
-                        fmt_f(s.f)
+                        fmt_sample(s)
                     ));
                 };
                 if ex.ordered && idx != pos {
@@ -842,9 +939,29 @@ fn compare(cmd: &EvalCmd, ex: &Expect, res: &QueryResult) -> Result<(), String> 
                         pos
                     ));
                 }
-                let want = match vals.as_slice() {
-                    [Slot::Val(w)] => *w,
-                    other => {
+                let want = match (vals.as_slice(), &s.h) {
+                    ([Slot::Val(w)], None) => *w,
+                    ([Slot::Hist(w, hint_set)], Some(h)) => {
+                        if !histogram_matches(w, h, *hint_set) {
+                            return Err(format!("expected {w} for {} but got {h}", s.labels));
+                        }
+                        continue;
+                    }
+                    ([Slot::Val(w)], Some(h)) => {
+                        return Err(format!(
+                            "expected float value {} for {} but got histogram {h}",
+                            fmt_f(*w),
+                            s.labels
+                        ))
+                    }
+                    ([Slot::Hist(w, _)], None) => {
+                        return Err(format!(
+                            "expected histogram {w} for {} but got float value {}",
+                            s.labels,
+                            fmt_f(s.f)
+                        ))
+                    }
+                    (other, _) => {
                         return Err(format!(
                             "expected single value for {}, got {other:?}",
                             s.labels
@@ -901,50 +1018,69 @@ fn compare_matrix(
     to: i64,
     step: i64,
 ) -> Result<(), String> {
-    let mut expected: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
+    type Hists<'a> = Vec<(i64, &'a FloatHistogram, bool)>;
+    type Expected<'a> = Vec<(Labels, Vec<(i64, f64)>, Hists<'a>)>;
+    let mut expected: Expected = Vec::new();
     for (l, slots) in want {
         let mut pts = Vec::new();
+        let mut hs = Vec::new();
         for (k, s) in slots.iter().enumerate() {
             let t = from + k as i64 * step;
             if t > to {
-                break;
+                return Err(format!(
+                    "expected {} points for {l}, but query time range cannot return this many points",
+                    slots.len()
+                ));
             }
             match s {
                 Slot::Val(f) => pts.push((t, *f)),
                 Slot::Stale => pts.push((t, f64::NAN)),
-                _ => {}
+                Slot::Hist(h, hint_set) => hs.push((t, &**h, *hint_set)),
+                Slot::Gap => {}
             }
         }
-        expected.push((l.clone(), pts));
+        expected.push((l.clone(), pts, hs));
     }
+    let fmt = |p: &[(i64, f64)], h: &[(i64, String)]| {
+        p.iter()
+            .map(|(t, v)| format!("{} @[{}]", fmt_f(*v), t))
+            .chain(h.iter().map(|(t, v)| format!("{v} @[{t}]")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     for s in m {
-        let Some((_, pts)) = expected.iter().find(|(l, _)| *l == s.labels) else {
+        let Some((_, pts, hs)) = expected.iter().find(|(l, _, _)| *l == s.labels) else {
             return Err(format!("unexpected metric {} in result", s.labels));
         };
         let ok = pts.len() == s.points.len()
             && pts
                 .iter()
                 .zip(&s.points)
-                .all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1, 1e-6));
+                .all(|(a, b)| a.0 == b.0 && almost_equal(a.1, b.1, 1e-6))
+            && hs.len() == s.hists.len()
+            && hs
+                .iter()
+                .zip(&s.hists)
+                .all(|(a, b)| a.0 == b.0 && histogram_matches(a.1, &b.1, a.2));
         if !ok {
-            let fmt = |p: &[(i64, f64)]| {
-                p.iter()
-                    .map(|(t, v)| format!("{} @[{}]", fmt_f(*v), t))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
+            let want_h: Vec<(i64, String)> =
+                hs.iter().map(|(t, h, _)| (*t, h.to_string())).collect();
+            let got_h: Vec<(i64, String)> =
+                s.hists.iter().map(|(t, h)| (*t, h.to_string())).collect();
             return Err(format!(
                 "expected for {}: [{}], got [{}]",
                 s.labels,
-                fmt(pts),
-                fmt(&s.points)
+                fmt(pts, &want_h),
+                fmt(&s.points, &got_h)
             ));
         }
     }
     let missing: Vec<String> = expected
         .iter()
-        .filter(|(l, pts)| !pts.is_empty() && !m.iter().any(|s| &s.labels == l))
-        .map(|(l, _)| l.to_string())
+        .filter(|(l, pts, hs)| {
+            (!pts.is_empty() || !hs.is_empty()) && !m.iter().any(|s| &s.labels == l)
+        })
+        .map(|(l, _, _)| l.to_string())
         .collect();
     if !missing.is_empty() {
         return Err(format!("expected series missing from result: {missing:?}"));

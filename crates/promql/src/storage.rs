@@ -2,14 +2,15 @@
 //! implementation ([`MemStorage`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
 
 /// Bit pattern Prometheus uses for a staleness marker (a NaN that is not the usual NaN).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-/// Placeholder stored for a native-histogram sample; the engine evaluates floats only and
-/// reports touching one so callers can refuse the query.
+/// Float value standing for a native-histogram sample in [`Series::samples`]; the
+/// histogram itself is in [`Series::histograms`] at the same timestamp.
 pub const HISTOGRAM_PLACEHOLDER_BITS: u64 = 0x7ff0_0000_0000_0003;
 
 /// A staleness marker value.
@@ -22,7 +23,7 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// Whether `v` is the native-histogram placeholder.
+/// Whether `v` stands for a native-histogram sample.
 pub fn is_histogram_placeholder(v: f64) -> bool {
     v.to_bits() == HISTOGRAM_PLACEHOLDER_BITS
 }
@@ -32,8 +33,12 @@ pub fn is_histogram_placeholder(v: f64) -> bool {
 pub struct Series {
     /// Labels, metric name included.
     pub labels: Labels,
-    /// (timestamp ms, value) in ascending timestamp order.
+    /// (timestamp ms, value) in ascending timestamp order; a native-histogram sample is
+    /// the placeholder value ([`is_histogram_placeholder`]).
     pub samples: Vec<(i64, f64)>,
+    /// The native histograms of the placeholder samples, in the same order, with their
+    /// timestamps.
+    pub histograms: Vec<(i64, Arc<FloatHistogram>)>,
 }
 
 /// What the evaluator needs from a sample store.
@@ -49,6 +54,33 @@ pub trait Storage: Send + Sync {
             .into_iter()
             .filter_map(|s| s.samples.last().map(|&(t, v)| (s.labels, t, v)))
             .collect()
+    }
+
+    /// The native histogram of the series with exactly `labels` at `t`, if its sample
+    /// there is one.
+    fn histogram_at(&self, labels: &Labels, t: i64) -> Option<Arc<FloatHistogram>> {
+        let ms: Vec<Matcher> = labels.iter().map(|(k, v)| Matcher::equal(k, v)).collect();
+        self.select(&ms, t, t)
+            .into_iter()
+            .find(|s| &s.labels == labels)
+            .and_then(|s| s.histograms.into_iter().find(|(ht, _)| *ht == t))
+            .map(|(_, h)| h)
+    }
+}
+
+/// The counter-reset hint a histogram appended after `prev` gets, as Prometheus's TSDB
+/// gives it when it stores the sample: an explicit hint stays; an unknown one following
+/// a counter histogram becomes "counter reset" or "not a counter reset" by comparison.
+pub fn stored_hint(h: &FloatHistogram, prev: Option<&FloatHistogram>) -> CounterResetHint {
+    match (h.hint, prev) {
+        (CounterResetHint::Unknown, Some(p)) if p.hint != CounterResetHint::Gauge => {
+            if h.detect_reset(p) {
+                CounterResetHint::CounterReset
+            } else {
+                CounterResetHint::NotCounterReset
+            }
+        }
+        (hint, _) => hint,
     }
 }
 
@@ -99,6 +131,8 @@ type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 #[derive(Default)]
 struct Inner {
     series: HashMap<Labels, VecDeque<(i64, f64)>, FxBuild>,
+    hists: HashMap<Labels, BTreeMap<i64, Arc<FloatHistogram>>, FxBuild>,
+    hist_bytes: usize,
     by_name: BTreeMap<String, Vec<Labels>>,
     samples: usize,
     dropped: u64,
@@ -155,6 +189,22 @@ impl MemStorage {
 
     /// Records a sample; a sample at an existing timestamp replaces it.
     pub fn append(&self, labels: &Labels, t: i64, v: f64) {
+        self.append_value(labels, t, v, None);
+    }
+
+    /// Records a native-histogram sample; one at an existing timestamp replaces it. An
+    /// unknown counter-reset hint is resolved against the previous sample as
+    /// Prometheus's TSDB does ([`stored_hint`]).
+    pub fn append_histogram(&self, labels: &Labels, t: i64, h: FloatHistogram) {
+        self.append_value(
+            labels,
+            t,
+            f64::from_bits(HISTOGRAM_PLACEHOLDER_BITS),
+            Some(h),
+        );
+    }
+
+    fn append_value(&self, labels: &Labels, t: i64, v: f64, h: Option<FloatHistogram>) {
         let limits = self.limits();
         let mut inner = match self.inner.write() {
             Ok(g) => g,
@@ -169,18 +219,33 @@ impl MemStorage {
                 inner.series.entry(labels.clone()).or_default()
             }
         };
-        match buf.back() {
-            Some(&(lt, _)) if lt < t => buf.push_back((t, v)),
-            None => buf.push_back((t, v)),
-            _ => {
-                let idx = buf.partition_point(|&(st, _)| st < t);
-                if idx < buf.len() && buf[idx].0 == t {
-                    buf[idx].1 = v;
-                    return;
+        // The sample before `t`, for the counter-reset hint.
+        let idx = buf.partition_point(|&(st, _)| st < t);
+        let replaces = idx < buf.len() && buf[idx].0 == t;
+        if replaces && is_histogram_placeholder(buf[idx].1) {
+            if let Some(m) = inner.hists.get_mut(labels) {
+                if let Some(old) = m.remove(&t) {
+                    inner.hist_bytes = inner.hist_bytes.saturating_sub(hist_bytes(&old));
                 }
-                buf.insert(idx, (t, v));
             }
         }
+        if let Some(mut h) = h {
+            let prev = match idx.checked_sub(1).map(|i| buf[i]) {
+                Some((pt, pv)) if is_histogram_placeholder(pv) => {
+                    inner.hists.get(labels).and_then(|m| m.get(&pt)).cloned()
+                }
+                _ => None,
+            };
+            h.hint = stored_hint(&h, prev.as_deref());
+            let h = Arc::new(h);
+            inner.hist_bytes += hist_bytes(&h);
+            inner.hists.entry(labels.clone()).or_default().insert(t, h);
+        }
+        if replaces {
+            buf[idx].1 = v;
+            return;
+        }
+        buf.insert(idx, (t, v));
         inner.samples += 1;
         let newest = buf.back().map(|s| s.0).unwrap_or(t);
         while buf.len() > limits.max_samples_per_series
@@ -188,7 +253,13 @@ impl MemStorage {
                 .front()
                 .is_some_and(|&(st, _)| newest.saturating_sub(st) > limits.retention_ms)
         {
-            buf.pop_front();
+            if let Some((st, sv)) = buf.pop_front() {
+                if is_histogram_placeholder(sv) {
+                    if let Some(old) = inner.hists.get_mut(labels).and_then(|m| m.remove(&st)) {
+                        inner.hist_bytes = inner.hist_bytes.saturating_sub(hist_bytes(&old));
+                    }
+                }
+            }
             inner.samples -= 1;
             inner.dropped += 1;
         }
@@ -240,6 +311,13 @@ impl MemStorage {
                 b.pop_front();
                 removed += 1;
             }
+            if let Some(m) = inner.hists.get_mut(l) {
+                let keep = m.split_off(&before);
+                for h in m.values() {
+                    inner.hist_bytes = inner.hist_bytes.saturating_sub(hist_bytes(h));
+                }
+                *m = keep;
+            }
             if b.is_empty() {
                 emptied.insert(l.clone());
             }
@@ -250,6 +328,7 @@ impl MemStorage {
         }
         for l in &emptied {
             inner.series.remove(l);
+            inner.hists.remove(l);
         }
         inner.by_name.retain(|_, v| {
             v.retain(|x| !emptied.contains(x));
@@ -284,13 +363,26 @@ impl MemStorage {
         MemStats {
             series: inner.series.len(),
             samples: inner.samples,
-            bytes: label_bytes + inner.samples * 16,
+            bytes: label_bytes + inner.samples * 16 + inner.hist_bytes,
             dropped_samples: inner.dropped,
         }
     }
 }
 
+/// Estimated bytes of one stored histogram.
+fn hist_bytes(h: &FloatHistogram) -> usize {
+    96 + 12 * (h.positive.len() + h.negative.len()) + 8 * h.custom_values.len()
+}
+
 impl Storage for MemStorage {
+    fn histogram_at(&self, labels: &Labels, t: i64) -> Option<Arc<FloatHistogram>> {
+        let inner = match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        inner.hists.get(labels).and_then(|m| m.get(&t)).cloned()
+    }
+
     fn select_latest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, i64, f64)> {
         let inner = match self.inner.read() {
             Ok(g) => g,
@@ -348,9 +440,17 @@ impl Storage for MemStorage {
             if lo >= hi {
                 continue;
             }
+            let samples: Vec<(i64, f64)> = buf.range(lo..hi).copied().collect();
+            let histograms = match inner.hists.get(l) {
+                Some(m) if samples.iter().any(|s| is_histogram_placeholder(s.1)) => {
+                    m.range(mint..=maxt).map(|(t, h)| (*t, h.clone())).collect()
+                }
+                _ => Vec::new(),
+            };
             out.push(Series {
                 labels: l.clone(),
-                samples: buf.range(lo..hi).copied().collect(),
+                samples,
+                histograms,
             });
         }
         out

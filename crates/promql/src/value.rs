@@ -1,5 +1,8 @@
 //! Values produced by evaluation.
 
+use std::sync::Arc;
+
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 
 /// One element of an instant vector.
@@ -9,8 +12,10 @@ pub struct Sample {
     pub labels: Labels,
     /// Timestamp in milliseconds.
     pub t: i64,
-    /// Value.
+    /// Value (0 when `h` is set).
     pub f: f64,
+    /// A native histogram value instead of a float.
+    pub h: Option<Arc<FloatHistogram>>,
     /// Delayed name removal: the metric name is dropped when the query finishes.
     pub drop_name: bool,
 }
@@ -20,8 +25,10 @@ pub struct Sample {
 pub struct RangeSeries {
     /// Labels.
     pub labels: Labels,
-    /// (timestamp ms, value) in ascending time order.
+    /// (timestamp ms, value) in ascending time order: the float samples.
     pub points: Vec<(i64, f64)>,
+    /// (timestamp ms, histogram) in ascending time order: the native-histogram samples.
+    pub hists: Vec<(i64, Arc<FloatHistogram>)>,
     /// Delayed name removal flag.
     pub drop_name: bool,
 }

@@ -132,10 +132,6 @@ where
 }
 
 fn success(r: QueryResult, t: i64, limit: usize) -> Success {
-    if r.touched_histogram {
-        // Never stored (pushes keep only classic buckets), but say so if it happens.
-        tracing::debug!("Query read a native histogram sample; it was skipped.");
-    }
     let (data, truncated) = query_data(&r.value, t, limit);
     let mut warnings = r.warnings;
     if truncated {

@@ -466,6 +466,7 @@ impl Storage for History {
                 out.push(Series {
                     labels: l.clone(),
                     samples,
+                    histograms: Vec::new(),
                 });
             }
         }

@@ -114,9 +114,18 @@ impl Storage for Snapshot<'_> {
                 .filter_map(|s| {
                     let lo = s.samples.partition_point(|&(t, _)| t < mint);
                     let hi = s.samples.partition_point(|&(t, _)| t <= maxt);
-                    (lo < hi).then(|| Series {
-                        labels: s.labels.clone(),
-                        samples: s.samples[lo..hi].to_vec(),
+                    (lo < hi).then(|| {
+                        let (a, b) = (s.samples[lo].0, s.samples[hi - 1].0);
+                        Series {
+                            labels: s.labels.clone(),
+                            samples: s.samples[lo..hi].to_vec(),
+                            histograms: s
+                                .histograms
+                                .iter()
+                                .filter(|(t, _)| *t >= a && *t <= b)
+                                .cloned()
+                                .collect(),
+                        }
                     })
                 })
                 .collect()
