@@ -73,15 +73,7 @@ fn ships_suite_pods_container_logs_with_their_labels() {
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
 
     let api = Arc::new(FakeKube::default());
-    api.add(
-        NODE,
-        pod(
-            "wordcount-jm-0",
-            "uid-jm",
-            suite_labels("jobmanager", Some(JOB)),
-            "10.1.0.5",
-        ),
-    );
+    api.add_flink_pod("wordcount-jm-0", "uid-jm", "jobmanager", "10.1.0.5");
     // Another workload on this node, and a suite pod on another node.
     api.add(
         NODE,
@@ -167,15 +159,7 @@ fn ships_suite_pods_container_logs_with_their_labels() {
     assert_eq!(recs[3]["message"], "after the trace");
 
     // A pod started later is picked up (a TaskManager of the same job).
-    api.add(
-        NODE,
-        pod(
-            "wordcount-tm-1",
-            "uid-tm1",
-            suite_labels("taskmanager", Some(JOB)),
-            "10.1.0.6",
-        ),
-    );
+    api.add_flink_pod("wordcount-tm-1", "uid-tm1", "taskmanager", "10.1.0.6");
     let tm_log = pods.join("flink_wordcount-tm-1_uid-tm1/flink-main-container/0.log");
     append(
         &tm_log,

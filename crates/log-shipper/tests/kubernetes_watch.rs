@@ -98,15 +98,7 @@ impl Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_added_and_deleted_are_seen_through_the_watch_and_a_410_relists() {
     let api = Arc::new(FakeKube::default());
-    api.add(
-        NODE,
-        pod(
-            "wc-jm-0",
-            "uid-jm",
-            suite_labels("jobmanager", Some(JOB)),
-            "10.1.0.5",
-        ),
-    );
+    api.add_flink_pod("wc-jm-0", "uid-jm", "jobmanager", "10.1.0.5");
     api.add(
         NODE,
         pod("nginx-1", "uid-nginx", json!({"app": "nginx"}), "10.1.0.9"),
@@ -122,15 +114,7 @@ async fn pods_added_and_deleted_are_seen_through_the_watch_and_a_410_relists() {
 
     // Added: seen through the open watch, well within the 30 s the old poll took, no list.
     let tm = w.log("flink", "wc-tm-1", "uid-tm1");
-    api.add(
-        NODE,
-        pod(
-            "wc-tm-1",
-            "uid-tm1",
-            suite_labels("taskmanager", Some(JOB)),
-            "10.1.0.6",
-        ),
-    );
+    api.add_flink_pod("wc-tm-1", "uid-tm1", "taskmanager", "10.1.0.6");
     let took = eventually("the added TaskManager", || w.labels.accepts(&tm)).await;
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(
@@ -150,15 +134,7 @@ async fn pods_added_and_deleted_are_seen_through_the_watch_and_a_410_relists() {
     // A pod that lives for a moment (created and deleted between two polls of old) is
     // seen: its file gets the pod's labels.
     let short = w.log("flink", "wc-tm-2", "uid-tm2");
-    api.add(
-        NODE,
-        pod(
-            "wc-tm-2",
-            "uid-tm2",
-            suite_labels("taskmanager", Some(JOB)),
-            "10.1.0.7",
-        ),
-    );
+    api.add_flink_pod("wc-tm-2", "uid-tm2", "taskmanager", "10.1.0.7");
     api.delete("wc-tm-2");
     eventually("the short-lived pod's labels", || {
         w.labels.labels_for(&short).deployment_id.as_deref() == Some(DEP)
@@ -207,15 +183,7 @@ async fn pods_added_and_deleted_are_seen_through_the_watch_and_a_410_relists() {
     assert!(w.labels.accepts(&late));
     api.down.store(false, Ordering::SeqCst);
     let after = w.log("flink", "wc-tm-4", "uid-tm4");
-    api.add(
-        NODE,
-        pod(
-            "wc-tm-4",
-            "uid-tm4",
-            suite_labels("taskmanager", Some(JOB)),
-            "10.1.0.9",
-        ),
-    );
+    api.add_flink_pod("wc-tm-4", "uid-tm4", "taskmanager", "10.1.0.9");
     eventually("a pod added after the outage", || w.labels.accepts(&after)).await;
 
     assert!(
@@ -229,15 +197,7 @@ async fn pods_added_and_deleted_are_seen_through_the_watch_and_a_410_relists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaced_watches_and_a_refused_token() {
     let api = Arc::new(FakeKube::default());
-    api.add(
-        NODE,
-        pod(
-            "wc-jm-0",
-            "uid-jm",
-            suite_labels("jobmanager", Some(JOB)),
-            "10.1.0.5",
-        ),
-    );
+    api.add_flink_pod("wc-jm-0", "uid-jm", "jobmanager", "10.1.0.5");
     api.add(
         NODE,
         pod_in(

@@ -123,6 +123,11 @@ impl FakeKube {
         st.pods.push((node.to_string(), pod));
     }
 
+    /// Creates a suite Flink pod of job [`JOB`] in namespace `flink` on this node.
+    pub fn add_flink_pod(&self, name: &str, uid: &str, component: &str, ip: &str) {
+        self.add(NODE, pod(name, uid, suite_labels(component, Some(JOB)), ip));
+    }
+
     /// Deletes the pod called `name` (watchers see DELETED).
     pub fn delete(&self, name: &str) {
         let mut st = self.state.lock().unwrap();

@@ -433,62 +433,63 @@ pub fn sprintf(fmt: &str, args: &[Value]) -> String {
     out
 }
 
-/// Go's `strconv.Quote`.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from('"');
+/// `s` with every character of `table` replaced by its escape, and the others `other`
+/// escapes (control characters) written as it says.
+fn escape(s: &str, table: &[(char, &str)], other: impl Fn(char) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
+        match table.iter().find(|(k, _)| *k == c) {
+            Some((_, r)) => out.push_str(r),
+            None => match other(c) {
+                Some(r) => out.push_str(&r),
+                None => out.push(c),
+            },
         }
     }
-    out.push('"');
     out
+}
+
+/// Go's `strconv.Quote`.
+fn go_quote(s: &str) -> String {
+    let table = [
+        ('"', "\\\""),
+        ('\\', "\\\\"),
+        ('\n', "\\n"),
+        ('\t', "\\t"),
+        ('\r', "\\r"),
+    ];
+    let control =
+        |c: char| ((c as u32) < 0x20 || c as u32 == 0x7f).then(|| format!("\\x{:02x}", c as u32));
+    format!("\"{}\"", escape(s, &table, control))
 }
 
 /// Go's `template.HTMLEscapeString`.
 fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            '\0' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+    let table = [
+        ('&', "&amp;"),
+        ('<', "&lt;"),
+        ('>', "&gt;"),
+        ('"', "&#34;"),
+        ('\'', "&#39;"),
+        ('\0', "\u{FFFD}"),
+    ];
+    escape(s, &table, |_| None)
 }
 
 /// Go's `template.JSEscapeString`.
 fn js_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '"' => out.push_str("\\\""),
-            '<' => out.push_str("\\u003C"),
-            '>' => out.push_str("\\u003E"),
-            '&' => out.push_str("\\u0026"),
-            '=' => out.push_str("\\u003D"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    let table = [
+        ('\\', "\\\\"),
+        ('\'', "\\'"),
+        ('"', "\\\""),
+        ('<', "\\u003C"),
+        ('>', "\\u003E"),
+        ('&', "\\u0026"),
+        ('=', "\\u003D"),
+    ];
+    escape(s, &table, |c| {
+        ((c as u32) < 0x20).then(|| format!("\\u{:04X}", c as u32))
+    })
 }
 
 /// What Go's `url.QueryEscape` leaves as is: letters, digits and `-_.~` (a space becomes `+`).

@@ -155,30 +155,8 @@ impl Value {
             Value::Int(i) => out.push_str(&i.to_string()),
             Value::Float(f) => out.push_str(&format_v(*f)),
             Value::Str(s) => out.push_str(s),
-            Value::Labels(m) => {
-                out.push_str("map[");
-                for (i, (k, v)) in m.iter().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    out.push_str(k);
-                    out.push(':');
-                    out.push_str(v);
-                }
-                out.push(']');
-            }
-            Value::Map(m) => {
-                out.push_str("map[");
-                for (i, (k, v)) in m.iter().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    out.push_str(k);
-                    out.push(':');
-                    v.write_v(out);
-                }
-                out.push(']');
-            }
+            Value::Labels(m) => write_map(out, m.iter(), |v, out| out.push_str(v)),
+            Value::Map(m) => write_map(out, m.iter(), |v, out| v.write_v(out)),
             Value::List(l) => {
                 out.push('[');
                 for (i, v) in l.iter().enumerate() {
@@ -204,6 +182,24 @@ impl Value {
             }
         }
     }
+}
+
+/// Go's `%v` of a map: `map[k1:v1 k2:v2]` in key order.
+fn write_map<'a, V: 'a>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'a String, V)>,
+    value: impl Fn(V, &mut String),
+) {
+    out.push_str("map[");
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(k);
+        out.push(':');
+        value(v, out);
+    }
+    out.push(']');
 }
 
 /// Go's `strconv.ParseFloat` on a template argument: decimal and exponent forms, `NaN`,
