@@ -92,10 +92,15 @@ impl Queue {
         }
     }
 
-    /// Queues one sample unless its shard is full or the sample is out of order.
+    /// Queues one sample unless its shard is full or the sample is out of order. The
+    /// samples of a live series share one copy of its labels (as Prometheus's queue
+    /// interns them): a backlog costs a pointer per sample, not a label set.
     pub fn push(&self, labels: Labels, t: i64, v: f64) -> Pushed {
         let mut s = self.state();
-        let last = s.last.get(&labels).copied();
+        let (labels, last) = match s.last.get_key_value(&labels) {
+            Some((k, last)) => (k.clone(), Some(*last)),
+            None => (labels, None),
+        };
         if is_stale(v) && last.is_none() {
             return Pushed::Ignored;
         }
