@@ -41,7 +41,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 60
-GROUPS = int(os.environ.get("MG_GROUPS", "50"))
+GROUPS = int(os.environ.get("MG_GROUPS", "20"))
 REPS = int(os.environ.get("REPS", "10"))
 OURS = os.environ["OURS"]
 BODY = os.environ["BODY"]

@@ -2,10 +2,11 @@
 # Query latency, bytes per sample of history and remote-write samples/s: our
 # metrics-gateway vs Debian's Prometheus on the same data, one run. Not a test; run by hand:
 #   bench/metrics-gateway/peers.sh [ROUNDS]
-# Load: the captured Flink TaskManager body pushed to MG_GROUPS (default 50, ~30k series)
-# groups every second for ROUNDS seconds (default 60), values moving every round; what is
-# measured and how: see peers.py. Env: MG_GROUPS (GROUPS is taken by bash), REPS (query repetitions, default 10),
-# OURS (a metrics-gateway binary to use instead of building one).
+# Load: the captured Flink TaskManager body pushed to MG_GROUPS groups (default 20: 7,440
+# series; 50 could not be pushed to two gateways every second on the 2-core machine) every
+# second for ROUNDS seconds (default 60), values moving every round; what is measured and
+# how: see peers.py. Env: MG_GROUPS (GROUPS is taken by bash), REPS (query repetitions,
+# default 10), OURS (a metrics-gateway binary to use instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BODY="${BODY:-../shared/samples/flink/taskmanager-push.txt}"
