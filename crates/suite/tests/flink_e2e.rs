@@ -5,7 +5,10 @@
 //! the gateway; a second deployment whose job keeps failing raises the bundled
 //! `FlinkJobRestarting`, which arrives signed at the stand-in naming the deployment; the
 //! failure's stack trace arrives in the shipped log as one event with the deployment's
-//! labels; cancelling deletes the deployment's metric groups.
+//! labels; cancelling deletes the deployment's metric groups. While the probe runs, the
+//! web console's `real-flink` browser journey (job-manager's `tests/console/journeys.py`)
+//! checks the list, the deployment page, Flink's own UI through the proxy and a savepoint
+//! taken with the console's button (skipped without Chromium or Python's playwright).
 //!
 //! Needs FLINK_HOME and FLINK_TEST_JOB_JAR (`eval "$(scripts/flink/fetch.sh)"`; CI does it
 //! in .ci/setup.d/flink.sh). Skips with a message when they are absent.
@@ -128,6 +131,77 @@ fn shipped_events(dir: &Path) -> Vec<Value> {
     out
 }
 
+/// Runs job-manager's browser journey `real-flink` (`tests/console/journeys.py`: Playwright
+/// driving Debian's Chromium) against this suite while deployment `name` runs job `job`.
+/// Skips with a message when `/usr/bin/chromium` or Python's `playwright` is missing.
+fn console_journey(s: &Suite, token: &str, name: &str, job: &str) {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    let playwright = std::process::Command::new("python3")
+        .args(["-c", "import playwright.sync_api"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !Path::new(CHROMIUM).exists() || !playwright {
+        eprintln!(
+            "SKIP the console journey on real Flink: needs {CHROMIUM} (apt-get install chromium) \
+             and Python's playwright (pip install playwright)"
+        );
+        return;
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = manifest.join("../job-manager/tests/console/journeys.py");
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../../target"))
+        .join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("real-flink")
+        .env("JM_URL", format!("http://{}", s.ports.job_manager))
+        .env("JM_TOKEN", token)
+        .env("JM_DEPLOYMENT", name)
+        .env("JM_JOB", job)
+        .env("JM_SCREENSHOTS", &shots)
+        .env("JM_CHROMIUM", CHROMIUM)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    // Read both pipes on threads so a chatty browser cannot block on a full pipe.
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = String::new();
+            let _ = r.read_to_string(&mut v);
+            v
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the console journey on real Flink took over 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    println!("{stdout}");
+    assert!(
+        status.success(),
+        "the console journey on real Flink failed ({status}):\n{stdout}\n{stderr}"
+    );
+    println!(
+        "console journey on real Flink passed in {:.1} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+}
+
 #[test]
 fn first_job_metrics_alert_logs_and_cancel_with_real_flink() {
     let Some((home, jar)) = flink() else {
@@ -204,6 +278,10 @@ fn first_job_metrics_alert_logs_and_cancel_with_real_flink() {
             )
         },
     );
+
+    // The console on this real Flink: list, deployment page, Flink's own UI through the
+    // proxy, a savepoint triggered with the button.
+    console_journey(&s, &token, "probe", &probe_job);
 
     // The failing deployment raises the bundled restart alert: signed, naming it.
     let alert = eventually(

@@ -95,23 +95,24 @@ async function listPage(main) {
   let items = [];
   let drawn = "";
   const draw = (force = true) => {
-    // Polling redraws only what changed, so keyboard focus and selection stay put.
-    const sig = JSON.stringify([items, f]);
+    const shown = items.filter((d) => d.metadata.name.toLowerCase().includes(f.name.toLowerCase()) && (!f.state || d.status.state === f.state)).map((d) => {
+      const st = d.status || {};
+      return [d.metadata.id, d.metadata.name, d.spec.state, st.state, d.spec.deploymentTargetName || "—", String(get(d, "spec.template.spec.parallelism") ?? "—"),
+        Object.entries(d.metadata.labels || {}), st.state === "RUNNING" && st.running ? fmtTime(st.running.transitionTime) : "—"];
+    });
+    // Polling redraws only when what is shown changed (not, e.g., a condition's time), so
+    // focus, selection and a click in progress stay put.
+    const sig = JSON.stringify([shown, items.length]);
     if (!force && sig === drawn) return;
     drawn = sig;
-    const shown = items.filter((d) => d.metadata.name.toLowerCase().includes(f.name.toLowerCase()) && (!f.state || d.status.state === f.state));
-    tbody.replaceChildren(...shown.map((d) => {
-      const st = d.status || {};
-      const since = st.state === "RUNNING" && st.running ? fmtTime(st.running.transitionTime) : "—";
-      return h("tr", { "data-name": d.metadata.name },
-        h("td", { "data-label": t("col.name") }, h("a", { href: "#/d/" + d.metadata.id }, d.metadata.name)),
-        h("td", { "data-label": t("col.desired") }, stateBadge(d.spec.state)),
-        h("td", { "data-label": t("col.current") }, stateBadge(st.state)),
-        h("td", { "data-label": t("col.target") }, d.spec.deploymentTargetName || "—"),
-        h("td", { "data-label": t("col.parallelism") }, String(get(d, "spec.template.spec.parallelism") ?? "—")),
-        h("td", { "data-label": t("col.labels") }, ...Object.entries(d.metadata.labels || {}).map(([k, v]) => h("span", { class: "label" }, `${k}=${v}`))),
-        h("td", { "data-label": t("col.since"), class: "time" }, since));
-    }));
+    tbody.replaceChildren(...shown.map(([id, name, desired, current, target, par, labels, since]) => h("tr", { "data-name": name },
+      h("td", { "data-label": t("col.name") }, h("a", { href: "#/d/" + id }, name)),
+      h("td", { "data-label": t("col.desired") }, stateBadge(desired)),
+      h("td", { "data-label": t("col.current") }, stateBadge(current)),
+      h("td", { "data-label": t("col.target") }, target),
+      h("td", { "data-label": t("col.parallelism") }, par),
+      h("td", { "data-label": t("col.labels") }, ...labels.map(([k, v]) => h("span", { class: "label" }, `${k}=${v}`))),
+      h("td", { "data-label": t("col.since"), class: "time" }, since))));
     count.textContent = t("list.count", { n: shown.length, total: items.length });
   };
   const load = async () => {
