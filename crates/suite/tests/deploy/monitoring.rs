@@ -178,68 +178,55 @@ fn prometheus_config_as_mounted_passes_promtool() {
         );
         rule_files.extend(hits);
     }
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = promql_engine::rules::file::check_rules(&rule_files, &mut out, &mut err);
-    assert_eq!(
-        code,
-        0,
-        "{}{}",
-        String::from_utf8_lossy(&out),
-        String::from_utf8_lossy(&err)
-    );
-    match tool("promtool") {
-        None => {
-            eprintln!("SKIP promtool part: promtool is not installed (Debian package prometheus)")
-        }
-        Some(promtool) => {
-            let out = Command::new(&promtool)
-                .args(["check", "config"])
-                .arg(&config)
-                .output()
-                .unwrap();
-            let mut text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            if !out.status.success() && text.contains("field kubernetes_sd_configs not found") {
-                // Debian builds Prometheus without Kubernetes discovery (the upstream image
-                // the manifests run has it): check everything else, each Kubernetes
-                // discovery replaced by a static target; the discovery blocks themselves are
-                // checked above against Prometheus's documented roles and fields.
-                eprintln!("NOTE: this promtool has no Kubernetes discovery (Debian build); kubernetes_sd_configs replaced by static targets for `promtool check config`");
-                let mut stripped = cfg.clone();
-                for job in stripped["scrape_configs"].as_sequence_mut().unwrap() {
-                    if let Some(m) = job.as_mapping_mut() {
-                        if m.remove("kubernetes_sd_configs").is_some() {
-                            m.insert(
-                                "static_configs".into(),
-                                serde_yaml::from_str("[{targets: ['discovered:8080']}]").unwrap(),
-                            );
-                        }
+    ours_ok(|out, err| promql_engine::rules::file::check_rules(&rule_files, out, err));
+    with_promtool(|promtool| {
+        let out = Command::new(&promtool)
+            .args(["check", "config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let mut text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() && text.contains("field kubernetes_sd_configs not found") {
+            // Debian builds Prometheus without Kubernetes discovery (the upstream image
+            // the manifests run has it): check everything else, each Kubernetes
+            // discovery replaced by a static target; the discovery blocks themselves are
+            // checked above against Prometheus's documented roles and fields.
+            eprintln!("NOTE: this promtool has no Kubernetes discovery (Debian build); kubernetes_sd_configs replaced by static targets for `promtool check config`");
+            let mut stripped = cfg.clone();
+            for job in stripped["scrape_configs"].as_sequence_mut().unwrap() {
+                if let Some(m) = job.as_mapping_mut() {
+                    if m.remove("kubernetes_sd_configs").is_some() {
+                        m.insert(
+                            "static_configs".into(),
+                            serde_yaml::from_str("[{targets: ['discovered:8080']}]").unwrap(),
+                        );
                     }
                 }
-                std::fs::write(&config, serde_yaml::to_string(&stripped).unwrap()).unwrap();
-                text = run_ok(
-                    Command::new(&promtool)
-                        .args(["check", "config"])
-                        .arg(&config),
-                );
-            } else {
-                assert!(out.status.success(), "promtool check config:\n{text}");
             }
-            assert!(text.contains("SUCCESS"), "{text}");
-            assert!(
-                text.contains("rules found"),
-                "promtool saw no rule file: {text}"
-            );
-            run_ok(
+            std::fs::write(&config, serde_yaml::to_string(&stripped).unwrap()).unwrap();
+            text = run_ok(
                 Command::new(&promtool)
-                    .args(["check", "rules"])
-                    .args(&rule_files),
+                    .args(["check", "config"])
+                    .arg(&config),
             );
+        } else {
+            assert!(out.status.success(), "promtool check config:\n{text}");
         }
-    }
+        assert!(text.contains("SUCCESS"), "{text}");
+        assert!(
+            text.contains("rules found"),
+            "promtool saw no rule file: {text}"
+        );
+        run_ok(
+            Command::new(&promtool)
+                .args(["check", "rules"])
+                .args(&rule_files),
+        );
+    });
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -436,41 +423,21 @@ fn shipped_alert_rules_pass_our_checker_and_their_unit_tests_under_both_engines(
         rules.join("recording_rules-flink.yaml"),
         rules.join("alerting_rules-flink.yaml"),
     ];
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = promql_engine::rules::file::check_rules(&files, &mut out, &mut err);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out),
-        String::from_utf8_lossy(&err)
-    );
-    assert_eq!(code, 0, "{text}");
+    let text = ours_ok(|out, err| promql_engine::rules::file::check_rules(&files, out, err));
     assert!(text.contains("SUCCESS: 1 rules found"), "{text}");
     assert!(text.contains("SUCCESS: 5 rules found"), "{text}");
 
     let tests = deploy_dir().join("prometheus/tests/flink.test.yml");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = promql_engine::rules::unittest::test_rules(&[&tests], &mut out, &mut err);
-    assert_eq!(
-        code,
-        0,
-        "{}{}",
-        String::from_utf8_lossy(&out),
-        String::from_utf8_lossy(&err)
-    );
+    ours_ok(|out, err| promql_engine::rules::unittest::test_rules(&[&tests], out, err));
 
-    match tool("promtool") {
-        None => {
-            eprintln!("SKIP promtool part: promtool is not installed (Debian package prometheus)")
-        }
-        Some(promtool) => {
-            run_ok(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
-            run_ok(
-                Command::new(&promtool)
-                    .args(["check", "rules"])
-                    .args(&files),
-            );
-        }
-    }
+    with_promtool(|promtool| {
+        run_ok(Command::new(&promtool).args(["test", "rules"]).arg(&tests));
+        run_ok(
+            Command::new(&promtool)
+                .args(["check", "rules"])
+                .args(&files),
+        );
+    });
 }
 
 #[test]
@@ -503,5 +470,29 @@ fn monitoring_containers_args_are_flags_their_binaries_know() {
             "{}: accepts unknown flags",
             bin.display()
         );
+    }
+}
+
+/// Runs one of our promtool-compatible checkers (`check_rules`, `test_rules`) with output
+/// buffers; asserts it passed and returns what it printed.
+fn ours_ok(run: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> i32) -> String {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(&mut out, &mut err);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    assert_eq!(code, 0, "{text}");
+    text
+}
+
+/// Runs `check` with Debian's promtool, or says that part is skipped when it is absent.
+fn with_promtool(check: impl FnOnce(PathBuf)) {
+    match tool("promtool") {
+        None => {
+            eprintln!("SKIP promtool part: promtool is not installed (Debian package prometheus)")
+        }
+        Some(promtool) => check(promtool),
     }
 }
