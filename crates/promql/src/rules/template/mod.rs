@@ -5,8 +5,9 @@
 //! # Layout
 //! - [`value`]: template values modelled on the Go types Prometheus passes, and Go's `%v`,
 //!   `%g`, `%e` number formatting.
-//! - [`parse`]: lexer and parser (trim markers, comments, pipelines, `if`/`range`/`with`,
-//!   `define`/`template`/`block`, `break`/`continue`), with Go's parse-time checks.
+//! - [`lex`]: text and actions (trim markers, comments), tokens and Go literals.
+//! - [`parse`]: the parser (pipelines, `if`/`range`/`with`, `define`/`template`/`block`,
+//!   `break`/`continue`), with Go's parse-time checks.
 //! - [`exec`]: the bounded executor.
 //! - [`functions`]: the one table of functions, Go's built-ins and Prometheus's.
 //! - [`error`]: typed parse and execution errors carrying the template name and line.
@@ -20,6 +21,7 @@
 pub mod error;
 pub mod exec;
 pub mod functions;
+pub mod lex;
 pub mod parse;
 pub mod value;
 
