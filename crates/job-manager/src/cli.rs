@@ -236,7 +236,7 @@ pub fn render(args: &RenderArgs) -> Result<Rendered, Error> {
 /// The Role and RoleBinding for `args.namespace`.
 pub fn rbac(args: &RbacArgs) -> Result<String, Error> {
     for ns in [&args.namespace, &args.manager_namespace] {
-        if !is_dns_label(ns) {
+        if !crate::domain::names::is_dns_label(ns) {
             return Err(Error::Namespace(ns.clone()));
         }
     }
@@ -331,7 +331,7 @@ fn read(path: &Path) -> Result<String, Error> {
 /// The target's Kubernetes namespace and savepoint directory.
 fn resolve_target(args: &RenderArgs, d: &Deployment) -> Result<(String, Option<String>), Error> {
     if let Some(ns) = &args.target_namespace {
-        if !is_dns_label(ns) {
+        if !crate::domain::names::is_dns_label(ns) {
             return Err(Error::Namespace(ns.clone()));
         }
         return Ok((ns.clone(), None));
@@ -369,13 +369,4 @@ fn derived_id(parts: &[&str]) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }

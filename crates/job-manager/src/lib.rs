@@ -12,7 +12,9 @@
 //! - [`store`]: the durable embedded store under `--data-dir` (atomic, versioned files).
 //! - [`api`]: the HTTP API (envelope, JSON/YAML bodies, validation) and [`api::auth`], the
 //!   owner/editor/viewer matrix.
-//! - [`domain`]: rules below the API (namespace creation, token hashing).
+//! - [`domain`]: rules below the API and the CLI: what makes a deployment or a target
+//!   valid (typed errors naming the field), the built-in defaults, names, namespace
+//!   creation, token hashing.
 //! - [`controller`]: the reconciling controller (transitions, upgrades, savepoints, health);
 //!   [`clock`]: its wall-clock seam (tests run it under tokio's paused time).
 //! - [`flink`]: the Flink REST seam: [`flink::rest`] (real) and [`flink::fake`].

@@ -13,13 +13,12 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{
-    auth::Caller,
-    decode,
-    deployments::{builtin_defaults, deep_merge},
-    merge_patch, ok, ApiError, ApiResult, AppState, Doc,
+use super::{auth::Caller, decode, merge_patch, ok, ApiError, ApiResult, AppState, Doc};
+use crate::{
+    domain::deployments::{builtin_defaults, deep_merge},
+    model::Role,
+    store::Write1,
 };
-use crate::{model::Role, store::Write1};
 
 /// The version of a stored defaults document (`None`: nothing stored yet). Documents
 /// stored before versions existed count as version 1.

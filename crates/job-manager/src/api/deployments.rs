@@ -1,7 +1,7 @@
 //! Deployments and what hangs off them: clone, jobs, savepoints, events, targets (the
 //! namespace's defaults are in [`super::defaults`]).
 
-use std::{collections::BTreeMap, str::FromStr};
+use std::collections::BTreeMap;
 
 use axum::{
     extract::{Path, Query, State},
@@ -9,7 +9,7 @@ use axum::{
 };
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
@@ -17,12 +17,12 @@ use super::{
     Doc,
 };
 use crate::{
+    domain::{deployments, targets},
     model::{
         new_savepoint, Control, Deployment, DeploymentState, DeploymentStatus, DeploymentTarget,
-        DesiredState, JobState, Role, SavepointOrigin, TargetKind,
+        DesiredState, JobState, Role, SavepointOrigin,
     },
     store::{DeploymentRecord, Tables, Write1},
-    target, template,
 };
 
 /// `?labelSelector=` on lists.
@@ -76,209 +76,6 @@ fn find(t: &Tables, ns: &str, key: &str) -> Result<DeploymentRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("deployment {key} not found in namespace {ns}")))
 }
 
-/// Checks a deployment; every message names the field.
-pub fn validate(d: &Deployment, t: &Tables) -> Result<(), ApiError> {
-    let ns = &d.metadata.namespace;
-    let name = &d.metadata.name;
-    if name.trim().is_empty() {
-        return Err(ApiError::invalid("metadata.name must not be empty"));
-    }
-    if name.len() > 253 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "metadata.name must be at most 253 characters without control characters",
-        ));
-    }
-    let s = &d.spec;
-    let ts = &s.template.spec;
-    if ts.parallelism < 1 {
-        return Err(ApiError::invalid(format!(
-            "spec.template.spec.parallelism must be ≥ 1 (got {})",
-            ts.parallelism
-        )));
-    }
-    if ts.parallelism > 10_000 {
-        return Err(ApiError::invalid(
-            "spec.template.spec.parallelism must be ≤ 10000",
-        ));
-    }
-    if s.max_job_creation_attempts < 1 {
-        return Err(ApiError::invalid("spec.maxJobCreationAttempts must be ≥ 1"));
-    }
-    if s.max_savepoint_creation_attempts < 1 {
-        return Err(ApiError::invalid(
-            "spec.maxSavepointCreationAttempts must be ≥ 1",
-        ));
-    }
-    if ts.artifact.kind != "JAR" {
-        return Err(ApiError::invalid(format!(
-            "spec.template.spec.artifact.kind {:?} is not supported: use JAR",
-            ts.artifact.kind
-        )));
-    }
-    let uri = &ts.artifact.jar_uri;
-    if uri.is_empty() {
-        return Err(ApiError::invalid(
-            "spec.template.spec.artifact.jarUri must not be empty",
-        ));
-    }
-    if !(uri.starts_with("file://")
-        || uri.starts_with('/')
-        || uri.starts_with("http://")
-        || uri.starts_with("https://"))
-    {
-        return Err(ApiError::invalid(format!(
-            "spec.template.spec.artifact.jarUri {uri:?} is not supported: use file://, http:// or https:// (upload JARs to /artifacts/v1/namespaces/{ns}/artifacts:upload)"
-        )));
-    }
-    for k in ts.flink_configuration.keys() {
-        target::check_config_key(k).map_err(|e| ApiError::invalid(e.to_string()))?;
-    }
-    if let Some(l) = &ts.logging {
-        if let Some(p) = &l.logging_profile {
-            if !template::LOGGING_PROFILES.contains(&p.as_str()) {
-                return Err(ApiError::invalid(format!(
-                    "spec.template.spec.logging.loggingProfile {p:?} is unknown: use {}",
-                    template::LOGGING_PROFILES.join(", ")
-                )));
-            }
-        }
-        for (logger, level) in &l.log4j_loggers {
-            let lv = level.to_ascii_uppercase();
-            if ![
-                "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "ALL",
-            ]
-            .contains(&lv.as_str())
-            {
-                return Err(ApiError::invalid(format!(
-                    "spec.template.spec.logging.log4jLoggers[\"{logger}\"] level {level:?} is invalid: use TRACE, DEBUG, INFO, WARN, ERROR, FATAL or OFF"
-                )));
-            }
-        }
-    }
-    if let Some(k) = &ts.kubernetes {
-        for (i, e) in k.pods.env_vars.iter().enumerate() {
-            let name_ok = e.name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
-                && e.name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-            if !name_ok {
-                return Err(ApiError::invalid(format!(
-                    "spec.template.spec.kubernetes.pods.envVars[{i}].name {:?} is invalid: use letters, digits, '_', '-' and '.', not starting with a digit",
-                    e.name
-                )));
-            }
-            if e.value.contains('\0') {
-                return Err(ApiError::invalid(format!(
-                    "spec.template.spec.kubernetes.pods.envVars[{i}].value of {} must not contain a NUL character",
-                    e.name
-                )));
-            }
-        }
-    }
-    if let Some(sched) = &s.savepoint_schedule {
-        cron::Schedule::from_str(&sched.cron).map_err(|e| {
-            ApiError::invalid(format!(
-                "spec.savepointSchedule.cron {:?} is invalid: {e} (use six fields with seconds, e.g. \"0 */10 * * * *\")",
-                sched.cron
-            ))
-        })?;
-        if sched.retain < 1 {
-            return Err(ApiError::invalid(
-                "spec.savepointSchedule.retain must be ≥ 1",
-            ));
-        }
-    }
-    let Some(target) = t
-        .targets
-        .get(&(ns.clone(), s.deployment_target_name.clone()))
-    else {
-        return Err(ApiError::invalid(format!(
-            "spec.deploymentTargetName: no deployment target named {:?} in namespace {ns}",
-            s.deployment_target_name
-        )));
-    };
-    if target.spec.kind == TargetKind::Local {
-        let env = ts.kubernetes.iter().flat_map(|k| &k.pods.env_vars);
-        for (i, e) in env.enumerate() {
-            if let Some(reason) = target::refused_env_var(&e.name) {
-                return Err(ApiError::invalid(format!(
-                    "spec.template.spec.kubernetes.pods.envVars[{i}].name {} is not allowed on the local target {:?}: {reason}",
-                    e.name, s.deployment_target_name
-                )));
-            }
-        }
-    }
-    if let Some(k) = &ts.kubernetes {
-        // VVP: `pods` and the pod templates are exclusive; on a Kubernetes target the pod
-        // options are also parsed strictly here, so a misspelt field is a 400, not a failed start.
-        let checked = if target.spec.kind == TargetKind::Kubernetes {
-            crate::kubernetes::pods::customisation(Some(k)).map(|_| ())
-        } else {
-            crate::kubernetes::pods::check_exclusive(k)
-        };
-        checked.map_err(|e| ApiError::invalid(e.to_string()))?;
-    }
-    if s.state == DesiredState::Suspended && target.spec.kind == TargetKind::Session {
-        let has_dir = ts
-            .flink_configuration
-            .contains_key("execution.checkpointing.savepoint-dir")
-            || ts.flink_configuration.contains_key("state.savepoints.dir")
-            || target.spec.savepoint_dir.is_some();
-        if !has_dir {
-            return Err(ApiError::invalid(format!(
-                "spec.state SUSPENDED needs a savepoint directory so that state is not lost: set spec.template.spec.flinkConfiguration[\"execution.checkpointing.savepoint-dir\"] or spec.savepointDir of deployment target {:?}",
-                s.deployment_target_name
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Checks the templates of a deployment (syntax, known placeholders, the rendering bounds)
-/// by rendering them with sample values. Runs outside the store's lock: rendering is
-/// bounded by the template fuel but not free, and other writes must not wait for it.
-pub fn check_templates(d: &Deployment) -> Result<(), ApiError> {
-    let ts = &d.spec.template.spec;
-    if let Some(args) = &ts.artifact.main_args {
-        let field = |e: template::Error| {
-            ApiError::invalid(format!("spec.template.spec.artifact.mainArgs: {e}"))
-        };
-        template::check(args).map_err(field)?;
-        template::split_args(args).map_err(field)?;
-    }
-    let sample = template::Context {
-        namespace: "ns".into(),
-        deployment_id: "id".into(),
-        deployment_name: "name".into(),
-        job_id: "job".into(),
-    };
-    template::render_config(&ts.flink_configuration, &sample)
-        .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
-    if let Some(l) = &ts.logging {
-        if l.log4j2_configuration_template.is_some() {
-            template::render_log4j(Some(l), &sample)
-                .map_err(|e| ApiError::invalid(format!("spec.template.spec.{e}")))?;
-        }
-    }
-    Ok(())
-}
-
-/// What [`check_templates`] looked at.
-type TemplateInputs<'a> = (
-    Option<&'a String>,
-    &'a BTreeMap<String, String>,
-    Option<&'a crate::model::Logging>,
-);
-
-fn template_inputs(d: &Deployment) -> TemplateInputs<'_> {
-    let ts = &d.spec.template.spec;
-    (
-        ts.artifact.main_args.as_ref(),
-        &ts.flink_configuration,
-        ts.logging.as_ref(),
-    )
-}
-
 /// Builds a deployment from a request under the store's read lock, checks its templates
 /// with no lock held, then builds it again inside the write transaction and commits it if
 /// its templates are still the ones checked (the defaults or the deployment may have
@@ -290,10 +87,10 @@ fn transact_checked<R>(
 ) -> Result<R, ApiError> {
     for _ in 0..3 {
         let candidate = build(&st.store.read())?;
-        check_templates(&candidate)?;
+        deployments::check_templates(&candidate)?;
         let done = st.store.transact::<_, ApiError>(|t| {
             let d = build(t)?;
-            if template_inputs(&d) != template_inputs(&candidate) {
+            if deployments::template_inputs(&d) != deployments::template_inputs(&candidate) {
                 return Ok((vec![], None));
             }
             let (writes, out) = commit(t, d)?;
@@ -306,33 +103,6 @@ fn transact_checked<R>(
     Err(ApiError::conflict(
         "the deployment or the namespace's deployment defaults kept changing while this request was checked; retry",
     ))
-}
-
-/// The built-in defaults every namespace starts with.
-pub fn builtin_defaults() -> Value {
-    json!({
-        "spec": {
-            "state": "CANCELLED",
-            "upgradeStrategy": {"kind": "STATEFUL"},
-            "restoreStrategy": {"kind": "LATEST_SAVEPOINT", "allowNonRestoredState": false},
-            "deploymentTargetName": crate::LOCAL_TARGET,
-            "maxSavepointCreationAttempts": 4,
-            "maxJobCreationAttempts": 4,
-            "template": {"spec": {"parallelism": 1, "flinkConfiguration": {}}}
-        }
-    })
-}
-
-/// Deep merge: values of `over` win; objects merge recursively.
-pub(crate) fn deep_merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                deep_merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
-    }
 }
 
 fn user_part(d: &Deployment) -> Result<Value, ApiError> {
@@ -413,25 +183,8 @@ pub async fn create_deployment(
 /// A whole Deployment document as the user sent it, over the built-in defaults and the
 /// namespace's own (create and `PUT`), placed in the URL's namespace.
 fn with_defaults(t: &Tables, ns: &str, body: &Value) -> Result<Deployment, ApiError> {
-    let mut merged = builtin_defaults();
-    if let Some(def) = t.defaults.get(ns) {
-        deep_merge(&mut merged, def);
-    }
-    deep_merge(&mut merged, body);
-    let mut d: Deployment = decode(merged)?;
-    if d.kind != "Deployment" {
-        return Err(ApiError::invalid(format!(
-            "kind {:?} must be Deployment",
-            d.kind
-        )));
-    }
-    if !d.metadata.namespace.is_empty() && d.metadata.namespace != ns {
-        return Err(ApiError::invalid(format!(
-            "metadata.namespace {:?} does not match the namespace {ns:?} of the URL",
-            d.metadata.namespace
-        )));
-    }
-    d.metadata.namespace = ns.to_string();
+    let mut d: Deployment = decode(deployments::over_defaults(t.defaults.get(ns), body))?;
+    deployments::place_in(&mut d, ns)?;
     Ok(d)
 }
 
@@ -461,7 +214,7 @@ fn commit_new(
             None => Uuid::new_v4(),
         };
         d.metadata.id = Some(id);
-        validate(&d, t)?;
+        deployments::validate(&d, t)?;
         super::artifacts::check_deployment_jar(st, &d, None)?;
         if t.deployments.values().any(|r| {
             r.deployment.metadata.namespace == ns && r.deployment.metadata.name == d.metadata.name
@@ -543,7 +296,7 @@ fn commit_replace(
     {
         let rec = find(t, ns, key)?;
         let cur = &rec.deployment;
-        validate(&d, t)?;
+        deployments::validate(&d, t)?;
         super::artifacts::check_deployment_jar(st, &d, Some(cur))?;
         if d.metadata.name != cur.metadata.name
             && t.deployments.values().any(|r| {
@@ -719,10 +472,10 @@ pub async fn clone_deployment(
         d.spec.state = DesiredState::Cancelled;
         d.status = DeploymentStatus::default();
         // The copy must be a valid deployment itself; above all its longer name.
-        validate(&d, t).map_err(|e| {
+        deployments::validate(&d, t).map_err(|e| {
             ApiError::invalid(format!(
-                "cannot clone deployment {:?}: the copy {}",
-                src.metadata.name, e.message
+                "cannot clone deployment {:?}: the copy {e}",
+                src.metadata.name
             ))
         })?;
         Ok((
@@ -959,73 +712,15 @@ pub async fn create_target(
     ok(StatusCode::CREATED, target)
 }
 
-/// A deployment target from a request body, checked. VVP's bodies carry no `spec.type`
-/// (every VVP target is a Kubernetes namespace); here it says which kind runs the jobs.
+/// A deployment target from a request body, checked ([`targets`]).
 fn decode_target(mut body: Value) -> Result<DeploymentTarget, ApiError> {
     if let Some(o) = body.as_object_mut() {
         o.remove("status");
     }
-    if body.pointer("/spec/type").is_none()
-        && body.pointer("/spec/kubernetes").is_none()
-        && body.get("spec").is_some_and(Value::is_object)
-    {
-        return Err(ApiError::invalid(
-            "spec.kubernetes.namespace or spec.type is required: a Kubernetes namespace the jobs run in (VVP's shape), or type local (a Flink cluster per job on the manager's host) or session (spec.restUrl of an existing cluster)",
-        ));
-    }
+    targets::check_kind_given(&body)?;
     let target: DeploymentTarget = decode(body)?;
-    match target.spec.kind {
-        TargetKind::Session => {
-            let url = target.spec.rest_url.clone().unwrap_or_default();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ApiError::invalid(
-                    "spec.restUrl must be the session cluster's REST URL (http:// or https://) for a session target",
-                ));
-            }
-        }
-        TargetKind::Local => {
-            if target.spec.rest_url.is_some() {
-                return Err(ApiError::invalid(
-                    "spec.restUrl is only allowed for session targets",
-                ));
-            }
-        }
-        TargetKind::Kubernetes => {
-            if target.spec.rest_url.is_some() {
-                return Err(ApiError::invalid(
-                    "spec.restUrl is only allowed for session targets; a Kubernetes target's Flink REST API is its JobManager Service (spec.kubernetes.flinkRest: service or proxy)",
-                ));
-            }
-            let Some(k) = &target.spec.kubernetes else {
-                return Err(ApiError::invalid(
-                    "spec.kubernetes.namespace is required for a Kubernetes target",
-                ));
-            };
-            if !is_dns_label(&k.namespace) {
-                return Err(ApiError::invalid(format!(
-                    "spec.kubernetes.namespace {:?} is not a Kubernetes namespace name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
-                    k.namespace
-                )));
-            }
-            if k.context.as_deref().is_some_and(str::is_empty) {
-                return Err(ApiError::invalid(
-                    "spec.kubernetes.context must not be empty (omit it for the current context)",
-                ));
-            }
-        }
-    }
+    targets::validate(&target)?;
     Ok(target)
-}
-
-/// A Kubernetes namespace name (RFC 1123 label).
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
 }
 
 /// `PUT` (VVP's upsert, owner only): creates the target `name` or replaces it. A

@@ -120,6 +120,13 @@ impl ApiError {
     }
 }
 
+/// A document the domain rules refuse: 400 with the message naming the field.
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        ApiError::invalid(e.to_string())
+    }
+}
+
 impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> Self {
         match e {
@@ -286,22 +293,9 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Validates a DNS-label-like name (namespaces, targets, tokens).
+/// Validates a DNS-label name (namespaces, targets, tokens): [`crate::domain::names`].
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{field} {name:?} is invalid: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
-        )))
-    }
+    Ok(crate::domain::names::check(field, name)?)
 }
 
 /// Every API route. Authorization happens in each handler through [`auth::Caller`].
