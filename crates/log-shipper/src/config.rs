@@ -47,6 +47,11 @@ pub struct Config {
     /// How often files are checked for new data and rotation.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How often, at most, a sink's checkpoint is stored after acknowledged batches (`0s`:
+    /// after every batch). New, rotated-away and forgotten files and shutdown are stored at
+    /// once. A crash re-sends at most this long's worth of acknowledged batches.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
     /// The sinks; any combination.
     pub sinks: Sinks,
     /// Kubernetes pod discovery (container logs of the suite's pods on this node).
@@ -404,6 +409,9 @@ impl ServiceConfig for Config {
     }
 }
 
+/// How often, at most, checkpoints are stored after acknowledged batches by default.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often files are polled by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -416,6 +424,7 @@ impl Default for Config {
             pod_labels_file: None,
             utc_offset_seconds: 0,
             poll_interval: DEFAULT_POLL_INTERVAL,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             sinks: Sinks::default(),
             kubernetes: crate::kubernetes::KubernetesConfig::default(),
             local_cluster_logs: None,
@@ -438,6 +447,15 @@ mod tests {
     fn defaults_are_valid_and_errors_name_the_field() {
         let c = load("").unwrap();
         assert_eq!(c.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(1));
+        assert_eq!(
+            load("checkpoint_interval: 0s\n")
+                .unwrap()
+                .checkpoint_interval,
+            Duration::ZERO
+        );
+        let err = load("checkpoint_interval: soon\n").unwrap_err();
+        assert!(err.contains("checkpoint_interval"), "{err}");
         assert!(c.sinks.sls.is_none());
         let err = load("sinks:\n  sls: {endpoint: e, project: p, logstore: l, signature: v4}\n")
             .unwrap_err();

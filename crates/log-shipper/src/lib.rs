@@ -330,6 +330,7 @@ fn start_routes(
                 batch,
                 buffer,
                 poll_interval: config.poll_interval,
+                checkpoint_interval: config.checkpoint_interval,
                 data_dir: args.data_dir.clone(),
                 labels: labels.clone(),
             },

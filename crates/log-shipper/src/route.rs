@@ -6,7 +6,10 @@
 //!
 //! Order of durability for one batch: the sink acknowledges (or the batch is spilled to the
 //! outage buffer and fsynced) → the offsets are committed in the tailer → the checkpoint is
-//! stored. A crash therefore re-sends at most the one batch that was in flight.
+//! stored, at most once per `checkpoint_interval` (at once when files were opened, rotated,
+//! closed or forgotten, after a buffered batch was sent, and when the route stops). A crash
+//! therefore re-sends at most the batches acknowledged since the last checkpoint plus the one
+//! in flight, and loses none.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -85,6 +88,9 @@ pub struct RouteConfig {
     pub buffer: Buffer,
     /// Poll interval.
     pub poll_interval: Duration,
+    /// At most how often the checkpoint is stored after acknowledged batches (zero: after
+    /// every batch).
+    pub checkpoint_interval: Duration,
     /// Where checkpoints and the outage buffer live.
     pub data_dir: PathBuf,
     /// Labels per file.
@@ -122,6 +128,9 @@ pub struct Route {
     checkpoint: Checkpoint,
     state: State,
     dirty: bool,
+    /// A change that must be stored at once (file opened, rotated, closed or forgotten).
+    urgent: bool,
+    stored_at: Instant,
     buffer: DiskBuffer,
     metrics: Metrics,
     attempt: u32,
@@ -161,6 +170,8 @@ impl Route {
             checkpoint,
             state,
             dirty: false,
+            urgent: false,
+            stored_at: Instant::now(),
             buffer,
             metrics,
             attempt: 0,
@@ -235,6 +246,7 @@ impl Route {
             self.joiners.remove(&name);
             self.streams.remove(&name);
             self.dirty = true;
+            self.urgent = true;
             tracing::info!(sink = self.name, file = %name, "Writer gone and file fully shipped; no longer watched.");
         }
         let globs: Vec<String> = self.cfg.inputs.iter().map(|i| i.glob.clone()).collect();
@@ -263,6 +275,7 @@ impl Route {
                 FileEvent::Lost { stream, .. } => ("lost", stream),
                 FileEvent::Identified { .. } => {
                     self.dirty = true;
+                    self.urgent = true;
                     continue;
                 }
             };
@@ -284,6 +297,7 @@ impl Route {
             // Record new and replaced files at once, so that a crash before their first
             // acknowledgement still finds them (by inode) wherever rotation moves them.
             self.dirty = true;
+            self.urgent = true;
         }
     }
 
@@ -296,18 +310,32 @@ impl Route {
             *e = (*e).max(r.event.end);
         }
         for ((stream, file), end) in ends {
-            self.tailer.commit(&stream, file, end);
+            // A drained file closed: store at once, so that a restart does not look for it.
+            self.urgent |= self.tailer.commit(&stream, file, end);
         }
         self.dirty = true;
     }
 
+    /// Stores the checkpoint when something changed and it is due: at once for urgent
+    /// changes, else when `checkpoint_interval` has passed since the last store.
     fn store(&mut self) {
+        if self.dirty && (self.urgent || self.stored_at.elapsed() >= self.cfg.checkpoint_interval) {
+            self.store_now();
+        }
+    }
+
+    /// Stores the checkpoint now if anything changed.
+    fn store_now(&mut self) {
         if !self.dirty {
             return;
         }
         self.state.files = self.tailer.positions();
         match self.checkpoint.store(&self.state) {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                self.urgent = false;
+                self.stored_at = Instant::now();
+            }
             Err(error) => tracing::error!(sink = self.name, %error, "Cannot store the checkpoint."),
         }
     }
@@ -433,7 +461,7 @@ impl Route {
                     self.shipped(&batch);
                     // The sink's new state must be durable before the batch is forgotten.
                     self.dirty = true;
-                    self.store();
+                    self.store_now();
                     if let Err(error) = self.buffer.pop() {
                         tracing::error!(sink = self.name, %error, "Cannot delete a sent buffer batch.");
                     }
@@ -548,8 +576,9 @@ impl Route {
                 self.lag_metrics();
                 next_lag = now + Duration::from_secs(1);
             }
+            self.store();
             if stopping && pending.is_empty() {
-                self.store();
+                self.store_now();
                 tracing::info!(sink = self.name, "Route stopped; checkpoint stored.");
                 return;
             }

@@ -647,7 +647,9 @@ impl Tailer {
 
     /// Marks everything up to `end` of physical file `file` of `stream` as acknowledged, and
     /// forgets files that are done and fully acknowledged.
-    pub fn commit(&mut self, stream: &str, file: u64, end: u64) {
+    /// Returns whether a drained (rotated away) file was closed and forgotten by it.
+    pub fn commit(&mut self, stream: &str, file: u64, end: u64) -> bool {
+        let mut closed = false;
         if let Some(s) = self.streams.get_mut(stream) {
             for t in s.files.iter_mut() {
                 if t.serial == file && end > t.committed {
@@ -660,11 +662,14 @@ impl Tailer {
                 .is_some_and(|t| t.done && t.committed >= t.read && s.files.len() > 1)
             {
                 s.forget_front();
+                closed = true;
             }
             if s.files.len() == 1 && s.files[0].done && s.files[0].committed >= s.files[0].read {
                 s.forget_front();
+                closed = true;
             }
         }
+        closed
     }
 
     /// The committed positions of every stream, for the checkpoint.
