@@ -510,13 +510,38 @@ def advanced_journey(browser):
     expect(page.locator("#f-pod-envVars-error")).to_have_text("")
     shot(page, "create-pods-error-desktop")
     page.fill("#f-pod-tolerations", page.locator("#f-pod-tolerations").input_value().replace("operater", "operator"))
+    # A native-Kubernetes Flink option the k8s target does not apply: created, with a warning.
+    page.fill("#f-flink-conf", "kubernetes.container.image: flink:1.17")
     page.click("#create-submit")
     expect(page.locator("#state")).to_have_text("CANCELLED")
+
+    step("create and configure show the API's warnings, naming the setting with no effect")
+    warn = page.locator("#warnings")
+    expect(warn).to_be_visible()
+    expect(warn).to_contain_text("no effect on the deployment target")
+    expect(warn.locator("code")).to_have_text('spec.template.spec.flinkConfiguration["kubernetes.container.image"]')
+    expect(warn).to_contain_text('on deployment target "k8s"')
+    shot(page, "create-warnings-desktop")
     page.click("#tabbtn-configure")
+    expect(page.locator("#warnings")).to_be_hidden()
     cfg = page.locator("#config-yaml")
     for want in [r"loggingProfile: sls", r"disktype: nvme", r"operator: Equal", r"tier: silver",
-                 r"name: REGION\n\s+value: cn-hangzhou", r"mountPath: /data"]:
+                 r"name: REGION\n\s+value: cn-hangzhou", r"mountPath: /data", r"kubernetes\.container\.image: flink:1\.17"]:
         expect(cfg).to_have_value(re.compile(want))
+    expect(page.locator("#config-warnings")).to_be_hidden()
+    cfg.fill(cfg.input_value().replace("disktype: nvme", "disktype: ssd"))
+    page.click("#config-save")
+    expect(page.locator("#config-ok")).to_contain_text("Saved")
+    cw = page.locator("#config-warnings")
+    expect(cw).to_be_visible()
+    expect(cw.locator("code")).to_have_text('spec.template.spec.flinkConfiguration["kubernetes.container.image"]')
+    # Removing the option (the key deleted in YAML, sent as null) clears the warning.
+    cfg.fill(re.sub(r"\n\s*kubernetes\.container\.image: flink:1\.17", "", cfg.input_value()))
+    page.click("#config-save")
+    expect(page.locator("#config-ok")).to_contain_text("Saved")
+    expect(cw).to_be_hidden()
+    expect(page.locator("#config-warnings")).to_be_hidden()
+    expect(cfg).not_to_have_value(re.compile(r"kubernetes\.container\.image"))
     ctx.close()
 
 

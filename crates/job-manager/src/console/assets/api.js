@@ -1,5 +1,5 @@
 // The JSON API with the caller's token. Every answer is the envelope
-// {success, httpCode, message, reason, data}; failures reject with an ApiError.
+// {success, httpCode, message, reason, data} (+ warnings); failures reject with an ApiError.
 
 const TOKEN_KEY = "jm.token";
 
@@ -38,7 +38,10 @@ async function envelope(resp) {
     const msg = (body && body.message) || resp.statusText || "request failed";
     throw new ApiError(resp.status, body && body.reason, msg);
   }
-  return body ? body.data : null;
+  const data = body ? body.data : null;
+  // Settings with no effect on the target: a hidden property, so documents stay as sent.
+  if (body && body.warnings && data && typeof data === "object") Object.defineProperty(data, "warnings", { value: body.warnings });
+  return data;
 }
 
 // method, path, and a JSON value or {yaml: "text"} as body.

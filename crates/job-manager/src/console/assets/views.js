@@ -68,6 +68,17 @@ function parseLabels(s) {
   return o;
 }
 
+// The API's warnings (settings with no effect on the target), the setting named in code.
+let flash = null;
+function warnBox(ws, id = "warnings") {
+  return h("div", { class: "note", id, role: "status", hidden: !(ws && ws.length) },
+    h("strong", {}, t("warn.title")),
+    h("ul", {}, ...(ws || []).map((w) => {
+      const i = w.indexOf(" has no effect");
+      return h("li", {}, i > 0 ? [h("code", {}, w.slice(0, i)), w.slice(i)] : w);
+    })));
+}
+
 export function errorBox(id) {
   return h("p", { class: "error", id, role: "alert" });
 }
@@ -344,6 +355,7 @@ async function createPage(main) {
         body = { yaml: yamlText.value };
       }
       const d = await api.call("POST", nsPath("deployments"), body);
+      flash = d.warnings;
       go("#/d/" + d.metadata.id);
     } catch (x) {
       if (x.status === 401) throw x;
@@ -368,7 +380,8 @@ async function deploymentPage(main, id, tab) {
   const body = h("section", { id: "tab-" + tab, "aria-labelledby": "tabbtn-" + tab });
   const tabs = h("nav", { class: "tabs", "aria-label": t("tabs.label") },
     ...TABS.map((x) => h("a", { href: `#/d/${d.metadata.id}/${x}`, id: "tabbtn-" + x, "aria-current": x === tab ? "page" : null }, t("tab." + x))));
-  main.append(h("p", { class: "crumbs" }, h("a", { href: "#/deployments" }, t("nav.deployments")), " / "), head, actions, note, msg, tabs, body);
+  main.append(h("p", { class: "crumbs" }, h("a", { href: "#/deployments" }, t("nav.deployments")), " / "), head, actions, note, msg, warnBox(flash), tabs, body);
+  flash = null;
 
   const patchState = async (state) => {
     await api.call("PATCH", nsPath("deployments/" + d.metadata.id), { spec: { state } });
@@ -619,6 +632,7 @@ function configureTab(body, d, after) {
   const text = h("textarea", { id: "config-yaml", rows: 24, spellcheck: "false", readonly: !canEdit() });
   const err = errorBox("config-error");
   const ok = h("p", { class: "ok", id: "config-ok", role: "status" });
+  let warn = warnBox(null, "config-warnings");
   text.value = dump(editable(d)) + "\n";
   const reload = async () => {
     base = editable(await api.get(nsPath("deployments/" + d.metadata.id)));
@@ -629,6 +643,7 @@ function configureTab(body, d, after) {
     e.preventDefault();
     err.textContent = "";
     ok.textContent = "";
+    warn.hidden = true;
     try {
       const edited = parse(text.value);
       if (!edited || typeof edited !== "object" || Array.isArray(edited)) throw new Error(t("config.notMapping"));
@@ -638,6 +653,7 @@ function configureTab(body, d, after) {
       base = editable(saved);
       text.value = dump(base) + "\n";
       ok.textContent = t("config.saved", { rv: saved.metadata.resourceVersion });
+      warn.replaceWith((warn = warnBox(saved.warnings, "config-warnings")));
       await after();
     } catch (x) {
       if (x.status === 401) throw x;
@@ -647,7 +663,7 @@ function configureTab(body, d, after) {
   body.replaceChildren(h("form", { class: "card", id: "config-form", onsubmit: save },
     h("label", { for: "config-yaml" }, t("config.label")),
     h("p", { class: "muted" }, t("config.help")),
-    text, err, ok,
+    text, err, ok, warn,
     h("div", { class: "actions" },
       h("button", { type: "submit", class: "primary", id: "config-save", disabled: !canEdit(), title: canEdit() ? null : roleReason("editor") }, t("config.save")),
       h("button", { type: "button", id: "config-reload", onclick: reload }, t("config.reload")))));
