@@ -234,22 +234,20 @@ function fieldFor(message) {
   return [...FIELDS].sort((a, b) => b.path.length - a.path.length).find((f) => m.startsWith(f.path) || m.includes(" " + f.path) || m.includes(f.path + ":")) || null;
 }
 
-async function createPage(main) {
-  if (!canEdit()) {
-    main.append(h("h1", {}, t("create.title")), h("p", { class: "note", id: "role-note" }, roleReason("editor")));
-    return;
-  }
-  let doc = newDoc();
-  let view = "standard";
-  const [targets, artifacts] = await Promise.all([
-    api.get(nsPath("deployment-targets")).then((x) => x.items.map((i) => i.metadata.name)).catch(() => ["local"]),
-    api.get(`/artifacts/v1/namespaces/${api.enc(S.ns)}/artifacts:list`).then((x) => x.items).catch(() => []),
-  ]);
+const choices = () => Promise.all([
+  api.get(nsPath("deployment-targets")).then((x) => x.items.map((i) => i.metadata.name)).catch(() => ["local"]),
+  api.get(`/artifacts/v1/namespaces/${api.enc(S.ns)}/artifacts:list`).then((x) => x.items).catch(() => []),
+]);
+
+// The Standard, Advanced and YAML views of one deployment document (create and configure).
+function docForm(doc, [targets, artifacts], o = {}) {
+  let view = o.view || "standard";
   const general = errorBox("create-error");
-  const yamlText = h("textarea", { id: "yaml", rows: 22, spellcheck: "false", "aria-label": t("create.yaml") });
+  const yamlText = h("textarea", { id: o.yamlId || "yaml", rows: 22, spellcheck: "false", readonly: o.readonly, "aria-label": t("create.yaml") });
   const yamlErr = errorBox("yaml-error");
   const controls = {};
   const errs = {};
+  let pick;
   const std = h("div", { id: "standard", class: "form-grid" });
   const adv = h("div", { id: "advanced", class: "form-grid", hidden: true });
   for (const f of FIELDS) {
@@ -257,13 +255,14 @@ async function createPage(main) {
     if (f.options) c = h("select", { id: f.id }, h("option", { value: "" }, t("create.default")), ...f.options.map((o) => h("option", { value: o }, o)));
     else if (f.kv || f.env || f.yaml) c = h("textarea", { id: f.id, rows: f.yaml ? 5 : 3, spellcheck: "false", placeholder: f.env ? "NAME=value" : f.kv ? "key: value" : "YAML", "aria-describedby": f.id + "-error" });
     else if (f.select === "targets") c = h("select", { id: f.id }, ...targets.map((n) => h("option", { value: n }, n)));
-    else if (f.select === "states") c = h("select", { id: f.id }, ...["CANCELLED", "RUNNING"].map((s) => h("option", { value: s }, t("state." + s))));
+    else if (f.select === "states") c = h("select", { id: f.id }, ...(o.states || ["CANCELLED", "RUNNING"]).map((s) => h("option", { value: s }, t("state." + s))));
     else c = h("input", { id: f.id, type: f.type || "text", min: f.type === "number" ? "1" : null, "aria-describedby": f.id + "-error" });
+    c.disabled = !!o.readonly;
     controls[f.id] = c;
     errs[f.id] = h("p", { class: "field-error", id: f.id + "-error", role: "alert" });
     const row = h("div", { class: "field" }, h("label", { for: f.id }, t(f.label)), c, errs[f.id]);
     if (f.id === "f-jaruri") {
-      const pick = h("select", { id: "f-jar", onchange: (e) => { if (e.target.value) controls["f-jaruri"].value = e.target.value; } },
+      pick = h("select", { id: "f-jar", disabled: o.readonly, onchange: (e) => { if (e.target.value) controls["f-jaruri"].value = e.target.value; } },
         h("option", { value: "" }, t("create.jarPick")),
         ...artifacts.map((a) => h("option", { value: a.uri }, a.filename)));
       std.append(h("div", { class: "field" }, h("label", { for: "f-jar" }, t("create.jar")), pick,
@@ -277,7 +276,6 @@ async function createPage(main) {
       const v = get(doc, f.path);
       controls[f.id].value = f.labels ? labelsText(v) : f.kv ? kvText(v) : f.env ? envText(v) : f.yaml ? yamlOf(v) : v ?? "";
     }
-    const pick = document.getElementById("f-jar");
     if (pick) pick.value = artifacts.some((a) => a.uri === controls["f-jaruri"].value) ? controls["f-jaruri"].value : "";
   };
   const collect = () => {
@@ -318,7 +316,7 @@ async function createPage(main) {
     else general.textContent = message;
   };
   const tabs = h("div", { class: "tabs", role: "tablist" });
-  const yamlBox = h("div", { id: "yaml-view", hidden: true }, h("label", { for: "yaml" }, t("create.yaml")), yamlText, yamlErr);
+  const yamlBox = h("div", { id: "yaml-view" }, h("label", { for: yamlText.id }, t(o.label || "create.yaml")), yamlText, yamlErr);
   const switchTo = (v) => {
     clearErrors();
     if (v === view) return;
@@ -334,6 +332,9 @@ async function createPage(main) {
       showError(x.message, x.field);
       return;
     }
+    show(v);
+  };
+  const show = (v) => {
     view = v;
     std.hidden = v !== "standard";
     adv.hidden = v !== "advanced";
@@ -341,29 +342,43 @@ async function createPage(main) {
     for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.view === v));
   };
   for (const [v, key] of [["standard", "create.standard"], ["advanced", "create.advanced"], ["yaml", "create.yaml"]]) {
-    tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + v, "data-view": v, "aria-selected": String(v === view), onclick: () => switchTo(v) }, t(key)));
+    tabs.append(h("button", { type: "button", role: "tab", id: "tab-" + v, "data-view": v, onclick: () => switchTo(v) }, t(key)));
   }
+  // The document (a mapping; {yaml} unparsed unless asked) or a thrown error.
+  const read = (obj) => {
+    clearErrors();
+    if (view === "yaml") return obj ? parse(yamlText.value) : { yaml: yamlText.value };
+    collect();
+    return doc;
+  };
+  const load = (d) => {
+    doc = d;
+    fill();
+    yamlText.value = dump(d) + "\n";
+  };
+  show(view);
+  load(doc);
+  return { parts: [tabs, general, std, adv, yamlBox], read, load, showError, view: () => view };
+}
+
+async function createPage(main) {
+  if (!canEdit()) {
+    main.append(h("h1", {}, t("create.title")), h("p", { class: "note", id: "role-note" }, roleReason("editor")));
+    return;
+  }
+  const f = docForm(newDoc(), await choices());
   const form = h("form", { id: "create-form", class: "card", novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
-    clearErrors();
-    let body;
     try {
-      if (view !== "yaml") {
-        collect();
-        body = doc;
-      } else {
-        body = { yaml: yamlText.value };
-      }
-      const d = await api.call("POST", nsPath("deployments"), body);
+      const d = await api.call("POST", nsPath("deployments"), f.read());
       flash = d.warnings;
       go("#/d/" + d.metadata.id);
     } catch (x) {
       if (x.status === 401) throw x;
-      showError(x.message, x.field);
+      f.showError(x.message, x.field);
     }
-  } }, tabs, general, std, adv, yamlBox, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "create-submit" }, t("create.submit"))));
+  } }, ...f.parts, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "create-submit" }, t("create.submit"))));
   main.append(h("h1", {}, t("create.title")), form);
-  fill();
 }
 
 // ---- Deployment page ----------------------------------------------------------------
@@ -432,7 +447,7 @@ async function deploymentPage(main, id, tab) {
   if (tab === "savepoints") drawBody = async () => savepointsTab(body, d);
   if (tab === "metrics") drawBody = metricsTab(body, d);
   if (tab === "logs") drawBody = logsTab(body, d);
-  if (tab === "configure") configureTab(body, d, async () => { await refresh(); });
+  if (tab === "configure") await configureTab(body, d, async () => { await refresh(); });
 
   const refresh = async () => {
     d = await api.get(nsPath("deployments/" + d.metadata.id));
@@ -621,22 +636,22 @@ export function diffPatch(from, to) {
   return p;
 }
 
-function configureTab(body, d, after) {
+async function configureTab(body, d, after) {
   const editable = (x) => {
     const { id, namespace, createdAt, modifiedAt, ...metadata } = x.metadata;
     return { metadata: Object.assign({ labels: {}, annotations: {} }, metadata), spec: x.spec };
   };
-  // The document the text was loaded from: saving sends what changed since (removed keys
+  const copy = (x) => JSON.parse(JSON.stringify(x));
+  // The document the views were loaded from: saving sends what changed since (removed keys
   // as null), with its resourceVersion, so a key deleted here is deleted there.
   let base = editable(d);
-  const text = h("textarea", { id: "config-yaml", rows: 24, spellcheck: "false", readonly: !canEdit() });
+  const f = docForm(copy(base), await choices(), { view: "yaml", yamlId: "config-yaml", label: "config.label", readonly: !canEdit(), states: ["CANCELLED", "RUNNING", "SUSPENDED"] });
   const err = errorBox("config-error");
   const ok = h("p", { class: "ok", id: "config-ok", role: "status" });
   let warn = warnBox(null, "config-warnings");
-  text.value = dump(editable(d)) + "\n";
   const reload = async () => {
     base = editable(await api.get(nsPath("deployments/" + d.metadata.id)));
-    text.value = dump(base) + "\n";
+    f.load(copy(base));
     err.textContent = "";
   };
   const save = async (e) => {
@@ -645,25 +660,25 @@ function configureTab(body, d, after) {
     ok.textContent = "";
     warn.hidden = true;
     try {
-      const edited = parse(text.value);
+      const edited = f.read(true);
       if (!edited || typeof edited !== "object" || Array.isArray(edited)) throw new Error(t("config.notMapping"));
-      const patch = diffPatch(base, edited);
+      const patch = diffPatch(prune(copy(base)), prune(copy(edited)));
       patch.metadata = Object.assign(patch.metadata || {}, { resourceVersion: base.metadata.resourceVersion });
       const saved = await api.call("PATCH", nsPath("deployments/" + d.metadata.id), patch);
       base = editable(saved);
-      text.value = dump(base) + "\n";
+      f.load(copy(base));
       ok.textContent = t("config.saved", { rv: saved.metadata.resourceVersion });
       warn.replaceWith((warn = warnBox(saved.warnings, "config-warnings")));
       await after();
     } catch (x) {
       if (x.status === 401) throw x;
-      err.textContent = x.status === 409 ? t("config.conflict") + " " + x.message : x.message;
+      if (x.status !== 409 && f.view() !== "yaml") f.showError(x.message, x.field);
+      else err.textContent = x.status === 409 ? t("config.conflict") + " " + x.message : x.message;
     }
   };
-  body.replaceChildren(h("form", { class: "card", id: "config-form", onsubmit: save },
-    h("label", { for: "config-yaml" }, t("config.label")),
+  body.replaceChildren(h("form", { class: "card", id: "config-form", novalidate: true, onsubmit: save },
     h("p", { class: "muted" }, t("config.help")),
-    text, err, ok, warn,
+    ...f.parts, err, ok, warn,
     h("div", { class: "actions" },
       h("button", { type: "submit", class: "primary", id: "config-save", disabled: !canEdit(), title: canEdit() ? null : roleReason("editor") }, t("config.save")),
       h("button", { type: "button", id: "config-reload", onclick: reload }, t("config.reload")))));
