@@ -38,6 +38,8 @@ pub struct Config {
     /// Where the store lives (read at start, so a reload cannot change it; `--store.url`
     /// overrides `url`).
     pub store: StoreConfig,
+    /// Which replica reconciles when several share a PostgreSQL store (read at start).
+    pub leader_election: crate::leader::LeaderElectionConfig,
 }
 
 /// The store: embedded files under `--data-dir` (no `url`) or PostgreSQL.
@@ -163,6 +165,11 @@ impl ServiceConfig for Config {
                 "must be greater than zero",
             ));
         }
+        self.leader_election
+            .validate()
+            .map_err(|(field, message)| {
+                ConfigError::invalid(format!("leader_election.{field}"), message)
+            })?;
         if self.controller.unstable_restarts == 0 {
             return Err(ConfigError::invalid(
                 "controller.unstable_restarts",

@@ -25,6 +25,7 @@
 //!   TaskManager Deployment) built from a deployment without a cluster, and its RBAC.
 //! - [`cli`]: the `render` and `rbac` subcommands beside the server.
 //! - [`template`]: placeholders in Flink configuration and the log4j2 template.
+//! - [`leader`]: which replica reconciles (PostgreSQL advisory lock or Kubernetes Lease).
 //! - [`metrics`]: the service's own metrics.
 //! - [`console`]: the web console at `/` and the Flink UI proxy under `/flink/`.
 //! - [`testing`]: an in-process manager over the fake Flink (tests, benchmark).
@@ -39,6 +40,7 @@ pub mod controller;
 pub mod domain;
 pub mod flink;
 pub mod kubernetes;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod provider;
@@ -117,6 +119,11 @@ pub struct Args {
     /// config file); unset: the embedded store under --data-dir.
     #[arg(long = "store.url", value_name = "URL")]
     pub store_url: Option<String>,
+
+    /// Elect the reconciling replica with this `coordination.k8s.io/v1` Lease (overrides
+    /// `leader_election.lease`); unset: PostgreSQL's advisory lock.
+    #[arg(long = "leader-election.lease", value_name = "NAME")]
+    pub leader_election_lease: Option<String>,
 }
 
 impl Args {
@@ -137,6 +144,8 @@ pub enum Error {
     Serve(#[from] server::ServeError),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Leader(#[from] leader::Error),
     #[error("cannot read bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -336,14 +345,44 @@ pub async fn run(mut args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
         source,
     })?;
     let store_config = config.current().store.clone();
-    let store = prepare_store(
-        Store::open_at(
-            &args.data_dir,
-            args.store_url.as_deref().or(store_config.url.as_deref()),
-            store_config.password_file.as_deref(),
-        )?,
-        bootstrap.as_ref(),
+    let store_url = args.store_url.as_deref().or(store_config.url.as_deref());
+    let mut election = config.current().leader_election.clone();
+    if let Some(lease) = &args.leader_election_lease {
+        election.lease = Some(lease.clone());
+    }
+    if let Err((field, message)) = election.validate() {
+        return Err(leader::Error::Invalid { field, message }.into());
+    }
+    let mut lease_release = None;
+    let mut store = Store::open_with(
+        &args.data_dir,
+        store_url,
+        store_config.password_file.as_deref(),
+        election.lease.is_none(),
     )?;
+    if let Some(lease) = &election.lease {
+        if store_url.is_none() {
+            return Err(leader::Error::NeedsSharedStore.into());
+        }
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| leader::Error::Client(e.to_string()))?;
+        let elector = leader::LeaseElector::new(
+            client,
+            &leader::namespace(&election)?,
+            lease,
+            &leader::identity(),
+            leader::Timing::from(&election),
+        );
+        store = store.with_leadership(elector.leadership());
+        // Released once the controller has stopped, never while its steps still run.
+        let (stopped, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(elector.run(async move {
+            let _ = stop.await;
+        }));
+        lease_release = Some((stopped, task));
+    }
+    let store = prepare_store(store, bootstrap.as_ref())?;
     let metrics = metrics::Metrics::register(INFO.metric_prefix, &registry);
     let flink = Arc::new(flink::rest::RestFlink::default());
     let (state, controller) = assemble(
@@ -361,6 +400,10 @@ pub async fn run(mut args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let served = server::serve(listener, app(state), endpoints, lifecycle.clone()).await;
     lifecycle.request_shutdown();
     let _ = ctl.await;
+    if let Some((stopped, task)) = lease_release {
+        let _ = stopped.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     served?;
     Ok(())
 }

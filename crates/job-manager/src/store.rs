@@ -165,6 +165,8 @@ pub struct Store {
     /// Deployments changed since the subscriber last took them.
     changes: std::sync::Mutex<BTreeSet<Uuid>>,
     changed: Notify,
+    /// Set when leadership is decided outside the backend (a Kubernetes Lease).
+    leadership: Option<crate::leader::Leadership>,
 }
 
 /// A change to apply atomically (memory and disk).
@@ -215,6 +217,17 @@ impl Store {
         url: Option<&str>,
         password_file: Option<&Path>,
     ) -> Result<Store> {
+        Store::open_with(data_dir, url, password_file, true)
+    }
+
+    /// [`Store::open_at`]; with `advisory_election` false, PostgreSQL's advisory lock does
+    /// not elect the leader (a Lease does, see [`Store::with_leadership`]).
+    pub fn open_with(
+        data_dir: &Path,
+        url: Option<&str>,
+        password_file: Option<&Path>,
+        advisory_election: bool,
+    ) -> Result<Store> {
         let Some(url) = url else {
             return Store::open(data_dir);
         };
@@ -232,7 +245,10 @@ impl Store {
         };
         let location = pg::PgLocation::parse(url, password.as_deref())?;
         tracing::info!("Store: PostgreSQL at {}.", location.display());
-        Store::with_backend(Box::new(pg::PgBackend::connect(location)?))
+        Store::with_backend(Box::new(pg::PgBackend::connect_with(
+            location,
+            advisory_election,
+        )?))
     }
 
     /// Opens a store over `backend`, loading everything.
@@ -245,6 +261,7 @@ impl Store {
             max_events: MAX_EVENTS_PER_DEPLOYMENT,
             changes: Default::default(),
             changed: Notify::new(),
+            leadership: None,
         })
     }
 
@@ -276,9 +293,19 @@ impl Store {
         Ok(())
     }
 
-    /// Whether this replica leads (reconciles); always with the embedded store.
+    /// Whether this replica leads (reconciles): as `leadership` says if set (a Lease),
+    /// else as the backend says (always with the embedded store).
     pub fn is_leader(&self) -> bool {
-        self.backend.is_leader()
+        match &self.leadership {
+            Some(l) => l.get(),
+            None => self.backend.is_leader(),
+        }
+    }
+
+    /// Leadership decided by `leadership` from now on instead of by the backend.
+    pub fn with_leadership(mut self, leadership: crate::leader::Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
     }
 
     /// Replaces the memory with what the backend holds (a new leader's first step: another

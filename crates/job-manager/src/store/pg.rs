@@ -18,6 +18,8 @@ use std::{
 };
 
 use postgres::{Client, NoTls, Transaction};
+
+pub mod tls;
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
@@ -93,6 +95,7 @@ const MIGRATION_LOCK: i64 = 0x6a6f_625f_6d67_7231;
 #[derive(Clone)]
 pub struct PgLocation {
     config: postgres::Config,
+    tls: tls::Tls,
     /// `host:port/db` for messages (never the password).
     display: String,
 }
@@ -100,7 +103,7 @@ pub struct PgLocation {
 impl PgLocation {
     /// Parses `postgres://USER@HOST:PORT/DB`; `password`, if given, replaces one in the URL.
     pub fn parse(url: &str, password: Option<&str>) -> Result<PgLocation> {
-        let parsed = url::Url::parse(url).map_err(|e| Error::Database {
+        let mut parsed = url::Url::parse(url).map_err(|e| Error::Database {
             message: format!("store.url is not a URL: {e}"),
         })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
@@ -122,14 +125,29 @@ impl PgLocation {
             parsed.port().unwrap_or(5432),
             parsed.path()
         );
-        let mut config: postgres::Config = url.parse().map_err(|e| Error::Database {
-            message: format!("store.url ({display}): {e}"),
-        })?;
+        let tls = tls::Tls::from_url(&mut parsed)?;
+        let mut config: postgres::Config =
+            parsed.as_str().parse().map_err(|e| Error::Database {
+                message: format!("store.url ({display}): {e}"),
+            })?;
+        config.ssl_mode(tls.pg_mode());
         if let Some(p) = password {
             config.password(p);
         }
         config.application_name("job-manager");
-        Ok(PgLocation { config, display })
+        Ok(PgLocation {
+            config,
+            tls,
+            display,
+        })
+    }
+
+    /// A new session, over TLS as `sslmode` says.
+    fn connect(&self) -> std::result::Result<Client, postgres::Error> {
+        match &self.tls.connector {
+            None => self.config.connect(NoTls),
+            Some(c) => self.config.connect(c.clone()),
+        }
     }
 
     /// `host:port/db`.
@@ -151,8 +169,7 @@ impl Conn {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             let client = self
                 .location
-                .config
-                .connect(NoTls)
+                .connect()
                 .map_err(|e| db(&self.location.display, e))?;
             self.client = Some(client);
         }
@@ -201,7 +218,7 @@ fn elect(
     loop {
         let held = (|| -> std::result::Result<bool, postgres::Error> {
             if conn.as_ref().is_none_or(Client::is_closed) {
-                conn = Some(location.config.connect(NoTls)?);
+                conn = Some(location.connect()?);
                 leader.store(false, Ordering::SeqCst);
             }
             let Some(c) = conn.as_mut() else {
@@ -248,12 +265,19 @@ fn elect(
 }
 
 impl PgBackend {
-    /// Connects, runs the migrations and starts the connection's thread.
+    /// Connects, runs the migrations and starts the connection's thread and the election
+    /// by advisory lock.
     pub fn connect(location: PgLocation) -> Result<PgBackend> {
+        PgBackend::connect_with(location, true)
+    }
+
+    /// [`PgBackend::connect`]; without `advisory_election` no lock is taken (and
+    /// [`Backend::is_leader`] stays false: leadership is decided elsewhere).
+    pub fn connect_with(location: PgLocation, advisory_election: bool) -> Result<PgBackend> {
         let display = location.display.clone();
         let leader = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        {
+        if advisory_election {
             let location = location.clone();
             let leader = leader.clone();
             std::thread::Builder::new()

@@ -37,6 +37,112 @@ fn is_root() -> bool {
 
 impl Pg {
     pub fn start() -> Option<Pg> {
+        Pg::start_with(false)
+    }
+
+    /// A cluster that accepts TLS connections only (`hostssl` in pg_hba.conf), with a
+    /// server certificate for IP 127.0.0.1 signed by [`Pg::ca`]. Skips (None) without the
+    /// `openssl` CLI as without PostgreSQL.
+    pub fn start_tls() -> Option<Pg> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("SKIP: no openssl CLI to make the test certificates");
+            return None;
+        }
+        Pg::start_with(true)
+    }
+
+    /// The CA that signed the server's certificate ([`Pg::start_tls`]).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Another CA, which signed nothing here.
+    pub fn wrong_ca(&self) -> PathBuf {
+        self.dir.path().join("wrong-ca.pem")
+    }
+
+    fn make_certs(&self) {
+        let d = self.dir.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (name, cn) in [("ca", "job-manager test CA"), ("wrong-ca", "another CA")] {
+            let (key, pem, subj) = (
+                format!("{name}.key"),
+                format!("{name}.pem"),
+                format!("/CN={cn}"),
+            );
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+            run(&args);
+        }
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&args);
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        if self.as_postgres {
+            for f in ["server.key", "server.pem"] {
+                let ok = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(d.join(f))
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chown {f}");
+            }
+        }
+    }
+
+    fn start_with(tls: bool) -> Option<Pg> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .filter_map(|e| e.ok())
@@ -81,6 +187,32 @@ impl Pg {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg.dir.path().display()
+        );
+        if tls {
+            pg.make_certs();
+            let d = pg.dir.path();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            ));
+            // TLS or nothing: a plain connection finds no pg_hba.conf entry (except to the
+            // maintenance database, where the test creates its databases).
+            let hba = data.join("pg_hba.conf");
+            let text = std::fs::read_to_string(&hba).unwrap();
+            let mut text: String = text
+                .lines()
+                .map(|l| match l.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}\n"),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            text.push_str("host postgres all 127.0.0.1/32 scram-sha-256\n");
+            std::fs::write(&hba, text).unwrap();
+        }
         let out = pg
             .cmd("pg_ctl")
             .arg("-D")
@@ -88,10 +220,7 @@ impl Pg {
             .arg("-l")
             .arg(pg.dir.path().join("log"))
             .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                pg.dir.path().display()
-            ))
+            .arg(options)
             .args(["-w", "start"])
             .output()
             .unwrap();
