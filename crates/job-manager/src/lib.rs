@@ -120,6 +120,10 @@ pub struct Args {
     #[arg(long = "store.url", value_name = "URL")]
     pub store_url: Option<String>,
 
+    /// File holding the database password (overrides `store.password_file`).
+    #[arg(long = "store.password-file", value_name = "PATH")]
+    pub store_password_file: Option<PathBuf>,
+
     /// Elect the reconciling replica with this `coordination.k8s.io/v1` Lease (overrides
     /// `leader_election.lease`); unset: PostgreSQL's advisory lock.
     #[arg(long = "leader-election.lease", value_name = "NAME")]
@@ -357,7 +361,9 @@ pub async fn run(mut args: Args, lifecycle: Lifecycle) -> Result<(), Error> {
     let mut store = Store::open_with(
         &args.data_dir,
         store_url,
-        store_config.password_file.as_deref(),
+        args.store_password_file
+            .as_deref()
+            .or(store_config.password_file.as_deref()),
         election.lease.is_none(),
     )?;
     if let Some(lease) = &election.lease {

@@ -215,8 +215,26 @@ pub fn app(state: Arc<AppState>) -> Router {
     r.layer(DefaultBodyLimit::disable()).with_state(state)
 }
 
-async fn metrics_handler(State(s): State<Arc<AppState>>) -> Response {
+async fn metrics_handler(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let body = s.render_metrics();
+    // A scraper that accepts delimited protobuf gets it (the only format that carries
+    // native histograms), as from the Pushgateway.
+    let accept = header_str(&headers, header::ACCEPT).unwrap_or("");
+    if accept
+        .split(',')
+        .any(|a| crate::parse::proto::is_delimited_protobuf(a.split(";q=").next().unwrap_or("")))
+    {
+        if let Some(bytes) = render::render_protobuf(&s.store, &body) {
+            return (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+                )],
+                bytes,
+            )
+                .into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

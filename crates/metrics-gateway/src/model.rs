@@ -65,11 +65,14 @@ pub enum Value {
         sum: f64,
         quantiles: Vec<(f64, f64)>,
     },
-    /// A histogram: buckets as `(upper bound, cumulative count)`.
+    /// A histogram: buckets as `(upper bound, cumulative count)`, and the native
+    /// histogram when the push carried one (protobuf only; the text format cannot).
     Histogram {
         count: f64,
         sum: f64,
         buckets: Vec<(f64, f64)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        native: Option<Box<promql_engine::FloatHistogram>>,
     },
 }
 
@@ -275,6 +278,7 @@ pub fn render_metric(name: &str, m: &Metric, out: &mut String) {
             count,
             sum,
             buckets,
+            ..
         } => {
             for (le, c) in buckets {
                 sample(out, name, "_bucket", &m.labels, Some(("le", *le)), *c);
@@ -356,6 +360,7 @@ pub fn expand_samples(name: &str, m: &Metric, out: &mut Vec<(Vec<(String, String
             count,
             sum,
             buckets,
+            ..
         } => {
             for (le, c) in buckets {
                 out.push((with("_bucket", Some(("le", *le))), *c));
@@ -552,6 +557,7 @@ pub fn render_block(name: &str, block: &str, value: &Value, out: &mut String) {
             count,
             sum,
             buckets,
+            ..
         } => {
             for (le, c) in buckets {
                 block_sample(out, name, "_bucket", block, Some(("le", *le)), *c);
@@ -656,6 +662,7 @@ mod block_tests {
                 count: 2.0,
                 sum: 1.0,
                 buckets: vec![(0.5, 1.0)],
+                native: None,
             },
             timestamp_ms: None,
         };

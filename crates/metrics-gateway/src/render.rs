@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::{
     grouping::GroupKey,
     model::{
-        block_sort_key_into, escape_help, float_string, go_metric_order, key_order,
+        block_sort_key_into, escape_help, float_string, go_metric_order, key_order, label_block,
         parse_label_block, render_block, MetricType, Value,
     },
     store::{
@@ -39,6 +39,41 @@ fn header(out: &mut String, name: &str, help: Option<&str>, kind: MetricType) {
     out.push(' ');
     out.push_str(kind.as_text());
     out.push('\n');
+}
+
+/// The `/metrics` exposition as delimited protobuf (for scrapers that negotiate it, the
+/// only format that carries native histograms): `text` is the text exposition, re-read
+/// family by family, with each pushed histogram's native part taken from the store.
+/// `None` if the text does not parse (the caller then answers with the text).
+pub fn render_protobuf(store: &Store, text: &str) -> Option<Vec<u8>> {
+    let families = crate::parse::text::parse(text.as_bytes()).ok()?;
+    let mut natives: std::collections::HashMap<(String, String), promql_engine::FloatHistogram> =
+        std::collections::HashMap::new();
+    store.with_groups(|groups, _| {
+        for g in groups.values() {
+            for (name, f) in &g.families {
+                for m in &f.metrics {
+                    if let Value::Histogram {
+                        native: Some(n), ..
+                    } = &m.value
+                    {
+                        natives.insert((name.clone(), f.block(m).to_owned()), (**n).clone());
+                    }
+                }
+            }
+        }
+    });
+    let protos: Vec<_> = families
+        .iter()
+        .map(|f| {
+            crate::parse::proto::to_proto(f, |m| {
+                natives
+                    .get(&(f.name.clone(), label_block(&m.labels).to_string()))
+                    .cloned()
+            })
+        })
+        .collect();
+    Some(crate::parse::proto::encode(&protos))
 }
 
 /// Renders every group's families, merged by name and sorted, into `out`.
@@ -200,6 +235,7 @@ pub fn api_metrics(store: &Store) -> Json {
                                 count,
                                 sum,
                                 buckets,
+                                ..
                             } => {
                                 let b: Map<String, Json> = buckets
                                     .iter()

@@ -1017,6 +1017,7 @@ mod tests {
                 count: 1.0,
                 sum: 1.0,
                 buckets: vec![],
+                native: None,
             },
             timestamp_ms: None,
         });

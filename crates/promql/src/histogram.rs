@@ -19,7 +19,7 @@ use std::fmt;
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
 
 /// What the producer says about a counter reset since the previous sample.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CounterResetHint {
     /// Nothing known: detect resets by comparing with the previous sample.
     #[default]
@@ -72,7 +72,7 @@ pub struct Bucket {
 }
 
 /// A float native histogram.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FloatHistogram {
     /// Bucket schema: `-4..=8` exponential, [`CUSTOM_BUCKETS_SCHEMA`] custom bounds.
     pub schema: i32,

@@ -365,6 +365,7 @@ impl Parser {
                                     count: 0.0,
                                     sum: 0.0,
                                     buckets: Vec::new(),
+                                    native: None,
                                 }
                             },
                             timestamp_ms: None,
@@ -536,7 +537,8 @@ mod tests {
             Value::Histogram {
                 count: 2.0,
                 sum: 3.5,
-                buckets: vec![(1.0, 1.0), (f64::INFINITY, 2.0)]
+                buckets: vec![(1.0, 1.0), (f64::INFINITY, 2.0)],
+                native: None,
             }
         );
         assert_eq!(
