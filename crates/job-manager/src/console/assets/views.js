@@ -260,7 +260,7 @@ function docForm(doc, [targets, artifacts], o = {}) {
     c.disabled = !!o.readonly;
     controls[f.id] = c;
     errs[f.id] = h("p", { class: "field-error", id: f.id + "-error", role: "alert" });
-    const row = h("div", { class: "field" }, h("label", { for: f.id }, t(f.label)), c, errs[f.id]);
+    const row = h("div", { class: "field" }, h("label", { for: f.id }, t((o.labels || {})[f.id] || f.label)), c, errs[f.id]);
     if (f.id === "f-jaruri") {
       pick = h("select", { id: "f-jar", disabled: o.readonly, onchange: (e) => { if (e.target.value) controls["f-jaruri"].value = e.target.value; } },
         h("option", { value: "" }, t("create.jarPick")),
@@ -645,7 +645,7 @@ async function configureTab(body, d, after) {
   // The document the views were loaded from: saving sends what changed since (removed keys
   // as null), with its resourceVersion, so a key deleted here is deleted there.
   let base = editable(d);
-  const f = docForm(copy(base), await choices(), { view: "yaml", yamlId: "config-yaml", label: "config.label", readonly: !canEdit(), states: ["CANCELLED", "RUNNING", "SUSPENDED"] });
+  const f = docForm(copy(base), await choices(), { view: "yaml", yamlId: "config-yaml", label: "config.label", readonly: !canEdit(), states: ["CANCELLED", "RUNNING", "SUSPENDED"], labels: { "f-state": "col.desired" } });
   const err = errorBox("config-error");
   const ok = h("p", { class: "ok", id: "config-ok", role: "status" });
   let warn = warnBox(null, "config-warnings");
