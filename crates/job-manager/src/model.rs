@@ -540,6 +540,14 @@ pub struct KubernetesClusterRef {
     pub context: Option<String>,
     #[serde(default)]
     pub flink_rest: crate::kubernetes::cluster::FlinkRestAccess,
+    /// The target's `podConditionTimeout` when the job started (else the manager's
+    /// `kubernetes.pod_condition_timeout` applies).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub pod_condition_timeout: Option<std::time::Duration>,
     /// The scope, expiry and hash of the job's artifact download token, when its JAR is in
     /// the artifact store (never the token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -738,6 +746,15 @@ pub struct KubernetesTarget {
     /// name; default) or `proxy` (the API server's service proxy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flink_rest: Option<crate::kubernetes::cluster::FlinkRestAccess>,
+    /// How long a start waits for a pod condition that may pass (Unschedulable while an
+    /// autoscaler adds a node, CrashLoopBackOff, an image pull that may succeed later)
+    /// before it fails, e.g. `10m`; else the manager's `kubernetes.pod_condition_timeout`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub pod_condition_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

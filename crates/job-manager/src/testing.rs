@@ -9,28 +9,49 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::{
-    api::AppState, controller::Controller, flink::fake::FakeFlink, metrics::Metrics, Config,
+    api::AppState,
+    clock::SharedClock,
+    controller::Controller,
+    flink::{fake::FakeFlink, Flink},
+    metrics::Metrics,
+    Config,
 };
 
 /// The bootstrap token of a [`Harness`].
 pub const TOKEN: &str = "harness-bootstrap-token";
 
-/// A manager in this process.
-pub struct Harness {
+/// A manager in this process (over [`FakeFlink`] unless another [`Flink`] is given, e.g.
+/// the real REST client against a fake cluster).
+pub struct Harness<F: Flink = FakeFlink> {
     pub state: AppState,
-    pub controller: Arc<Controller<FakeFlink>>,
-    pub flink: Arc<FakeFlink>,
+    pub controller: Arc<Controller<F>>,
+    pub flink: Arc<F>,
     pub router: Router,
     /// A jar file of the `default` namespace's artifact store, usable as `jarUri` there
     /// (`file://…`).
     pub jar_uri: String,
 }
 
-impl Harness {
+impl<F: Flink> Harness<F> {
     /// Opens (or re-opens, to simulate a restart) a manager on `data_dir` over `flink`.
-    pub fn open(data_dir: &Path, flink: Arc<FakeFlink>, config: Config) -> Harness {
+    pub fn open(data_dir: &Path, flink: Arc<F>, config: Config) -> Self {
+        Self::open_with_clock(
+            data_dir,
+            flink,
+            config,
+            Arc::new(crate::clock::TokioClock::new()),
+        )
+    }
+
+    /// [`Harness::open`] with the controller's time from `clock`.
+    pub fn open_with_clock(
+        data_dir: &Path,
+        flink: Arc<F>,
+        config: Config,
+        clock: SharedClock,
+    ) -> Self {
         let store = crate::store::Store::open(data_dir).expect("open store");
-        Harness::with_store(data_dir, store, flink, config)
+        Self::with_store_and_clock(data_dir, store, flink, config, clock)
     }
 
     /// A manager over an opened `store` (e.g. PostgreSQL shared with other managers);
@@ -38,9 +59,25 @@ impl Harness {
     pub fn with_store(
         data_dir: &Path,
         store: crate::store::Store,
-        flink: Arc<FakeFlink>,
+        flink: Arc<F>,
         config: Config,
-    ) -> Harness {
+    ) -> Self {
+        Self::with_store_and_clock(
+            data_dir,
+            store,
+            flink,
+            config,
+            Arc::new(crate::clock::TokioClock::new()),
+        )
+    }
+
+    fn with_store_and_clock(
+        data_dir: &Path,
+        store: crate::store::Store,
+        flink: Arc<F>,
+        config: Config,
+        clock: SharedClock,
+    ) -> Self {
         let store = crate::prepare_store(store, Some(&Secret::new(TOKEN))).expect("open store");
         let registry = prometheus::Registry::new();
         let handle = ConfigHandle::with_loader(
@@ -50,15 +87,8 @@ impl Harness {
         )
         .expect("config");
         let metrics = Metrics::register("job_manager", &registry);
-        let (state, controller) = crate::assemble(
-            store,
-            flink.clone(),
-            data_dir,
-            None,
-            handle,
-            metrics,
-            Arc::new(crate::clock::TokioClock::new()),
-        );
+        let (state, controller) =
+            crate::assemble(store, flink.clone(), data_dir, None, handle, metrics, clock);
         // In the `default` namespace's artifact store, where jarUris must point.
         let store = crate::artifacts::dir(data_dir, crate::DEFAULT_NAMESPACE);
         std::fs::create_dir_all(&store).expect("artifact store");

@@ -87,7 +87,7 @@ async fn wait_for(
     cluster: &KubeCluster,
     pred: impl Fn(&ClusterObservation) -> bool,
 ) -> ClusterObservation {
-    let watch = cluster.watch(NS);
+    let watch = cluster.watch_job(&job());
     let mut changes = watch.changes();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

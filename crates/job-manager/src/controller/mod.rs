@@ -80,6 +80,9 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a starting cluster's processes may take to appear before a missing process
 /// means the cluster exited.
 pub const CLUSTER_EXIT_GRACE: Duration = Duration::from_secs(20);
+/// How long a starting cluster's REST API may stay unreachable (its JVM booting) before the
+/// start records a `ClusterNotReady` event.
+pub const NOT_READY_GRACE: Duration = Duration::from_secs(30);
 /// How long steps in flight may finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -145,6 +148,8 @@ pub struct Controller<F> {
     /// When this process first worked on each starting job (a cluster adopted from an
     /// earlier life gets its own grace to bring missing processes back).
     first_seen: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+    /// The pod condition each job's cluster shows, and since when (Kubernetes targets).
+    held: Mutex<HashMap<Uuid, start::Held>>,
     /// Events of the deployments whose step is in progress, not yet written: the step's
     /// next [`Controller::commit`] writes them in its transaction (a change and the event
     /// reporting it persist together or not at all); the rest at the end of the step.
@@ -175,6 +180,7 @@ impl<F: Flink> Controller<F> {
             metrics,
             clock,
             first_seen: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
             staged: Mutex::new(HashMap::new()),
         }
     }

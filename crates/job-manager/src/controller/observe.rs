@@ -19,7 +19,30 @@ impl<F: Flink> Controller<F> {
         let observed = match self.flink.job_status(rest, &fid).await {
             Ok(s) => s,
             Err(e @ FlinkError::Unreachable { .. }) => {
-                if let Presence::Gone(why) = provider.observe(&cluster) {
+                let mut presence = provider.observe(&cluster);
+                let mut unreachable = e.to_string();
+                if let Presence::Waiting {
+                    reason,
+                    message,
+                    bound,
+                    ..
+                } = &presence
+                {
+                    // A JobManager in a crash loop may come back (Flink restores the job
+                    // from its checkpoints): gone only once the condition outlasts its
+                    // bound.
+                    let waited = self.note_pod_condition(job.metadata.id, reason);
+                    unreachable = format!("{unreachable}; {reason}: {message}");
+                    if waited >= *bound {
+                        presence = Presence::Gone(format!(
+                            "{reason} for {} (the pod condition timeout): {message}",
+                            humantime_serde::re::humantime::format_duration(*bound)
+                        ));
+                    }
+                } else {
+                    self.forget_pod_condition(job.metadata.id);
+                }
+                if let Presence::Gone(why) = presence {
                     // The cluster is gone (host reboot, killed): the job cannot come back on
                     // its own. FAILED; a user action restarts it from its state.
                     job.status.state = JobState::Failed;
@@ -44,15 +67,16 @@ impl<F: Flink> Controller<F> {
                     CLUSTER_UNREACHABLE,
                     true,
                     "RestUnreachable",
-                    &e.to_string(),
+                    &unreachable,
                 ) {
-                    self.event(d, Some(job.metadata.id), CLUSTER_UNREACHABLE, e.to_string());
+                    self.event(d, Some(job.metadata.id), CLUSTER_UNREACHABLE, unreachable);
                     self.commit(d.id(), status, control, vec![])?;
                 }
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
         };
+        self.forget_pod_condition(job.metadata.id);
         let mut changed =
             set_condition(&mut status, CLUSTER_UNREACHABLE, false, "RestReachable", "");
         let mut events = vec![];

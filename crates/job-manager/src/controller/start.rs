@@ -4,6 +4,16 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// A pod condition a job's cluster shows (in this life of the manager).
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    reason: String,
+    /// When this reason was first seen without a break.
+    since: DateTime<Utc>,
+    /// When any condition was last seen.
+    last: DateTime<Utc>,
+}
+
 impl<F: Flink> Controller<F> {
     pub(super) async fn starting(
         &self,
@@ -101,7 +111,7 @@ impl<F: Flink> Controller<F> {
                 let e = FlinkError::Protocol(format!(
                     "the JobManager has not started Flink job {fid} yet"
                 ));
-                self.start_held_up(&rec, job, since, e)
+                self.held_up(&rec, job, since, e, true)
             }
             None => {
                 if provider.dedicated() {
@@ -299,6 +309,7 @@ impl<F: Flink> Controller<F> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job);
+        self.forget_pod_condition(job);
     }
 
     /// Whether a start that began at `since` is older than the cluster start timeout.
@@ -310,9 +321,48 @@ impl<F: Flink> Controller<F> {
             > (self.settings)().cluster_start_timeout
     }
 
+    /// Notes that `job`'s cluster shows the pod condition `reason` now; returns how long it
+    /// has shown it without a break (in this life of the manager).
+    pub(super) fn note_pod_condition(&self, job: Uuid, reason: &str) -> Duration {
+        let now = self.now();
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let h = held.entry(job).or_insert_with(|| Held {
+            reason: reason.to_string(),
+            since: now,
+            last: now,
+        });
+        if h.reason != reason {
+            h.reason = reason.to_string();
+            h.since = now;
+        }
+        h.last = now;
+        now.signed_duration_since(h.since)
+            .to_std()
+            .unwrap_or_default()
+    }
+
+    /// When `job`'s cluster last showed a pod condition, if it did.
+    fn pod_condition_last_seen(&self, job: Uuid) -> Option<DateTime<Utc>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job)
+            .map(|h| h.last)
+    }
+
+    /// The pod condition of `job`'s cluster passed (or the job ended).
+    pub(super) fn forget_pod_condition(&self, job: Uuid) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job);
+    }
+
     /// Something held up a start (the cluster does not answer yet, or Flink answers 5xx,
     /// e.g. to the JAR upload): an event with Flink's own error the first time that error
-    /// is seen, then FAILED once the start is older than the cluster start timeout.
+    /// is seen, then FAILED once the start is older than the cluster start timeout. A
+    /// cluster that is not reachable yet is normal while its JVM boots: the event waits for
+    /// [`NOT_READY_GRACE`].
     pub(super) fn start_held_up(
         &self,
         rec: &DeploymentRecord,
@@ -320,7 +370,31 @@ impl<F: Flink> Controller<F> {
         since: DateTime<Utc>,
         error: FlinkError,
     ) -> Result<()> {
+        let booting = matches!(error, FlinkError::Unreachable { .. });
+        self.held_up(rec, job, since, error, booting)
+    }
+
+    /// [`Controller::start_held_up`]; `booting`: the cause is what a cluster whose JVM is
+    /// still starting shows (no answer, the job not started yet), so its event waits for
+    /// [`NOT_READY_GRACE`].
+    ///
+    /// Before the start timeout is looked at, the provider says whether the cluster can
+    /// come up: gone (a process exited, a permanent pod condition) fails the start now; a
+    /// pod condition that may pass ([`Presence::Waiting`]: Unschedulable while an
+    /// autoscaler adds a node, CrashLoopBackOff) is an event at once with the scheduler's
+    /// or kubelet's words, and fails the start only once it has lasted its bound. Time
+    /// spent waiting on pods does not count towards the cluster start timeout: it counts
+    /// from the last time a pod condition was seen.
+    pub(super) fn held_up(
+        &self,
+        rec: &DeploymentRecord,
+        job: Job,
+        since: DateTime<Utc>,
+        error: FlinkError,
+        booting: bool,
+    ) -> Result<()> {
         let d = &rec.deployment;
+        let job_id = job.metadata.id;
         let timeout = (self.settings)().cluster_start_timeout;
         let mut cause = error.to_string();
         if let Some(logs) = job
@@ -331,37 +405,80 @@ impl<F: Flink> Controller<F> {
         {
             cause.push_str(&format!(" (cluster logs in {logs})"));
         }
-        // A cluster of this job whose process exited will not come up: fail now, with what
-        // it logged (after a grace for processes still being launched).
+        let now = self.now();
+        let seen = *self
+            .first_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(job_id)
+            .or_insert(now);
+        let started_for = now
+            .signed_duration_since(since.max(seen))
+            .to_std()
+            .unwrap_or_default();
         if let Some(c) = job.status.cluster.as_ref() {
             let provider = self.providers.for_cluster(c);
-            let now = self.now();
-            let seen = *self
-                .first_seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(job.metadata.id)
-                .or_insert(now);
-            let started_for = now
-                .signed_duration_since(since.max(seen))
-                .to_std()
-                .unwrap_or_default();
+            // A cluster of this job whose process exited will not come up: fail now, with
+            // what it logged (after a grace for processes still being launched).
             if started_for >= provider.exit_grace() {
-                if let Presence::Gone(why) = provider.observe(c) {
-                    let said = provider
-                        .last_error(c)
-                        .map(|e| format!("; its log says: {e}"))
-                        .unwrap_or_default();
-                    return self.job_failed_to_start(
-                        rec,
-                        job,
-                        format!("{why}{said} ({cause})"),
-                        true,
-                    );
+                match provider.observe(c) {
+                    Presence::Gone(why) => {
+                        let said = provider
+                            .last_error(c)
+                            .map(|e| format!("; its log says: {e}"))
+                            .unwrap_or_default();
+                        return self.job_failed_to_start(
+                            rec,
+                            job,
+                            format!("{why}{said} ({cause})"),
+                            true,
+                        );
+                    }
+                    Presence::Waiting {
+                        reason,
+                        pod,
+                        message,
+                        bound,
+                    } => {
+                        let waited = self.note_pod_condition(job_id, &reason);
+                        if waited >= bound {
+                            return self.job_failed_to_start(
+                                rec,
+                                job,
+                                format!(
+                                    "{reason} for {} (the pod condition timeout): {message}",
+                                    humantime_serde::re::humantime::format_duration(bound)
+                                ),
+                                true,
+                            );
+                        }
+                        // One event per condition and pod (a crash loop's message changes
+                        // with every restart).
+                        let key = format!("{reason} {}", pod.as_deref().unwrap_or_default());
+                        if rec.control.start_error.as_deref() != Some(key.as_str()) {
+                            let mut control = rec.control.clone();
+                            control.start_error = Some(key);
+                            self.event(
+                                d,
+                                Some(job_id),
+                                "ClusterNotReady",
+                                format!(
+                                    "Job {job_id} is waiting for its pods ({reason}): {message}; the start fails if this lasts {}",
+                                    humantime_serde::re::humantime::format_duration(bound)
+                                ),
+                            );
+                            self.commit(d.id(), d.status.clone(), control, vec![])?;
+                        }
+                        return Ok(());
+                    }
+                    Presence::Present => {}
                 }
             }
         }
-        if self.overdue(since) {
+        // The start timeout and the boot grace count from the last time pods were seen
+        // waiting (an autoscaler's minutes are not the JVM's).
+        let from = since.max(self.pod_condition_last_seen(job_id).unwrap_or(since));
+        if self.overdue(from) {
             return self.job_failed_to_start(
                 rec,
                 job,
@@ -369,16 +486,22 @@ impl<F: Flink> Controller<F> {
                 true,
             );
         }
+        let quiet_for = now
+            .signed_duration_since(from.max(seen))
+            .to_std()
+            .unwrap_or_default();
+        if booting && quiet_for < NOT_READY_GRACE {
+            return Ok(());
+        }
         if rec.control.start_error.as_deref() != Some(cause.as_str()) {
             let mut control = rec.control.clone();
             control.start_error = Some(cause.clone());
             self.event(
                 d,
-                Some(job.metadata.id),
+                Some(job_id),
                 "ClusterNotReady",
                 format!(
-                    "Job {} is held up; retrying until the cluster start timeout ({timeout:?}): {cause}",
-                    job.metadata.id
+                    "Job {job_id} is held up; retrying until the cluster start timeout ({timeout:?}): {cause}"
                 ),
             );
             self.commit(d.id(), d.status.clone(), control, vec![])?;
@@ -483,5 +606,63 @@ impl<F: Flink> Controller<F> {
         let mut control = rec.control.clone();
         control.job_attempts = attempts;
         self.commit(d.id(), d.status.clone(), control, vec![Write1::Job(job)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{flink::fake::FakeFlink, testing::Harness, Config};
+
+    fn events(h: &Harness) -> Vec<String> {
+        let t = h.state.store.read();
+        t.events
+            .values()
+            .flatten()
+            .map(|e| format!("{}: {}", e.spec.name, e.spec.message))
+            .collect()
+    }
+
+    /// A cluster whose REST API does not answer yet (its JVM boots) is normal for a few
+    /// seconds: `ClusterNotReady` is recorded only after the grace, then once.
+    #[tokio::test(start_paused = true)]
+    async fn a_booting_cluster_is_held_up_quietly_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let flink = Arc::new(FakeFlink::new());
+        let h = Harness::open(dir.path(), flink.clone(), Config::default());
+        h.fake_target().await;
+        flink.set_unreachable(true);
+        let (s, v) = h
+            .call(
+                "POST",
+                "/api/v1/namespaces/default/deployments",
+                Some(serde_json::json!({
+                    "metadata": {"name": "boot"},
+                    "spec": {"state": "RUNNING", "deploymentTargetName": "fake",
+                        "template": {"spec": {"artifact": {"kind": "JAR", "jarUri": h.jar_uri}}}}
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let not_ready = |h: &Harness| {
+            events(h)
+                .into_iter()
+                .filter(|e| e.starts_with("ClusterNotReady"))
+                .count()
+        };
+        for _ in 0..3 {
+            h.controller.reconcile_all().await;
+            tokio::time::advance(std::time::Duration::from_secs(9)).await;
+        }
+        assert_eq!(not_ready(&h), 0, "{:?}", events(&h));
+        tokio::time::advance(super::NOT_READY_GRACE).await;
+        h.controller.reconcile_all().await;
+        h.controller.reconcile_all().await;
+        assert_eq!(not_ready(&h), 1, "{:?}", events(&h));
+        // Once it answers, the job is submitted.
+        flink.set_unreachable(false);
+        h.settle(10).await;
+        assert_eq!(flink.calls_of("run_jar").len(), 1);
     }
 }

@@ -114,10 +114,18 @@ impl FakeFlink {
     /// A job `RUNNING` as an application-mode JobManager starts it itself (no upload, no
     /// `run_jar`), with the Flink job id it was given.
     pub fn start_application_job(&self, job: &str) {
+        self.start_application_job_from(job, None);
+    }
+
+    /// [`FakeFlink::start_application_job`], restored from `savepoint`
+    /// (`--fromSavepoint`). A job Flink knows already is left as it is (a JobManager
+    /// restarted with the same job id recovers it, it does not run it twice).
+    pub fn start_application_job_from(&self, job: &str, savepoint: Option<&str>) {
         self.lock().jobs.entry(job.to_string()).or_insert(FakeJob {
             status: "RUNNING".into(),
             request: RunRequest {
                 job_id: job.to_string(),
+                savepoint_path: savepoint.map(str::to_string),
                 ..Default::default()
             },
             restarts: 0,
@@ -441,4 +449,105 @@ impl Flink for FakeFlink {
         self.record(&mut i, "num_restarts", Some(job))?;
         Ok(i.jobs.get(job).map(|j| j.restarts))
     }
+}
+
+/// The fake's face as Flink's REST API (the paths and JSON shapes of Flink 1.x that
+/// [`super::rest::RestFlink`] reads), so a test can put it behind an HTTP front, such as a
+/// fake Kubernetes API server's service proxy, and the manager reaches it the way it reaches
+/// a real cluster.
+impl FakeFlink {
+    /// Answers one request: `method`, `path` (below the REST base URL, query included) and
+    /// its body. `rest` names the cluster (for [`FakeFlink::black_hole`]). Returns the HTTP
+    /// status and the JSON body, errors as Flink writes them (`{"errors": [...]}`).
+    pub async fn serve_rest(
+        &self,
+        rest: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        use serde_json::{json, Value};
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let dir = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let answer: Result<(u16, Value)> = match (method, parts.as_slice()) {
+            ("GET", ["overview"]) => self.overview(rest).await.map(|o| {
+                (
+                    200,
+                    json!({"taskmanagers": o.taskmanagers, "slots-total": o.slots_total,
+                        "slots-available": o.slots_available, "flink-version": "1.17.2"}),
+                )
+            }),
+            ("GET", ["config"]) => Ok((200, json!({"flink-version": "1.17.2"}))),
+            ("GET", ["jobs", job]) => self.job_status(rest, job).await.map(|s| match s {
+                Some(state) => (200, json!({"jid": job, "state": state, "vertices": []})),
+                None => not_found(job),
+            }),
+            ("PATCH", ["jobs", job]) if query.contains("mode=cancel") => {
+                self.cancel(rest, job).await.map(|()| (202, json!({})))
+            }
+            ("POST", ["jobs", job, "savepoints"]) => self
+                .trigger_savepoint(rest, job, dir("target-directory").as_deref())
+                .await
+                .map(|t| (202, json!({"request-id": t}))),
+            ("POST", ["jobs", job, "stop"]) => self
+                .stop_with_savepoint(rest, job, dir("targetDirectory").as_deref())
+                .await
+                .map(|t| (202, json!({"request-id": t}))),
+            ("GET", ["jobs", job, "savepoints", trigger]) => self
+                .savepoint_status(rest, job, trigger)
+                .await
+                .map(|op| match op {
+                    Operation::InProgress => (200, json!({"status": {"id": "IN_PROGRESS"}})),
+                    Operation::Completed { location } => (
+                        200,
+                        json!({"status": {"id": "COMPLETED"}, "operation": {"location": location}}),
+                    ),
+                    Operation::Failed { cause } => (
+                        200,
+                        json!({"status": {"id": "COMPLETED"}, "operation": {"failure-cause": {
+                            "class": "java.util.concurrent.CompletionException",
+                            "stack-trace": cause}}}),
+                    ),
+                }),
+            ("GET", ["jobs", job, "exceptions"]) => self
+                .root_exception(rest, job)
+                .await
+                .map(|e| (200, json!({"root-exception": e}))),
+            ("GET", ["jobs", job, "checkpoints"]) => self.checkpoints(rest, job).await.map(|c| {
+                let path = |p: Option<String>| p.map(|p| json!({"external_path": p}));
+                (
+                    200,
+                    json!({"latest": {"completed": path(c.latest_completed),
+                            "restored": path(c.restored_from)}}),
+                )
+            }),
+            ("GET", ["jobs", job, "metrics"]) => {
+                self.num_restarts(rest, job).await.map(|n| match n {
+                    Some(n) => (200, json!([{"id": "numRestarts", "value": n.to_string()}])),
+                    None => not_found(job),
+                })
+            }
+            _ => Ok((
+                404,
+                json!({"errors": [format!("Not found: /{}", parts.join("/"))]}),
+            )),
+        };
+        match answer {
+            Ok(a) => a,
+            Err(FlinkError::Http {
+                status, message, ..
+            }) => (status, json!({"errors": [message]})),
+            Err(e) => (503, json!({"errors": [e.to_string()]})),
+        }
+    }
+}
+
+/// Flink's 404 for a job it does not know.
+fn not_found(job: &str) -> (u16, serde_json::Value) {
+    (
+        404,
+        serde_json::json!({"errors": [format!("Job {job} not found")]}),
+    )
 }

@@ -16,7 +16,8 @@
 //! - Every call is bounded by a call timeout ([`DEFAULT_CALL_TIMEOUT`]); errors say what to
 //!   do and map to conditions ([`Error::condition`]).
 //! - [`KubeCluster::observe`] reads the pods of a job from a reflector fed by one
-//!   `kube-runtime` watcher per Kubernetes namespace ([`super::observe`]).
+//!   `kube-runtime` watcher per Kubernetes namespace ([`super::observe`]), which runs while
+//!   the namespace has jobs: it starts with the first and stops when the last is torn down.
 //! - [`KubeCluster::flink_rest_base_url`]: the JobManager Service's cluster DNS name, or with
 //!   [`FlinkRestAccess::Proxy`] the API server's service proxy, which
 //!   [`KubeCluster::flink_rest_via_proxy`] calls with the client's credentials.
@@ -370,11 +371,23 @@ fn is_namespace_missing(s: &kube::core::Status, namespace: &str) -> bool {
 #[derive(Clone)]
 pub struct KubeCluster {
     client: Client,
+    /// The client of service proxy calls: without the client's own retries of 503 (a
+    /// JobManager Service without a ready endpoint answers 503 until Flink is up; the
+    /// controller asks again on its next pass instead of within one call).
+    proxy_client: Client,
     /// The API server's base URL (for service proxy URLs), without a trailing `/`.
     api_url: String,
     flink_rest: FlinkRestAccess,
     call_timeout: Duration,
-    watches: Arc<Mutex<BTreeMap<String, Arc<NamespaceWatch>>>>,
+    /// The watcher of each namespace that has jobs, and those jobs: a namespace's watcher
+    /// stops when its last job is torn down ([`KubeCluster::forget`]).
+    watches: Arc<Mutex<BTreeMap<String, Watched>>>,
+}
+
+/// A namespace's watcher and the jobs that need it.
+struct Watched {
+    watch: Arc<NamespaceWatch>,
+    jobs: std::collections::BTreeSet<Uuid>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -422,13 +435,19 @@ impl KubeCluster {
         flink_rest: FlinkRestAccess,
     ) -> Result<Self> {
         let api_url = config.cluster_url.to_string();
+        let mut no_retry = config.clone();
+        no_retry.default_retry = false;
         let client = Client::try_from(config).map_err(|e| credentials(context, None, e))?;
-        Ok(Self::new(client, &api_url, flink_rest))
+        let proxy_client = Client::try_from(no_retry).map_err(|e| credentials(context, None, e))?;
+        let mut cluster = Self::new(client, &api_url, flink_rest);
+        cluster.proxy_client = proxy_client;
+        Ok(cluster)
     }
 
     /// A cluster over an existing client whose API server answers at `api_url`.
     pub fn new(client: Client, api_url: &str, flink_rest: FlinkRestAccess) -> Self {
         Self {
+            proxy_client: client.clone(),
             client,
             api_url: api_url.trim_end_matches('/').to_string(),
             flink_rest,
@@ -573,6 +592,7 @@ impl KubeCluster {
     /// and the ConfigMap and token Secret directly (a crash may have left them without
     /// owner). Absent objects are fine.
     pub async fn teardown(&self, job: &JobRef) -> Result<()> {
+        self.forget(job);
         let ns = job.namespace.as_str();
         let name = jobmanager_name(job.job_id);
         let jobs: Api<K8sJob> = Api::namespaced(self.client.clone(), ns);
@@ -615,18 +635,47 @@ impl KubeCluster {
     /// use, on the current Tokio runtime). Until the watcher's first list completes,
     /// `synced` is false.
     pub fn observe(&self, job: &JobRef) -> ClusterObservation {
-        self.watch(&job.namespace).observe(&job.job_id.to_string())
+        self.watch_job(job).observe(&job.job_id.to_string())
     }
 
-    /// The watcher of a namespace, started on first use.
-    pub fn watch(&self, namespace: &str) -> Arc<NamespaceWatch> {
+    /// The watcher of a job's namespace, started when the namespace's first job needs it;
+    /// it runs until the namespace's last job is forgotten ([`KubeCluster::forget`]).
+    pub fn watch_job(&self, job: &JobRef) -> Arc<NamespaceWatch> {
         let mut w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
-        w.entry(namespace.to_string())
-            .or_insert_with(|| {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-                Arc::new(NamespaceWatch::start(api, namespace))
-            })
-            .clone()
+        let watched = w.entry(job.namespace.clone()).or_insert_with(|| {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &job.namespace);
+            tracing::debug!(namespace = %job.namespace, "Watching the suite's pods.");
+            Watched {
+                watch: Arc::new(NamespaceWatch::start(api, &job.namespace)),
+                jobs: Default::default(),
+            }
+        });
+        watched.jobs.insert(job.job_id);
+        watched.watch.clone()
+    }
+
+    /// The job's pods need no watching any more (its objects are being deleted): the
+    /// namespace's watcher stops when this was its last job.
+    pub fn forget(&self, job: &JobRef) {
+        let mut w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(watched) = w.get_mut(&job.namespace) else {
+            return;
+        };
+        watched.jobs.remove(&job.job_id);
+        if watched.jobs.is_empty() {
+            w.remove(&job.namespace);
+            tracing::debug!(namespace = %job.namespace, "No jobs left: stopped watching the namespace's pods.");
+        }
+    }
+
+    /// The namespaces watched now.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        self.watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Flink's REST base URL of a job (no trailing `/`).
@@ -685,7 +734,7 @@ impl KubeCluster {
             .map_err(|e| unavailable(kube::Error::HttpError(e)))?;
         let (status, bytes) = self
             .timed(verb, "services/proxy", ns, async {
-                let res = self.client.send(req).await.map_err(unavailable)?;
+                let res = self.proxy_client.send(req).await.map_err(unavailable)?;
                 let status = res.status().as_u16();
                 let bytes = http_body_util::BodyExt::collect(res.into_body())
                     .await
@@ -706,8 +755,30 @@ impl KubeCluster {
                 message,
             });
         }
+        // An error the API server answered itself (a `Status`: the Service is gone, it has no
+        // ready endpoint yet, the proxy cannot connect) is Flink being unreachable, not
+        // Flink's answer: a 404 must not read as "Flink does not know the job".
+        if status >= 400 {
+            if let Some(s) = api_server_status(&bytes) {
+                return Err(unavailable(kube::Error::Api(
+                    kube::core::Status::failure(&s.message, &s.reason)
+                        .with_code(status)
+                        .boxed(),
+                )));
+            }
+        }
         Ok((status, bytes))
     }
+}
+
+/// The API server's own `Status` body, if `bytes` is one (Flink's errors are
+/// `{"errors": [...]}`).
+fn api_server_status(bytes: &[u8]) -> Option<kube::core::Status> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if v.get("kind").and_then(|k| k.as_str()) != Some("Status") {
+        return None;
+    }
+    serde_json::from_value(v).ok()
 }
 
 fn name_of<K: Resource>(obj: &K, kind: &'static str) -> Result<String> {

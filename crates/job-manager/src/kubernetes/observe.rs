@@ -71,6 +71,26 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Whether the condition may pass on its own, so a start waits for it (bounded by
+    /// `kubernetes.pod_condition_timeout` or the target's `podConditionTimeout`):
+    /// `Unschedulable` (a cluster autoscaler adds a node), `CrashLoopBackOff` and
+    /// `OOMKilled` (a JobManager whose dependency is not up yet, a JAR download from a
+    /// manager that restarts), an image pull that failed for a reason that is not the image
+    /// itself (see [`ClusterCondition::is_permanent`]). The others need the user.
+    fn may_pass(self) -> bool {
+        matches!(
+            self,
+            Reason::Unschedulable
+                | Reason::CrashLoopBackOff
+                | Reason::OomKilled
+                | Reason::ImagePullBackOff
+                | Reason::ErrImagePull
+                | Reason::Unreachable
+        )
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -85,6 +105,36 @@ pub struct ClusterCondition {
     pub pod: Option<String>,
     /// What happened and what to change.
     pub message: String,
+}
+
+/// Words of the registry (as the kubelet quotes them) that say the image itself is the
+/// problem: it does not exist, or the credentials cannot read it. Retrying cannot help.
+const PERMANENT_PULL_ERRORS: &[&str] = &[
+    "not found",
+    "manifest unknown",
+    "repository does not exist",
+    "pull access denied",
+    "unauthorized",
+    "authentication required",
+    "insufficient_scope",
+    "denied",
+];
+
+impl ClusterCondition {
+    /// Whether the start fails at once with this condition rather than waiting for it to
+    /// pass: a missing permission or namespace, a malformed image name, or an image pull
+    /// the registry refused for good (the image or tag does not exist, access denied).
+    /// The kubelet reports the registry's answer only as text, so this reads the message;
+    /// a pull that failed for any other reason (timeout, 429, registry down) is waited for.
+    pub fn is_permanent(&self) -> bool {
+        match self.reason {
+            Reason::ImagePullBackOff | Reason::ErrImagePull => {
+                let m = self.message.to_ascii_lowercase();
+                PERMANENT_PULL_ERRORS.iter().any(|w| m.contains(w))
+            }
+            r => !r.may_pass(),
+        }
+    }
 }
 
 /// One pod of a job as last seen.

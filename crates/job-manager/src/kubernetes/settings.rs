@@ -20,6 +20,12 @@ pub const DEFAULT_ARTIFACT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// The longest download token lifetime accepted.
 pub const MAX_ARTIFACT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long a start waits for a pod condition that may pass (Unschedulable, CrashLoopBackOff,
+/// a transient image pull error) before it fails: the Flink Kubernetes Operator's
+/// `kubernetes.operator.deployment.readiness.timeout` default, long enough for a cluster
+/// autoscaler to add a node.
+pub const DEFAULT_POD_CONDITION_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Settings of the Kubernetes target (the `kubernetes:` section of the manager's config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +58,12 @@ pub struct Settings {
     /// shared volume mounted at `/flink-data`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_base: Option<String>,
+    /// How long a start waits for a pod condition that may pass (Unschedulable while a
+    /// cluster autoscaler adds a node, CrashLoopBackOff, an image pull that may succeed
+    /// later) before it fails, e.g. `5m`; a target's `spec.kubernetes.podConditionTimeout`
+    /// wins. `0s` fails at once.
+    #[serde(with = "humantime_serde")]
+    pub pod_condition_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +76,7 @@ impl Default for Settings {
             manager_url: None,
             artifact_token_ttl: DEFAULT_ARTIFACT_TOKEN_TTL,
             savepoint_base: None,
+            pod_condition_timeout: DEFAULT_POD_CONDITION_TIMEOUT,
         }
     }
 }

@@ -8,10 +8,14 @@
 //! - The JobManager runs the job itself with the Flink job id the manager fixed, restoring
 //!   from the savepoint the controller chose ([`ClusterProvider::runs_job_itself`]): the
 //!   controller never uploads or submits.
-//! - A pod that cannot run (ImagePullBackOff, ErrImagePull, CrashLoopBackOff, OOMKilled,
-//!   Unschedulable; from the namespace's watcher) makes the cluster
-//!   [`Presence::Gone`] with the kubelet's or scheduler's words, so the start fails with
-//!   them at once instead of at the cluster start timeout.
+//! - A pod that cannot run (from the namespace's watcher) is reported with the kubelet's or
+//!   scheduler's words: a condition that may pass (Unschedulable while a cluster
+//!   autoscaler adds a node, CrashLoopBackOff, OOMKilled, an image pull that failed for a
+//!   reason other than the image) is [`Presence::Waiting`], bounded by the target's
+//!   `podConditionTimeout` or `kubernetes.pod_condition_timeout` (default 5 minutes, the
+//!   Flink Kubernetes Operator's readiness timeout); one that cannot (a missing image or
+//!   access to it, an invalid image name, a missing permission) is [`Presence::Gone`], so
+//!   the start fails at once.
 //! - With `spec.kubernetes.flinkRest: proxy`, Flink's REST base URL is the API server's
 //!   service proxy URL, registered so that [`crate::flink::rest::RestFlink`] calls it with the
 //!   cluster's credentials ([`kubernetes::cluster::route_flink_rest`]).
@@ -134,7 +138,7 @@ impl Kubernetes {
         rt.spawn(async move {
             match Self::client(&clients, k.context.as_deref(), k.flink_rest).await {
                 Ok(c) => {
-                    c.watch(&k.namespace);
+                    c.watch_job(&job_ref(&k));
                     if proxied {
                         kubernetes::cluster::route_flink_rest(&c, &job_ref(&k));
                     }
@@ -213,11 +217,12 @@ impl ClusterProvider for Kubernetes {
                 job_id,
             };
             // The watcher first, so the pods' troubles are known when Flink does not answer.
-            cluster.watch(&job.namespace);
-            cluster
-                .ensure(&job, &objects, None)
-                .await
-                .map_err(kube_error)?;
+            cluster.watch_job(&job);
+            if let Err(e) = cluster.ensure(&job, &objects, None).await {
+                // Nothing of this attempt to watch (a retry watches again).
+                cluster.forget(&job);
+                return Err(kube_error(e));
+            }
             Ok(Provided {
                 cluster: ClusterRef {
                     rest_url: kubernetes::cluster::route_flink_rest(&cluster, &job),
@@ -228,6 +233,7 @@ impl ClusterProvider for Kubernetes {
                         job_id,
                         context: target.context.clone(),
                         flink_rest: access,
+                        pod_condition_timeout: target.pod_condition_timeout,
                         artifact_token,
                     }),
                 },
@@ -261,21 +267,18 @@ impl ClusterProvider for Kubernetes {
         };
         let seen = client.observe(&job_ref(k));
         match seen.worst() {
-            Some(c)
-                if matches!(
-                    c.reason,
-                    Reason::ImagePullBackOff
-                        | Reason::ErrImagePull
-                        | Reason::InvalidImageName
-                        | Reason::CrashLoopBackOff
-                        | Reason::OomKilled
-                        | Reason::Unschedulable
-                        | Reason::Forbidden
-                ) =>
-            {
-                Presence::Gone(format!("{}: {}", c.reason, c.message))
-            }
-            _ => Presence::Present,
+            // The watcher cannot reach the API server: nothing known about the pods.
+            Some(c) if c.reason == Reason::Unreachable => Presence::Present,
+            Some(c) if c.is_permanent() => Presence::Gone(format!("{}: {}", c.reason, c.message)),
+            Some(c) => Presence::Waiting {
+                reason: c.reason.to_string(),
+                pod: c.pod.clone(),
+                message: c.message.clone(),
+                bound: k
+                    .pod_condition_timeout
+                    .unwrap_or_else(|| (self.settings)().kubernetes.pod_condition_timeout),
+            },
+            None => Presence::Present,
         }
     }
 

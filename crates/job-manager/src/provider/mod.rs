@@ -65,6 +65,20 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Presence {
     Present,
+    /// It exists but cannot run now, for a reason that may pass on its own (a pod the
+    /// scheduler cannot place until a cluster autoscaler adds a node, a container in
+    /// back-off): a start waits for it up to `bound`, then fails with `message`.
+    Waiting {
+        /// The condition (`Unschedulable`, `CrashLoopBackOff`, …); a new reason starts a new
+        /// wait.
+        reason: String,
+        /// The pod it concerns, if one.
+        pod: Option<String>,
+        /// What the scheduler or the kubelet says, and what to change.
+        message: String,
+        /// How long the condition may last before the start fails.
+        bound: Duration,
+    },
     /// It is gone and will not come back on its own; why.
     Gone(String),
 }

@@ -25,9 +25,14 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
+
+use job_manager::flink::fake::FakeFlink;
 
 use axum::{
     body::{Body, Bytes},
@@ -135,12 +140,18 @@ struct Inner {
     /// Order in which objects were created: `resource/name`.
     created_order: Vec<String>,
     deletes: Vec<(String, String, Option<String>)>,
+    /// The Flink behind the JobManager Services (see [`FakeKube::serve_flink`]).
+    flink: Option<Arc<FakeFlink>>,
+    /// Applies of this resource are held (never answered) once they arrive; the Notify
+    /// fires on arrival.
+    hold: Option<(String, Arc<tokio::sync::Notify>)>,
 }
 
 /// A running fake API server.
 pub struct FakeKube {
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
+    open_watches: Arc<AtomicUsize>,
     events: broadcast::Sender<WatchEvent>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -148,6 +159,7 @@ pub struct FakeKube {
 #[derive(Clone)]
 struct App {
     inner: Arc<Mutex<Inner>>,
+    open_watches: Arc<AtomicUsize>,
     events: broadcast::Sender<WatchEvent>,
 }
 
@@ -176,10 +188,14 @@ impl FakeKube {
             proxy_calls: vec![],
             created_order: vec![],
             deletes: vec![],
+            flink: None,
+            hold: None,
         }));
         let (events, _) = broadcast::channel(1024);
+        let open_watches = Arc::new(AtomicUsize::new(0));
         let app = App {
             inner: inner.clone(),
+            open_watches: open_watches.clone(),
             events: events.clone(),
         };
         let router = Router::new().fallback(handle).with_state(app);
@@ -191,6 +207,7 @@ impl FakeKube {
         FakeKube {
             addr,
             inner,
+            open_watches,
             events,
             task,
         }
@@ -209,6 +226,33 @@ impl FakeKube {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `flink` behind every JobManager Service: the service proxy forwards Flink REST
+    /// calls to it while the JobManager pod is ready (else it answers 503 "no endpoints
+    /// available", as the API server does), and a ready JobManager pod runs its job in
+    /// application mode: the Flink job id and savepoint of the Job's `--job-id` and
+    /// `--fromSavepoint` arguments.
+    pub fn serve_flink(&self, flink: Arc<FakeFlink>) {
+        self.lock().flink = Some(flink);
+    }
+
+    /// Holds every apply of `resource` from now on (never answered, as a manager that dies
+    /// in the middle of it sees it); the returned Notify fires when one arrives.
+    pub fn hold_applies(&self, resource: &str) -> Arc<tokio::sync::Notify> {
+        let n = Arc::new(tokio::sync::Notify::new());
+        self.lock().hold = Some((resource.to_string(), n.clone()));
+        n
+    }
+
+    /// Answers applies again.
+    pub fn release_applies(&self) {
+        self.lock().hold = None;
+    }
+
+    /// Watch requests whose connection is open now.
+    pub fn open_watches(&self) -> usize {
+        self.open_watches.load(Ordering::SeqCst)
     }
 
     /// Every (verb, group, resource, namespace) requested so far.
@@ -286,6 +330,33 @@ impl FakeKube {
         stored.object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:01:00Z");
         let ev = g.put(key, stored, "MODIFIED");
         let _ = self.events.send(ev);
+    }
+
+    /// Every pod in `ns` comes up Running and ready (the scheduler found a node the
+    /// autoscaler added, the image arrived); watchers see MODIFIED.
+    pub fn heal_pods(&self, ns: &str) {
+        let pods: Vec<(String, String, String)> = {
+            let g = self.lock();
+            g.objects
+                .iter()
+                .filter(|((k, n, _), _)| k.1 == "pods" && n == ns)
+                .map(|((_, _, name), s)| {
+                    let c = &s.object["spec"]["containers"][0];
+                    (
+                        name.clone(),
+                        c["name"]
+                            .as_str()
+                            .unwrap_or("flink-main-container")
+                            .to_string(),
+                        c["image"].as_str().unwrap_or("flink").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (pod, container, image) in pods {
+            let status = pod_status(&Scenario::Healthy, false, &pod, &container, &image);
+            self.set_pod_status(ns, &pod, status);
+        }
     }
 
     /// Replaces a pod's status (what the kubelet would report next); watchers see MODIFIED.
@@ -511,78 +582,35 @@ async fn handle(
         namespace: t.namespace.clone(),
     };
 
-    let black_hole = {
+    let (black_hole, denied, held) = {
         let mut g = app.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.accesses.push(access.clone());
-        g.scenario == Scenario::BlackHole
+        let denied = matches!(&g.scenario, Scenario::Forbidden { verb: fv, resource: fr }
+            if *fv == verb && *fr == resource_path);
+        let held = g
+            .hold
+            .clone()
+            .filter(|(r, _)| verb == "patch" && *r == t.resource)
+            .map(|(_, n)| n);
+        (g.scenario == Scenario::BlackHole, denied, held)
     };
     if black_hole {
         return std::future::pending::<Response>().await;
     }
-    let mut g = app.inner.lock().unwrap_or_else(|e| e.into_inner());
-    if let Scenario::Forbidden {
-        verb: fv,
-        resource: fr,
-    } = g.scenario.clone()
-    {
-        if fv == verb && fr == resource_path {
-            return forbidden(&access, t.name.as_deref());
-        }
+    if denied {
+        return forbidden(&access, t.name.as_deref());
     }
-    let key_kind: Kind = (t.group.clone(), t.resource.clone());
-    let ns_exists = g.namespaces.contains(&t.namespace);
-
+    if let Some(arrived) = held {
+        arrived.notify_one();
+        return std::future::pending::<Response>().await;
+    }
     // The Flink REST API through the service proxy.
     if let (Some(sub), Some(service)) = (&t.sub, &t.name) {
-        if !sub.starts_with("proxy") || t.resource != "services" {
-            return status(404, "NotFound", "subresource not served by the fake", None);
-        }
-        let svc_name = service.split(':').next().unwrap_or_default().to_string();
-        g.proxy_calls.push(ProxyCall {
-            method: method.to_string(),
-            namespace: t.namespace.clone(),
-            service: service.clone(),
-            path: sub.trim_start_matches("proxy").to_string(),
-            content_type: headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            authorization: headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            body: body.to_vec(),
-        });
-        let exists =
-            g.objects
-                .contains_key(&(key_kind.clone(), t.namespace.clone(), svc_name.clone()));
-        if !exists {
-            return status(
-                404,
-                "NotFound",
-                &format!("services \"{svc_name}\" not found"),
-                Some(json!({"name": svc_name, "kind": "services"})),
-            );
-        }
-        let rest = sub.trim_start_matches("proxy");
-        return match (method.as_str(), rest) {
-            ("POST", p) if p.ends_with("/savepoints") => {
-                ok_json(&json!({"request-id": "5e1b5a7a2f6c4bd1a1b0c0ffee000001"}))
-            }
-            (_, rest) => match rest {
-                "/overview" => ok_json(
-                    &json!({"taskmanagers": 1, "slots-total": 2, "slots-available": 2, "flink-version": "1.17.2"}),
-                ),
-                "/config" => ok_json(&json!({"flink-version": "1.17.2"})),
-                _ => (
-                    StatusCode::NOT_FOUND,
-                    [("content-type", "application/json")],
-                    json!({"errors": ["Not found: ".to_string() + rest]}).to_string(),
-                )
-                    .into_response(),
-            },
-        };
+        return proxy(&app, &t, sub, service, &method, &uri, &headers, &body).await;
     }
+    let mut g = app.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let key_kind: Kind = (t.group.clone(), t.resource.clone());
+    let ns_exists = g.namespaces.contains(&t.namespace);
 
     let Some((api_version, kind)) = kind_of(&t.group, &t.resource) else {
         return status(
@@ -645,7 +673,9 @@ async fn handle(
             let mut rx = app.events.subscribe();
             drop(g);
             let (tx, out) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+            let open = WatchOpen::new(app.open_watches.clone());
             tokio::spawn(async move {
+                let _open = open;
                 let line = |e: &WatchEvent| {
                     Bytes::from(json!({"type": e.kind, "object": e.object}).to_string() + "\n")
                 };
@@ -661,6 +691,8 @@ async fn handle(
                 loop {
                     tokio::select! {
                         _ = &mut deadline => return,
+                        // The client closed the watch.
+                        _ = tx.closed() => return,
                         r = rx.recv() => match r {
                             Ok(e) if e.rv > last && wants(&e) => {
                                 last = e.rv;
@@ -923,6 +955,162 @@ async fn handle(
             None,
         ),
     }
+}
+
+/// Counts a watch request as open while it lives.
+struct WatchOpen(Arc<AtomicUsize>);
+
+impl WatchOpen {
+    fn new(n: Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n)
+    }
+}
+
+impl Drop for WatchOpen {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request to a Service's proxy subresource: Flink's REST API behind a JobManager Service
+/// (the [`FakeFlink`] of [`FakeKube::serve_flink`], else canned answers).
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    app: &App,
+    t: &Target,
+    sub: &str,
+    service: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    if !sub.starts_with("proxy") || t.resource != "services" {
+        return status(404, "NotFound", "subresource not served by the fake", None);
+    }
+    let svc_name = service.split(':').next().unwrap_or_default().to_string();
+    let rest = sub.trim_start_matches("proxy").to_string();
+    // What the API server decides before it forwards (the lock is not held across the call).
+    let forward = {
+        let mut g = app.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.proxy_calls.push(ProxyCall {
+            method: method.to_string(),
+            namespace: t.namespace.clone(),
+            service: service.to_string(),
+            path: rest.clone(),
+            content_type: headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            body: body.to_vec(),
+        });
+        let key = (
+            ("".to_string(), "services".to_string()),
+            t.namespace.clone(),
+            svc_name.clone(),
+        );
+        if !g.objects.contains_key(&key) {
+            return status(
+                404,
+                "NotFound",
+                &format!("services \"{svc_name}\" not found"),
+                Some(json!({"name": svc_name, "kind": "services"})),
+            );
+        }
+        match g.flink.clone() {
+            Some(flink) => match ready_jobmanager(&g, &t.namespace, &svc_name) {
+                Some(args) => Some((flink, args)),
+                None => {
+                    return status(
+                        503,
+                        "ServiceUnavailable",
+                        &format!("no endpoints available for service \"{svc_name}\""),
+                        None,
+                    );
+                }
+            },
+            None => None,
+        }
+    };
+    let Some((flink, args)) = forward else {
+        return match (method.as_str(), rest.as_str()) {
+            ("POST", p) if p.ends_with("/savepoints") => {
+                ok_json(&json!({"request-id": "5e1b5a7a2f6c4bd1a1b0c0ffee000001"}))
+            }
+            (_, "/overview") => ok_json(
+                &json!({"taskmanagers": 1, "slots-total": 2, "slots-available": 2, "flink-version": "1.17.2"}),
+            ),
+            (_, "/config") => ok_json(&json!({"flink-version": "1.17.2"})),
+            (_, rest) => (
+                StatusCode::NOT_FOUND,
+                [("content-type", "application/json")],
+                json!({"errors": ["Not found: ".to_string() + rest]}).to_string(),
+            )
+                .into_response(),
+        };
+    };
+    // The JobManager runs its job (application mode) once it is up.
+    let arg = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(job) = arg("--job-id") {
+        flink.start_application_job_from(&job, arg("--fromSavepoint").as_deref());
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.clone(),
+    };
+    let base = format!("{}/{svc_name}", t.namespace);
+    let (code, v) = flink
+        .serve_rest(&base, method.as_str(), &path_and_query, body)
+        .await;
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// The container args of the JobManager Job `name` when one of its pods is ready (the
+/// Service has an endpoint).
+fn ready_jobmanager(g: &Inner, ns: &str, name: &str) -> Option<Vec<String>> {
+    let ready = g.objects.iter().any(|((k, n, _), s)| {
+        k.1 == "pods"
+            && n == ns
+            && s.object["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|o| o["kind"] == "Job" && o["name"] == name))
+            && s.object["status"]["containerStatuses"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["ready"] == true))
+    });
+    if !ready {
+        return None;
+    }
+    let job = g.objects.get(&(
+        ("batch".to_string(), "jobs".to_string()),
+        ns.to_string(),
+        name.to_string(),
+    ))?;
+    Some(
+        job.object["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
 }
 
 fn not_found(resource: &str, name: &str) -> Response {
