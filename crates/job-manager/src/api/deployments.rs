@@ -17,7 +17,7 @@ use super::{
     Doc,
 };
 use crate::{
-    domain::{deployments, targets},
+    domain::{deployments, targets, versions},
     model::{
         new_savepoint, Control, Deployment, DeploymentState, DeploymentStatus, DeploymentTarget,
         DesiredState, JobState, Role, SavepointOrigin,
@@ -247,17 +247,11 @@ pub async fn patch_deployment(
     let build = |t: &Tables| {
         let rec = find(t, &ns, &key)?;
         let cur = &rec.deployment;
-        if let Some(rv) = patch.pointer("/metadata/resourceVersion") {
-            let want = rv.as_u64().ok_or_else(|| {
-                ApiError::invalid("metadata.resourceVersion must be a non-negative integer")
-            })?;
-            if want != cur.metadata.resource_version {
-                return Err(ApiError::conflict(format!(
-                    "metadata.resourceVersion {want} is stale: the deployment is at {}; re-read it and retry",
-                    cur.metadata.resource_version
-                )));
-            }
-        }
+        versions::check(
+            "deployment",
+            versions::wanted(&patch)?,
+            cur.metadata.resource_version,
+        )?;
         let mut v = user_part(cur)?;
         let mut patch = patch.clone();
         if let Some(o) = patch.as_object_mut() {
@@ -357,17 +351,11 @@ pub async fn put_deployment(
                         cur.id()
                     )));
                 }
-                if let Some(rv) = body.pointer("/metadata/resourceVersion") {
-                    let want = rv.as_u64().ok_or_else(|| {
-                        ApiError::invalid("metadata.resourceVersion must be a non-negative integer")
-                    })?;
-                    if want != cur.metadata.resource_version {
-                        return Err(ApiError::conflict(format!(
-                            "metadata.resourceVersion {want} is stale: the deployment is at {}; re-read it and retry",
-                            cur.metadata.resource_version
-                        )));
-                    }
-                }
+                versions::check(
+                    "deployment",
+                    versions::wanted(&body)?,
+                    cur.metadata.resource_version,
+                )?;
                 d.metadata.id = cur.metadata.id;
             }
             Err(_) => match key_id {
@@ -733,12 +721,7 @@ pub async fn put_target(
     Doc(body): Doc,
 ) -> ApiResult {
     caller.require(&ns, Role::Owner)?;
-    let rv = match body.pointer("/metadata/resourceVersion") {
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::invalid("metadata.resourceVersion must be a non-negative integer")
-        })?),
-        None => None,
-    };
+    let rv = versions::wanted(&body)?;
     let mut target = decode_target(body)?;
     if target.metadata.name.is_empty() {
         target.metadata.name = name.clone();
@@ -754,14 +737,7 @@ pub async fn put_target(
         let now = Utc::now();
         match t.targets.get(&(ns.clone(), name.clone())) {
             Some(cur) => {
-                if let Some(rv) = rv {
-                    if rv != cur.metadata.resource_version {
-                        return Err(ApiError::conflict(format!(
-                            "metadata.resourceVersion {rv} is stale: the deployment target is at {}; re-read it and retry",
-                            cur.metadata.resource_version
-                        )));
-                    }
-                }
+                versions::check("deployment target", rv, cur.metadata.resource_version)?;
                 if target.spec != cur.spec {
                     if let Some(r) = t.deployments.values().find(|r| {
                         r.deployment.metadata.namespace == ns

@@ -127,6 +127,13 @@ impl From<crate::domain::Invalid> for ApiError {
     }
 }
 
+/// A write based on a stale `resourceVersion`: 409.
+impl From<crate::domain::versions::Stale> for ApiError {
+    fn from(e: crate::domain::versions::Stale) -> Self {
+        ApiError::conflict(e.to_string())
+    }
+}
+
 impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> Self {
         match e {

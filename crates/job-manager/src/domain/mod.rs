@@ -10,12 +10,14 @@
 //! - [`names`]: DNS-label names (namespaces, targets, tokens, Kubernetes namespaces).
 //! - [`namespaces`]: a new namespace comes with its `local` target.
 //! - [`tokens`]: API token secrets are kept as hashes.
+//! - [`versions`]: a write naming a stale `resourceVersion` is refused ([`versions::Stale`]).
 
 pub mod deployments;
 pub mod names;
 pub mod namespaces;
 pub mod targets;
 pub mod tokens;
+pub mod versions;
 
 /// Why a document was refused. Every message starts with the field it is about, as the user
 /// wrote it (`spec.template.spec.parallelism must be ≥ 1 (got 0)`).
