@@ -4,153 +4,19 @@
 //! Debian's InfluxDB 1.x through its Prometheus write endpoint (each skipped when absent),
 //! comparing what they store with what was pushed, sample for sample.
 
+mod remote_write_gw;
+mod remote_write_rx;
 mod support;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::testkit::{wait_for, Proc};
-use metrics_gateway::remote_write::proto;
+use remote_write_gw::{gateway, metric, put};
+use remote_write_rx::Rx;
 use serde_json::Value;
 use support::*;
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Got {
-    head: String,
-    /// (labels, ms, value) in body order.
-    samples: Vec<(BTreeMap<String, String>, i64, f64)>,
-    raw: Vec<u8>,
-}
-
-/// A strict remote-write receiver answering with scripted statuses (then 200).
-struct Receiver {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Got>>>,
-}
-
-impl Receiver {
-    fn start(script: &[u16]) -> Receiver {
-        Self::start_on(0, script)
-    }
-
-    fn start_on(port: u16, script: &[u16]) -> Receiver {
-        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let addr = l.local_addr().unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
-        let (g, s) = (got.clone(), script.clone());
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { return };
-                let (g, s) = (g.clone(), s.clone());
-                std::thread::spawn(move || serve_conn(conn, &g, &s));
-            }
-        });
-        Receiver { addr, got }
-    }
-
-    fn got(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-
-    fn samples(&self) -> Vec<(BTreeMap<String, String>, i64, f64)> {
-        self.got().into_iter().flat_map(|g| g.samples).collect()
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/receive", self.addr)
-    }
-}
-
-fn serve_conn(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, script: &Mutex<VecDeque<u16>>) {
-    let mut w = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line.to_ascii_lowercase());
-        }
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse().unwrap())
-            .expect("the sender always sets Content-Length");
-        let mut raw = vec![0; len];
-        r.read_exact(&mut raw).unwrap();
-        assert!(
-            head.starts_with("post /receive")
-                && head
-                    .lines()
-                    .next()
-                    .is_some_and(|l| l.ends_with(" http/1.1")),
-            "{head}"
-        );
-        let req = proto::decode(&raw).unwrap_or_else(|e| panic!("bad body: {e}"));
-        let mut samples = Vec::new();
-        for ts in req.timeseries {
-            let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
-            let mut sorted = names.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            assert_eq!(names, sorted, "labels must be sorted by name, unique");
-            let labels: BTreeMap<String, String> =
-                ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-            for s in ts.samples {
-                samples.push((labels.clone(), s.timestamp, s.value));
-            }
-        }
-        let status = script.lock().unwrap().pop_front().unwrap_or(200);
-        got.lock().unwrap().push(Got { head, samples, raw });
-        let reason = match status {
-            200 | 204 => "OK",
-            400 => "Bad Request",
-            429 => "Too Many Requests",
-            _ => "Error",
-        };
-        let body = if status >= 300 { "nope" } else { "" };
-        let _ = write!(
-            w,
-            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-    }
-}
-
-/// A gateway with `config` (YAML) as its config file; re-records only once an hour, so
-/// the samples sent are those of the pushes.
-fn gateway(dir: &std::path::Path, config: &str, extra: &[&str]) -> Proc {
-    let cfg = dir.join("gw.yml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut args = vec![
-        "--config.file",
-        cfg.to_str().unwrap(),
-        "--storage.record-interval",
-        "1h",
-    ];
-    args.extend_from_slice(extra);
-    ours(&args)
-}
-
-fn put(p: &Proc, path: &str, body: &str) {
-    let r = request(p.addr, "PUT", path, &[], body.as_bytes());
-    assert_eq!(r.status, 200, "PUT {path}: {}", r.body);
-}
-
-fn metric(p: &Proc, series: &str) -> f64 {
-    p.metric(series).unwrap_or(0.0)
-}
 
 fn queue(extra: &str) -> String {
     format!("    queue_config: {{batch_send_deadline: 100ms, min_backoff: 50ms, max_backoff: 200ms{extra}}}\n")
@@ -159,14 +25,14 @@ fn queue(extra: &str) -> String {
 #[test]
 fn sends_protobuf_snappy_with_auth_and_headers_and_retries_500_and_429() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(&[500, 429]);
+    let rx = Rx::scripted(&[500, 429]);
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cr3t-from-file\n").unwrap();
     let gw = gateway(
         dir.path(),
         &format!(
             "remote_write:\n  - url: {}\n    name: strict\n    headers: {{X-Scope-OrgID: tenant-1}}\n    basic_auth: {{username: flink, password_file: {}}}\n{}",
-            rx.url(),
+            rx.url("receive"),
             pw.display(),
             queue("")
         ),
@@ -233,12 +99,12 @@ fn sends_protobuf_snappy_with_auth_and_headers_and_retries_500_and_429() {
 #[test]
 fn a_400_is_dropped_and_counted_never_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(&[400]);
+    let rx = Rx::scripted(&[400]);
     let gw = gateway(
         dir.path(),
         &format!(
             "remote_write:\n  - url: {}\n    name: r\n    authorization: {{credentials: tok-123}}\n{}",
-            rx.url(),
+            rx.url("receive"),
             queue("")
         ),
         &[],
@@ -306,12 +172,12 @@ fn a_400_is_dropped_and_counted_never_retried() {
 #[test]
 fn the_queue_bound_drops_and_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(&[]);
+    let rx = Rx::start(Duration::ZERO);
     let gw = gateway(
         dir.path(),
         &format!(
             "remote_write:\n  - url: {}\n    name: small\n    queue_config: {{capacity: 3, batch_send_deadline: 300ms}}\n",
-            rx.url(),
+            rx.url("receive"),
         ),
         &[],
     );
@@ -344,7 +210,7 @@ fn the_queue_bound_drops_and_counts() {
 #[test]
 fn write_relabel_configs_keep_drop_replace_labeldrop_labelkeep() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(&[]);
+    let rx = Rx::start(Duration::ZERO);
     let gw = gateway(
         dir.path(),
         &format!(
@@ -359,7 +225,7 @@ fn write_relabel_configs_keep_drop_replace_labeldrop_labelkeep() {
       - {{regex: 'tmp_.*', action: labeldrop}}
       - {{regex: '__name__|job|tm|taskmanager|tmp_kept', action: labelkeep}}
 "#,
-            rx.url(),
+            rx.url("receive"),
         ),
         &[],
     );
@@ -464,6 +330,36 @@ impl Drop for Child {
     }
 }
 
+/// Debian's Prometheus with its remote-write receiver on a free port, once it is ready;
+/// killed when the returned child drops.
+fn prometheus() -> (Child, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), "global: {}\n").unwrap();
+    let port = common::testkit::free_port();
+    let prom_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let child = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let prom = Child(child, dir);
+    wait_for(
+        || get(prom_addr, "/-/ready").is_some_and(|(s, _)| s == 200),
+        "prometheus ready",
+    );
+    (prom, prom_addr)
+}
+
 /// The raw samples of a range-vector query's matrix: labels → [(ms, value)].
 type Raw = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
@@ -523,30 +419,7 @@ fn prometheus_stores_what_was_pushed_and_the_rule_results_sample_for_sample() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("prometheus.yml"), "global: {}\n").unwrap();
-    let port = common::testkit::free_port();
-    let prom_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = std::process::Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let _prom = Child(child, dir);
-    wait_for(
-        || get(prom_addr, "/-/ready").is_some_and(|(s, _)| s == 200),
-        "prometheus ready",
-    );
+    let (_prom, prom_addr) = prometheus();
 
     let gdir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -754,13 +627,13 @@ fn influx_rows(body: &str) -> Raw {
 #[test]
 fn shutdown_sends_what_is_queued_and_gives_up_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start(&[]);
+    let rx = Rx::start(Duration::ZERO);
     // A batch would wait an hour to fill: only the drain at shutdown sends it.
     let mut gw = gateway(
         dir.path(),
         &format!(
             "remote_write:\n  - url: {}\n    name: d\n    queue_config: {{batch_send_deadline: 1h}}\n",
-            rx.url()
+            rx.url("receive")
         ),
         &[],
     );
@@ -778,12 +651,12 @@ fn shutdown_sends_what_is_queued_and_gives_up_after_the_grace_period() {
     );
 
     // A receiver that always fails: the drain stops at the grace period.
-    let rx = Receiver::start(&[500; 1000]);
+    let rx = Rx::scripted(&[500; 1000]);
     let mut gw = gateway(
         dir.path(),
         &format!(
             "remote_write:\n  - url: {}\n    name: d\n    queue_config: {{batch_send_deadline: 1h, min_backoff: 50ms, max_backoff: 100ms}}\n",
-            rx.url()
+            rx.url("receive")
         ),
         &["--shutdown.grace-period", "1s"],
     );
@@ -834,7 +707,7 @@ fn connection_errors_are_retried_and_logs_keep_url_credentials_out() {
         "retries while nobody listens",
     );
     // The receiver comes up: the same batch goes through.
-    let rx = Receiver::start_on(port, &[]);
+    let rx = Rx::start_on(port, Duration::ZERO);
     let sent = format!("metrics_gateway_remote_write_samples_sent_total{{{remote}}}");
     wait_for(|| metric(&gw, &sent) > 0.0, "sent once the receiver is up");
     assert!(rx
@@ -858,30 +731,7 @@ fn throughput() {
         eprintln!("SKIP throughput: `prometheus` is not on PATH");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("prometheus.yml"), "global: {}\n").unwrap();
-    let port = common::testkit::free_port();
-    let prom_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let child = std::process::Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom_addr}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let _prom = Child(child, dir);
-    wait_for(
-        || get(prom_addr, "/-/ready").is_some_and(|(s, _)| s == 200),
-        "prometheus ready",
-    );
+    let (_prom, prom_addr) = prometheus();
     let gdir = tempfile::tempdir().unwrap();
     let n: usize = std::env::var("RW_SERIES")
         .ok()

@@ -5,58 +5,16 @@
 //! what is recorded from then on; a removed remote (or one whose URL changed) sends what
 //! it holds, bounded by the grace period, and stops.
 
+mod remote_write_gw;
 mod remote_write_rx;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use common::testkit::{wait_for, Proc};
+use common::testkit::wait_for;
+use remote_write_gw::*;
 use remote_write_rx::*;
 use support::*;
-
-fn gateway(dir: &std::path::Path, config: &str, extra: &[&str]) -> Proc {
-    let cfg = dir.join("gw.yml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut args = vec![
-        "--config.file",
-        cfg.to_str().unwrap(),
-        "--storage.record-interval",
-        "1h",
-    ];
-    args.extend_from_slice(extra);
-    ours(&args)
-}
-
-fn reload(gw: &Proc, dir: &std::path::Path, config: &str) {
-    std::fs::write(dir.join("gw.yml"), config).unwrap();
-    let r = request(gw.addr, "POST", "/-/reload", &[], b"");
-    assert_eq!(r.status, 200, "reload: {}", r.body);
-}
-
-fn put(p: &Proc, path: &str, body: &str) {
-    let r = request(p.addr, "PUT", path, &[], body.as_bytes());
-    assert_eq!(r.status, 200, "PUT {path}: {}", r.body);
-}
-
-fn metric(p: &Proc, series: &str) -> f64 {
-    p.metric(series).unwrap_or(0.0)
-}
-
-fn sent(p: &Proc, remote: &str) -> f64 {
-    metric(
-        p,
-        &format!("metrics_gateway_remote_write_samples_sent_total{{remote=\"{remote}\"}}"),
-    )
-}
-
-fn dropped(p: &Proc, remote: &str, reason: &str) -> f64 {
-    metric(
-        p,
-        &format!(
-            "metrics_gateway_remote_write_samples_dropped_total{{reason=\"{reason}\",remote=\"{remote}\"}}"
-        ),
-    )
-}
 
 const QUEUE: &str =
     "{batch_send_deadline: 50ms, min_backoff: 50ms, max_backoff: 200ms, max_samples_per_send: 10000}";

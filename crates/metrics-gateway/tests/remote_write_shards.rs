@@ -2,48 +2,16 @@
 //! send faster, the number of shards follows the backlog between `min_shards` and
 //! `max_shards`, and every series' samples arrive in order through the resharding.
 
+mod remote_write_gw;
 mod remote_write_rx;
 mod support;
 
 use std::time::Duration;
 
-use common::testkit::{wait_for, Proc};
+use common::testkit::wait_for;
+use remote_write_gw::*;
 use remote_write_rx::*;
 use support::*;
-
-fn gateway(dir: &std::path::Path, config: &str) -> Proc {
-    let cfg = dir.join("gw.yml");
-    std::fs::write(&cfg, config).unwrap();
-    ours(&[
-        "--config.file",
-        cfg.to_str().unwrap(),
-        "--storage.record-interval",
-        "1h",
-    ])
-}
-
-fn put(p: &Proc, path: &str, body: &str) {
-    let r = request(p.addr, "PUT", path, &[], body.as_bytes());
-    assert_eq!(r.status, 200, "PUT {path}: {}", r.body);
-}
-
-fn metric(p: &Proc, series: &str) -> f64 {
-    p.metric(series).unwrap_or(0.0)
-}
-
-fn sent(p: &Proc, remote: &str) -> f64 {
-    metric(
-        p,
-        &format!("metrics_gateway_remote_write_samples_sent_total{{remote=\"{remote}\"}}"),
-    )
-}
-
-fn shards(p: &Proc, remote: &str) -> f64 {
-    metric(
-        p,
-        &format!("metrics_gateway_remote_write_shards{{remote=\"{remote}\"}}"),
-    )
-}
 
 #[test]
 fn four_shards_send_about_four_times_as_fast_as_one_to_a_slow_receiver() {
@@ -62,6 +30,7 @@ fn four_shards_send_about_four_times_as_fast_as_one_to_a_slow_receiver() {
             rx.url("four"),
             q(4)
         ),
+        &[],
     );
     assert_eq!(shards(&gw, "one"), 1.0);
     assert_eq!(shards(&gw, "four"), 4.0);
@@ -102,6 +71,7 @@ fn shards_grow_with_the_backlog_shrink_when_idle_and_keep_per_series_order() {
             "remote_write:\n  - {{url: {}, name: s, queue_config: {{min_shards: 1, max_shards: 6, max_samples_per_send: 40, batch_send_deadline: 20ms, shard_update_interval: 300ms}}}}\n",
             rx.url("s"),
         ),
+        &[],
     );
     assert_eq!(shards(&gw, "s"), 1.0);
     // 200 series pushed 12 times, 60 ms apart: ~3,400 samples/s in, where one shard sends

@@ -1,9 +1,11 @@
-//! A remote-write receiver for the tests of reloads and shards: decodes every body, records
-//! each request (path, head, samples) in arrival order, answers after an optional delay
-//! (a slow receiver) with 200 or, while `fail_with` is set, that status.
+//! The strict remote-write receiver shared by the remote-write tests: checks every request
+//! (a POST over HTTP/1.1, a body that decodes, labels sorted by name and unique), records
+//! it (path, head, samples) in arrival order and answers after an optional delay (a slow
+//! receiver) with the next status of its script, else the status set by `fail_with`,
+//! else 200.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -20,6 +22,7 @@ pub type Series = BTreeMap<String, String>;
 pub struct Got {
     /// Request line and headers, lower-cased.
     pub head: String,
+    /// The request path without its leading `/`.
     pub path: String,
     /// (labels, ms, value) in body order.
     pub samples: Vec<(Series, i64, f64)>,
@@ -30,34 +33,71 @@ pub struct Got {
     pub at: std::time::Instant,
 }
 
+/// How the receiver answers: scripted statuses first, then `fail`, then 200.
+#[derive(Default)]
+struct Answers {
+    script: Mutex<VecDeque<u16>>,
+    fail: AtomicU16,
+}
+
+impl Answers {
+    fn next(&self) -> u16 {
+        if let Some(s) = self.script.lock().unwrap().pop_front() {
+            return s;
+        }
+        match self.fail.load(Ordering::SeqCst) {
+            0 => 200,
+            s => s,
+        }
+    }
+}
+
 /// The receiver; it serves until the test ends.
 pub struct Rx {
     pub addr: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
-    fail: Arc<AtomicU16>,
+    answers: Arc<Answers>,
 }
 
 impl Rx {
-    /// A receiver answering each request after `delay`.
+    /// A receiver on a free port answering each request after `delay`.
     pub fn start(delay: Duration) -> Rx {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0, delay)
+    }
+
+    /// A receiver on `port` (0: a free one) answering each request after `delay`.
+    pub fn start_on(port: u16, delay: Duration) -> Rx {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let addr = l.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let fail = Arc::new(AtomicU16::new(0));
-        let (g, f) = (got.clone(), fail.clone());
+        let answers = Arc::new(Answers::default());
+        let (g, a) = (got.clone(), answers.clone());
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { return };
-                let (g, f) = (g.clone(), f.clone());
-                std::thread::spawn(move || serve(conn, &g, &f, delay));
+                let (g, a) = (g.clone(), a.clone());
+                std::thread::spawn(move || serve(conn, &g, &a, delay));
             }
         });
-        Rx { addr, got, fail }
+        Rx { addr, got, answers }
     }
 
-    /// Answers every request with `status` (0 = 200 again).
+    /// A receiver without delay answering its next requests with `statuses` in turn,
+    /// then 200.
+    pub fn scripted(statuses: &[u16]) -> Rx {
+        let rx = Self::start(Duration::ZERO);
+        rx.script(statuses);
+        rx
+    }
+
+    /// Queues `statuses` for the next requests (before any `fail_with` status).
+    pub fn script(&self, statuses: &[u16]) {
+        self.answers.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Answers every request after the script with `status` (0 = 200 again).
     pub fn fail_with(&self, status: u16) {
-        self.fail.store(status, Ordering::SeqCst);
+        self.answers.fail.store(status, Ordering::SeqCst);
     }
 
     /// `http://addr/path`.
@@ -68,6 +108,11 @@ impl Rx {
     /// Every request so far.
     pub fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
+    }
+
+    /// The samples of every request so far, whatever it was answered, in arrival order.
+    pub fn samples(&self) -> Vec<(Series, i64, f64)> {
+        self.got().into_iter().flat_map(|g| g.samples).collect()
     }
 
     /// The samples of the requests to `path` that were accepted, in arrival order.
@@ -85,7 +130,7 @@ impl Rx {
     }
 }
 
-fn serve(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, fail: &AtomicU16, delay: Duration) {
+fn serve(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, answers: &Answers, delay: Duration) {
     let _ = conn.set_nodelay(true);
     let mut w = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
@@ -111,7 +156,12 @@ fn serve(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, fail: &AtomicU16, del
         if r.read_exact(&mut raw).is_err() {
             return;
         }
-        let path = head
+        let request_line = head.lines().next().unwrap_or("");
+        assert!(
+            request_line.starts_with("post /") && request_line.ends_with(" http/1.1"),
+            "{head}"
+        );
+        let path = request_line
             .split_whitespace()
             .nth(1)
             .unwrap_or("")
@@ -120,6 +170,11 @@ fn serve(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, fail: &AtomicU16, del
         let req = proto::decode(&raw).unwrap_or_else(|e| panic!("bad body: {e}"));
         let mut samples = Vec::new();
         for ts in req.timeseries {
+            let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(names, sorted, "labels must be sorted by name, unique");
             let labels: Series = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
             for s in ts.samples {
                 samples.push((labels.clone(), s.timestamp, s.value));
@@ -127,10 +182,7 @@ fn serve(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, fail: &AtomicU16, del
         }
         let at = std::time::Instant::now();
         std::thread::sleep(delay);
-        let status = match fail.load(Ordering::SeqCst) {
-            0 => 200,
-            s => s,
-        };
+        let status = answers.next();
         got.lock().unwrap().push(Got {
             head,
             path,
@@ -139,9 +191,16 @@ fn serve(conn: std::net::TcpStream, got: &Mutex<Vec<Got>>, fail: &AtomicU16, del
             status,
             at,
         });
+        let reason = match status {
+            200 | 204 => "OK",
+            400 => "Bad Request",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Error",
+        };
         let body = if status >= 300 { "nope" } else { "" };
         let answer = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if w.write_all(answer.as_bytes()).is_err() {
