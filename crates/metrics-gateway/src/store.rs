@@ -59,7 +59,21 @@ pub trait PushObserver: Send + Sync {
     /// `samples` is the group's full current set of float samples; empty when the group was
     /// deleted or expired.
     fn group_changed(&self, at: SystemTime, group: &GroupKey, samples: &[Sample]);
+
+    /// `histograms` is the group's full current set of native histograms (labels with
+    /// `__name__`), told right after [`PushObserver::group_changed`]; observers that keep
+    /// floats only ignore it.
+    fn group_histograms(
+        &self,
+        _at: SystemTime,
+        _group: &GroupKey,
+        _histograms: &[HistogramSample],
+    ) {
+    }
 }
+
+/// One native-histogram series of a group: full label set (with `__name__`) and value.
+pub type HistogramSample = (Vec<(String, String)>, Arc<promql_engine::FloatHistogram>);
 
 /// Why a push was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -186,6 +200,25 @@ impl Group {
     pub fn expired(&self, now: SystemTime) -> bool {
         self.ttl
             .is_some_and(|ttl| unix(now) >= self.last_change() + ttl.as_secs_f64())
+    }
+
+    /// The group's native histograms (see [`PushObserver::group_histograms`]).
+    pub fn native_histograms(&self) -> Vec<HistogramSample> {
+        let mut out = Vec::new();
+        for f in self.families.values() {
+            for m in &f.metrics {
+                if let Value::Histogram {
+                    native: Some(n), ..
+                } = &m.value
+                {
+                    let mut labels = vec![("__name__".to_owned(), f.name.clone())];
+                    labels.extend(parse_label_block(f.block(m)));
+                    labels.sort();
+                    out.push((labels, Arc::new((**n).clone())));
+                }
+            }
+        }
+        out
     }
 
     /// The group's float samples (see [`PushObserver`]).
@@ -472,6 +505,7 @@ impl Store {
         let now = SystemTime::now();
         for (key, group) in &inner.groups {
             observer.group_changed(now, key, &group.samples());
+            observer.group_histograms(now, key, &group.native_histograms());
         }
         // Registered while the read lock is held: no change can slip in between.
         match self.observers.write() {
@@ -504,8 +538,10 @@ impl Store {
             return;
         }
         let samples = group.map(Group::samples).unwrap_or_default();
+        let histograms = group.map(Group::native_histograms).unwrap_or_default();
         for o in observers.iter() {
             o.group_changed(at, key, &samples);
+            o.group_histograms(at, key, &histograms);
         }
     }
 

@@ -1,14 +1,15 @@
 //! [`HistoryFeed`]: what the store tells about pushes, queued for the history.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use promql_engine::labels::Labels;
+use promql_engine::FloatHistogram;
 
 use super::history::{unix_ms, History, Op};
 use crate::grouping::GroupKey;
-use crate::store::{PushObserver, Sample};
+use crate::store::{HistogramSample, PushObserver, Sample};
 
 /// Ops held for the history before a push path would wait for it: above this the push
 /// that adds more applies them itself (back-pressure rather than drops).
@@ -25,6 +26,18 @@ pub struct HistoryFeed {
     history: std::sync::Arc<History>,
     groups: Mutex<HashMap<GroupKey, Vec<(Labels, f64)>>>,
     pending: Mutex<Vec<Op>>,
+    /// Native histograms: each group's current ones, and those queued for the history.
+    hist_groups: Mutex<HashMap<GroupKey, Vec<HistEntry>>>,
+    hist_pending: Mutex<Vec<(Labels, i64, Arc<FloatHistogram>)>>,
+}
+
+type HistEntry = (Labels, Arc<FloatHistogram>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 impl HistoryFeed {
@@ -34,6 +47,8 @@ impl HistoryFeed {
             history,
             groups: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
+            hist_groups: Mutex::new(HashMap::new()),
+            hist_pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -55,6 +70,8 @@ impl HistoryFeed {
     pub fn flush(&self) {
         let ops = std::mem::take(&mut *self.pending());
         self.history.apply(ops);
+        let hists = std::mem::take(&mut *lock(&self.hist_pending));
+        self.history.apply_histograms(hists);
     }
 
     /// Records the current value of every series of every live group at `t` (ms).
@@ -66,11 +83,41 @@ impl HistoryFeed {
             .map(|(l, v)| Op::Sample(l.clone(), t, *v))
             .collect();
         self.pending().extend(snapshot);
+        let hists: Vec<_> = lock(&self.hist_groups)
+            .values()
+            .flatten()
+            .map(|(l, h)| (l.clone(), t, h.clone()))
+            .collect();
+        lock(&self.hist_pending).extend(hists);
         self.flush();
     }
 }
 
 impl PushObserver for HistoryFeed {
+    fn group_histograms(&self, at: SystemTime, group: &GroupKey, histograms: &[HistogramSample]) {
+        let t = unix_ms(at);
+        let now: Vec<HistEntry> = histograms
+            .iter()
+            .map(|(l, h)| (Labels::new(l.iter().cloned()), h.clone()))
+            .collect();
+        let mut g = lock(&self.hist_groups);
+        if let Some(old) = g.get(group) {
+            let current: std::collections::HashSet<&Labels> = now.iter().map(|(l, _)| l).collect();
+            let gone: Vec<Op> = old
+                .iter()
+                .filter(|(l, _)| !current.contains(l))
+                .map(|(l, _)| Op::Stale(l.clone(), t))
+                .collect();
+            self.pending().extend(gone);
+        }
+        lock(&self.hist_pending).extend(now.iter().map(|(l, h)| (l.clone(), t, h.clone())));
+        if now.is_empty() {
+            g.remove(group);
+        } else {
+            g.insert(group.clone(), now);
+        }
+    }
+
     fn group_changed(&self, at: SystemTime, group: &GroupKey, samples: &[Sample]) {
         let t = unix_ms(at);
         let now: Vec<(Labels, f64)> = samples
@@ -167,5 +214,35 @@ mod tests {
         let x = h.select(&name("x"), 0, i64::MAX);
         assert_eq!(x[0].samples.len(), 4);
         assert!(is_stale(x[0].samples[3].1));
+    }
+
+    #[test]
+    fn native_histograms_reach_the_history_and_the_engine() {
+        let h = std::sync::Arc::new(unbounded());
+        let feed = HistoryFeed::new(h.clone());
+        let key = GroupKey::default();
+        let (hist, _) =
+            promql_engine::histogram::parse_notation("schema:0 count:4 sum:6 buckets:[1 2 1]")
+                .unwrap();
+        let labels = vec![("__name__".to_owned(), "lat".to_owned())];
+        feed.group_histograms(
+            UNIX_EPOCH + std::time::Duration::from_secs(100),
+            &key,
+            &[(labels, Arc::new(hist))],
+        );
+        feed.flush();
+        let engine = promql_engine::Engine::default();
+        let q = "histogram_count(lat)";
+        let expr = promql_engine::parse(q).unwrap();
+        let r = engine.instant(&*h, q, &expr, 110_000).unwrap();
+        match r.value {
+            promql_engine::Value::Vector(v) => assert_eq!(v[0].f, 4.0),
+            other => panic!("{other:?}"),
+        }
+        // The group goes away: the series is marked stale.
+        feed.group_histograms(UNIX_EPOCH + std::time::Duration::from_secs(120), &key, &[]);
+        feed.flush();
+        let r = engine.instant(&*h, q, &expr, 130_000).unwrap();
+        assert_eq!(r.value, promql_engine::Value::Vector(vec![]));
     }
 }

@@ -21,7 +21,10 @@ use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_engine::labels::{Labels, MatchKind, Matcher, METRIC_NAME};
-use promql_engine::storage::{is_stale, stale_nan, Series, Storage};
+use promql_engine::storage::{
+    is_histogram_placeholder, is_stale, stale_nan, Series, Storage, HISTOGRAM_PLACEHOLDER_BITS,
+};
+use promql_engine::FloatHistogram;
 
 use super::chunk::Chunk;
 
@@ -150,6 +153,9 @@ struct Inner {
     samples: usize,
     chunks: usize,
     stats: HistoryStats,
+    /// Native histograms by series and time. The chunk holds a marker value at their
+    /// timestamps; the histograms themselves are kept as shared structs, not compressed.
+    hists: HashMap<Labels, BTreeMap<i64, std::sync::Arc<FloatHistogram>>>,
 }
 
 impl Inner {
@@ -168,6 +174,7 @@ impl Inner {
     }
 
     fn remove_series(&mut self, l: &Labels) {
+        self.hists.remove(l);
         if let Some(buf) = self.series.remove(l) {
             self.bytes = self.bytes.saturating_sub(
                 buf.chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
@@ -275,11 +282,37 @@ impl History {
         }
     }
 
+    /// Records native histograms (labels, ms, histogram), in order, under one write lock.
+    pub fn apply_histograms(&self, items: Vec<(Labels, i64, std::sync::Arc<FloatHistogram>)>) {
+        if items.is_empty() {
+            return;
+        }
+        let max_bytes = self.limits().max_bytes;
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        for (l, t, h) in items {
+            append_locked(
+                inner,
+                max_bytes,
+                &l,
+                t,
+                f64::from_bits(HISTOGRAM_PLACEHOLDER_BITS),
+            );
+            if inner.series.contains_key(&l) {
+                inner.hists.entry(l).or_default().insert(t, h);
+            }
+        }
+    }
+
     /// Drops what passed the retention at `now` (ms); series left empty go away.
     pub fn gc(&self, now: i64) {
         let cutoff = now.saturating_sub(self.limits().retention_ms);
         let mut guard = self.write();
         let inner = &mut *guard;
+        for m in inner.hists.values_mut() {
+            *m = m.split_off(&cutoff);
+        }
+        inner.hists.retain(|_, m| !m.is_empty());
         let mut gone = Vec::new();
         let mut dropped = (0u64, 0u64, 0usize);
         for (l, buf) in inner.series.iter_mut() {
@@ -463,14 +496,26 @@ impl Storage for History {
             let mut samples = Vec::new();
             buf.collect(mint, maxt, &mut samples);
             if !samples.is_empty() {
+                let histograms = match inner.hists.get(l) {
+                    Some(m) => samples
+                        .iter()
+                        .filter(|s| is_histogram_placeholder(s.1))
+                        .filter_map(|s| m.get(&s.0).map(|h| (s.0, h.clone())))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 out.push(Series {
                     labels: l.clone(),
                     samples,
-                    histograms: Vec::new(),
+                    histograms,
                 });
             }
         }
         out
+    }
+
+    fn histogram_at(&self, labels: &Labels, t: i64) -> Option<std::sync::Arc<FloatHistogram>> {
+        self.read().hists.get(labels)?.get(&t).cloned()
     }
 
     fn select_latest(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, i64, f64)> {
