@@ -1,8 +1,9 @@
 //! The service's configuration file.
 //!
 //! A reload (SIGHUP, `POST /-/reload`) applies every field to what happens next (the next
-//! request, reconcile step or download), except `store.url` and `store.password_file`: a
-//! reload that changes them is refused naming the field, and the running config stays.
+//! request, reconcile step or download), except `store.url`, `store.password_file` and
+//! `leader_election`: a reload that changes them is refused naming the field, and the
+//! running config stays.
 
 use std::time::Duration;
 
@@ -248,8 +249,13 @@ impl ServiceConfig for Config {
     }
 
     /// Every field applies at reload (each is read from the live config where it is used)
-    /// except the store's: the store is opened once, at start.
+    /// except the store's and the leader election's: both are set up once, at start.
     fn check_reload(&self, reloaded: &Self) -> Result<(), ConfigError> {
+        unchanged(
+            "leader_election",
+            &self.leader_election,
+            &reloaded.leader_election,
+        )?;
         unchanged("store.url", &self.store.url, &reloaded.store.url)?;
         unchanged(
             "store.password_file",

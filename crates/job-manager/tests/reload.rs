@@ -323,7 +323,7 @@ async fn controller_settings_apply_at_the_next_observation() {
 }
 
 #[tokio::test]
-async fn store_settings_are_refused_at_reload_by_name_and_nothing_changes() {
+async fn store_and_leader_election_settings_are_refused_at_reload_by_name_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (h, handle) = manager(dir.path(), "api:\n  max_body_bytes: 1048576\n");
     h.fake_target().await;
@@ -335,6 +335,10 @@ async fn store_settings_are_refused_at_reload_by_name_and_nothing_changes() {
         (
             "store.password_file",
             "api:\n  max_body_bytes: 64\nstore:\n  password_file: /run/secrets/pg\n",
+        ),
+        (
+            "leader_election",
+            "api:\n  max_body_bytes: 64\nleader_election:\n  lease: job-manager\n",
         ),
     ] {
         let err = reload(dir.path(), &handle, yaml).await.unwrap_err();
