@@ -539,3 +539,117 @@ fn a_deployment_its_job_and_the_event_reporting_them_persist_together_or_not_at_
     assert_eq!(t.events[&id].len(), 1);
     assert!(t.jobs.contains_key(&job.metadata.id));
 }
+
+const DEFAULTS: &str = "/api/v1/namespaces/default/deployment-defaults";
+
+fn defaults_body(version: u64, parallelism: u64) -> Value {
+    json!({
+        "metadata": {"resourceVersion": version},
+        "spec": {"template": {"spec": {"parallelism": parallelism}}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_saving_the_defaults_from_one_version_one_wins_one_is_refused() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("defaults_race");
+    let dir = tempfile::tempdir().unwrap();
+    // B leads (it never reloads on its own); A follows. Both see nothing stored (version 0).
+    let b = pg.manager(&dir.path().join("b"), &url);
+    support::eventually("b leads", std::time::Duration::from_secs(10), || async {
+        (leader_gauge(&b).await == Some(1)).then_some(())
+    })
+    .await;
+    let a = pg.manager(&dir.path().join("a"), &url);
+    for m in [&a, &b] {
+        let (s, v) = m.call("GET", DEFAULTS, None).await;
+        assert_eq!(
+            (s, &v["data"]["metadata"]["resourceVersion"]),
+            (200, &json!(0)),
+            "{v}"
+        );
+    }
+    let (s, v) = a.call("PUT", DEFAULTS, Some(defaults_body(0, 3))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 1, "{v}");
+    // B's memory still says 0, so its own check passes: the database refuses.
+    let (s, v) = b.call("PUT", DEFAULTS, Some(defaults_body(0, 7))).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed concurrently"),
+        "{v}"
+    );
+    // B reloaded: it shows A's save, and saving over version 1 works (an update).
+    let (s, v) = b.call("GET", DEFAULTS, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["metadata"]["resourceVersion"], 1, "{v}");
+    assert_eq!(
+        v["data"]["spec"]["template"]["spec"]["parallelism"], 3,
+        "{v}"
+    );
+    let (s, v) = b.call("PUT", DEFAULTS, Some(defaults_body(1, 7))).await;
+    assert_eq!(s, 200, "{v}");
+    let data: Value = pg.query(
+        &url,
+        "SELECT data FROM deployment_defaults WHERE namespace = 'default'",
+        &[],
+    )[0]
+    .get(0);
+    assert_eq!(data["metadata"]["resourceVersion"], 2, "{data}");
+    assert_eq!(data["spec"]["template"]["spec"]["parallelism"], 7, "{data}");
+}
+
+fn stored_defaults(version: Option<u64>, parallelism: u64) -> Value {
+    let mut v = json!({"spec": {"template": {"spec": {"parallelism": parallelism}}}});
+    if let Some(version) = version {
+        v["metadata"] = json!({"resourceVersion": version});
+    }
+    v
+}
+
+#[test]
+fn a_stale_defaults_update_is_refused_by_the_database_and_an_unversioned_one_counts_as_1() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("defaults_update");
+    let dir = tempfile::tempdir().unwrap();
+    let pw = pg.password_file();
+    let one = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    // A document from before versions existed: version 1.
+    one.write(vec![Write1::Defaults(
+        "default".into(),
+        stored_defaults(None, 2),
+    )])
+    .unwrap();
+    let two = Store::open_at(dir.path(), Some(&url), Some(&pw)).unwrap();
+    // Both hold version 1; one moves it to 2, then two's save computed from 1 is refused.
+    one.write(vec![Write1::Defaults(
+        "default".into(),
+        stored_defaults(Some(2), 4),
+    )])
+    .unwrap();
+    let err = two
+        .write(vec![Write1::Defaults(
+            "default".into(),
+            stored_defaults(Some(2), 9),
+        )])
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("namespace default"), "{err}");
+    let data: Value = pg.query(
+        &url,
+        "SELECT data FROM deployment_defaults WHERE namespace = 'default'",
+        &[],
+    )[0]
+    .get(0);
+    assert_eq!(data, stored_defaults(Some(2), 4), "the winner's save stays");
+    // Two reloaded after the conflict and now saves over version 2.
+    assert_eq!(two.read().defaults["default"], stored_defaults(Some(2), 4));
+    two.write(vec![Write1::Defaults(
+        "default".into(),
+        stored_defaults(Some(3), 9),
+    )])
+    .unwrap();
+}

@@ -6,7 +6,9 @@
 //! transaction; a deployment, deployment target or namespace is only written over the
 //! `resource_version` the change was computed from (`UPDATE … WHERE resource_version = $n`,
 //! `INSERT … ON CONFLICT DO NOTHING`), so of two replicas changing one record from the same
-//! version exactly one succeeds and the other gets [`Error::Conflict`].
+//! version exactly one succeeds and the other gets [`Error::Conflict`]. A namespace's
+//! deployment defaults keep their version inside the document (`metadata.resourceVersion`),
+//! and are checked the same way on it.
 //!
 //! The client is synchronous and lives on a dedicated thread: the store is called from
 //! async code and from plain threads alike, and blocks on the reply like it blocks on fsync.
@@ -399,6 +401,14 @@ enum Op {
         version: i64,
         data: serde_json::Value,
     },
+    /// A namespace's deployment defaults, whose version is inside the document
+    /// (`metadata.resourceVersion`; a document without one is version 1): written only over
+    /// `expected` (None: nothing stored yet).
+    Defaults {
+        namespace: String,
+        expected: Option<i64>,
+        data: serde_json::Value,
+    },
     Upsert {
         table: &'static str,
         key: Key,
@@ -458,6 +468,7 @@ impl Key {
 fn ops(current: &Tables, writes: &[Write1]) -> Result<Vec<Op>> {
     // Versions written earlier in this same commit take the place of memory's.
     let mut seen: HashMap<(&'static str, Key), Option<i64>> = HashMap::new();
+    let mut defaults_seen: HashMap<String, Option<i64>> = HashMap::new();
     let mut out = Vec::with_capacity(writes.len());
     let mut versioned = |table: &'static str,
                          key: Key,
@@ -541,11 +552,22 @@ fn ops(current: &Tables, writes: &[Write1]) -> Result<Vec<Op>> {
                 },
                 data: encode("savepoint", s)?,
             },
-            Write1::Defaults(ns, v) => Op::Upsert {
-                table: "deployment_defaults",
-                key: Key::One(ns.clone()),
-                data: v.clone(),
-            },
+            Write1::Defaults(ns, v) => {
+                // The version lives inside the document; an earlier write to the same
+                // namespace in this commit takes the place of memory's.
+                let in_memory = current
+                    .defaults
+                    .get(ns)
+                    .map(|d| crate::api::defaults::stored_version(Some(d)));
+                let slot = defaults_seen.entry(ns.clone()).or_insert(in_memory.map(rv));
+                let expected = *slot;
+                *slot = Some(rv(crate::api::defaults::stored_version(Some(v))));
+                Op::Defaults {
+                    namespace: ns.clone(),
+                    expected,
+                    data: v.clone(),
+                }
+            }
             Write1::Token(k) => Op::Upsert {
                 table: "api_tokens",
                 key: Key::Pair(k.token.namespace.clone(), k.token.name.clone()),
@@ -655,6 +677,29 @@ fn apply_op(tx: &mut Transaction<'_>, op: &Op, display: &str) -> Result<()> {
             if n != 1 {
                 return Err(Error::Conflict {
                     what: format!("{} {}", singular(table), key.describe()),
+                });
+            }
+            Ok(())
+        }
+        Op::Defaults {
+            namespace,
+            expected,
+            data,
+        } => {
+            let n = match expected {
+                Some(old) => tx.execute(
+                    "UPDATE deployment_defaults SET data = $2 WHERE namespace = $1 AND COALESCE(data->'metadata'->>'resourceVersion', '1') = $3",
+                    &[namespace, data, &old.to_string()],
+                ),
+                None => tx.execute(
+                    "INSERT INTO deployment_defaults (namespace, data) VALUES ($1, $2) ON CONFLICT (namespace) DO NOTHING",
+                    &[namespace, data],
+                ),
+            }
+            .map_err(e)?;
+            if n != 1 {
+                return Err(Error::Conflict {
+                    what: format!("the deployment defaults of namespace {namespace}"),
                 });
             }
             Ok(())
