@@ -33,7 +33,7 @@ use kustomize::{pod_spec, Object, Render};
 use objects::*;
 use serde_yaml::Value;
 
-const OVERLAYS: &[&str] = &["ack", "minimal"];
+const OVERLAYS: &[&str] = &["ack", "ha", "minimal"];
 
 const COMPONENTS: &[&str] = &[
     "job-manager",

@@ -402,7 +402,7 @@ fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
 }
 
 /// Kubernetes' strategic merge, for what our patches use: maps merge, `null` deletes, the
-/// lists of [`merge_key`] merge by key, other lists are replaced.
+/// lists of [`merge_key`] merge by key (patch items first), other lists are replaced.
 pub fn strategic_merge(base: &mut Value, patch: &Value, field: &str) -> Result<()> {
     match (base, patch) {
         (Value::Mapping(b), Value::Mapping(p)) => {
@@ -422,12 +422,23 @@ pub fn strategic_merge(base: &mut Value, patch: &Value, field: &str) -> Result<(
         }
         (Value::Sequence(b), Value::Sequence(p)) => match merge_key(field, b) {
             Some(key) => {
+                // The patch's items come first, in its order (merged into the base's item of
+                // the same key), then the items only the base has, in its order: what
+                // `kubectl kustomize` gives for the lists our overlays patch (the general
+                // interleaving of the two orders is not modelled).
+                let mut out = Vec::with_capacity(b.len() + p.len());
                 for item in p {
-                    match b.iter_mut().find(|x| x[key] == item[key]) {
-                        Some(existing) => strategic_merge(existing, item, "")?,
-                        None => b.push(item.clone()),
+                    match b.iter().position(|x| x[key] == item[key]) {
+                        Some(i) => {
+                            let mut existing = b.remove(i);
+                            strategic_merge(&mut existing, item, "")?;
+                            out.push(existing);
+                        }
+                        None => out.push(item.clone()),
                     }
                 }
+                out.append(b);
+                *b = out;
             }
             None => *b = p.clone(),
         },
