@@ -4,6 +4,14 @@
 //! status code of the error type. Results are written straight to text (large range
 //! results never pass through a JSON tree); timestamps are Unix seconds with up to three
 //! decimals, sample values strings in Go's shortest `'f'` format (`"NaN"`, `"+Inf"`).
+//!
+//! Native histograms are written as Prometheus's HTTP API documents them: a vector
+//! sample carries `"histogram": [t, H]` instead of `"value"`, a matrix series
+//! `"histograms": [[t, H], ...]` beside its `"values"` (each key only when it has
+//! points), where `H` is `{"count":"..","sum":"..","buckets":[[rule,"lo","hi","n"],..]}`:
+//! buckets in ascending order of value, only those with a non-zero count, `rule` 0 for
+//! `(lo,hi]`, 1 for `[lo,hi)`, 2 for `(lo,hi)`, 3 for `[lo,hi]` (the zero bucket), and no
+//! `buckets` key when every bucket is empty.
 
 use axum::{
     http::{header, StatusCode},
@@ -11,7 +19,7 @@ use axum::{
 };
 use promql_engine::labels::Labels;
 use promql_engine::value::format_go_float;
-use promql_engine::Value;
+use promql_engine::{FloatHistogram, Value};
 
 /// Prometheus's `errorType`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +234,54 @@ fn push_point(out: &mut String, t: i64, f: f64) {
     out.push(']');
 }
 
+/// The documented boundary rule of a bucket: 0 open left, 1 open right, 2 open both,
+/// 3 closed both.
+fn boundary_rule(lower_inclusive: bool, upper_inclusive: bool) -> u8 {
+    match (lower_inclusive, upper_inclusive) {
+        (false, true) => 0,
+        (true, false) => 1,
+        (false, false) => 2,
+        (true, true) => 3,
+    }
+}
+
+/// Appends a native histogram as `{"count":..,"sum":..,"buckets":[..]}`.
+pub fn push_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":");
+    push_str(out, &format_go_float(h.count));
+    out.push_str(",\"sum\":");
+    push_str(out, &format_go_float(h.sum));
+    let mut first = true;
+    for b in h.buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        out.push('[');
+        out.push(char::from(
+            b'0' + boundary_rule(b.lower_inclusive, b.upper_inclusive),
+        ));
+        for f in [b.lower, b.upper, b.count] {
+            out.push(',');
+            push_str(out, &format_go_float(f));
+        }
+        out.push(']');
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+fn push_hist_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    push_ts(out, t);
+    out.push(',');
+    push_histogram(out, h);
+    out.push(']');
+}
+
 /// The `data` of a query answer: `{"resultType":...,"result":...}`. `limit` (> 0) keeps
 /// only that many series of a vector or matrix; whether it cut any is returned.
 pub fn query_data(v: &Value, t: i64, limit: usize) -> (String, bool) {
@@ -254,8 +310,16 @@ pub fn query_data(v: &Value, t: i64, limit: usize) -> (String, bool) {
                 }
                 out.push_str("{\"metric\":");
                 push_labels(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                push_point(&mut out, s.t, s.f);
+                match &s.h {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        push_hist_point(&mut out, s.t, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        push_point(&mut out, s.t, s.f);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -270,14 +334,28 @@ pub fn query_data(v: &Value, t: i64, limit: usize) -> (String, bool) {
                 }
                 out.push_str("{\"metric\":");
                 push_labels(&mut out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, &(pt, pf)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                // Each key only when it has points, as Prometheus writes them.
+                if !s.points.is_empty() || s.hists.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, &(pt, pf)) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_point(&mut out, pt, pf);
                     }
-                    push_point(&mut out, pt, pf);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.hists.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, (pt, h)) in s.hists.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        push_hist_point(&mut out, *pt, h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push(']');
         }
@@ -325,5 +403,38 @@ mod tests {
         let mut j = String::new();
         push_str(&mut j, "a\"b\\c\n\u{1}");
         assert_eq!(j, r#""a\"b\\c\n\u0001""#);
+    }
+
+    #[test]
+    fn histograms_are_written_with_the_documented_boundary_rules() {
+        // Schema 0: positive bucket i is (2^(i-1), 2^i], negative i is [-2^i, -2^(i-1)).
+        let h = FloatHistogram {
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 2.0,
+            count: 9.0,
+            sum: 3.5,
+            positive: vec![(1, 1.0), (2, 0.0), (3, 4.0)],
+            negative: vec![(0, 2.0)],
+            ..FloatHistogram::default()
+        };
+        let mut out = String::new();
+        push_histogram(&mut out, &h);
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"count":"9","sum":"3.5","buckets":["#,
+                r#"[1,"-1","-0.5","2"],[3,"-0.001","0.001","2"],"#,
+                r#"[0,"1","2","1"],[0,"4","8","4"]]}"#
+            )
+        );
+        // No bucket with observations: no `buckets` key.
+        let empty = FloatHistogram {
+            zero_threshold: 0.001,
+            ..FloatHistogram::default()
+        };
+        let mut out = String::new();
+        push_histogram(&mut out, &empty);
+        assert_eq!(out, r#"{"count":"0","sum":"0"}"#);
     }
 }
