@@ -15,6 +15,75 @@
 
 use std::fmt;
 
+use crate::gofmt::format_v;
+
+/// A histogram that breaks an invariant a stored histogram must keep.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidHistogram {
+    /// Custom buckets (NHCB) with negative buckets.
+    #[error("histogram with custom buckets must not have negative buckets")]
+    CustomNegativeBuckets,
+    /// Custom buckets (NHCB) with a zero bucket.
+    #[error("histogram with custom buckets must not have a zero bucket")]
+    CustomZeroBucket,
+    /// Custom bucket bounds out of order or repeated.
+    #[error("custom bucket bounds must be strictly increasing")]
+    CustomBoundsNotIncreasing,
+    /// A custom bucket index with no bound.
+    #[error("custom bucket index {index} is outside the {bounds} bounds")]
+    CustomIndexOutOfRange {
+        /// The bucket index.
+        index: i32,
+        /// How many bounds there are.
+        bounds: usize,
+    },
+    /// A schema outside -4..=8 that is not the custom-buckets schema.
+    #[error("schema {0} is not valid (must be -4..=8 or {CUSTOM_BUCKETS_SCHEMA})")]
+    InvalidSchema(i32),
+    /// A negative or NaN zero threshold.
+    #[error("zero threshold must not be negative")]
+    NegativeZeroThreshold,
+    /// Bucket indexes out of order or repeated.
+    #[error("bucket indexes must be strictly increasing")]
+    IndexesNotIncreasing,
+}
+
+/// Why a histogram in test notation (`schema:0 count:4 buckets:[1 2 1]`) does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotationError {
+    /// A field whose value is not a number.
+    #[error("invalid number {value:?} for {field}")]
+    InvalidNumber {
+        /// The field (`count`, `buckets`, ...).
+        field: String,
+        /// Its value.
+        value: String,
+    },
+    /// A field whose value is not an integer.
+    #[error("invalid integer {value:?} for {field}")]
+    InvalidInteger {
+        /// The field (`schema`, `offset`, ...).
+        field: String,
+        /// Its value.
+        value: String,
+    },
+    /// Text that is not `key:value`.
+    #[error("expected `key:value` in histogram at {0:?}")]
+    ExpectedKeyValue(String),
+    /// `[` without `]`.
+    #[error("unterminated list for {0}")]
+    UnterminatedList(String),
+    /// A `counter_reset_hint` that is none of `unknown reset not_reset gauge`.
+    #[error("invalid counter_reset_hint {0:?}")]
+    InvalidHint(String),
+    /// A field the notation does not have.
+    #[error("unknown histogram field {0:?}")]
+    UnknownField(String),
+    /// The fields parse but the histogram breaks an invariant.
+    #[error(transparent)]
+    Invalid(#[from] InvalidHistogram),
+}
+
 /// Schema number of histograms with custom bucket bounds (NHCB).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
 
@@ -259,39 +328,36 @@ impl FloatHistogram {
     }
 
     /// Checks the invariants a stored histogram must satisfy; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidHistogram> {
         if self.uses_custom_buckets() {
             if !self.negative.is_empty() {
-                return Err("histogram with custom buckets must not have negative buckets".into());
+                return Err(InvalidHistogram::CustomNegativeBuckets);
             }
             if self.zero_count != 0.0 || self.zero_threshold != 0.0 {
-                return Err("histogram with custom buckets must not have a zero bucket".into());
+                return Err(InvalidHistogram::CustomZeroBucket);
             }
             if self.custom_values.windows(2).any(|w| w[0] >= w[1]) {
-                return Err("custom bucket bounds must be strictly increasing".into());
+                return Err(InvalidHistogram::CustomBoundsNotIncreasing);
             }
             if let Some(&(i, _)) = self
                 .positive
                 .iter()
                 .find(|(i, _)| *i < 0 || *i as usize > self.custom_values.len())
             {
-                return Err(format!(
-                    "custom bucket index {i} is outside the {} bounds",
-                    self.custom_values.len()
-                ));
+                return Err(InvalidHistogram::CustomIndexOutOfRange {
+                    index: i,
+                    bounds: self.custom_values.len(),
+                });
             }
         } else if !(-4..=8).contains(&self.schema) {
-            return Err(format!(
-                "schema {} is not valid (must be -4..=8 or {CUSTOM_BUCKETS_SCHEMA})",
-                self.schema
-            ));
+            return Err(InvalidHistogram::InvalidSchema(self.schema));
         }
         if self.zero_threshold < 0.0 || self.zero_threshold.is_nan() {
-            return Err("zero threshold must not be negative".into());
+            return Err(InvalidHistogram::NegativeZeroThreshold);
         }
         for w in self.positive.windows(2).chain(self.negative.windows(2)) {
             if w[0].0 >= w[1].0 {
-                return Err("bucket indexes must be strictly increasing".into());
+                return Err(InvalidHistogram::IndexesNotIncreasing);
             }
         }
         Ok(())
@@ -775,7 +841,11 @@ impl FloatHistogram {
     /// [-0.001,0.001]:2, (0.5,1]:1}`: populated buckets in ascending order with their
     /// bounds), the label value `count_values` gives a histogram.
     pub fn go_string(&self) -> String {
-        let mut s = format!("{{count:{}, sum:{}", go_g(self.count), go_g(self.sum));
+        let mut s = format!(
+            "{{count:{}, sum:{}",
+            format_v(self.count),
+            format_v(self.sum)
+        );
         for b in self.buckets() {
             if b.count == 0.0 {
                 continue;
@@ -783,10 +853,10 @@ impl FloatHistogram {
             s.push_str(&format!(
                 ", {}{},{}{}:{}",
                 if b.lower_inclusive { '[' } else { '(' },
-                go_g(b.lower),
-                go_g(b.upper),
+                format_v(b.lower),
+                format_v(b.upper),
                 if b.upper_inclusive { ']' } else { ')' },
-                go_g(b.count)
+                format_v(b.count)
             ));
         }
         s.push('}');
@@ -798,28 +868,6 @@ impl FloatHistogram {
     pub fn test_expression(&self) -> String {
         self.to_string()
     }
-}
-
-/// Formats a float as Go's `%g` does (shortest digits; exponent form below 1e-4 and from
-/// 1e6 on).
-pub fn go_g(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    let e = format!("{f:e}");
-    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mant}e{sign}{:02}", exp.abs());
-    }
-    format!("{f}")
 }
 
 /// Whether any bucket of `old` holds more than the same bucket of `cur` (a missing bucket
@@ -910,29 +958,34 @@ impl fmt::Display for FloatHistogram {
 /// `schema:1 sum:-0.3 count:3.1 z_bucket:7.1 z_bucket_w:0.05 buckets:[5.1 10 7]
 /// offset:-3 n_buckets:[4.1 5] n_offset:-5 counter_reset_hint:gauge custom_values:[..]`).
 /// Returns the histogram and whether `counter_reset_hint` was given.
-pub fn parse_notation(body: &str) -> Result<(FloatHistogram, bool), String> {
+pub fn parse_notation(body: &str) -> Result<(FloatHistogram, bool), NotationError> {
     let mut h = FloatHistogram::default();
     let (mut buckets, mut n_buckets) = (Vec::new(), Vec::new());
     let (mut offset, mut n_offset) = (0i32, 0i32);
     let mut hint_set = false;
     let mut rest = body.trim();
-    let num = |k: &str, v: &str| -> Result<f64, String> {
-        crate::notation::parse_number(v).ok_or_else(|| format!("invalid number {v:?} for {k}"))
+    let num = |k: &str, v: &str| -> Result<f64, NotationError> {
+        crate::notation::parse_number(v).ok_or_else(|| NotationError::InvalidNumber {
+            field: k.to_string(),
+            value: v.to_string(),
+        })
     };
-    let int = |k: &str, v: &str| -> Result<i32, String> {
-        v.parse::<i32>()
-            .map_err(|_| format!("invalid integer {v:?} for {k}"))
+    let int = |k: &str, v: &str| -> Result<i32, NotationError> {
+        v.parse::<i32>().map_err(|_| NotationError::InvalidInteger {
+            field: k.to_string(),
+            value: v.to_string(),
+        })
     };
     while !rest.is_empty() {
         let (key, after) = rest
             .split_once(':')
-            .ok_or_else(|| format!("expected `key:value` in histogram at {rest:?}"))?;
+            .ok_or_else(|| NotationError::ExpectedKeyValue(rest.to_string()))?;
         let key = key.trim();
         let after = after.trim_start();
         let (val, next) = if let Some(list) = after.strip_prefix('[') {
             let end = list
                 .find(']')
-                .ok_or_else(|| format!("unterminated list for {key}"))?;
+                .ok_or_else(|| NotationError::UnterminatedList(key.to_string()))?;
             (&list[..end], &list[end + 1..])
         } else {
             match after.find(char::is_whitespace) {
@@ -940,7 +993,7 @@ pub fn parse_notation(body: &str) -> Result<(FloatHistogram, bool), String> {
                 None => (after, ""),
             }
         };
-        let list = || -> Result<Vec<f64>, String> {
+        let list = || -> Result<Vec<f64>, NotationError> {
             val.split_whitespace().map(|x| num(key, x)).collect()
         };
         match key {
@@ -961,10 +1014,10 @@ pub fn parse_notation(body: &str) -> Result<(FloatHistogram, bool), String> {
                     "reset" => CounterResetHint::CounterReset,
                     "not_reset" => CounterResetHint::NotCounterReset,
                     "gauge" => CounterResetHint::Gauge,
-                    other => return Err(format!("invalid counter_reset_hint {other:?}")),
+                    other => return Err(NotationError::InvalidHint(other.to_string())),
                 }
             }
-            other => return Err(format!("unknown histogram field {other:?}")),
+            other => return Err(NotationError::UnknownField(other.to_string())),
         }
         rest = next.trim_start();
     }
@@ -1002,25 +1055,32 @@ mod tests {
             .trim_end_matches("}}"));
         assert_eq!(again, x);
         assert_eq!(
-            parse_notation("schema:0 count:x").unwrap_err(),
+            parse_notation("schema:0 count:x").unwrap_err().to_string(),
             "invalid number \"x\" for count"
         );
-        assert!(parse_notation("schema:9").unwrap_err().contains("schema 9"));
+        let e = parse_notation("schema:9").unwrap_err();
+        assert_eq!(
+            e,
+            NotationError::Invalid(InvalidHistogram::InvalidSchema(9))
+        );
+        assert_eq!(
+            e.to_string(),
+            "schema 9 is not valid (must be -4..=8 or -53)"
+        );
+        assert_eq!(
+            parse_notation("schema:0 counter_reset_hint:maybe")
+                .unwrap_err()
+                .to_string(),
+            "invalid counter_reset_hint \"maybe\""
+        );
     }
 
     #[test]
-    fn go_g_formatting() {
-        assert_eq!(go_g(0.001), "0.001");
-        assert_eq!(go_g(100000.0), "100000");
-        assert_eq!(go_g(1e6), "1e+06");
-        assert_eq!(go_g(1.5e-5), "1.5e-05");
-        let x = h(
-            "schema:0 sum:10 count:20 z_bucket_w:0.001 z_bucket:2 buckets:[1 2] n_buckets:[1 2]",
-        );
-        assert_eq!(
-            x.go_string(),
-            "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}"
-        );
+    fn go_string_formats_numbers_as_go_percent_g() {
+        let x = h("schema:0 count:1000000 sum:0.00001 buckets:[1000000] offset:1");
+        assert_eq!(x.go_string(), "{count:1e+06, sum:1e-05, (1,2]:1e+06}");
+        let y = h("schema:0 count:3 sum:2.5 buckets:[3]");
+        assert_eq!(y.go_string(), "{count:3, sum:2.5, (0.5,1]:3}");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`labels`]: label sets and matchers.
 //! - [`storage`]: the [`Storage`] trait the evaluator reads and the bounded [`MemStorage`].
 //! - [`value`]: samples, vectors, matrices.
+//! - [`gofmt`]: Go's `fmt` formatting of floats (`%g`, `%e`, `%f`), for histograms and
+//!   templates.
 //! - [`histogram`]: float native histograms: arithmetic, reset detection, quantiles.
 //! - [`eval`]: the evaluator ([`Engine`]), selectors and binary operators.
 //! - `aggregate` / `functions`: aggregation operators and functions.
@@ -21,6 +23,7 @@
 pub mod aggregate;
 pub mod eval;
 pub mod functions;
+pub mod gofmt;
 pub mod histogram;
 pub mod labels;
 pub mod notation;

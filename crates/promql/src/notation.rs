@@ -232,7 +232,7 @@ fn parse_histogram_token(tok: &str) -> Result<Vec<Slot>> {
     let body_end = tok
         .find("}}")
         .ok_or_else(|| bad("missing `}}`".to_string()))?;
-    let (first, hint_set) = parse_notation(&tok[2..body_end]).map_err(bad)?;
+    let (first, hint_set) = parse_notation(&tok[2..body_end]).map_err(|e| bad(e.to_string()))?;
     let rest = &tok[body_end + 2..];
     if rest.is_empty() {
         return Ok(vec![Slot::Hist(Box::new(first), hint_set)]);
@@ -257,7 +257,7 @@ fn parse_histogram_token(tok: &str) -> Result<Vec<Slot>> {
     let inc_end = inc
         .find("}}")
         .ok_or_else(|| bad("missing `}}`".to_string()))?;
-    let (inc_h, _) = parse_notation(&inc[..inc_end]).map_err(bad)?;
+    let (inc_h, _) = parse_notation(&inc[..inc_end]).map_err(|e| bad(e.to_string()))?;
     let n = count(&inc[inc_end + 2..])?;
     let mut out = Vec::with_capacity(n + 1);
     let mut cur = first;

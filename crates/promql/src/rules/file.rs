@@ -395,7 +395,7 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<RuleGroup>, Vec<RuleFil
                 } else {
                     match template_for(&alert, &k, &vs) {
                         Ok(t) => labels.push((k, vs, Some(t))),
-                        Err(e) => rule_errs.push(e),
+                        Err(e) => rule_errs.push(e.to_string()),
                     }
                 }
             }
@@ -407,7 +407,7 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<RuleGroup>, Vec<RuleFil
                 let vs = scalar(&v).unwrap_or_default();
                 match template_for(&alert, &k, &vs) {
                     Ok(t) => annotations.push((k, t, vs)),
-                    Err(e) => rule_errs.push(e),
+                    Err(e) => rule_errs.push(e.to_string()),
                 }
             }
             for e in &rule_errs {
@@ -455,9 +455,21 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<RuleGroup>, Vec<RuleFil
     }
 }
 
-fn template_for(alert: &str, key: &str, src: &str) -> Result<Template, String> {
-    Template::parse(&format!("__alert_{alert}"), src)
-        .map_err(|e| format!("error parsing template {key}: {e}"))
+/// A label or annotation of an alerting rule whose template does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("error parsing template {key}: {source}")]
+pub struct TemplateFieldError {
+    /// The label or annotation name.
+    pub key: String,
+    /// Why the template does not parse.
+    pub source: Box<super::template::Error>,
+}
+
+fn template_for(alert: &str, key: &str, src: &str) -> Result<Template, TemplateFieldError> {
+    Template::parse(&format!("__alert_{alert}"), src).map_err(|source| TemplateFieldError {
+        key: key.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Reads and validates rule files.
@@ -679,6 +691,23 @@ mod tests {
             ),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_template_that_does_not_parse_is_named_with_its_field() {
+        let text = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    annotations:\n      summary: '{{ nope }}'\n";
+        let errs = parse_rules("r.yml", text).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "r.yml: 4:5: group \"g\", rule 1, \"A\": error parsing template summary: template: __alert_A:1: function \"nope\" not defined"
+        );
+        let e = template_for("A", "summary", "{{ nope }}").unwrap_err();
+        assert_eq!(e.key, "summary");
+        assert!(matches!(
+            *e.source,
+            crate::rules::template::Error::Parse { .. }
+        ));
     }
 
     #[test]

@@ -310,15 +310,15 @@ fn query_vector(
     q: &str,
     expr: &promql_parser::parser::Expr,
     ts: i64,
-) -> Result<Vec<(Labels, f64)>, String> {
-    let r = engine.instant(st, q, expr, ts).map_err(|e| e.to_string())?;
+) -> Result<Vec<(Labels, f64)>, crate::eval::Error> {
+    let r = engine.instant(st, q, expr, ts)?;
     match r.value {
         Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.f)).collect()),
         Value::Scalar(f) => Ok(vec![(Labels::default(), f)]),
-        other => Err(format!(
+        other => Err(crate::eval::Error::Eval(format!(
             "rule result is a {}, not an instant vector or scalar",
             other.type_name()
-        )),
+        ))),
     }
 }
 
@@ -331,7 +331,8 @@ fn eval_recording(
     limit: usize,
     qts: i64,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let v = query_vector(engine, st, &rs.rule.expr_text, &rs.rule.expr, qts)?;
+    let v = query_vector(engine, st, &rs.rule.expr_text, &rs.rule.expr, qts)
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(v.len());
     let mut seen = HashSet::new();
     for (mut l, f) in v {
@@ -378,9 +379,10 @@ fn eval_alerting(
     else {
         return Ok(Vec::new());
     };
-    let v = query_vector(engine, st, &rs.rule.expr_text, &rs.rule.expr, qts)?;
-    let query = |q: &str| -> Result<QueryRows, String> {
-        let e = crate::eval::parse(q).map_err(|e| e.to_string())?;
+    let v = query_vector(engine, st, &rs.rule.expr_text, &rs.rule.expr, qts)
+        .map_err(|e| e.to_string())?;
+    let query = |q: &str| -> Result<QueryRows, crate::eval::Error> {
+        let e = crate::eval::parse(q)?;
         Ok(query_vector(engine, st, q, &e, qts)?
             .into_iter()
             .map(|(l, f)| (labels_map(&l), f))

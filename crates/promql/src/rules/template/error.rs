@@ -145,12 +145,12 @@ pub enum ExecError {
     #[error("error parsing regexp: {0}")]
     Regex(String),
     /// The `query` function failed.
-    #[error("error executing query {query:?}: {message}")]
+    #[error("error executing query {query:?}: {source}")]
     Query {
         /// The PromQL text.
         query: String,
-        /// Why.
-        message: String,
+        /// Why (the engine's own error: parse error, timeout, ...).
+        source: crate::eval::Error,
     },
     /// `query` where no querier is available.
     #[error("query is not available here")]

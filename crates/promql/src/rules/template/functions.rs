@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 
 use super::error::ExecError;
-use super::value::{format_e, format_f, format_g, format_v, Value};
+use super::value::Value;
 use super::QueryFn;
+use crate::gofmt::{format_e, format_f, format_g, format_v};
 
 /// What a function sees besides its arguments.
 pub struct Ctx<'a> {
@@ -170,9 +171,9 @@ funcs! {
 fn query(ctx: &Ctx, a: Vec<Value>) -> Result<Value, ExecError> {
     let q = a[0].as_str()?;
     let run = ctx.query.ok_or(ExecError::NoQuerier)?;
-    let rows = run(q).map_err(|message| ExecError::Query {
+    let rows = run(q).map_err(|source| ExecError::Query {
         query: q.to_string(),
-        message,
+        source,
     })?;
     Ok(Value::List(Rc::new(
         rows.into_iter().map(|(l, v)| Value::sample(l, v)).collect(),

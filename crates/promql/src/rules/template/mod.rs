@@ -3,8 +3,8 @@
 //! `$externalURL`, `.Labels`, `.Value`, ...) and function set.
 //!
 //! # Layout
-//! - [`value`]: template values modelled on the Go types Prometheus passes, and Go's `%v`,
-//!   `%g`, `%e` number formatting.
+//! - [`value`]: template values modelled on the Go types Prometheus passes, and Go's `%v`
+//!   of them (numbers via [`crate::gofmt`]).
 //! - [`lex`]: text and actions (trim markers, comments), tokens and Go literals.
 //! - [`parse`]: the parser (pipelines, `if`/`range`/`with`, `define`/`template`/`block`,
 //!   `break`/`continue`), with Go's parse-time checks.
@@ -38,7 +38,8 @@ pub use value::Value;
 pub type QueryRows = Vec<(BTreeMap<String, String>, f64)>;
 
 /// Runs a PromQL query for the `query` template function.
-pub type QueryFn<'a> = dyn Fn(&str) -> Result<QueryRows, String> + 'a;
+/// A failure keeps its kind (parse error, timeout, ...) and message.
+pub type QueryFn<'a> = dyn Fn(&str) -> Result<QueryRows, crate::eval::Error> + 'a;
 
 /// The variables Prometheus declares before every alert template.
 const ALERT_VARS: [&str; 5] = ["$", "$labels", "$externalLabels", "$externalURL", "$value"];

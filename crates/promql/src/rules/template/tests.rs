@@ -20,7 +20,7 @@ impl FakeQuerier {
         }
     }
 
-    fn answer(&self, q: &str) -> Result<QueryRows, String> {
+    fn answer(&self, q: &str) -> Result<QueryRows, crate::eval::Error> {
         self.seen.borrow_mut().push(q.to_string());
         let row = |inst: &str, v: f64| {
             (
@@ -33,7 +33,10 @@ impl FakeQuerier {
         };
         match q {
             "up" => Ok(vec![row("b:9100", 0.0), row("a:9100", 1.0)]),
-            "broken" => Err("bad_data: parse error at char 7".into()),
+            "broken" => Err(crate::eval::Error::Parse(
+                "unexpected end of input at char 7".into(),
+            )),
+            "slow" => Err(crate::eval::Error::Timeout),
             _ => Ok(Vec::new()),
         }
     }
@@ -120,8 +123,28 @@ fn query_runs_through_the_querier_and_its_failure_is_named() {
         e,
         ExecError::Query {
             query: "broken".into(),
-            message: "bad_data: parse error at char 7".into()
+            source: crate::eval::Error::Parse("unexpected end of input at char 7".into())
         }
+    );
+    assert_eq!(
+        e.to_string(),
+        r#"error executing query "broken": parse error: unexpected end of input at char 7"#
+    );
+    // The querier's failure keeps its kind, not only its text.
+    let e = calling("query", exec_err(r#"{{ query "slow" }}"#));
+    assert!(
+        matches!(
+            &e,
+            ExecError::Query {
+                source: crate::eval::Error::Timeout,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        r#"error executing query "slow": query timed out in expression evaluation"#
     );
     let e = expand_with(r#"{{ query "up" }}"#, 0.0, "", None).unwrap_err();
     assert_eq!(
@@ -516,20 +539,6 @@ fn every_function_is_in_the_one_table_and_parses() {
             ParseError::FunctionNotDefined(f.into())
         );
     }
-}
-
-#[test]
-fn go_float_formatting() {
-    use value::{format_e, format_g, format_v};
-    assert_eq!(format_v(1234567.0), "1.234567e+06");
-    assert_eq!(format_v(123456.7), "123456.7");
-    assert_eq!(format_v(1e-5), "1e-05");
-    assert_eq!(format_v(-0.0), "-0");
-    assert_eq!(format_v(f64::NEG_INFINITY), "-Inf");
-    assert_eq!(format_g(100000.0, 4), "1e+05");
-    assert_eq!(format_g(0.000123456, 3), "0.000123");
-    assert_eq!(format_e(0.0, 2), "0.00e+00");
-    assert_eq!(format_e(1e100, 1), "1.0e+100");
 }
 
 #[test]
