@@ -6,6 +6,9 @@
 //!   exactly that artifact (run with the init container's own script and `curl`), nothing
 //!   else, is refused once expired or once the job's cluster is torn down, and is never in
 //!   an API answer or a log line.
+//! - While the job runs its token is renewed before it expires: the Secret gets a new one
+//!   that downloads the JAR, the old one works until its own expiry, and neither once the
+//!   job's cluster is torn down.
 //! - Without `kubernetes.manager_url` such a job fails to start, naming the setting.
 //! - Settings a Kubernetes target does not apply are reported as warnings.
 
@@ -21,6 +24,7 @@ use std::{
 use axum::{body::Body, http::Request};
 use fake_kube::{FakeKube, Scenario};
 use job_manager::{
+    artifacts::tokens::DownloadGrant,
     flink::fake::FakeFlink,
     kubernetes::fetch,
     store::Write1,
@@ -91,11 +95,17 @@ struct Setup {
 
 /// A manager whose config says pods reach it at `manager_url`, with target `ack`.
 async fn setup(manager_url: Option<String>) -> Setup {
+    setup_with(manager_url, |_| {}).await
+}
+
+/// [`setup`] with more configuration.
+async fn setup_with(manager_url: Option<String>, configure: impl FnOnce(&mut Config)) -> Setup {
     let fake = FakeKube::start(Scenario::Healthy, &[NS]).await;
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("KUBECONFIG", kubeconfig(dir.path(), &fake));
     let mut config = Config::default();
     config.kubernetes.manager_url = manager_url;
+    configure(&mut config);
     config.artifacts.remote.allowed_schemes = vec!["https".into()];
     config.artifacts.remote.allowed_hosts = vec!["repo.example.com".into()];
     let flink = Arc::new(FakeFlink::new());
@@ -453,6 +463,135 @@ async fn a_stored_jar_is_downloaded_with_a_token_of_that_artifact_only() {
     assert!(!text.contains(&token), "a log line holds the token");
     assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
     server.abort();
+}
+
+fn secret_token(s: &Setup, name: &str) -> String {
+    let secret: Secret =
+        serde_json::from_value(s.fake.object("", "secrets", NS, name).expect("the Secret"))
+            .unwrap();
+    String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
+}
+
+fn recorded_grant(s: &Setup) -> DownloadGrant {
+    newest_job(&s.h)
+        .and_then(|j| j.status.cluster)
+        .and_then(|c| c.kubernetes)
+        .and_then(|k| k.artifact_token)
+        .expect("the grant is recorded")
+}
+
+#[tokio::test]
+async fn the_token_is_renewed_while_the_job_runs_and_the_old_one_ends_at_its_expiry() {
+    let _env = KUBE_ENV.lock().await;
+    let ttl = Duration::from_secs(4);
+    // Pods are not run here: the API answers in process.
+    let s = setup_with(Some("http://127.0.0.1:9".into()), |c| {
+        c.kubernetes.artifact_token_ttl = ttl;
+    })
+    .await;
+    let store = job_manager::artifacts::dir(&s.dir.path().join("data"), "default");
+    let jar = std::fs::read(store.join("test-job.jar")).unwrap();
+    let jar = String::from_utf8_lossy(&jar).into_owned();
+    let (st, v) = create(
+        &s.h,
+        json!({"artifact": {"kind": "JAR", "jarUri": s.h.jar_uri, "flinkVersion": "1.20"},
+               "parallelism": 1}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["data"]["metadata"]["id"].as_str().unwrap().to_string();
+    reconcile_until(&s, &id, "RUNNING", true).await;
+    let job_id = newest_job(&s.h).unwrap().metadata.id;
+    let secret_name = format!("job-{job_id}-artifact-token");
+    let download = "/artifacts/v1/namespaces/default/artifacts:download?filename=test-job.jar";
+    let old = secret_token(&s, &secret_name);
+    let old_grant = recorded_grant(&s);
+    assert_eq!(
+        get_with(&s.h, "GET", download, &old).await,
+        (200, jar.clone())
+    );
+
+    // More than half the lifetime left: an observation leaves the token alone.
+    let half = chrono::Duration::from_std(ttl / 2).unwrap();
+    s.h.controller.reconcile_all().await;
+    if old_grant.expires_at - chrono::Utc::now() > half + chrono::Duration::milliseconds(300) {
+        assert_eq!(secret_token(&s, &secret_name), old, "renewed too early");
+        assert_eq!(recorded_grant(&s), old_grant);
+    }
+
+    // Less than half: the observation renews it, Secret first, then the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let new = loop {
+        s.h.controller.reconcile_all().await;
+        let t = secret_token(&s, &secret_name);
+        if t != old {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token is not renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let renewed_at = chrono::Utc::now();
+    assert!(
+        old_grant.expires_at - renewed_at < half + chrono::Duration::milliseconds(200),
+        "renewed with more than half the lifetime left"
+    );
+    assert!(new.starts_with("jmdl_"), "a download token");
+    let new_grant = recorded_grant(&s);
+    assert_eq!(
+        new_grant.sha256,
+        hex::encode(Sha256::digest(new.as_bytes()))
+    );
+    assert!(new_grant.expires_at > old_grant.expires_at);
+    assert_eq!(
+        (new_grant.namespace.as_str(), new_grant.artifact.as_str()),
+        ("default", "test-job.jar")
+    );
+    // Still the job's Secret (owned by the JobManager Job, so deleted with it).
+    let secret: Secret =
+        serde_json::from_value(s.fake.object("", "secrets", NS, &secret_name).unwrap()).unwrap();
+    assert_eq!(
+        secret.metadata.owner_references.unwrap()[0].name,
+        format!("job-{job_id}-jobmanager")
+    );
+    // A pod created now gets the new token, which downloads the JAR; one that read the
+    // Secret just before still downloads with the old one.
+    assert_eq!(
+        get_with(&s.h, "GET", download, &new).await,
+        (200, jar.clone())
+    );
+    assert_eq!(
+        get_with(&s.h, "GET", download, &old).await,
+        (200, jar.clone())
+    );
+
+    // The old one ends at its own expiry; the new one goes on.
+    let wait = (old_grant.expires_at - chrono::Utc::now()).num_milliseconds() + 50;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    let (st, body) = get_with(&s.h, "GET", download, &old).await;
+    assert_eq!(st, 401, "{body}");
+    assert!(body.contains("download token expired at"), "{body}");
+    assert_eq!(
+        get_with(&s.h, "GET", download, &new).await,
+        (200, jar.clone())
+    );
+
+    // Torn down: the current token is refused.
+    let (st, v) =
+        s.h.call(
+            "PATCH",
+            &format!("/api/v1/namespaces/default/deployments/{id}"),
+            Some(json!({"spec": {"state": "CANCELLED"}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    reconcile_until(&s, &id, "CANCELLED", false).await;
+    let (st, body) = get_with(&s.h, "GET", download, &new).await;
+    assert_eq!(st, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
 }
 
 #[tokio::test]

@@ -10,6 +10,11 @@
 //!   know it. Until that record is written, the issuing process holds the grant, and the
 //!   token itself in memory so that a retried start re-applies the same token (pods may
 //!   already have read it); both go at expiry or teardown.
+//! - While the job's cluster exists the provider renews it ([`renewal`]) once less than half
+//!   of `kubernetes.artifact_token_ttl` remains: a new token (held here like a new one at
+//!   start) goes into the Secret, then its grant into the record. The replaced token stays
+//!   valid in this process until its own expiry (a pod that read the Secret just before
+//!   still downloads); teardown forgets both.
 //! - [`verify`] accepts it only for exactly that namespace and artifact, before it expires,
 //!   while the job's cluster exists: a job that ended (its cluster torn down) revokes it.
 //!   The refusal names why, never the token.
@@ -92,6 +97,12 @@ fn pending() -> &'static Mutex<HashMap<Uuid, Pending>> {
     PENDING.get_or_init(Mutex::default)
 }
 
+/// Grants replaced by a renewal, valid (in this process) until their own expiry.
+fn superseded() -> &'static Mutex<HashMap<Uuid, Vec<DownloadGrant>>> {
+    static SUPERSEDED: OnceLock<Mutex<HashMap<Uuid, Vec<DownloadGrant>>>> = OnceLock::new();
+    SUPERSEDED.get_or_init(Mutex::default)
+}
+
 fn mint(
     namespace: &str,
     artifact: &str,
@@ -139,9 +150,65 @@ pub fn issue(
     out
 }
 
-/// Forgets what this process holds of a job's token (its cluster is torn down).
+/// The renewal of a job's token whose recorded grant is `current`, once less than half of
+/// `ttl` remains of it (`None` before): a new token of the same artifact with its grant to
+/// record after the Secret holds it. A renewal minted earlier and not recorded yet is given
+/// again while it is valid for at least half its lifetime (a retried apply writes the same
+/// value). `current`, and such an earlier renewal when it is replaced, stay valid here
+/// until their own expiry.
+pub fn renewal(
+    current: &DownloadGrant,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Option<(Secret, DownloadGrant)> {
+    let half = chrono::Duration::from_std(ttl / 2).unwrap_or_default();
+    if current.expires_at - now >= half {
+        return None;
+    }
+    let mut p = pending().lock().unwrap_or_else(|e| e.into_inner());
+    p.retain(|_, t| t.grant.expires_at > now);
+    let reusable = p.get(&current.job_id).filter(|t| {
+        t.grant.sha256 != current.sha256
+            && t.grant.namespace == current.namespace
+            && t.grant.artifact == current.artifact
+            && t.grant.expires_at - now >= half
+    });
+    if let Some(t) = reusable {
+        return Some((t.token.clone(), t.grant.clone()));
+    }
+    let t = mint(
+        &current.namespace,
+        &current.artifact,
+        current.job_id,
+        ttl,
+        now,
+    );
+    let out = (t.token.clone(), t.grant.clone());
+    let replaced = p.insert(current.job_id, t);
+    drop(p);
+    let mut s = superseded().lock().unwrap_or_else(|e| e.into_inner());
+    s.retain(|_, gs| {
+        gs.retain(|g| g.expires_at > now);
+        !gs.is_empty()
+    });
+    let old = s.entry(current.job_id).or_default();
+    old.push(current.clone());
+    // A renewal applied to the Secret whose record was never written: pods may hold it.
+    old.extend(
+        replaced
+            .map(|r| r.grant)
+            .filter(|g| g.sha256 != current.sha256 && g.expires_at > now),
+    );
+    Some(out)
+}
+
+/// Forgets what this process holds of a job's tokens (its cluster is torn down).
 pub fn revoke_job(job_id: Uuid) {
     pending()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&job_id);
+    superseded()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&job_id);
@@ -186,7 +253,8 @@ pub fn for_job(
 }
 
 /// Checks a presented download token for a GET of `namespace`/`artifact` against the jobs'
-/// records (and the grants this process issued whose record is not written yet).
+/// records (and the grants this process issued whose record is not written yet, or that a
+/// renewal replaced).
 pub fn verify(
     token: &str,
     namespace: &str,
@@ -212,6 +280,15 @@ pub fn verify(
             .values()
             .find(|t| t.grant.sha256 == hash)
             .map(|t| t.grant.clone())
+            .or_else(|| {
+                superseded()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .flatten()
+                    .find(|g| g.sha256 == hash)
+                    .cloned()
+            })
             .ok_or(Refusal::Unknown)?,
     };
     let live = jobs
@@ -365,6 +442,48 @@ mod tests {
             verify(c.expose(), "ns", "a.jar", &jobs, at),
             Err(Refusal::Unknown)
         );
+    }
+
+    #[test]
+    fn a_renewal_is_due_at_half_the_lifetime_and_the_old_token_lasts_until_its_expiry() {
+        let now: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+        let id = Uuid::new_v4();
+        let ttl = Duration::from_secs(3600);
+        let (old, g0) = issue("ns", "a.jar", id, ttl, now);
+        let mut jobs = BTreeMap::from([(id, job(id, Some(g0.clone())))]);
+        assert!(renewal(&g0, ttl, now + chrono::Duration::minutes(29)).is_none());
+        let at = now + chrono::Duration::minutes(31);
+        let (new, g1) = renewal(&g0, ttl, at).expect("due");
+        assert_ne!(old, new);
+        assert_eq!(g1.expires_at, at + chrono::Duration::hours(1));
+        assert_eq!(
+            (g1.namespace.as_str(), g1.artifact.as_str()),
+            ("ns", "a.jar")
+        );
+        // Retried before the record holds it: the same token again.
+        let (again, _) = renewal(&g0, ttl, at + chrono::Duration::minutes(1)).expect("due");
+        assert_eq!(again, new);
+        // Both work before the record changes and after.
+        for t in [&old, &new] {
+            assert!(verify(t.expose(), "ns", "a.jar", &jobs, at).is_ok());
+        }
+        let k = jobs.get_mut(&id).unwrap().status.cluster.as_mut().unwrap();
+        k.kubernetes.as_mut().unwrap().artifact_token = Some(g1.clone());
+        for t in [&old, &new] {
+            assert!(verify(t.expose(), "ns", "a.jar", &jobs, at).is_ok());
+        }
+        // The old one ends at its own expiry; the new one goes on.
+        let later = g0.expires_at;
+        assert_eq!(
+            verify(old.expose(), "ns", "a.jar", &jobs, later),
+            Err(Refusal::Expired { at: g0.expires_at })
+        );
+        assert_eq!(verify(new.expose(), "ns", "a.jar", &jobs, later), Ok(g1));
+        revoke_job(id);
+        jobs.get_mut(&id).unwrap().status.state = JobState::Cancelled;
+        for t in [&old, &new] {
+            assert!(verify(t.expose(), "ns", "a.jar", &jobs, at).is_err());
+        }
     }
 
     #[test]

@@ -10,6 +10,10 @@ impl<F: Flink> Controller<F> {
             return Ok(());
         };
         let provider = self.providers.for_cluster(&cluster);
+        if let Some(renewed) = provider.renew(&job, &cluster).await {
+            job.status.cluster = Some(renewed);
+            self.write(d.id(), vec![Write1::Job(job.clone())])?;
+        }
         let rest = provider.flink_rest(&cluster);
         let rest = rest.as_str();
         let fid = job.status.flink_job_id.clone();

@@ -21,7 +21,10 @@
 //!   cluster's credentials ([`kubernetes::cluster::route_flink_rest`]).
 //! - A JAR in the artifact store is downloaded by the pods with a token of that one
 //!   artifact ([`crate::artifacts::tokens`]), recorded (as its hash) in the cluster record;
-//!   teardown revokes it.
+//!   while the job runs it is renewed once less than half its lifetime remains (the Secret
+//!   gets the new token first, then the record its hash), so a pod created hours later
+//!   (a TaskManager rescheduled after a node failure) still downloads the JAR; teardown
+//!   revokes it.
 //! - Teardown deletes the JobManager Job (the garbage collector removes what it owns).
 //! - Default directories: `<kubernetes.savepoint_base>/<namespace>/<deploymentId>` (and
 //!   `/checkpoints` below it), else `file:///flink-data/savepoints/<namespace>/<deploymentId>`.
@@ -149,6 +152,53 @@ impl Kubernetes {
             }
         });
     }
+}
+
+/// Puts a renewed download token into the job's existing Secret (server-side apply of the
+/// Secret as it is, labels and owner included, with only the token changed). `false` when
+/// the Secret is gone (the job's objects are being deleted): nothing is created again.
+async fn apply_token(
+    cluster: &KubeCluster,
+    job: &JobRef,
+    token: &common::Secret,
+) -> Result<bool, String> {
+    use k8s_openapi::{api::core::v1::Secret as K8sSecret, ByteString};
+    use kube::api::{Api, Patch, PatchParams};
+    let name = kubernetes::ArtifactStore::token_secret_name(job.job_id);
+    let api: Api<K8sSecret> = Api::namespaced(cluster.client().clone(), &job.namespace);
+    let where_ = |verb: &str| {
+        format!(
+            "{verb} of Secret {name} in Kubernetes namespace {}",
+            job.namespace
+        )
+    };
+    let Some(mut secret) = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("{}: {e}", where_("get")))?
+    else {
+        return Ok(false);
+    };
+    let meta = &mut secret.metadata;
+    meta.managed_fields = None;
+    meta.resource_version = None;
+    meta.namespace = None;
+    meta.uid = None;
+    meta.creation_timestamp = None;
+    meta.generation = None;
+    secret.data = Some(
+        [(
+            kubernetes::fetch::SECRET_TOKEN_KEY.to_string(),
+            ByteString(token.expose().as_bytes().to_vec()),
+        )]
+        .into(),
+    );
+    secret.string_data = None;
+    let params = PatchParams::apply(kubernetes::cluster::FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&secret))
+        .await
+        .map_err(|e| format!("{}: {e}", where_("apply")))?;
+    Ok(true)
 }
 
 fn job_ref(k: &KubernetesClusterRef) -> JobRef {
@@ -280,6 +330,45 @@ impl ClusterProvider for Kubernetes {
             },
             None => Presence::Present,
         }
+    }
+
+    fn renew<'a>(
+        &'a self,
+        _job: &'a Job,
+        cluster: &'a ClusterRef,
+    ) -> BoxFuture<'a, Option<ClusterRef>> {
+        Box::pin(async move {
+            let k = cluster.kubernetes.as_ref()?;
+            let current = k.artifact_token.as_ref()?;
+            let ttl = (self.settings)().kubernetes.artifact_token_ttl;
+            let (token, grant) =
+                crate::artifacts::tokens::renewal(current, ttl, chrono::Utc::now())?;
+            let client = match Self::client(&self.clients, k.context.as_deref(), k.flink_rest).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(namespace = %k.namespace, job = %k.job_id, "Cannot renew the job's artifact download token (retried at the next observation): {e}");
+                    return None;
+                }
+            };
+            match apply_token(&client, &job_ref(k), &token).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(namespace = %k.namespace, job = %k.job_id, "The job's artifact token Secret is gone; its download token is not renewed.");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %k.namespace, job = %k.job_id, "Cannot renew the job's artifact download token (retried at the next observation): {e}");
+                    return None;
+                }
+            }
+            tracing::info!(namespace = %k.namespace, job = %k.job_id, expires_at = %grant.expires_at, "Renewed the job's artifact download token.");
+            let mut renewed = cluster.clone();
+            if let Some(rk) = renewed.kubernetes.as_mut() {
+                rk.artifact_token = Some(grant);
+            }
+            Some(renewed)
+        })
     }
 
     fn teardown(&self, cluster: &ClusterRef) {

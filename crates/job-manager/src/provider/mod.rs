@@ -93,6 +93,16 @@ pub trait ClusterProvider: Send + Sync {
     fn adopt(&self, _job: &Job, _cluster: &ClusterRef) {}
     /// Whether the job's cluster still exists (asked when its REST API does not answer).
     fn observe(&self, cluster: &ClusterRef) -> Presence;
+    /// While the job runs (each observe step): renews what its cluster holds that expires
+    /// (the Kubernetes target's artifact download token); the cluster record to write when
+    /// it changed.
+    fn renew<'a>(
+        &'a self,
+        _job: &'a Job,
+        _cluster: &'a ClusterRef,
+    ) -> BoxFuture<'a, Option<ClusterRef>> {
+        Box::pin(async { None })
+    }
     /// Removes the job's cluster; a shared cluster stays.
     fn teardown(&self, cluster: &ClusterRef);
     /// The savepoint directory when neither the deployment nor its target chose one.
