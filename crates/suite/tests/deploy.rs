@@ -936,3 +936,62 @@ fn our_renderer_agrees_with_kubectl_kustomize() {
         }
     }
 }
+
+#[test]
+fn the_ha_overlay_keeps_one_of_two_job_managers_serving_through_a_drain() {
+    let r = render("ha");
+    let objs = &r.objects;
+    let d = find(objs, "Deployment", "flink-suite", "job-manager").expect("job-manager");
+    let spec = &d.doc["spec"];
+    assert_eq!(spec["replicas"].as_u64(), Some(2));
+    assert_eq!(spec["strategy"]["type"].as_str(), Some("RollingUpdate"));
+    assert_eq!(
+        spec["strategy"]["rollingUpdate"]["maxUnavailable"].as_u64(),
+        Some(0)
+    );
+    let pdb = find(objs, "PodDisruptionBudget", "flink-suite", "job-manager").expect("PDB");
+    assert_eq!(pdb.doc["spec"]["minAvailable"].as_u64(), Some(1));
+    let pod_labels = &spec["template"]["metadata"]["labels"];
+    let selector = pdb.doc["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!selector.is_empty(), "PDB without selector");
+    assert!(
+        selector.iter().all(|(k, v)| &pod_labels[k] == v),
+        "the PDB does not select job-manager's pods"
+    );
+    let role = find(objs, "Role", "flink-suite", "job-manager-leader-election").expect("Role");
+    let lease_verbs: BTreeSet<String> = seq(&role.doc["rules"])
+        .iter()
+        .filter(|r| strings(&r["resources"]).iter().any(|x| x == "leases"))
+        .flat_map(|r| strings(&r["verbs"]))
+        .collect();
+    for v in ["get", "create", "update"] {
+        assert!(lease_verbs.contains(v), "leases: no {v} ({lease_verbs:?})");
+    }
+    let c = &containers(pod_spec(&d.doc).expect("pod spec"))[0];
+    let args = strings(&c["args"]);
+    assert!(
+        args.iter()
+            .any(|a| a == "--leader-election.lease=job-manager-leader"),
+        "{args:?}"
+    );
+    let url = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--store.url="))
+        .expect("--store.url");
+    assert!(url.starts_with("postgres://"), "{url}");
+    let user = url["postgres://".len()..].split_once('@').map(|(u, _)| u);
+    assert!(
+        user.is_some_and(|u| !u.contains(':')),
+        "the URL names a user and no password: {url}"
+    );
+    let namespaces: BTreeSet<&str> = ["flink-suite", "flink-jobs"].into();
+    assert!(
+        service_refs(url, "flink-suite", &namespaces).is_empty(),
+        "the database is external, not an in-cluster Service: {url}"
+    );
+    let secret = find(objs, "Secret", "flink-suite", "job-manager-db").expect("Secret");
+    assert!(keys(secret).contains("password"));
+}
