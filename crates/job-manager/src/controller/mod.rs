@@ -208,8 +208,8 @@ impl<F: Flink> Controller<F> {
         let mut was_leader = true;
         loop {
             let leader = self.store.is_leader();
-            self.metrics.leader.set(i64::from(leader));
             if !leader {
+                self.metrics.leader.set(0);
                 was_leader = false;
                 // A follower's API serves memory: refresh it with the leader's writes.
                 if let Err(e) = self.store.reload() {
@@ -233,6 +233,8 @@ impl<F: Flink> Controller<F> {
                 was_leader = true;
                 next_full = tokio::time::Instant::now();
             }
+            // Shown as leader only once the old leader's writes are loaded.
+            self.metrics.leader.set(1);
             let mut due = self.store.take_changed();
             if tokio::time::Instant::now() >= next_full {
                 let all: BTreeSet<Uuid> = self.store.read().deployments.keys().copied().collect();
